@@ -1,0 +1,1 @@
+"""Latency benchmarks across back-ends and precisions."""

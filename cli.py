@@ -1,0 +1,37 @@
+"""wscnet-edge command line: python cli.py --help.
+
+Each area registers its own commands; their heavy imports (torch, onnx) happen inside the command
+bodies, so `python cli.py webcam` never loads torch.
+"""
+
+import sys
+
+import typer
+
+from benchmarks.commands import register as register_bench
+from export.commands import register as register_export
+from runtime.commands import register as register_runtime
+from wscnet.commands import register as register_core
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="WSCNet visual sentiment: train, export, run on video, benchmark.",
+)
+for register in (register_core, register_export, register_runtime, register_bench):
+    register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:  # user-facing errors are one line; anything else is a bug: traceback
+        if getattr(exc, "user_facing", False):
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 2))
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Export: checkpoint -> ONNX (fused CrossSpatialPoolMap op), FP16/INT8 variants, TensorRT engines, parity."""

@@ -1,0 +1,128 @@
+"""Self-describing checkpoints: everything needed to rebuild, evaluate or export the model.
+
+Layout (a plain dict of tensors, numbers, strings, lists and dicts, so ``weights_only=True``
+loads it)::
+
+    format, format_version          "wscnet-edge-checkpoint", 1
+    model_config                    WSCNetConfig.to_dict(): arch, num_classes, k, pool, ...
+    class_names                     list[str], index = class id
+    input_size                      int, square side the model was trained at
+    mean, std                       list[float] (RGB, inputs scaled to [0, 1] first)
+    epoch, metrics                  int (1-based, completed), dict[str, float]
+    versions                        wscnet, torch, torchvision, python
+    state_dict                      model weights
+    train_state                     optional: optimizer/scheduler/scaler state, rng, args (resume)
+"""
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from . import __version__
+from .atomic import atomic_write
+from .errors import UserError
+from .model import WSCNet, WSCNetConfig
+
+FORMAT = "wscnet-edge-checkpoint"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "state_dict")
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "wscnet": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def make_checkpoint(
+    model: WSCNet,
+    *,
+    class_names: list[str],
+    input_size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    epoch: int = 0,
+    metrics: dict[str, float] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if len(class_names) != model.config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
+    bare = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": bare.config.to_dict(),
+        "class_names": list(class_names),
+        "input_size": int(input_size),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "epoch": int(epoch),
+        "metrics": dict(metrics or {}),
+        "versions": library_versions(),
+        "state_dict": {k: v.detach().cpu() for k, v in bare.state_dict().items()},
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a checkpoint dict; any problem is one UserError line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path}: not a wscnet-edge checkpoint (no '{FORMAT}' format tag)")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(
+            f"{path}: checkpoint format {ckpt['format_version']} is newer than this "
+            f"version of wscnet understands ({FORMAT_VERSION})"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in ckpt]
+    if missing:
+        raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> WSCNet:
+    try:
+        config = WSCNetConfig.from_dict(ckpt["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: bad model config: {exc}") from None
+    if len(ckpt["class_names"]) != config.num_classes:
+        raise UserError(
+            f"{path}: {len(ckpt['class_names'])} class names but the model has "
+            f"{config.num_classes} classes"
+        )
+    model = WSCNet(config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise UserError(f"{path}: weights do not match its config ({detail[:160]})") from None
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[WSCNet, dict[str, Any]]:
+    """(model in eval mode on ``device``, checkpoint dict)."""
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path).to(device).eval()
+    return model, ckpt

@@ -1,0 +1,112 @@
+"""WSCNet (She et al.): a detection branch that finds sentiment regions and a classification
+branch coupled to them. The CAM baseline and every ablation of METHOD.md are configurations."""
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .backbones import ARCHITECTURES, build_backbone
+from .pool_map import MAP_WEIGHTS, POOLS, CrossSpatialPoolMap
+
+HEADS = ("wscnet", "cam")
+COUPLINGS = ("both", "local", "none")
+
+
+@dataclass(frozen=True)
+class WSCNetConfig:
+    arch: str = "resnet101"
+    num_classes: int = 8
+    k: int = 4
+    pool: str = "max"  # Eq. (1) global pooling of each detector map: "max" (paper) | "avg"
+    map_weight: str = "softmax"  # Eq. (3) class weights: softmax(v) (paper) | "raw" v / C
+    coupling: str = "both"  # Eq. (4): GAP([F ‖ M∘F]) | "local" GAP(M∘F) | "none" GAP(F)
+    head: str = "wscnet"  # "cam": GAP + FC on F, class activation map of the predicted class
+
+    def __post_init__(self) -> None:
+        checks = {
+            "arch": (self.arch, ARCHITECTURES),
+            "pool": (self.pool, POOLS),
+            "map_weight": (self.map_weight, MAP_WEIGHTS),
+            "coupling": (self.coupling, COUPLINGS),
+            "head": (self.head, HEADS),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1; got {self.k}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WSCNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class WSCNetOutput(NamedTuple):
+    logits: torch.Tensor  # N×C, classification branch, Eq. (5) before softmax
+    det_logits: torch.Tensor  # N×C, v of Eq. (1) (CAM: the classifier logits)
+    sentiment_map: torch.Tensor  # N×h×w, M of Eq. (3) (CAM: map of the predicted class)
+
+
+class WSCNet(nn.Module):
+    def __init__(self, config: WSCNetConfig, pretrained: str | Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone, n = build_backbone(config.arch, pretrained)
+        self.num_features = n
+        c = config.num_classes
+        if config.head == "wscnet":
+            self.detector = nn.Conv2d(n, config.k * c, kernel_size=1)  # F -> F', n -> kC
+            nn.init.normal_(self.detector.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(self.detector.bias)
+            self.pool_map = CrossSpatialPoolMap(config.k, config.pool, config.map_weight)
+        coupled = config.head == "wscnet" and config.coupling == "both"
+        self.classifier = nn.Linear(2 * n if coupled else n, c)
+
+    def forward(self, x: torch.Tensor) -> WSCNetOutput:
+        features = self.backbone(x)  # N×n×h×w
+        if self.config.head == "cam":
+            return self._forward_cam(features)
+        v, sentiment_map = self.pool_map(self.detector(features))
+        logits = self.classifier(self.coupled_descriptor(features, sentiment_map))
+        return WSCNetOutput(logits, v, sentiment_map)
+
+    def coupled_descriptor(self, features: torch.Tensor, sentiment_map: torch.Tensor) -> torch.Tensor:
+        """Eq. (4): d = GAP([F ‖ U]) with U_i = M ∘ F_i (or one half of it, per ``coupling``)."""
+        if self.config.coupling == "none":
+            return features.mean(dim=(2, 3))
+        local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3))  # N×n
+        if self.config.coupling == "local":
+            return local
+        return torch.cat([features.mean(dim=(2, 3)), local], dim=1)  # N×2n
+
+    def _forward_cam(self, features: torch.Tensor) -> WSCNetOutput:
+        logits = self.classifier(features.mean(dim=(2, 3)))
+        class_weights = self.classifier.weight[logits.argmax(dim=1)]  # N×n
+        cam = torch.einsum("nj,njhw->nhw", class_weights, features)
+        return WSCNetOutput(logits, logits, cam)
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone parameters, new-layer parameters): the paper trains them at 1e-3 and 1e-2."""
+        backbone = list(self.backbone.parameters())
+        backbone_ids = {id(p) for p in backbone}
+        new = [p for p in self.parameters() if id(p) not in backbone_ids]
+        return backbone, new
+
+
+def deploy_outputs(out: WSCNetOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The exported model's three outputs: probs (N×C), det_scores (N×C), sentiment_map (N×1×h×w)."""
+    probs = torch.softmax(out.logits, dim=1)
+    det_scores = torch.softmax(out.det_logits, dim=1)
+    return probs, det_scores, out.sentiment_map.unsqueeze(1)
