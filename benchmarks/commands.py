@@ -1,7 +1,71 @@
 """CLI commands of this package (registered by cli.py). Keep imports here light: no torch."""
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    from wscnet.errors import UserError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated integers, e.g. 1,8; got {text!r}") from None
+    return values
+
+
+def bench(
+    inputs: Optional[list[str]] = typer.Argument(
+        None, metavar="[CKPT|MODEL|ARCH[@SIZE]]...",
+        help="Checkpoints (exported as needed), ONNX/engine files (measured as they are) or "
+        "architecture names for default models. Default: resnet18@224 resnet101@448.",
+    ),
+    backends: str = typer.Option(DEFAULT_BACKENDS, help="Comma-separated back-ends; ones this "
+                                 "machine cannot run are listed as skipped, with the reason."),
+    batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
+    img_size: Optional[str] = typer.Option(None, help="Comma-separated input sizes (default: the "
+                                           "checkpoint's, or ARCH@SIZE, or 224)."),
+    warmup: int = typer.Option(3, help="Untimed calls before timing."),
+    iters: Optional[int] = typer.Option(None, help="Timed calls per row (instead of --duration)."),
+    duration: Optional[float] = typer.Option(None, help="Seconds of timed calls per row "
+                                             "(default 3 when --iters is not given)."),
+    min_iters: int = typer.Option(5, help="With --duration: at least this many timed calls."),
+    out: Path = typer.Option(Path("bench-results"), help="Folder for bench.json/.md/.png and exported models."),
+    data: Optional[Path] = typer.Option(None, help="Image folder for top-1 agreement and int8 "
+                                        "calibration (default: synthesised images)."),
+    agreement_images: int = typer.Option(16, help="Images each row is checked on (and int8 calibrated on)."),
+    min_agreement: float = typer.Option(0.9, help="Rows below this top-1 agreement are marked failed validation."),
+    reference: Optional[Path] = typer.Option(None, help="Checkpoint that given ONNX/engine files "
+                                             "are checked against (and run as torch rows)."),
+    video: Optional[Path] = typer.Option(None, help="Also measure the whole runtime pipeline "
+                                         "(decode, pre-process, infer, overlay, encode) on this video; "
+                                         "'test' writes a 640×480 test clip into --out and uses it."),
+    video_frames: int = typer.Option(60, help="Frames of --video to run."),
+    video_backend: str = typer.Option("ort-int8", help="Back-end whose model file runs the video pipeline."),
+    threads: int = typer.Option(0, help="Intra-op threads for torch and ONNX Runtime (0: their default)."),
+) -> None:
+    """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
+    from benchmarks.bench import BenchSettings, run_bench
+
+    settings = BenchSettings(
+        backends=[b.strip() for b in backends.split(",") if b.strip()],
+        batches=_int_list(batch, "--batch"),
+        img_sizes=_int_list(img_size, "--img-size") if img_size else None,
+        warmup=warmup, iters=iters,
+        duration=duration if duration is not None or iters is not None else 3.0,
+        min_iters=min_iters, agreement_images=agreement_images, min_agreement=min_agreement,
+        threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
+        video_backend=video_backend,
+    )
+    results = run_bench(inputs or [], out, settings)
+    typer.echo(Path(results["files"]["markdown"]).read_text())
+    for kind, path in results["files"].items():
+        typer.echo(f"{kind}: {path}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("bench")(bench)

@@ -36,8 +36,8 @@ REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "st
 def library_versions() -> dict[str, str]:
     return {
         "wscnet": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is not allowed by weights_only loading
+        "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
     }
 

@@ -1,7 +1,165 @@
 """CLI commands of this package (registered by cli.py). Keep imports here light: no torch."""
 
+from pathlib import Path
+
 import typer
 
 
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write the EmotionROI-layout set into."),
+    n_per_class: int = typer.Option(200, "--n-per-class", help="Images per class (6 classes)."),
+    size: int = typer.Option(256, "--size", help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same set."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder that is not a synthetic set."),
+) -> None:
+    """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
+    from wscnet.synth import SynthConfig, write_synth_set
+
+    cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction)
+    write_synth_set(out, cfg, overwrite=overwrite)
+    typer.echo(f"wrote {6 * n_per_class} images to {out}")
+
+
+# --- train / eval / predict / ablation -----------------------------------------------------------
+
+FROM_SCRATCH_HINT = (
+    "Without --pretrained the backbone starts from random weights and the paper's --lr 1e-3 "
+    "learns very slowly: pass e.g. --lr 0.05 --head-lr 0.05 --lr-schedule cosine --warmup-epochs 1."
+)
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Data set folder (FI, EmotionROI, Twitter, CSV, synth)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: best.pt, last.pt, history.json, train_log.jsonl."),
+    arch: str = typer.Option("resnet101", "--arch", help="Torchvision backbone (resnet18..152, mobilenet_v3_*)."),
+    head: str = typer.Option("wscnet", "--head", help="wscnet | cam (GAP + FC baseline)."),
+    k: int = typer.Option(4, "--k", help="Detector maps per class, Eq. (1)."),
+    pool: str = typer.Option("max", "--pool", help="Eq. (1) pooling: max (paper) | avg (official code)."),
+    map_weight: str = typer.Option("softmax", "--map-weight", help="Eq. (3) weights: softmax (paper) | raw."),
+    coupling: str = typer.Option("both", "--coupling", help="Eq. (4): both | local | none."),
+    pretrained: Path | None = typer.Option(None, "--pretrained", help="Torchvision ImageNet .pth on disk."),
+    epochs: int = typer.Option(25, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Global batch (split over torchrun processes)."),
+    img_size: int = typer.Option(448, "--img-size", help="Training crop side (multiple of 32)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
+    head_lr: float = typer.Option(1e-2, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
+    momentum: float = typer.Option(0.9, "--momentum"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    lr_schedule: str = typer.Option("step", "--lr-schedule", help="step (×gamma every --lr-step epochs) | cosine."),
+    lr_step: int = typer.Option(7, "--lr-step"),
+    lr_gamma: float = typer.Option(0.1, "--lr-gamma"),
+    warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up (useful from scratch)."),
+    det_weight: float = typer.Option(1.0, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
+    layout: str | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
+    fold: int = typer.Option(1, "--fold", help="Twitter I/II split fold."),
+    csv_file: Path | None = typer.Option(None, "--csv", help="CSV of path,label (Flickr/Instagram)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, shuffling and augmentation."),
+    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
+) -> None:
+    """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
+    from wscnet.training import TrainOptions, train as run_training
+
+    options = TrainOptions(
+        data=str(data), out=str(out), arch=arch, head=head, k=k, pool=pool, map_weight=map_weight,
+        coupling=coupling, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
+        batch_size=batch_size, img_size=img_size, lr=lr, head_lr=head_lr, momentum=momentum,
+        weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step, lr_gamma=lr_gamma,
+        warmup_epochs=warmup_epochs, det_weight=det_weight, layout=layout, fold=fold,
+        csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
+        workers=workers, device=device, amp=amp, resume=resume, val_every=val_every,
+    )
+    options.validate()
+    if pretrained is None and lr <= 1e-3:
+        typer.echo("note: " + FROM_SCRATCH_HINT, err=True)
+    summary = run_training(options)
+    if summary.get("is_main", True):
+        typer.echo(f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); "
+                   f"checkpoints in {out}")
+
+
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="best.pt / last.pt of a training run."),
+    data: Path = typer.Option(..., "--data", help="Data set folder."),
+    split: str = typer.Option("test", "--split", help="train | val | test | all."),
+    ten_crop: bool = typer.Option(False, "--ten-crop", help="Average softmax over ten crops (paper)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics here."),
+    layout: str | None = typer.Option(None, "--layout"),
+    fold: int = typer.Option(1, "--fold"),
+    csv_file: Path | None = typer.Option(None, "--csv"),
+    split_seed: int = typer.Option(0, "--split-seed"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    workers: int = typer.Option(0, "--workers"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Accuracy of both branches, per class, confusion; detection and attention metrics where the set has maps."""
+    from wscnet.evaluate import evaluate_checkpoint, format_table, write_json
+
+    result = evaluate_checkpoint(
+        checkpoint, data, split=split, layout=layout, fold=fold,
+        csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, ten_crop=ten_crop,
+        batch_size=batch_size, workers=workers, device=device,
+    )
+    typer.echo(format_table(result))
+    if json_out is not None:
+        write_json(json_out, result)
+        typer.echo(f"wrote {json_out}")
+
+
+def predict(
+    checkpoint: Path = typer.Argument(..., help="A training checkpoint."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Path | None = typer.Option(None, "--out", help="Write <name>_map.png (map blended over the image) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of lines."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Label, class probabilities and a sentiment-map overlay per image; unreadable images are skipped."""
+    from wscnet.predict import format_predictions, predict_images
+
+    results = predict_images(checkpoint, images, out_dir=out, device=device)
+    typer.echo(format_predictions(results, as_json))
+    if not any(r.get("label") is not None for r in results):
+        raise typer.Exit(1)
+
+
+def ablation(
+    data: Path = typer.Option(..., "--data", help="Data set folder (with GT maps for detection metrics)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md and ablation.json."),
+    arch: str = typer.Option("resnet18", "--arch"),
+    pretrained: Path | None = typer.Option(None, "--pretrained"),
+    epochs: int = typer.Option(8, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    img_size: int = typer.Option(192, "--img-size"),
+    lr: float = typer.Option(0.05, "--lr", help="Backbone rate (0.05 suits from scratch; 1e-3 with --pretrained)."),
+    head_lr: float = typer.Option(0.05, "--head-lr"),
+    lr_schedule: str = typer.Option("cosine", "--lr-schedule"),
+    warmup_epochs: int = typer.Option(1, "--warmup-epochs"),
+    split: str = typer.Option("test", "--split", help="Split the table is measured on."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers"),
+    device: str = typer.Option("auto", "--device"),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
+) -> None:
+    """Train and evaluate WSCNet k=1 / k=4, coupling both / none and the CAM baseline; write the table."""
+    from wscnet.ablation import run_ablation
+
+    table = run_ablation(
+        data=data, out=out, only=only, split=split, arch=arch,
+        pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
+        img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule,
+        warmup_epochs=warmup_epochs, seed=seed, workers=workers, device=device,
+    )
+    typer.echo(table)
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("synth")(synth)
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("predict")(predict)
+    app.command("ablation")(ablation)

@@ -1,0 +1,291 @@
+"""``python cli.py bench``: every (model, back-end, batch) measured the same way, one row each.
+
+For each case (model × image size) the PyTorch fp32 reference runs once in this process on the
+check images; then each back-end × batch is measured in a process of its own
+(``benchmarks.worker``), which also returns its predictions on the same images, so every row
+carries its top-1 agreement with the reference next to its speed.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wscnet.errors import UserError
+
+from . import models
+from .backends import SPECS, BackendSpec, skip_reason
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_VIDEO = Path("test")
+
+
+@dataclass
+class BenchSettings:
+    backends: list[str]
+    batches: list[int]
+    img_sizes: list[int] | None = None
+    warmup: int = 3
+    iters: int | None = None
+    duration: float | None = 3.0
+    min_iters: int = 5
+    agreement_images: int = 16
+    min_agreement: float = 0.9
+    threads: int = 0
+    data: Path | None = None
+    reference: Path | None = None
+    video: Path | None = None  # "test": a synthetic 640×480 clip written into --out
+    video_frames: int = 60
+    video_backend: str = "ort-int8"
+    peak_n: int = 2048
+
+    def validate(self) -> None:
+        unknown = [b for b in self.backends if b not in SPECS]
+        if unknown:
+            raise UserError(f"unknown back-end {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+        if not self.backends or not self.batches:
+            raise UserError("--backends and --batch need at least one value each")
+        if min(self.batches) < 1 or self.warmup < 0 or self.agreement_images < 1:
+            raise UserError("--batch and --agreement-images must be >= 1, --warmup >= 0")
+        if (self.iters is None) == (self.duration is None):
+            raise UserError("give either --iters or --duration, not both")
+        if (self.iters is not None and self.iters < 1) or (self.duration is not None and self.duration <= 0):
+            raise UserError("--iters must be >= 1 and --duration > 0")
+        for size in self.img_sizes or []:
+            if size < 32 or size % 32:
+                raise UserError(f"--img-size must be a multiple of 32 and >= 32; got {size}")
+        if self.video is not None and self.video != TEST_VIDEO and not self.video.is_file():
+            raise UserError(f"{self.video}: video file not found")
+        if self.video_backend not in SPECS or SPECS[self.video_backend].engine == "torch":
+            raise UserError(f"--video-backend must be a runtime back-end (ort..., trt...); got {self.video_backend!r}")
+
+
+def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
+    """Measure everything, write bench.json / bench.md / bench.png into ``out``; return the results."""
+    from export.images import find_images
+
+    from .machine import describe_machine, measure_peak
+    from .report import write_reports
+
+    settings.validate()
+    for token in inputs:
+        models.classify(token)  # a typo fails before anything is built
+    workdir = out / "models"
+    workdir.mkdir(parents=True, exist_ok=True)
+    image_dir = settings.data or synthetic_images(out / "images", settings.agreement_images)
+    image_paths = find_images(image_dir, settings.agreement_images)
+    if settings.video == TEST_VIDEO:
+        from .video_pipeline import write_test_video
+
+        settings.video = write_test_video(out / "test-640x480.mp4", frames=settings.video_frames)
+    cases = models.resolve_cases(inputs, settings.img_sizes, workdir, settings.reference)
+    machine = describe_machine()
+    gpu = machine["gpu"] is not None
+    peak = measure_peak(settings.peak_n)
+    if gpu:
+        peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
+    specs = [SPECS[name] for name in settings.backends]
+    rows, video = [], []
+    jobs = [(c, s, b) for c in cases for s in specs if models.applies(c, s) for b in settings.batches]
+    progress = tqdm(total=len(jobs), desc="bench", unit="row", file=sys.stderr)
+    for case in cases:
+        context = case_context(case, image_paths, workdir)
+        for spec in specs:
+            if not models.applies(case, spec):
+                continue
+            for batch in settings.batches:
+                progress.set_postfix_str(f"{case.label}@{case.img_size} {spec.name} b{batch}")
+                rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir))
+                progress.update()
+        if settings.video is not None:
+            video.append(measure_video(case, settings, image_dir, workdir, out))
+    progress.close()
+    # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
+    for key, value in measure_peak(settings.peak_n).items():
+        peak[key] = max(peak.get(key, value), value)
+    for row in rows:
+        row["pct_of_peak"] = pct_of_peak(row, peak)
+    results = {
+        "machine": machine,
+        "peak": peak,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "rows": rows,
+        "video": video,
+    }
+    results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
+    return results
+
+
+def synthetic_images(folder: Path, n: int) -> Path:
+    from export.testing import write_image_folder
+
+    per_class = math.ceil(n / models.DEFAULT_CLASSES)
+    if not folder.is_dir():
+        write_image_folder(folder, models.DEFAULT_CLASSES, per_class, size=128)
+    return folder
+
+
+def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> dict:
+    """Check images (as the model input), the reference's probs and the model's FLOPs, once per case."""
+    from export.images import load_batch
+
+    from .flops import count_flops
+    from .measure import predict_in_batches
+    from .torch_runner import TorchRunner
+
+    context = {"reference": None, "flops": None}
+    if case.checkpoint is not None:
+        runner = TorchRunner("cpu")
+        runner.load(case.checkpoint)
+        ckpt = runner.checkpoint
+        images = load_batch(image_paths, case.img_size, ckpt["mean"], ckpt["std"])
+        context["reference"] = predict_in_batches(runner, images, 8)
+        context["flops"] = count_flops(runner.model, case.img_size)
+        runner.close()
+    else:  # a model file without --reference: normalisation from its metadata, no agreement
+        images = load_batch(image_paths, case.img_size, case.mean, case.std)
+    context["images"] = workdir / f"check_{case.label}_{case.img_size}.npy"
+    np.save(context["images"], images.astype(np.float32))
+    return context
+
+
+def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: BenchSettings,
+                image_dir: Path, workdir: Path) -> dict:
+    row = {
+        "model": case.label, "backend": spec.name, "engine": spec.engine, "precision": spec.precision,
+        "device": spec.device, "batch": batch, "img_size": case.img_size, "status": "ok", "reason": None,
+    }
+    reason = skip_reason(spec)
+    if reason:
+        return empty_row(row, "skipped", reason)
+    try:
+        path = models.model_path(case, spec, workdir, image_dir, settings.agreement_images)
+    except Exception as exc:  # an export that fails is a row that says so (Ultralytics style)
+        return empty_row(row, "failed", f"export: {first_line(exc)}")
+    result = run_worker(spec, path, batch, context["images"], settings, workdir)
+    if "error" in result:
+        return empty_row(row, "failed", result["error"], path)
+    host = result["host_ms"]
+    row.update({
+        "description": result["description"], "model_file": str(path), "iters": result["iters"],
+        **{f"{k}_ms": host[k] for k in ("min", "mean", "median", "p90", "p99", "max")},
+        "images_per_s": batch * 1000.0 / host["mean"],
+        "ms_per_image": host["median"] / batch,
+        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
+        "size_mb": path.stat().st_size / 1e6,
+    })
+    device = result["device_ms"] or {}
+    row.update({f"gpu_{k}_ms": device.get(k) for k in ("min", "mean", "median", "p90", "p99")})
+    row.update(throughput(context["flops"], batch, host["median"]))
+    row.update(agreement(context["reference"], np.asarray(result["probs"], dtype=np.float32)))
+    if row["top1_agreement"] is not None and row["top1_agreement"] < settings.min_agreement:
+        row["status"] = "failed validation"
+        row["reason"] = f"top-1 agreement {row['top1_agreement']:.3f} < {settings.min_agreement}"
+    return row
+
+
+ROW_NUMBERS = (
+    "iters", "min_ms", "mean_ms", "median_ms", "p90_ms", "p99_ms", "max_ms", "images_per_s",
+    "ms_per_image", "peak_mem_mb", "peak_gpu_mem_mb", "size_mb", "gflops", "gflops_per_s",
+    "pct_of_peak", "top1_agreement", "max_abs_prob_diff", "agreement_images",
+    "gpu_min_ms", "gpu_mean_ms", "gpu_median_ms", "gpu_p90_ms", "gpu_p99_ms",
+)
+
+
+def empty_row(row: dict, status: str, reason: str, path: Path | None = None) -> dict:
+    row.update({"status": status, "reason": reason, "model_file": str(path) if path else None})
+    row.update({key: None for key in ROW_NUMBERS})
+    return row
+
+
+def throughput(flops: int | None, batch: int, median_ms: float) -> dict:
+    if not flops:
+        return {"gflops": None, "gflops_per_s": None, "pct_of_peak": None}
+    achieved = flops * batch / (median_ms / 1e3) / 1e9
+    return {"gflops": flops / 1e9, "gflops_per_s": achieved, "pct_of_peak": None}
+
+
+def pct_of_peak(row: dict, peak: dict) -> float | None:
+    """Achieved GFLOP/s as a share of the measured peak of the row's precision and device."""
+    if row.get("gflops_per_s") is None:
+        return None
+    prefix = "gpu_" if row["device"] == "cuda" else ""
+    key = {"int8": "int8_gops", "fp16": "fp16_gflops"}.get(row["precision"], "fp32_gflops")
+    ceiling = peak.get(prefix + key) or peak.get(prefix + "fp32_gflops")
+    return 100.0 * row["gflops_per_s"] / ceiling if ceiling else None
+
+
+def agreement(reference: np.ndarray | None, probs: np.ndarray) -> dict:
+    """Top-1 agreement with the PyTorch reference on the check images (None without a reference)."""
+    if reference is None:
+        return {"top1_agreement": None, "max_abs_prob_diff": None, "agreement_images": len(probs)}
+    same = reference.argmax(axis=1) == probs.argmax(axis=1)
+    return {
+        "top1_agreement": float(same.mean()),
+        "max_abs_prob_diff": float(np.abs(reference - probs).max()),
+        "agreement_images": len(probs),
+    }
+
+
+def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings: BenchSettings,
+               workdir: Path) -> dict:
+    """Measure one row in a fresh ``python -m benchmarks.worker`` process and return its result."""
+    job = {
+        "engine": spec.engine, "device": spec.device, "path": str(path), "batch": batch,
+        "images": str(images), "warmup": settings.warmup, "iters": settings.iters,
+        "duration": settings.duration, "min_iters": settings.min_iters, "threads": settings.threads,
+    }
+    job_path = workdir / "job.json"
+    result_path = workdir / "result.json"
+    job_path.write_text(json.dumps(job))
+    result_path.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", str(job_path), str(result_path)],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    if not result_path.is_file():
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        return {"error": f"worker died: {tail[0][:200]}"}
+    return json.loads(result_path.read_text())
+
+
+def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path, out: Path) -> dict:
+    """Whole runtime pipeline fps on the video with the case's ``--video-backend`` model file."""
+    from .video_pipeline import measure_video_pipeline
+
+    spec = SPECS[settings.video_backend]
+    entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name,
+             "model_file": None, "error": None}
+    reason = skip_reason(spec)
+    if reason:
+        entry["error"] = f"skipped: {reason}"
+        return entry
+    try:
+        path = models.model_path(case, spec, workdir, image_dir, settings.agreement_images)
+        entry["model_file"] = path.name
+        stats = measure_video_pipeline(
+            path, settings.video, device=spec.device, threads=settings.threads,
+            frames=settings.video_frames, model_only_frames=min(settings.video_frames, 20),
+            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}",
+        )
+    except Exception as exc:
+        entry["error"] = first_line(exc)
+        return entry
+    entry.update({k: stats[k] for k in VIDEO_FIELDS})
+    return entry
+
+
+VIDEO_FIELDS = (
+    "backend", "resolution", "frames", "pipeline_fps", "pipeline_ms_per_frame", "model_only_ms",
+    "model_only_fps", "overhead_pct", "end_to_end_ms_p50", "end_to_end_ms_p95",
+)
+
+
+def first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -1,0 +1,184 @@
+"""What bench measures: the inputs on the command line turned into cases, and the files each
+back-end needs, exported (once, cached under ``--out/models``) from the case's checkpoint.
+
+An input is a checkpoint (``.pt``/``.pth``/``.ckpt``: every back-end, exported as needed), a
+model file (``.onnx``/``.engine``/``.plan``: measured as it is, on the back-ends of its kind and
+precision), or an architecture name, ``resnet18`` or ``resnet18@224``, for which a default
+model is made: latency does not need trained weights, but top-1 agreement needs confident
+predictions, so it is trained for a few steps on the synthetic images at 64 px
+(``export.testing.make_trained_checkpoint``; the weights fit any input size).
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from wscnet.backbones import ARCHITECTURES
+from wscnet.errors import UserError
+
+from .backends import BackendSpec
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
+DEFAULT_MODELS = ("resnet18@224", "resnet101@448")
+DEFAULT_CLASSES = 8  # FI's eight emotions
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str  # names the model in tables, e.g. "resnet18" or a checkpoint's stem
+    img_size: int
+    checkpoint: Path | None  # the PyTorch reference (and the export source)
+    model_file: Path | None = None  # a given ONNX / engine file, measured as it is
+    model_precision: str | None = None
+    model_engine: str | None = None  # "onnx" | "tensorrt"
+    mean: tuple[float, ...] | None = None  # a given file's normalisation (its metadata)
+    std: tuple[float, ...] | None = None
+
+
+def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
+                  reference: Path | None = None) -> list[Case]:
+    """One Case per (input, image size), default models when ``inputs`` is empty.
+
+    Every input is checked before any default model is made, so a typo fails at once.
+    """
+    kinds = [classify(token) for token in inputs or DEFAULT_MODELS]
+    cases = []
+    for kind, token in kinds:
+        path = Path(token)
+        if kind == "checkpoint":
+            sizes = img_sizes or [checkpoint_input_size(path)]
+            cases += [Case(path.stem, s, path) for s in sizes]
+        elif kind == "model":
+            cases.append(model_file_case(path, reference))
+        else:
+            arch, size = parse_arch(token)
+            ckpt = default_checkpoint(arch, workdir)
+            cases += [Case(arch, s, ckpt) for s in ([size] if size else img_sizes or [224])]
+    return cases
+
+
+def classify(token: str) -> tuple[str, str]:
+    """("checkpoint" | "model" | "arch", token), or a UserError naming the input."""
+    path = Path(token)
+    if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return "checkpoint", token
+    if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES:
+        return "model", token
+    if path.exists():
+        raise UserError(
+            f"{path}: not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) "
+            f"or model file ({', '.join(MODEL_SUFFIXES)})"
+        )
+    parse_arch(token)
+    return "arch", token
+
+
+def parse_arch(token: str) -> tuple[str, int | None]:
+    match = re.fullmatch(r"([a-z0-9_]+)(?:@(\d+))?", token)
+    if not match or match.group(1) not in ARCHITECTURES:
+        raise UserError(
+            f"{token}: no such file, and not an architecture name "
+            f"({', '.join(ARCHITECTURES)}, optionally @SIZE)"
+        )
+    return match.group(1), int(match.group(2)) if match.group(2) else None
+
+
+def checkpoint_input_size(path: Path) -> int:
+    from wscnet.checkpoint import read_checkpoint
+
+    return int(read_checkpoint(path)["input_size"])
+
+
+def model_file_case(path: Path, reference: Path | None) -> Case:
+    """A given ONNX model or engine: size, precision and normalisation from its own metadata."""
+    from runtime.backends.tensorrt_backend import read_sidecar
+    from runtime.metadata import ModelMetadata
+
+    if path.suffix.lower() == ".onnx":
+        meta = ModelMetadata.from_props(onnx_metadata(path), path)
+        engine = "onnx"
+    else:
+        meta = read_sidecar(path).metadata
+        engine = "tensorrt"
+    return Case(path.stem, meta.input_size, reference, path, meta.precision, engine,
+                tuple(meta.mean), tuple(meta.std))
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def default_checkpoint(arch: str, workdir: Path) -> Path:
+    """A briefly trained default model of ``arch`` (made once, kept under ``workdir``)."""
+    path = workdir / f"{arch}.pt"
+    if not path.is_file():
+        from export.testing import make_trained_checkpoint
+
+        make_trained_checkpoint(path, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=12)
+    return path
+
+
+def applies(case: Case, spec: BackendSpec) -> bool:
+    """Whether ``spec`` is a row of ``case`` at all (a given fp16 ONNX file has no int8 row)."""
+    if case.model_file is None:
+        return True
+    if spec.engine == "torch":
+        return case.checkpoint is not None
+    return spec.engine == case.model_engine and spec.precision == case.model_precision
+
+
+def model_path(case: Case, spec: BackendSpec, workdir: Path, calib_dir: Path, calib_n: int) -> Path:
+    """The file ``spec`` runs for ``case``, exported now unless already there."""
+    if spec.engine == "torch":
+        return case.checkpoint
+    if case.model_file is not None:
+        return case.model_file
+    stem = workdir / f"{case.label}_{case.img_size}"
+    onnx_fp32 = cached(Path(f"{stem}_fp32.onnx"), case.checkpoint, lambda out: export_fp32(case, out))
+    if spec.engine == "onnx":
+        if spec.precision == "fp32":
+            return onnx_fp32
+        return lower_precision(onnx_fp32, spec.precision, Path(f"{stem}_{spec.precision}.onnx"), calib_dir, calib_n)
+    source = onnx_fp32
+    if spec.precision == "int8":  # TensorRT takes int8 as the Q/DQ model (symmetric)
+        source = lower_precision(onnx_fp32, "int8", Path(f"{stem}_int8.onnx"), calib_dir, calib_n)
+    return cached(Path(f"{stem}_{spec.precision}.engine"), source,
+                  lambda out: build_trt(source, out, spec.precision))
+
+
+def cached(out: Path, source: Path, make) -> Path:
+    """``out`` if it is newer than ``source``, else made by ``make(out)``."""
+    if out.is_file() and out.stat().st_mtime >= source.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make(out)
+    return out
+
+
+def export_fp32(case: Case, out: Path) -> None:
+    from export.onnx_export import export_onnx
+
+    export_onnx(case.checkpoint, out, img_size=case.img_size, dynamic_batch=True)
+
+
+def lower_precision(onnx_fp32: Path, precision: str, out: Path, calib_dir: Path, calib_n: int) -> Path:
+    if precision == "fp16":
+        from export.fp16 import convert_fp16
+
+        return cached(out, onnx_fp32, lambda o: convert_fp16(onnx_fp32, o))
+    from export.int8 import quantize_int8
+
+    return cached(out, onnx_fp32, lambda o: quantize_int8(onnx_fp32, o, calib_dir, n=calib_n))
+
+
+def build_trt(onnx_path: Path, out: Path, precision: str) -> None:
+    from export.tensorrt_build import build_engine
+
+    build_engine(onnx_path, out, precision=precision)

@@ -1,0 +1,135 @@
+"""The three files of a benchmark run: ``bench.json``, ``bench.md`` and ``bench.png``."""
+
+import json
+from pathlib import Path
+
+from wscnet.atomic import atomic_path, atomic_write_text
+
+REQUIRED_COLUMNS = (
+    "backend", "precision", "batch", "img_size", "min_ms", "mean_ms", "median_ms", "p90_ms",
+    "p99_ms", "images_per_s", "peak_mem_mb", "size_mb", "gflops_per_s", "top1_agreement",
+)
+
+
+def write_reports(out: Path, results: dict) -> dict[str, Path]:
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "chart": out / "bench.png"}
+    atomic_write_text(paths["json"], json.dumps(results, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], markdown(results))
+    write_chart(paths["chart"], results["rows"])
+    return paths
+
+
+def _num(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    machine, peak, settings = results["machine"], results["peak"], results["settings"]
+    gpu = machine.get("gpu")
+    lines = [
+        "| model | size | back-end | precision | batch | median ms | p90 ms | p99 ms | min ms "
+        "| images/s | GFLOP/s | % of peak | peak MB | file MB | top-1 agree | status |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    measured = [r for r in results["rows"] if r["status"] != "skipped"]
+    for r in measured:
+        if r["status"] == "failed":
+            lines.append(f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} "
+                         f"| {r['batch']} | " + "| " * 11 + f"failed: {r['reason']} |")
+            continue
+        gpu_note = f" (GPU {_num(r['gpu_median_ms'], 2)})" if r.get("gpu_median_ms") is not None else ""
+        lines.append(
+            f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
+            f"| {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
+            f"| {_num(r['min_ms'], 2)} | {_num(r['images_per_s'])} | {_num(r['gflops_per_s'])} "
+            f"| {_num(r['pct_of_peak'])} | {_num(r['peak_mem_mb'], 0)} | {_num(r['size_mb'])} "
+            f"| {_num(r['top1_agreement'], 3)} | {r['status']} |"
+        )
+    cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores "
+           f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB")
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    peak_text = f"fp32 {_num(peak.get('fp32_gflops'))} GFLOP/s"
+    if "fp16_gflops" in peak:
+        peak_text += f", fp16 {_num(peak['fp16_gflops'])} GFLOP/s"
+    if "int8_gops" in peak:
+        peak_text += f", int8 {_num(peak['int8_gops'])} GOP/s"
+    notes = [
+        "",
+        f"Machine: {cpu}; GPU: "
+        + (f"{gpu['name']} (driver {gpu['driver']}, CUDA {gpu['cuda_runtime']})" if gpu else "none")
+        + f". {versions}.",
+        f"Measured peak ({peak['matmul_n']}² matrix product, same run): {peak_text}; "
+        "% of peak compares each row with the peak of its precision (int8 rows with int8, "
+        "others with fp32 on the CPU; GPU rows with the GPU's).",
+        f"Settings: warm-up {settings['warmup']} calls, then "
+        + (f"{settings['iters']} timed calls" if settings.get("iters") else
+           f"{settings['duration']} s of timed calls (at least {settings['min_iters']})")
+        + "; latency is host wall-clock per call with copies, input already pre-processed; "
+        "images/s = batch / mean latency; GFLOP/s = model FLOPs × batch / median latency; "
+        f"peak MB = the measuring process's RSS high-water mark (one process per row); "
+        f"top-1 agree = share of the {settings['agreement_images']} check images whose top class "
+        "equals the PyTorch fp32 reference's; a row below "
+        f"{settings['min_agreement']} is marked `failed validation`.",
+    ]
+    video = results.get("video") or []
+    if video:
+        notes += ["", "| video pipeline | back-end | video | frames | pipeline fps | ms/frame "
+                  "| model-only ms | pipeline cost over model | end-to-end p50 / p95 ms |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
+        for v in video:
+            name = f"{v['model']} @ {v['img_size']}"
+            if v.get("error"):
+                notes.append(f"| {name} | {v['video_backend']} | | | | | | | {v['error']} |")
+                continue
+            notes.append(
+                f"| {name} | {v['video_backend']} ({v['model_file']}) | {v['resolution']} | {v['frames']} "
+                f"| {_num(v['pipeline_fps'])} | {_num(v['pipeline_ms_per_frame'], 2)} "
+                f"| {_num(v['model_only_ms'], 2)} | {v['overhead_pct']:+.1f} % "
+                f"| {v['end_to_end_ms_p50']} / {v['end_to_end_ms_p95']} |"
+            )
+    skipped = {}
+    for r in results["rows"]:
+        if r["status"] == "skipped":
+            skipped.setdefault(r["backend"], r["reason"])
+    if skipped:
+        notes += ["", "Skipped on this machine: " + "; ".join(f"`{b}`: {why}" for b, why in skipped.items()) + "."]
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_chart(path: Path, rows: list[dict]) -> None:
+    """Median ms per image of each back-end and precision, one panel per model, p90 whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    measured = [r for r in rows if r["status"] not in ("skipped", "failed")]
+    panels = sorted({(r["model"], r["img_size"]) for r in measured}) or [("no rows measured", 0)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (model, size) in zip(axes[0], panels):
+        mine = [r for r in measured if (r["model"], r["img_size"]) == (model, size)]
+        backends = list(dict.fromkeys(r["backend"] for r in mine))
+        batches = sorted({r["batch"] for r in mine})
+        width = 0.8 / max(1, len(batches))
+        for j, batch in enumerate(batches):
+            by_backend = {r["backend"]: r for r in mine if r["batch"] == batch}
+            x = np.arange(len(backends)) + (j - (len(batches) - 1) / 2) * width
+            median = [by_backend[b]["median_ms"] / batch if b in by_backend else np.nan for b in backends]
+            p90 = [by_backend[b]["p90_ms"] / batch if b in by_backend else np.nan for b in backends]
+            upper = np.clip(np.subtract(p90, median), 0, None)
+            ax.bar(x, median, width, label=f"batch {batch}",
+                   yerr=[np.zeros_like(upper), upper], capsize=3)
+        ax.set_xticks(np.arange(len(backends)), backends, rotation=30, ha="right")
+        ax.set_title(f"{model} @ {size}" if size else model)
+        ax.set_ylabel("ms per image (median, whisker: p90)")
+        if batches:
+            ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    left_out = sorted({f"{r['backend']} ({r['status']})" for r in rows if r["status"] in ("skipped", "failed")})
+    if left_out:
+        fig.text(0.01, 0.01, "not measured: " + ", ".join(left_out), fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.04 if left_out else 0, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

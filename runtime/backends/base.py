@@ -1,0 +1,37 @@
+"""The one interface every back-end offers: load, infer a batch, close."""
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ..metadata import ModelMetadata
+
+OUTPUT_NAMES = ("probs", "det_scores", "sentiment_map")
+
+
+class Backend(ABC):
+    """``infer(batch N×3×S×S float32) -> {"probs": N×C, "det_scores": N×C, "sentiment_map": N×1×h×w}``."""
+
+    name = "backend"
+    metadata: ModelMetadata
+
+    @abstractmethod
+    def load(self, path: str | Path) -> None: ...
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def description(self) -> str:
+        """One line for logs and benchmark tables, e.g. ``onnxruntime[CPUExecutionProvider]``."""
+        return self.name
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,30 @@
+"""Shared fixtures: small on-disk data sets written by the project's own synth API."""
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def make_roi_set(tmp_path_factory):
+    """make_roi_set(n_per_class=4, size=64, seed=0) -> Path of a synthetic EmotionROI-layout set
+    (6 classes, images/, ground_truth/, training_testing_split/). Cached per argument set."""
+    from wscnet.synth import SynthConfig, write_synth_set
+
+    cache: dict[tuple, Path] = {}
+
+    def make(n_per_class: int = 4, size: int = 64, seed: int = 0) -> Path:
+        key = (n_per_class, size, seed)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"roi_{n_per_class}x{size}_s{seed}")
+            cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed)
+            cache[key] = write_synth_set(out, cfg, progress=False)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_roi_set(make_roi_set) -> Path:
+    """A 6-class synthetic EmotionROI-layout set: 4 images per class, 64×64 (read-only: share it)."""
+    return make_roi_set(4, 64, 0)

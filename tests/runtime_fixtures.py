@@ -1,0 +1,79 @@
+"""Real files for the runtime tests: an exported WSCNet ONNX model and videos written by OpenCV.
+
+Shared by tests/test_runtime_*.py (imported, not a conftest, so the other rooms' fixtures stay theirs).
+The model is built once per test session with the export room's own code, so the runtime is tested
+on files exactly as ``python cli.py export`` writes them.
+"""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MODEL_SIZE = 64
+NUM_CLASSES = 6
+FRAME_W, FRAME_H = 128, 96
+
+
+def exported_model(tmp_path_factory) -> Path:
+    """A briefly trained resnet18 WSCNet (6 classes, 64 px) exported to ONNX; cached per session."""
+    root = tmp_path_factory.getbasetemp() / "runtime-model"
+    model = root / "wscnet-r18-64.onnx"
+    if not model.is_file():
+        from export.onnx_export import export_onnx
+        from export.testing import make_trained_checkpoint
+
+        root.mkdir(exist_ok=True)
+        ckpt = make_trained_checkpoint(root / "r18.pt", arch="resnet18", num_classes=NUM_CLASSES,
+                                       size=MODEL_SIZE, steps=12)
+        export_onnx(ckpt, model)
+    return model
+
+
+def scene(index: int, width: int = FRAME_W, height: int = FRAME_H, seed: int = 0) -> np.ndarray:
+    """BGR frame showing one class's coloured blob, the class changing every few frames."""
+    from export.testing import synthetic_image
+
+    rng = np.random.default_rng(seed * 1000 + index)
+    rgb = synthetic_image((index // 3) % NUM_CLASSES, max(width, height), rng)
+    return cv2.cvtColor(np.ascontiguousarray(rgb[:height, :width]), cv2.COLOR_RGB2BGR)
+
+
+def write_video(path: Path, frames: int, fps: float = 15.0, size=(FRAME_W, FRAME_H)) -> Path:
+    """``frames`` frames of ``scene``; MJPG for .avi, mp4v for .mp4."""
+    fourcc = "MJPG" if Path(path).suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(scene(i, *size))
+    writer.release()
+    return Path(path)
+
+
+def read_all(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def reference_input(frame_bgr: np.ndarray, size: int, mean, std) -> np.ndarray:
+    """Letterbox exactly as ARCHITECTURE.md describes it, written plainly: the oracle for preprocess."""
+    h, w = frame_bgr.shape[:2]
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
+    rgb = cv2.cvtColor(cv2.resize(frame_bgr, (nw, nh), interpolation=interp), cv2.COLOR_BGR2RGB)
+    normalised = (rgb.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
+    canvas = np.zeros((size, size, 3), np.float32)  # bars: zero = the mean colour
+    x0, y0 = (size - nw) // 2, (size - nh) // 2
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = normalised
+    return canvas.transpose(2, 0, 1)[None].copy()

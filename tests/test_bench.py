@@ -1,0 +1,183 @@
+"""bench: real exports, real ONNX Runtime sessions in worker processes, real files written.
+
+Tiny on purpose (resnet18 at 64 px, a few timed calls); no assertion is about speed.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks.bench import BenchSettings, run_bench
+from benchmarks.measure import predict_in_batches, summarise, time_calls
+from benchmarks.report import REQUIRED_COLUMNS
+from wscnet.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from export.testing import make_trained_checkpoint
+
+    path = tmp_path_factory.mktemp("bench_ckpt") / "tiny.pt"
+    return make_trained_checkpoint(path, arch="resnet18", num_classes=4, size=64, steps=6)
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out")
+    settings = BenchSettings(
+        backends=["ort", "torch-cuda", "ort-cuda", "trt-fp16"], batches=[2], warmup=1, iters=3,
+        duration=None, agreement_images=5,
+    )
+    return out, run_bench([str(tiny_checkpoint)], out, settings)
+
+
+def test_measured_row_has_every_column_and_agrees_with_torch(bench_run, tiny_checkpoint):
+    out, results = bench_run
+    (row,) = [r for r in results["rows"] if r["backend"] == "ort"]
+    assert row["status"] == "ok", row["reason"]
+    assert set(REQUIRED_COLUMNS) <= set(row)
+    assert (row["precision"], row["batch"], row["img_size"], row["iters"]) == ("fp32", 2, 64, 3)
+    stats = [row[k] for k in ("min_ms", "median_ms", "p90_ms", "p99_ms")]
+    assert all(v > 0 for v in stats) and stats == sorted(stats)
+    assert row["min_ms"] <= row["mean_ms"] <= row["max_ms"]
+    assert row["images_per_s"] == pytest.approx(2 * 1000 / row["mean_ms"])
+    model_file = Path(row["model_file"])
+    assert model_file.suffix == ".onnx" and model_file.parent == out / "models"
+    assert row["size_mb"] == pytest.approx(model_file.stat().st_size / 1e6)
+    assert row["peak_mem_mb"] > 10
+    # same FP32 model in ONNX Runtime as in torch: the same top class on every check image
+    assert row["top1_agreement"] == 1.0 and row["agreement_images"] == 5
+    assert row["max_abs_prob_diff"] < 1e-3
+    assert row["gflops"] > 0
+    assert row["gflops_per_s"] == pytest.approx(row["gflops"] * 2 / (row["median_ms"] / 1e3))
+    assert 0 < row["pct_of_peak"]
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU: cuda rows are measured, not skipped")
+def test_gpu_backends_are_listed_as_skipped_with_reason(bench_run):
+    _, results = bench_run
+    skipped = {r["backend"]: r for r in results["rows"] if r["status"] == "skipped"}
+    assert set(skipped) == {"torch-cuda", "ort-cuda", "trt-fp16"}
+    for row in skipped.values():
+        assert "CUDA" in row["reason"] and row["median_ms"] is None
+        assert set(REQUIRED_COLUMNS) <= set(row)
+    markdown = (bench_run[0] / "bench.md").read_text()
+    assert "Skipped on this machine" in markdown and "`trt-fp16`: no CUDA GPU" in markdown
+
+
+def test_json_markdown_and_chart_are_written(bench_run):
+    out, results = bench_run
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"]))
+    machine = saved["machine"]
+    assert machine["cpu"] and machine["cpu_logical_cores"] >= 1 and "onnxruntime" in machine["versions"]
+    assert saved["peak"]["fp32_gflops"] > 0
+    markdown = (out / "bench.md").read_text().splitlines()
+    header = [c.strip() for c in markdown[0].strip("|").split("|")]
+    assert {"back-end", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s",
+            "GFLOP/s", "% of peak", "peak MB", "file MB", "top-1 agree"} <= set(header)
+    ort_lines = [line for line in markdown if line.startswith("| tiny | 64 | ort | fp32 | 2 |")]
+    assert len(ort_lines) == 1 and len(ort_lines[0].strip("|").split("|")) == len(header)
+    chart = cv2.imread(str(out / "bench.png"))
+    assert chart is not None and chart.shape[0] > 100 and chart.shape[1] > 100
+
+
+def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
+    """An ONNX file of another (untrained) model, checked against the tiny checkpoint."""
+    import torch
+
+    from export.onnx_export import export_onnx
+    from wscnet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+    from wscnet.model import WSCNet
+
+    model, ckpt = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(123)
+    other = WSCNet(model.config)
+    with torch.no_grad():
+        other.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))  # always says class 3
+    other_ckpt = tmp_path / "other.pt"
+    save_checkpoint(other_ckpt, make_checkpoint(other, class_names=ckpt["class_names"], input_size=64))
+    wrong = export_onnx(other_ckpt, tmp_path / "wrong.onnx", img_size=64)
+    settings = BenchSettings(backends=["ort"], batches=[1], warmup=0, iters=1, duration=None,
+                             agreement_images=8, reference=tiny_checkpoint)
+    results = run_bench([str(wrong)], tmp_path / "out", settings)
+    (row,) = results["rows"]
+    assert row["model"] == "wrong" and row["top1_agreement"] < 0.9
+    assert row["status"] == "failed validation" and "top-1 agreement" in row["reason"]
+    assert "failed validation" in (tmp_path / "out" / "bench.md").read_text()
+
+
+class CountingRunner:
+    """Stands in for a back-end in the loop test: counts calls, reports a fixed device time."""
+
+    def __init__(self):
+        self.calls = 0
+        self.last_device_ms = 0.5
+
+    def infer(self, batch):
+        self.calls += 1
+        return {"probs": np.tile(np.eye(3, dtype=np.float32)[self.calls % 3], (len(batch), 1))}
+
+
+def test_loop_runs_warmup_then_exactly_iters_timed_calls():
+    runner = CountingRunner()
+    host, device = time_calls(runner, np.zeros((2, 3, 8, 8), np.float32), warmup=4, iters=7)
+    assert runner.calls == 11 and len(host) == 7 and device == [0.5] * 7
+    with pytest.raises(ValueError):
+        time_calls(runner, np.zeros((1, 3, 8, 8), np.float32), warmup=0, iters=3, duration=1.0)
+
+
+def test_duration_mode_keeps_at_least_min_iters():
+    host, _ = time_calls(CountingRunner(), np.zeros((1, 3, 8, 8), np.float32), warmup=0,
+                         duration=1e-9, min_iters=4)
+    assert len(host) == 4
+
+
+def test_summary_percentiles():
+    stats = summarise(list(range(1, 101)))
+    assert (stats["min"], stats["max"], stats["mean"], stats["median"]) == (1, 100, 50.5, 50.5)
+    assert stats["p90"] == pytest.approx(np.percentile(range(1, 101), 90))
+    assert stats["p99"] == pytest.approx(99.01)
+
+
+def test_predictions_pad_the_last_batch_and_drop_the_padding():
+    runner = CountingRunner()
+    probs = predict_in_batches(runner, np.zeros((5, 3, 8, 8), np.float32), batch=4)
+    assert probs.shape == (5, 3) and runner.calls == 2
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"backends": ["tensorflow"]}, "unknown back-end"),
+    ({"iters": 3, "duration": 2.0}, "not both"),
+    ({"img_sizes": [100]}, "multiple of 32"),
+    ({"video": Path("/nonexistent/clip.mp4")}, "video file not found"),
+])
+def test_bad_settings_are_one_line_user_errors(kwargs, message):
+    settings = BenchSettings(**{"backends": ["ort"], "batches": [1], **kwargs})
+    with pytest.raises(UserError, match=message):
+        settings.validate()
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "bench", "resnet999", "--out", str(tmp_path), "--iters", "1"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("error: resnet999: no such file, and not an architecture")
+    assert not (tmp_path / "bench.json").exists()

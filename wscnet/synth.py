@@ -1,0 +1,262 @@
+"""A synthetic EmotionROI-layout set whose class lives only in one local region.
+
+Each image is a cluttered background, one class object and 1-3 distractors:
+
+- the class object (20-35 % of the side, anywhere) is a class-specific shape filled with a
+  class-specific two-colour texture; its colours come from the palette every class shares, so
+  global colour statistics say nothing about the class;
+- distractors are bright, flat, outlined shapes, the same for every class: salient, but useless;
+- the ground-truth map (PNG, 0/255) is exactly the class object's shape.
+
+Images are deterministic per (seed, class, number), whatever else is generated.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from wscnet.errors import UserError
+
+CLASS_NAMES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
+MARKER = "synth.json"
+ENTRIES = ("images", "ground_truth", "training_testing_split", MARKER)
+FORMAT = "wscnet-synth-emotionroi"
+
+# One palette for everything: backgrounds, objects and distractors all draw from it.
+PALETTE = np.array(
+    [
+        [200, 60, 50], [230, 180, 40], [60, 150, 70], [50, 90, 190],
+        [150, 70, 170], [240, 240, 230], [30, 30, 40], [120, 120, 110],
+        [40, 170, 180], [230, 120, 150],
+    ],
+    dtype=np.float32,
+)
+DARK = (6, 3, 4, 2, 0, 7)  # palette entries used as the texture's dark colour
+LIGHT = (5, 1, 9, 8, 2, 0)  # ... and as its light colour (pairs are picked at random)
+
+# class -> (shape, texture); every pair is unique in both parts.
+CLASS_LOOK = {
+    "anger": ("triangle", "diagonal"),
+    "disgust": ("hexagon", "dots"),
+    "fear": ("disc", "rings"),
+    "joy": ("square", "checks"),
+    "sadness": ("ellipse", "horizontal"),
+    "surprise": ("diamond", "pinwheel"),
+}
+
+
+@dataclass
+class SynthConfig:
+    n_per_class: int = 200
+    size: int = 256
+    seed: int = 0
+    test_fraction: float = 0.2
+    jpeg_quality: int = 92
+
+
+# --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    if shape == "disc":
+        return u**2 + v**2 <= 1.0
+    if shape == "ellipse":
+        return u**2 + (v / 0.62) ** 2 <= 1.0
+    if shape == "square":
+        return (np.abs(u) <= 0.86) & (np.abs(v) <= 0.86)
+    if shape == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.0
+    if shape == "triangle":  # apex at the top, base near the bottom (v grows downwards)
+        return (v <= 0.8) & (v >= -1.0 + 1.8 * np.abs(u))
+    if shape == "hexagon":  # regular, flat top and bottom
+        return (np.abs(v) <= 0.87) & (np.sqrt(3) * np.abs(u) + np.abs(v) <= np.sqrt(3))
+    raise ValueError(shape)
+
+
+def _texture(kind: str, u: np.ndarray, v: np.ndarray, phase: float, angle: float) -> np.ndarray:
+    """A 0/1 pattern; ``angle`` (radians) jitters the orientation a little."""
+    c, s = np.cos(angle), np.sin(angle)
+    ru, rv = c * u - s * v, s * u + c * v
+    freq = 3.0  # stripes per half-object: coarse enough to survive a 7× downsampling
+    if kind == "diagonal":
+        return np.sin(np.pi * freq * (ru + rv) / np.sqrt(2) + phase) > 0
+    if kind == "horizontal":
+        return np.sin(np.pi * freq * rv + phase) > 0
+    if kind == "checks":
+        return (np.sin(np.pi * 2.2 * ru + phase) > 0) ^ (np.sin(np.pi * 2.2 * rv + phase) > 0)
+    if kind == "rings":
+        return np.sin(np.pi * freq * np.sqrt(u**2 + v**2) + phase) > 0
+    if kind == "dots":
+        gu, gv = np.mod(ru * 2.5 + phase, 1.0) - 0.5, np.mod(rv * 2.5 + phase, 1.0) - 0.5
+        return gu**2 + gv**2 <= 0.28**2
+    if kind == "pinwheel":
+        return np.sin(6 * np.arctan2(v, u) + angle * 3 + phase) > 0
+    raise ValueError(kind)
+
+
+# --- image pieces -------------------------------------------------------------------------------
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth multi-colour clutter from the shared palette, plus a few lines and grain."""
+    coarse = PALETTE[rng.integers(0, len(PALETTE), size=(5, 5))]  # 5×5×3
+    img = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    img = 0.55 * img + 0.45 * img.mean()  # muted: the objects must stand out from it
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for _ in range(rng.integers(4, 9)):  # soft blobs and thin lines: clutter at many scales
+        colour = PALETTE[rng.integers(len(PALETTE))]
+        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0.04, 0.15) * size
+        if rng.random() < 0.5:
+            alpha = 0.35 * ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r)
+        else:
+            theta = rng.uniform(0, np.pi)
+            dist = np.abs((xx - cx) * np.sin(theta) - (yy - cy) * np.cos(theta))
+            alpha = 0.45 * (dist <= rng.uniform(1.0, 3.0))
+        img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+    img += rng.normal(0, 6.0, img.shape).astype(np.float32)
+    return img
+
+
+def _local_grid(size: int, box: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    x0, y0, side = box
+    coords = (np.arange(side, dtype=np.float32) + 0.5) / side * 2 - 1
+    v, u = np.meshgrid(coords, coords, indexing="ij")
+    return u, v, (slice(y0, y0 + side), slice(x0, x0 + side))
+
+
+def _overlaps(a: tuple[int, int, int], b: tuple[int, int, int], margin: int) -> bool:
+    ax, ay, aside = a
+    bx, by, bside = b
+    return not (ax + aside + margin <= bx or bx + bside + margin <= ax or ay + aside + margin <= by or by + bside + margin <= ay)
+
+
+def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float = 18.0) -> np.ndarray:
+    return np.clip(colour + rng.normal(0, amount, 3), 0, 255)
+
+
+def _paint_object(img: np.ndarray, rng: np.random.Generator, look: tuple[str, str], box: tuple[int, int, int]) -> np.ndarray:
+    """Draw the class object into img; return its H×W boolean mask (the ground truth)."""
+    shape, texture = look
+    u, v, where = _local_grid(img.shape[0], box)
+    mask = _shape_mask(shape, u, v)
+    pattern = _texture(texture, u, v, phase=rng.uniform(0, 2 * np.pi), angle=rng.uniform(-0.15, 0.15))
+    dark = _jitter(rng, PALETTE[DARK[rng.integers(len(DARK))]])
+    light = _jitter(rng, PALETTE[LIGHT[rng.integers(len(LIGHT))]])
+    if np.abs(dark - light).sum() < 150:  # keep the texture visible
+        light = np.clip(dark + 160, 0, 255)
+    patch = np.where(pattern[..., None], light, dark)
+    region = img[where]
+    region[mask] = patch[mask]
+    full = np.zeros(img.shape[:2], bool)
+    full[where] = mask
+    return full
+
+
+def _paint_distractor(img: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int]) -> None:
+    """A bright flat shape with a dark outline: salient, identical in law for every class."""
+    u, v, where = _local_grid(img.shape[0], box)
+    shape = ("disc", "square", "diamond", "triangle", "ellipse", "hexagon")[rng.integers(6)]
+    inner = _shape_mask(shape, u / 0.85, v / 0.85)
+    outer = _shape_mask(shape, u, v)
+    colour = _jitter(rng, PALETTE[rng.integers(len(PALETTE))] * 0.4 + 150)
+    region = img[where]
+    region[outer & ~inner] = np.array([20, 20, 25], np.float32)
+    region[inner] = colour
+
+
+def render(seed: int, label: int, number: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H×W×3 uint8 image, H×W uint8 ground truth 0/255) of one sample."""
+    rng = np.random.default_rng([seed, label, number])
+    img = _background(rng, size)
+    side = int(rng.uniform(0.20, 0.35) * size)
+    obj = (int(rng.integers(0, size - side + 1)), int(rng.integers(0, size - side + 1)), side)
+    mask = _paint_object(img, rng, CLASS_LOOK[CLASS_NAMES[label]], obj)
+    placed = [obj]
+    for _ in range(int(rng.integers(1, 4))):
+        for _attempt in range(30):
+            dside = int(rng.uniform(0.12, 0.25) * size)
+            box = (int(rng.integers(0, size - dside + 1)), int(rng.integers(0, size - dside + 1)), dside)
+            if not any(_overlaps(box, other, margin=size // 64) for other in placed):
+                _paint_distractor(img, rng, box)
+                placed.append(box)
+                break
+    return np.clip(img, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
+
+
+# --- writing the set ----------------------------------------------------------------------------
+
+def is_synth_set(folder: Path) -> bool:
+    try:
+        return json.loads((folder / MARKER).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_synth_set(out) and not overwrite:
+        raise UserError(f"{out}: folder is not empty and is not a synthetic set (use --overwrite to write into it)")
+
+
+def _split(cfg: SynthConfig) -> dict[str, list[str]]:
+    """Per class, a seeded test_fraction of the numbers is the test split."""
+    lines: dict[str, list[str]] = {"training.txt": [], "testing.txt": []}
+    n_test = int(round(cfg.test_fraction * cfg.n_per_class))
+    for label, name in enumerate(CLASS_NAMES):
+        order = np.random.default_rng([cfg.seed, label, 1_000_003]).permutation(cfg.n_per_class)
+        test = set(order[:n_test].tolist())
+        for i in range(cfg.n_per_class):
+            lines["testing.txt" if i in test else "training.txt"].append(f"{name}/{_stem(name, i)}.jpg")
+    return lines
+
+
+def _stem(name: str, number: int) -> str:
+    return f"{name}_{number:04d}"
+
+
+def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the set into ``out``; a half-written set never replaces a good one."""
+    cfg = cfg or SynthConfig()
+    out = Path(out)
+    if cfg.n_per_class < 2 or cfg.size < 32 or not 0.0 < cfg.test_fraction < 1.0:
+        raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
+    _check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    try:
+        _write_all(staging, cfg, progress)
+        out.mkdir(exist_ok=True)
+        for entry in ENTRIES:  # the marker last: its presence means the set is complete
+            target = out / entry
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(staging / entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_all(root: Path, cfg: SynthConfig, progress: bool) -> None:
+    jobs = [(label, i) for label in range(len(CLASS_NAMES)) for i in range(cfg.n_per_class)]
+    for name in CLASS_NAMES:
+        (root / "images" / name).mkdir(parents=True)
+        (root / "ground_truth" / name).mkdir(parents=True)
+    for label, i in tqdm(jobs, desc="synth", unit="img", disable=not progress):
+        name = CLASS_NAMES[label]
+        image, gt = render(cfg.seed, label, i, cfg.size)
+        Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=cfg.jpeg_quality)
+        Image.fromarray(gt).save(root / "ground_truth" / name / f"{_stem(name, i)}.png")
+    split_dir = root / "training_testing_split"
+    split_dir.mkdir()
+    for file, lines in _split(cfg).items():
+        (split_dir / file).write_text("\n".join(lines) + "\n")
+    meta = {"format": FORMAT, "class_names": list(CLASS_NAMES), **asdict(cfg)}
+    (root / MARKER).write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,248 @@
+"""The training loop: SGD with two learning rates, joint loss, per-epoch validation and
+atomic best/last checkpoints, resumable, single process or under torchrun."""
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..atomic import atomic_write_text
+from ..checkpoint import make_checkpoint, save_checkpoint
+from ..errors import UserError
+from ..losses import wscnet_loss
+from ..model import WSCNet, WSCNetConfig
+from .distributed import DistContext, setup
+from .options import TrainOptions
+from .resume import load_resume_state, seed_epoch, train_state
+
+
+def train(options: TrainOptions) -> dict:
+    """Train as ``options`` say; returns the summary rank 0 also writes to ``history.json``."""
+    options.validate()
+    options.data = str(Path(options.data).resolve())
+    ctx = setup(options.device)
+    try:
+        return Trainer(options, ctx).run()
+    finally:
+        ctx.close()
+
+
+class Trainer:
+    def __init__(self, options: TrainOptions, ctx: DistContext) -> None:
+        self.options = options
+        self.ctx = ctx
+        self.out = Path(options.out)
+        self.train_set, self.val_set, self.class_names = build_datasets(options)
+        config = WSCNetConfig(
+            arch=options.arch, num_classes=len(self.class_names), k=options.k, pool=options.pool,
+            map_weight=options.map_weight, coupling=options.coupling, head=options.head,
+        )
+        torch.manual_seed(options.seed)  # same initial weights on every rank and every rerun
+        self.model = WSCNet(config, pretrained=options.pretrained).to(ctx.device)
+        self.train_loader, self.sampler = self._train_loader()
+        self.steps_per_epoch = len(self.train_loader)
+        if options.max_train_batches:
+            self.steps_per_epoch = min(self.steps_per_epoch, options.max_train_batches)
+        self.optimizer = build_optimizer(self.model, options)
+        self.scheduler = build_scheduler(self.optimizer, options, self.steps_per_epoch)
+        use_amp = options.amp and ctx.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.start_epoch = 0
+        self.best = {"epoch": 0, "score": -math.inf}
+        self.history: list[dict] = []
+        if options.resume:
+            self._restore()
+        self.net = self.model
+        if ctx.enabled:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _train_loader(self) -> tuple[DataLoader, DistributedSampler | None]:
+        from ..data import collate_skip_bad
+
+        per_rank = max(1, self.options.batch_size // self.ctx.world_size)
+        sampler = None
+        if self.ctx.enabled:
+            sampler = DistributedSampler(
+                self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                shuffle=True, seed=self.options.seed, drop_last=True,
+            )
+        loader = DataLoader(
+            self.train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
+            num_workers=self.options.workers, collate_fn=collate_skip_bad,
+            drop_last=len(self.train_set) > per_rank * self.ctx.world_size,
+            pin_memory=self.ctx.device.type == "cuda",
+            persistent_workers=False,
+        )
+        return loader, sampler
+
+    def _restore(self) -> None:
+        ckpt = load_resume_state(self.out, self.options)
+        state = ckpt["train_state"]
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"])
+        self.best = dict(state.get("best", self.best))
+        self.history = list(state.get("history", []))
+        if self.ctx.is_main:
+            print(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}", file=sys.stderr)
+
+    def run(self) -> dict:
+        options = self.options
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            print(
+                f"training {options.arch}/{options.head} on {len(self.train_set)} images "
+                f"({len(self.val_set)} val), {len(self.class_names)} classes, device "
+                f"{self.ctx.device}, {self.ctx.world_size} process(es)", file=sys.stderr,
+            )
+        for epoch in range(self.start_epoch, options.epochs):
+            record = self._epoch(epoch)
+            if self.ctx.is_main:
+                self._save(epoch + 1, record)
+            self.ctx.barrier()
+        summary = {"epochs": options.epochs, "best": self.best, "history": self.history,
+                   "out": str(self.out), "is_main": self.ctx.is_main}
+        return summary
+
+    def _epoch(self, epoch: int) -> dict:
+        seed_epoch(self.options.seed, epoch, self.ctx.rank)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        rates = {"lr": self.optimizer.param_groups[0]["lr"], "head_lr": self.optimizer.param_groups[-1]["lr"]}
+        record = {"epoch": epoch + 1, **self._train_epoch(epoch)}
+        record["train_seconds"] = round(time.perf_counter() - start, 2)
+        if self.ctx.is_main and self.val_set is not None and len(self.val_set):
+            last = epoch + 1 == self.options.epochs
+            if last or (epoch + 1) % self.options.val_every == 0:
+                record.update(self._validate())
+        record.update(rates)  # the rates this epoch began with
+        return record
+
+    def _train_epoch(self, epoch: int) -> dict:
+        self.net.train()
+        device = self.ctx.device
+        sums = [0.0, 0.0, 0.0, 0.0]  # loss·n, cls loss·n, correct, n
+        bar = tqdm(
+            total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.options.epochs}",
+            file=sys.stderr, disable=not self.ctx.is_main, leave=False, dynamic_ncols=True,
+        )
+        for step, batch in enumerate(self.train_loader):
+            if step >= self.steps_per_epoch:
+                break
+            if batch is None:  # every image of the batch was unreadable
+                bar.update(1)
+                self.scheduler.step()
+                continue
+            images = batch["image"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
+                out = self.net(images)
+                loss, parts = wscnet_loss(out, labels, self.options.head, self.options.det_weight)
+            if not torch.isfinite(loss):
+                raise UserError(
+                    f"training diverged at epoch {epoch + 1} step {step + 1} (loss {loss.item()}); "
+                    f"lower --lr / --head-lr"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n = labels.shape[0]
+            sums[0] += loss.item() * n
+            sums[1] += parts["loss_cls"] * n
+            sums[2] += (out.logits.argmax(1) == labels).sum().item()
+            sums[3] += n
+            bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", acc=f"{sums[2] / sums[3]:.3f}")
+            bar.update(1)
+        bar.close()
+        loss, cls_loss, correct, seen = self.ctx.sum(sums)
+        seen = max(seen, 1.0)
+        return {"train_loss": loss / seen, "train_loss_cls": cls_loss / seen, "train_accuracy": correct / seen}
+
+    def _validate(self) -> dict:
+        from ..evaluate import evaluate_dataset
+
+        result = evaluate_dataset(
+            self.model, self.val_set, num_classes=len(self.class_names), device=self.ctx.device,
+            batch_size=max(1, self.options.batch_size), workers=self.options.workers,
+            desc="validate",
+        )
+        record = {"val_accuracy": result["accuracy"],
+                  "val_accuracy_detection_branch": result["accuracy_detection_branch"]}
+        if "detection" in result:
+            record["val_detection_f"] = result["detection"]["f"]
+            record["val_detection_mae"] = result["detection"]["mae"]
+        return record
+
+    def _save(self, epoch: int, record: dict) -> None:
+        self.history.append(record)
+        score = record.get("val_accuracy", record["train_accuracy"])
+        improved = score > self.best["score"]
+        if improved:
+            self.best = {"epoch": epoch, "score": score}
+        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        common = dict(class_names=self.class_names, input_size=self.options.img_size,
+                      epoch=epoch, metrics=metrics)
+        state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
+                            self.best, self.history)
+        save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
+        if improved:
+            save_checkpoint(self.out / "best.pt", make_checkpoint(self.model, **common))
+        with open(self.out / "train_log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        atomic_write_text(self.out / "history.json", json.dumps(
+            {"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2))
+        shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+        print(shown + ("  *best*" if improved else ""), file=sys.stderr)
+
+
+def build_datasets(options: TrainOptions):
+    from ..data import ImageDataset, eval_transform, load_index, train_transform
+
+    common = dict(layout=options.layout, fold=options.fold, seed=options.split_seed,
+                  csv_file=options.csv_file)
+    train_index = load_index(options.data, split="train", **common)
+    if not len(train_index):
+        raise UserError(f"{options.data}: no training images found")
+    if any(s.label < 0 for s in train_index.samples):
+        raise UserError(f"{options.data}: this set has no class labels; it cannot be trained on")
+    val_index = load_index(options.data, split="val", **common)
+    train_set = ImageDataset(train_index, train_transform(options.img_size))
+    with_maps = any(s.gt_map is not None for s in val_index.samples)
+    val_set = ImageDataset(val_index, eval_transform(options.img_size), with_maps=with_maps)
+    return train_set, val_set, list(train_index.class_names)
+
+
+def build_optimizer(model: WSCNet, options: TrainOptions) -> torch.optim.Optimizer:
+    backbone, new = model.parameter_groups()
+    groups = [{"params": backbone, "lr": options.lr}, {"params": new, "lr": options.head_lr}]
+    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum,
+                           weight_decay=options.weight_decay)
+
+
+def lr_factor(step: int, steps_per_epoch: int, options: TrainOptions) -> float:
+    """Multiplier of both base rates after ``step`` optimizer steps (stepped every batch)."""
+    epoch = step / max(1, steps_per_epoch)
+    warm = options.warmup_epochs
+    factor = min(1.0, (step + 1) / (warm * steps_per_epoch)) if warm > 0 else 1.0
+    if options.lr_schedule == "step":
+        return factor * options.lr_gamma ** (int(epoch) // options.lr_step)
+    progress = min(1.0, epoch / options.epochs)
+    return factor * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer, options: TrainOptions, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, options))

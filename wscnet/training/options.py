@@ -1,0 +1,81 @@
+"""Every training setting in one dataclass; the defaults are METHOD.md's (paper, section IV-B)."""
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..errors import UserError
+
+LR_SCHEDULES = ("step", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainOptions:
+    data: str = ""
+    out: str = ""
+    arch: str = "resnet101"
+    head: str = "wscnet"
+    k: int = 4
+    pool: str = "max"
+    map_weight: str = "softmax"
+    coupling: str = "both"
+    pretrained: str | None = None  # torchvision ImageNet .pth on disk; None trains from scratch
+    epochs: int = 25
+    batch_size: int = 32  # global: split over the torchrun processes
+    img_size: int = 448
+    lr: float = 1e-3  # backbone
+    head_lr: float = 1e-2  # new layers: 1×1 detector conv and the FC
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "step"  # official code: ×0.1 every 7 epochs
+    lr_step: int = 7
+    lr_gamma: float = 0.1
+    warmup_epochs: int = 0  # linear warm-up; helps from-scratch runs at a high rate
+    det_weight: float = 1.0  # Eq. (7): L = L_cls + det_weight · L_dec
+    layout: str | None = None
+    fold: int = 1
+    csv_file: str | None = None
+    split_seed: int = 0
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = True  # mixed precision, used on CUDA only
+    resume: bool = False
+    val_every: int = 1
+    max_train_batches: int | None = None  # smoke tests: stop each epoch early
+
+    def validate(self) -> None:
+        if not self.data:
+            raise UserError("--data is required")
+        if not Path(self.data).is_dir():
+            raise UserError(f"{self.data}: data directory not found")
+        if not self.out:
+            raise UserError("--out is required")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        if self.device not in DEVICES:
+            raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        positive = {"epochs": self.epochs, "batch-size": self.batch_size, "k": self.k, "lr-step": self.lr_step}
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"--{name} must be at least 1; got {value}")
+        if self.img_size < 32 or self.img_size % 32:
+            raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise UserError("--lr and --head-lr must be positive")
+        if self.pretrained is not None and not Path(self.pretrained).is_file():
+            raise UserError(f"{self.pretrained}: pretrained weights file not found")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # Changing any of these under --resume would silently train a different model.
+    FIXED_ON_RESUME = (
+        "data", "arch", "head", "k", "pool", "map_weight", "coupling", "img_size", "layout",
+        "fold", "csv_file", "split_seed", "seed",
+    )
