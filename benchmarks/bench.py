@@ -34,8 +34,7 @@ class BenchSettings:
     iters: int | None = None
     duration: float | None = 3.0
     min_iters: int = 5
-    agreement_images: int = 16
-    min_agreement: float = 0.9
+    agreement_images: int = 40
     threads: int = 0
     data: Path | None = None
     reference: Path | None = None
@@ -91,13 +90,11 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
         peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
     specs = [SPECS[name] for name in settings.backends]
     rows, video = [], []
-    jobs = [(c, s, b) for c in cases for s in specs if models.applies(c, s) for b in settings.batches]
-    progress = tqdm(total=len(jobs), desc="bench", unit="row", file=sys.stderr)
+    progress = tqdm(total=len(cases) * len(specs) * len(settings.batches), desc="bench", unit="row",
+                    file=sys.stderr)
     for case in cases:
         context = case_context(case, image_paths, workdir)
         for spec in specs:
-            if not models.applies(case, spec):
-                continue
             for batch in settings.batches:
                 progress.set_postfix_str(f"{case.label}@{case.img_size} {spec.name} b{batch}")
                 rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir))
@@ -116,6 +113,7 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "rows": rows,
         "video": video,
+        "validation_thresholds": parity_thresholds(),
     }
     results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
     return results
@@ -138,17 +136,21 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
     from .measure import predict_in_batches
     from .torch_runner import TorchRunner
 
-    context = {"reference": None, "flops": None}
+    context = {"reference": None, "flops": None, "validation": {}}
     if case.checkpoint is not None:
         runner = TorchRunner("cpu")
         runner.load(case.checkpoint)
         ckpt = runner.checkpoint
         images = load_batch(image_paths, case.img_size, ckpt["mean"], ckpt["std"])
-        context["reference"] = predict_in_batches(runner, images, 8)
+        context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
         context["flops"] = count_flops(runner.model, case.img_size)
         runner.close()
     else:  # a model file without --reference: normalisation from its metadata, no agreement
         images = load_batch(image_paths, case.img_size, case.mean, case.std)
+        if case.config is not None:
+            from wscnet.model import WSCNet, WSCNetConfig
+
+            context["flops"] = count_flops(WSCNet(WSCNetConfig.from_dict(case.config)), case.img_size)
     context["images"] = workdir / f"check_{case.label}_{case.img_size}.npy"
     np.save(context["images"], images.astype(np.float32))
     return context
@@ -160,14 +162,16 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         "model": case.label, "backend": spec.name, "engine": spec.engine, "precision": spec.precision,
         "device": spec.device, "batch": batch, "img_size": case.img_size, "status": "ok", "reason": None,
     }
-    reason = skip_reason(spec)
+    reason = models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
         return empty_row(row, "skipped", reason)
     try:
-        path = models.model_path(case, spec, workdir, image_dir, settings.agreement_images)
+        path = models.model_path(case, spec, batch, workdir, image_dir, settings.agreement_images)
     except Exception as exc:  # an export that fails is a row that says so (Ultralytics style)
         return empty_row(row, "failed", f"export: {first_line(exc)}")
-    result = run_worker(spec, path, batch, context["images"], settings, workdir)
+    key = (spec.name, str(path))  # torch and torch-cuda share a checkpoint, not a result
+    known = context["validation"].get(key)
+    result = run_worker(spec, path, batch, context["images"], settings, workdir, predict=known is None)
     if "error" in result:
         return empty_row(row, "failed", result["error"], path)
     host = result["host_ms"]
@@ -182,17 +186,52 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
     device = result["device_ms"] or {}
     row.update({f"gpu_{k}_ms": device.get(k) for k in ("min", "mean", "median", "p90", "p99")})
     row.update(throughput(context["flops"], batch, host["median"]))
-    row.update(agreement(context["reference"], np.asarray(result["probs"], dtype=np.float32)))
-    if row["top1_agreement"] is not None and row["top1_agreement"] < settings.min_agreement:
+    if known is None:
+        with np.load(result["outputs"]) as outputs:
+            known = validate(context["reference"], dict(outputs), path, spec.precision)
+        context["validation"][key] = known
+    row.update(known)
+    if row["validation_passed"] is False:
         row["status"] = "failed validation"
-        row["reason"] = f"top-1 agreement {row['top1_agreement']:.3f} < {settings.min_agreement}"
+        row["reason"] = known["validation_failures"]
     return row
+
+
+def parity_thresholds() -> dict:
+    from export.parity import THRESHOLDS
+
+    return THRESHOLDS
+
+
+def validate(reference: dict | None, got: dict, path: Path, precision: str) -> dict:
+    """The parity code's comparison with the PyTorch reference, and its verdict for ``precision``."""
+    from export.parity import summarise
+
+    if reference is None:
+        return {"top1_agreement": None, "map_correlation": None, "probs_max_abs": None,
+                "validation_passed": None, "validation_failures": None,
+                "agreement_images": len(got["probs"])}
+    report = summarise(reference, got, model=str(path), precision=precision)
+    measured = {
+        "top1_agreement": report["top1_agreement"],
+        "map_correlation": report["map_correlation"],
+        "probs_max_abs": report["outputs"]["probs"]["max_abs"],
+    }
+    failures = []
+    for key, limit in report["thresholds"].items():
+        if key.endswith("_max_abs") and measured[key] > limit:
+            failures.append(f"{key} {measured[key]:.2g} > {limit}")
+        elif not key.endswith("_max_abs") and measured[key] < limit:
+            failures.append(f"{key.replace('_', ' ')} {measured[key]:.3f} < {limit}")
+    return {**measured, "validation_passed": report["passed"],
+            "validation_failures": "; ".join(failures) or None, "agreement_images": report["n_images"]}
 
 
 ROW_NUMBERS = (
     "iters", "min_ms", "mean_ms", "median_ms", "p90_ms", "p99_ms", "max_ms", "images_per_s",
     "ms_per_image", "peak_mem_mb", "peak_gpu_mem_mb", "size_mb", "gflops", "gflops_per_s",
-    "pct_of_peak", "top1_agreement", "max_abs_prob_diff", "agreement_images",
+    "pct_of_peak", "top1_agreement", "map_correlation", "probs_max_abs", "validation_passed",
+    "validation_failures", "agreement_images",
     "gpu_min_ms", "gpu_mean_ms", "gpu_median_ms", "gpu_p90_ms", "gpu_p99_ms",
 )
 
@@ -220,25 +259,14 @@ def pct_of_peak(row: dict, peak: dict) -> float | None:
     return 100.0 * row["gflops_per_s"] / ceiling if ceiling else None
 
 
-def agreement(reference: np.ndarray | None, probs: np.ndarray) -> dict:
-    """Top-1 agreement with the PyTorch reference on the check images (None without a reference)."""
-    if reference is None:
-        return {"top1_agreement": None, "max_abs_prob_diff": None, "agreement_images": len(probs)}
-    same = reference.argmax(axis=1) == probs.argmax(axis=1)
-    return {
-        "top1_agreement": float(same.mean()),
-        "max_abs_prob_diff": float(np.abs(reference - probs).max()),
-        "agreement_images": len(probs),
-    }
-
-
 def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings: BenchSettings,
-               workdir: Path) -> dict:
+               workdir: Path, *, predict: bool) -> dict:
     """Measure one row in a fresh ``python -m benchmarks.worker`` process and return its result."""
     job = {
         "engine": spec.engine, "device": spec.device, "path": str(path), "batch": batch,
         "images": str(images), "warmup": settings.warmup, "iters": settings.iters,
         "duration": settings.duration, "min_iters": settings.min_iters, "threads": settings.threads,
+        "outputs": str(workdir / "outputs.npz") if predict else None,
     }
     job_path = workdir / "job.json"
     result_path = workdir / "result.json"
@@ -251,7 +279,9 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
     if not result_path.is_file():
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         return {"error": f"worker died: {tail[0][:200]}"}
-    return json.loads(result_path.read_text())
+    result = json.loads(result_path.read_text())
+    result["outputs"] = job["outputs"]
+    return result
 
 
 def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path, out: Path) -> dict:
@@ -266,7 +296,7 @@ def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path,
         entry["error"] = f"skipped: {reason}"
         return entry
     try:
-        path = models.model_path(case, spec, workdir, image_dir, settings.agreement_images)
+        path = models.model_path(case, spec, 1, workdir, image_dir, settings.agreement_images)
         entry["model_file"] = path.name
         stats = measure_video_pipeline(
             path, settings.video, device=spec.device, threads=settings.threads,

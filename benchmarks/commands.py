@@ -37,8 +37,8 @@ def bench(
     out: Path = typer.Option(Path("bench-results"), help="Folder for bench.json/.md/.png and exported models."),
     data: Optional[Path] = typer.Option(None, help="Image folder for top-1 agreement and int8 "
                                         "calibration (default: synthesised images)."),
-    agreement_images: int = typer.Option(16, help="Images each row is checked on (and int8 calibrated on)."),
-    min_agreement: float = typer.Option(0.9, help="Rows below this top-1 agreement are marked failed validation."),
+    agreement_images: int = typer.Option(40, help="Images each model file is checked on against "
+                                         "PyTorch (and int8 calibrated on)."),
     reference: Optional[Path] = typer.Option(None, help="Checkpoint that given ONNX/engine files "
                                              "are checked against (and run as torch rows)."),
     video: Optional[Path] = typer.Option(None, help="Also measure the whole runtime pipeline "
@@ -57,7 +57,7 @@ def bench(
         img_sizes=_int_list(img_size, "--img-size") if img_size else None,
         warmup=warmup, iters=iters,
         duration=duration if duration is not None or iters is not None else 3.0,
-        min_iters=min_iters, agreement_images=agreement_images, min_agreement=min_agreement,
+        min_iters=min_iters, agreement_images=agreement_images,
         threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
         video_backend=video_backend,
     )

@@ -61,17 +61,18 @@ def summarise(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
-def predict_in_batches(runner, images: np.ndarray, batch: int) -> np.ndarray:
-    """``probs`` for every image, fed in batches of exactly ``batch`` (the last one padded)."""
-    probs = []
+def predict_in_batches(runner, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """Every output for every image, fed in batches of exactly ``batch`` (the last one padded)."""
+    parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         real = len(chunk)
         if real < batch:  # a fixed-batch model (engine, static ONNX) needs the full batch
             pad = np.repeat(chunk[-1:], batch - real, axis=0)
             chunk = np.concatenate([chunk, pad])
-        probs.append(runner.infer(np.ascontiguousarray(chunk))["probs"][:real])
-    return np.concatenate(probs).astype(np.float32)
+        for name, value in runner.infer(np.ascontiguousarray(chunk)).items():
+            parts.setdefault(name, []).append(np.asarray(value, dtype=np.float32)[:real])
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def timing_batch(images: np.ndarray, batch: int) -> np.ndarray:

@@ -5,7 +5,7 @@ An input is a checkpoint (``.pt``/``.pth``/``.ckpt``: every back-end, exported a
 model file (``.onnx``/``.engine``/``.plan``: measured as it is, on the back-ends of its kind and
 precision), or an architecture name, ``resnet18`` or ``resnet18@224``, for which a default
 model is made: latency does not need trained weights, but top-1 agreement needs confident
-predictions, so it is trained for a few steps on the synthetic images at 64 px
+predictions, so it is trained for 30 SGD steps on the synthetic images at 64 px
 (``export.testing.make_trained_checkpoint``; the weights fit any input size).
 """
 
@@ -22,6 +22,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
 DEFAULT_MODELS = ("resnet18@224", "resnet101@448")
 DEFAULT_CLASSES = 8  # FI's eight emotions
+DEFAULT_TRAIN_STEPS = 30  # enough for confident predictions, so top-1 agreement is not decided by ties
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Case:
     model_engine: str | None = None  # "onnx" | "tensorrt"
     mean: tuple[float, ...] | None = None  # a given file's normalisation (its metadata)
     std: tuple[float, ...] | None = None
+    config: dict | None = None  # a given file's WSCNetConfig, from its metadata (for FLOPs)
 
 
 def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
@@ -102,7 +104,16 @@ def model_file_case(path: Path, reference: Path | None) -> Case:
         meta = read_sidecar(path).metadata
         engine = "tensorrt"
     return Case(path.stem, meta.input_size, reference, path, meta.precision, engine,
-                tuple(meta.mean), tuple(meta.std))
+                tuple(meta.mean), tuple(meta.std), config_from_metadata(meta))
+
+
+def config_from_metadata(meta) -> dict | None:
+    """The WSCNetConfig dict an exported file was made from, or None if its metadata lacks it."""
+    keys = ("arch", "pool", "map_weight", "coupling", "head")
+    if not all(key in meta.extra for key in keys + ("k",)):
+        return None
+    config = {key: str(meta.extra[key]) for key in keys}
+    return {**config, "k": int(meta.extra["k"]), "num_classes": meta.num_classes}
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:
@@ -121,36 +132,45 @@ def default_checkpoint(arch: str, workdir: Path) -> Path:
     if not path.is_file():
         from export.testing import make_trained_checkpoint
 
-        make_trained_checkpoint(path, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=12)
+        make_trained_checkpoint(path, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=DEFAULT_TRAIN_STEPS)
     return path
 
 
-def applies(case: Case, spec: BackendSpec) -> bool:
-    """Whether ``spec`` is a row of ``case`` at all (a given fp16 ONNX file has no int8 row)."""
+def not_applicable(case: Case, spec: BackendSpec) -> str | None:
+    """Why ``spec`` has no file for ``case`` (a given fp16 ONNX has no int8 row), or None."""
     if case.model_file is None:
-        return True
+        return None
     if spec.engine == "torch":
-        return case.checkpoint is not None
-    return spec.engine == case.model_engine and spec.precision == case.model_precision
+        return None if case.checkpoint else "a model file has no PyTorch model; give --reference CKPT"
+    kind = {"onnx": "ONNX model", "tensorrt": "TensorRT engine"}[case.model_engine]
+    if spec.precision != case.model_precision:
+        return f"the given {kind} is {case.model_precision}, not {spec.precision}"
+    if case.model_engine == "tensorrt" and spec.engine != "tensorrt":
+        return "a TensorRT engine runs only on TensorRT"
+    return None
 
 
-def model_path(case: Case, spec: BackendSpec, workdir: Path, calib_dir: Path, calib_n: int) -> Path:
-    """The file ``spec`` runs for ``case``, exported now unless already there."""
+def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_dir: Path, calib_n: int) -> Path:
+    """The file ``spec`` runs for ``case`` at ``batch``, exported now unless already there."""
     if spec.engine == "torch":
         return case.checkpoint
-    if case.model_file is not None:
+    if case.model_file is not None and not (spec.engine == "tensorrt" and case.model_engine == "onnx"):
         return case.model_file
-    stem = workdir / f"{case.label}_{case.img_size}"
-    onnx_fp32 = cached(Path(f"{stem}_fp32.onnx"), case.checkpoint, lambda out: export_fp32(case, out))
+    stem = f"{case.label}_{case.img_size}"
+    if case.model_file is not None:
+        source = case.model_file  # a given ONNX file, built into an engine
+    else:
+        onnx_fp32 = cached(workdir / f"{stem}_fp32.onnx", case.checkpoint, lambda out: export_fp32(case, out))
+        source = onnx_fp32
+        if spec.precision != "fp32":
+            out = workdir / f"{stem}_{spec.precision}.onnx"
+            source = lower_precision(onnx_fp32, spec.precision, out, calib_dir, calib_n)
     if spec.engine == "onnx":
-        if spec.precision == "fp32":
-            return onnx_fp32
-        return lower_precision(onnx_fp32, spec.precision, Path(f"{stem}_{spec.precision}.onnx"), calib_dir, calib_n)
-    source = onnx_fp32
-    if spec.precision == "int8":  # TensorRT takes int8 as the Q/DQ model (symmetric)
-        source = lower_precision(onnx_fp32, "int8", Path(f"{stem}_int8.onnx"), calib_dir, calib_n)
-    return cached(Path(f"{stem}_{spec.precision}.engine"), source,
-                  lambda out: build_trt(source, out, spec.precision))
+        return source
+    # TensorRT takes fp16 as the fp16 ONNX and int8 as the Q/DQ ONNX; one static-batch engine
+    # per batch, as trtexec measures a fixed shape
+    return cached(workdir / f"{stem}_{spec.precision}_b{batch}.engine", source,
+                  lambda out: build_trt(source, out, spec.precision, batch, workdir / "trt-timing.cache"))
 
 
 def cached(out: Path, source: Path, make) -> Path:
@@ -178,7 +198,8 @@ def lower_precision(onnx_fp32: Path, precision: str, out: Path, calib_dir: Path,
     return cached(out, onnx_fp32, lambda o: quantize_int8(onnx_fp32, o, calib_dir, n=calib_n))
 
 
-def build_trt(onnx_path: Path, out: Path, precision: str) -> None:
+def build_trt(onnx_path: Path, out: Path, precision: str, batch: int, timing_cache: Path) -> None:
     from export.tensorrt_build import build_engine
 
-    build_engine(onnx_path, out, precision=precision)
+    build_engine(onnx_path, out, precision=precision, min_batch=batch, opt_batch=batch,
+                 max_batch=batch, timing_cache=timing_cache)

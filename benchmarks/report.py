@@ -43,7 +43,8 @@ def markdown(results: dict) -> str:
             f"| {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
             f"| {_num(r['min_ms'], 2)} | {_num(r['images_per_s'])} | {_num(r['gflops_per_s'])} "
             f"| {_num(r['pct_of_peak'])} | {_num(r['peak_mem_mb'], 0)} | {_num(r['size_mb'])} "
-            f"| {_num(r['top1_agreement'], 3)} | {r['status']} |"
+            f"| {_num(r['top1_agreement'], 3)} | {r['status']}"
+            + (f" ({r['reason']})" if r["status"] == "failed validation" else "") + " |"
         )
     cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores "
            f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB")
@@ -68,8 +69,11 @@ def markdown(results: dict) -> str:
         "images/s = batch / mean latency; GFLOP/s = model FLOPs × batch / median latency; "
         f"peak MB = the measuring process's RSS high-water mark (one process per row); "
         f"top-1 agree = share of the {settings['agreement_images']} check images whose top class "
-        "equals the PyTorch fp32 reference's; a row below "
-        f"{settings['min_agreement']} is marked `failed validation`.",
+        "equals the PyTorch fp32 reference's (measured once per model file, by `export.parity`); "
+        "a row that misses the parity targets of its precision ("
+        + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items())
+                    for p, t in results.get("validation_thresholds", {}).items())
+        + ") is marked `failed validation`.",
     ]
     video = results.get("video") or []
     if video:
@@ -87,12 +91,19 @@ def markdown(results: dict) -> str:
                 f"| {_num(v['model_only_ms'], 2)} | {v['overhead_pct']:+.1f} % "
                 f"| {v['end_to_end_ms_p50']} / {v['end_to_end_ms_p95']} |"
             )
-    skipped = {}
+    skipped: dict[tuple[str, str], set[str]] = {}
     for r in results["rows"]:
         if r["status"] == "skipped":
-            skipped.setdefault(r["backend"], r["reason"])
+            skipped.setdefault((r["backend"], r["reason"]), set()).add(r["model"])
     if skipped:
-        notes += ["", "Skipped on this machine: " + "; ".join(f"`{b}`: {why}" for b, why in skipped.items()) + "."]
+        every_model = {r["model"] for r in results["rows"]}
+        items = [
+            f"`{backend}`" + ("" if models == every_model else f" ({', '.join(sorted(models))})") + f": {why}"
+            for (backend, why), models in skipped.items()
+        ]
+        notes += ["", "Skipped: " + "; ".join(items) + "."]
+    if any(r["top1_agreement"] is None and r["status"] not in ("skipped", "failed") for r in results["rows"]):
+        notes += ["", "top-1 agree –: a given model file without a PyTorch reference (--reference CKPT)."]
     return "\n".join(lines + notes) + "\n"
 
 

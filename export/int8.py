@@ -2,15 +2,18 @@
 
 Explicit quantization as TensorRT 10/11 builds INT8 engines from it: symmetric activations,
 symmetric per-channel weights (zero points 0). ONNX Runtime's CPU provider fuses the Q/DQ pairs
-into QLinearConv / QGemm kernels. The fused CrossSpatialPoolMap node, the softmaxes and the
-reductions stay in float32 (they are not in ``QUANTIZED_OPS``).
+into QLinearConv / QLinearAdd kernels. The fused CrossSpatialPoolMap node, the softmaxes, the
+reductions and the classification head stay in float32 (they are not in ``QUANTIZED_OPS``).
 """
 
+import copy
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from tqdm import tqdm
 
 from wscnet.atomic import atomic_write_bytes
@@ -21,7 +24,9 @@ from .images import find_images, load_image
 from .metadata import read_metadata, set_precision
 
 CALIB_METHODS = ("entropy", "max", "percentile")
-QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "Concat", "Mul"]
+# The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
+# Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
+QUANTIZED_OPS = ["Conv", "Add", "MaxPool"]
 
 
 class ImageCalibrationReader:
@@ -94,6 +99,7 @@ def quantize_int8(
         )
         result = onnx.load(str(quantized))
     _restore_functions(result, model)
+    dedicate_qdq_pairs(result)
     set_precision(result, "int8")
     onnx.checker.check_model(result, full_check=True)
     atomic_write_bytes(out, result.SerializeToString())
@@ -119,3 +125,56 @@ def _json_list(value: str) -> list[float]:
     import json
 
     return [float(v) for v in json.loads(value)]
+
+
+def dedicate_qdq_pairs(model: onnx.ModelProto) -> None:
+    """Give every consumer of a quantized tensor its own Q -> DQ pair, in place.
+
+    ONNX Runtime's x86 CPU provider runs int8 convolutions fast only as uint8 x int8: it shifts a
+    symmetric int8 Q -> DQ pair to uint8 when the Q feeds exactly one DQ that feeds one node.
+    The quantizer shares one Q/DQ among all consumers (a residual block's input feeds a conv and
+    an Add), which keeps those convolutions in float. Each copy's scale is nudged by a few ulps
+    (relative 1e-7) so that ONNX Runtime's constant sharing and common-subexpression passes do
+    not merge the copies again. Zero points stay 0: the model keeps TensorRT's symmetric form.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    graph_outputs = {value.name for value in graph.output}
+    nodes: list[onnx.NodeProto] = []
+    removed: set[int] = set()
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "QuantizeLinear" or node.input[1] not in initializers:
+            continue
+        dqs = consumers[node.output[0]]
+        if not dqs or any(d.op_type != "DequantizeLinear" or d.output[0] in graph_outputs for d in dqs):
+            continue
+        uses = [(dq, user) for dq in dqs for user in consumers[dq.output[0]]]
+        if len(uses) <= 1:
+            continue
+        nodes.pop()
+        scale = numpy_helper.to_array(initializers[node.input[1]])
+        for j, (dq, user) in enumerate(uses):
+            scale_name = f"{node.input[1]}__pair{j}"
+            nudged = scale.copy()
+            for _ in range(j):
+                nudged = np.nextafter(nudged, np.inf, dtype=nudged.dtype)
+            graph.initializer.append(numpy_helper.from_array(nudged, scale_name))
+            q, new_dq = copy.deepcopy(node), copy.deepcopy(dq)
+            q.name, new_dq.name = f"{node.name}__pair{j}", f"{dq.name}__pair{j}"
+            q.input[1] = new_dq.input[1] = scale_name
+            q.output[0] = new_dq.input[0] = f"{node.output[0]}__pair{j}"
+            new_dq.output[0] = f"{dq.output[0]}__pair{j}"
+            for k, name in enumerate(user.input):
+                if name == dq.output[0]:
+                    user.input[k] = new_dq.output[0]
+                    break
+            nodes += [q, new_dq]
+        removed.update(id(dq) for dq in dqs)
+    kept = [node for node in nodes if id(node) not in removed]
+    del graph.node[:]
+    graph.node.extend(kept)

@@ -33,7 +33,8 @@ class Overlay:
              geo: Geometry, readout: str = "") -> np.ndarray:
         if sentiment_map is not None and self.alpha > 0:
             self._blend_map(frame, sentiment_map, geo)
-        self._draw_labels(frame, probs)
+        if self.top_k:
+            self._draw_labels(frame, probs)
         if readout:
             self._draw_readout(frame, readout)
         return frame

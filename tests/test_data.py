@@ -126,13 +126,16 @@ def test_twitter_layout_reads_the_fold_and_both_path_forms(tmp_path):
         write_image(root / "Images" / f"{i}.jpg")
     (root / "Split").mkdir()
     (root / "Split" / "train_2.txt").write_text("0.jpg 0\nImages/1.jpg 1\n2.jpg 1\n3.jpg 0\n")
-    (root / "Split" / "test_2.txt").write_text("4.jpg 1\nImages/5.jpg 0\n")
+    write_image(root / "Images" / "with space.jpg")
+    (root / "Split" / "test_2.txt").write_text("4.jpg 1\nImages/5.jpg 0\nwith space.jpg\t1\n")
     assert detect_layout(root) == "twitter"
     test = load_index(root, "test", fold=2)
     assert test.class_names == ["negative", "positive"]
-    assert [(s.path, s.label) for s in test.samples] == [(root / "Images/4.jpg", 1), (root / "Images/5.jpg", 0)]
+    assert [(s.path, s.label) for s in test.samples] == [
+        (root / "Images/4.jpg", 1), (root / "Images/5.jpg", 0), (root / "Images/with space.jpg", 1)
+    ]
     every = load_index(root, "all", fold=2)
-    assert len(every) == 6 and all(s.path.exists() for s in every.samples)
+    assert len(every) == 7 and all(s.path.exists() for s in every.samples)
     with pytest.raises(UserError, match="train_1.txt"):
         load_index(root, "train", fold=1)
 
@@ -153,6 +156,12 @@ def test_csv_layout_with_names_header_and_int_labels(tmp_path):
     (root / "labels.csv").write_text("img/0.jpg,1\nimg/1.jpg,0\n")  # no header, int labels
     every = load_index(root / "labels.csv", "all")
     assert [(s.path.name, s.label) for s in every.samples] == [("0.jpg", 1), ("1.jpg", 0)]
+    (root / "labels.csv").write_text("file,y\nimg/0.jpg,1\nimg/1.jpg,0\n")  # a header of other names
+    assert len(load_index(root, "all")) == 2
+    (root / "other.csv").write_text("img/0.jpg,1\n")
+    with pytest.raises(UserError, match="several CSV files"):
+        load_index(root, "all")
+    assert len(load_index(root, "all", csv_file="other.csv")) == 1
 
 
 def test_emod_layout_pairs_images_with_fixation_maps_by_stem(tmp_path):

@@ -70,7 +70,7 @@ def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
 
 
 def test_smoothing_and_alpha_change_the_overlay_only(model, tmp_path):
-    video = write_video(tmp_path / "in.avi", frames=12)
+    video = write_video(tmp_path / "in.avi", frames=12, size=(320, 240))
     plain, smooth = tmp_path / "plain.jsonl", tmp_path / "smooth.jsonl"
     run_video(model, str(video), jsonl=plain, display=False, progress=False, alpha=0.0,
               save=tmp_path / "a0.avi")
@@ -81,9 +81,10 @@ def test_smoothing_and_alpha_change_the_overlay_only(model, tmp_path):
     no_map, with_map = read_all(tmp_path / "a0.avi"), read_all(tmp_path / "a45.avi")
     src = read_all(video)
     # away from the text boxes (top-left labels, bottom readout) alpha 0 leaves the picture alone
-    body = (slice(40, 80), slice(70, 128))
-    assert np.abs(no_map[5][body].astype(int) - src[5][body].astype(int)).mean() < 6
-    assert np.abs(with_map[5][body].astype(int) - src[5][body].astype(int)).mean() > 10
+    body = (slice(80, 200), slice(0, 320))
+    untouched = np.abs(no_map[5][body].astype(int) - src[5][body].astype(int)).mean()
+    blended = np.abs(with_map[5][body].astype(int) - src[5][body].astype(int)).mean()
+    assert untouched < 4 and blended > 15
 
 
 def test_image_folder_skips_and_counts_a_corrupt_image(model, tmp_path):
@@ -197,9 +198,8 @@ try:
     runpy.run_path("cli.py", run_name="__main__")
 except SystemExit as exit:
     assert not exit.code, exit.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnx", "export"))
-runtime_wscnet = [m for m in sys.modules if m.startswith("wscnet.") and m != "wscnet.commands"
-                  and m not in ("wscnet.errors",)]
+# cli.py itself imports every room's light commands module; nothing heavy may come with them
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript"))
 print("HEAVY", heavy)
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -253,7 +253,9 @@ def test_camera_disconnect_is_retried_then_the_run_ends_cleanly(model, tmp_path)
     with open_backend(model, device="cpu") as backend:
         stats = run_pipeline(backend, source, PipelineOptions(jsonl=tmp_path / "cam.jsonl", display=False,
                                                               progress=False))
-    assert len(opened) == 1 + 3  # the first open, then three reconnection attempts (one worked)
+    # the first open; one reconnection that worked (the count starts again after good frames);
+    # then three failed attempts
+    assert len(opened) == 1 + 1 + 3
     rows = read_jsonl(tmp_path / "cam.jsonl")
     assert stats.frames_read == 9 and stats.frames_out + stats.dropped == 9 and len(rows) == stats.frames_out
 

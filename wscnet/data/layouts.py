@@ -170,6 +170,8 @@ def _load_emotionroi(root: Path, split: str, seed: int) -> DatasetIndex:
         for number, line in enumerate(_read_lines(path), 1):
             # Some copies append a label column; the path is the first field then.
             entry = line if (images / line).exists() else line.split()[0]
+            if entry.lower().startswith("images/"):
+                entry = entry[len("images/") :]
             cls = entry.split("/")[0]
             if cls not in label_of:
                 raise UserError(f"{path}:{number}: unknown class {cls!r} (class folders: {', '.join(names)})")
@@ -177,8 +179,9 @@ def _load_emotionroi(root: Path, split: str, seed: int) -> DatasetIndex:
             out.append(Sample(image, label_of[cls], gt_map=gt_by_class[cls].get(Path(entry).stem)))
         return out
 
-    chosen = pick_split(split, read("training.txt") if split != "test" else [], read("testing.txt") if split in ("test", "all") else [], seed)
-    return DatasetIndex(root, "emotionroi", names, chosen)
+    train = read("training.txt") if split != "test" else []
+    test = read("testing.txt") if split in ("test", "all") else []
+    return DatasetIndex(root, "emotionroi", names, pick_split(split, train, test, seed))
 
 
 # --- Twitter I/II: Images/ + Split/train_<k>.txt, test_<k>.txt ----------------------------------
@@ -200,16 +203,17 @@ def _load_twitter(root: Path, split: str, fold: int, seed: int) -> DatasetIndex:
         path = _require(split_dir / f"{kind}_{fold}.txt", f"split file for fold {fold}")
         out = []
         for number, line in enumerate(_read_lines(path), 1):
-            parts = re.split(r"[\s,]+", line)
-            if len(parts) < 2:
+            match = re.fullmatch(r"(.+?)[\s,]+(\S+)", line)  # the path may hold spaces
+            if match is None:
                 raise UserError(f"{path}:{number}: expected 'relative/path label', got {line!r}")
-            rel, label = line[: line.rstrip().rfind(parts[-1])].rstrip(" \t,"), parts[-1]
+            rel, label = match.groups()
             image = images / rel if (images / rel).exists() or not (root / rel).exists() else root / rel
             out.append(Sample(image, _binary_label(label, f"{path}:{number}")))
         return out
 
-    chosen = pick_split(split, read("train") if split != "test" else [], read("test") if split in ("test", "all") else [], seed)
-    return DatasetIndex(root, "twitter", list(BINARY_CLASSES), chosen)
+    train = read("train") if split != "test" else []
+    test = read("test") if split in ("test", "all") else []
+    return DatasetIndex(root, "twitter", list(BINARY_CLASSES), pick_split(split, train, test, seed))
 
 
 # --- CSV (Flickr, Instagram): path,label; class-balanced 90/10, val from train ------------------
@@ -233,20 +237,35 @@ def _read_csv_rows(path: Path) -> list[tuple[str, str, int]]:
             rows = [(r, n) for n, r in enumerate(csv.reader(fh), 1) if r and any(c.strip() for c in r)]
     except (OSError, csv.Error) as exc:
         raise UserError(f"{path}: cannot read CSV ({exc})") from exc
-    if rows and rows[0][0][-1].strip().lower() in ("label", "labels", "class", "sentiment", "category"):
+    if rows and _is_header([r for r, _ in rows]):
         rows = rows[1:]
     out = []
     for row, number in rows:
         if len(row) < 2:
             raise UserError(f"{path}:{number}: expected 'path,label', got {','.join(row)!r}")
-        out.append((row[0].strip(), row[-1].strip(), number))
+        out.append((row[0].strip(), row[1].strip(), number))
     if not out:
         raise UserError(f"{path}: no 'path,label' rows")
     return out
 
 
+_INT = re.compile(r"-?\d+")
+_HEADER_WORDS = ("label", "labels", "class", "sentiment", "category", "y", "target")
+
+
+def _has_int_label(row: list[str]) -> bool:
+    return len(row) > 1 and _INT.fullmatch(row[1].strip()) is not None
+
+
+def _is_header(rows: list[list[str]]) -> bool:
+    """The first row is a header if it names the label column, or if only it has a non-integer label."""
+    if len(rows[0]) > 1 and rows[0][1].strip().lower() in _HEADER_WORDS:
+        return True
+    return len(rows) > 1 and not _has_int_label(rows[0]) and all(_has_int_label(r) for r in rows[1:])
+
+
 def _csv_classes(labels: list[str]) -> list[str]:
-    if all(re.fullmatch(r"-?\d+", t) for t in labels):
+    if all(_INT.fullmatch(t) for t in labels):
         top = max(int(t) for t in labels)
         return list(BINARY_CLASSES) if top <= 1 else [str(i) for i in range(top + 1)]
     return sorted({t.lower() for t in labels})
@@ -256,7 +275,7 @@ def _load_csv(root: Path, split: str, seed: int, csv_file: str | None) -> Datase
     path = _pick_csv(root, csv_file)
     rows = _read_csv_rows(path)
     names = _csv_classes([label for _, label, _ in rows])
-    numeric = all(re.fullmatch(r"-?\d+", label) for _, label, _ in rows)
+    numeric = all(_INT.fullmatch(label) for _, label, _ in rows)
     samples = []
     for rel, label, number in rows:
         index = int(label) if numeric else names.index(label.lower())

@@ -1,0 +1,149 @@
+"""What ``python cli.py export`` and ``parity`` do, step by step (heavy imports live here)."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from wscnet.errors import UserError
+
+from .metadata import read_metadata
+
+RUNS_GLOB = "runs/*/best.pt"
+
+
+def newest_checkpoint(root: Path = Path(".")) -> Path:
+    """The newest ``runs/*/best.pt`` by modification time."""
+    found = sorted(Path(root).glob(RUNS_GLOB), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"no checkpoint given and none found at {RUNS_GLOB}: train first or pass CKPT")
+    return found[-1]
+
+
+def training_data_dir(checkpoint: Path) -> Path | None:
+    """The --data folder the checkpoint was trained on, from its (or its run's last.pt) train_state."""
+    import torch
+
+    for candidate in (checkpoint, checkpoint.with_name("last.pt")):
+        if not candidate.is_file():
+            continue
+        try:
+            ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
+        except Exception:  # an unreadable sibling is not this command's problem
+            continue
+        data = ((ckpt.get("train_state") or {}).get("args") or {}).get("data")
+        if data and Path(data).is_dir():
+            return Path(data)
+    return None
+
+
+@dataclass
+class ExportRequest:
+    checkpoint: Path
+    out: Path
+    format: str = "onnx"
+    fp16: bool = False
+    int8: bool = False
+    calib: Path | None = None
+    calib_n: int = 256
+    calib_method: str = "entropy"
+    img_size: int | None = None
+    batch: int = 1
+    dynamic_batch: bool = False
+    max_batch: int = 16
+    fused_op: bool = True
+    parity_data: Path | None = None
+    parity_n: int = 200
+    parity: bool = True
+    workspace_mb: int = 2048
+
+
+@dataclass
+class ExportResult:
+    files: list[Path] = field(default_factory=list)
+    parity: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_export(req: ExportRequest, echo=print) -> ExportResult:
+    from .fp16 import convert_fp16
+    from .int8 import quantize_int8
+    from .onnx_export import export_onnx
+    from .parity import format_report, run_parity, save_parity
+
+    if req.format not in ("onnx", "engine"):
+        raise UserError(f"--format must be onnx or engine; got {req.format!r}")
+    if req.fp16 and req.int8:
+        raise UserError("choose one of --fp16 and --int8")
+    if req.format == "engine":
+        from .tensorrt_build import import_tensorrt
+
+        import_tensorrt()  # one clear line before any work when TensorRT is missing
+    result = ExportResult()
+    fp32 = export_onnx(
+        req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
+        dynamic_batch=req.dynamic_batch, fused_op=req.fused_op,
+    )
+    result.files.append(fp32)
+    final = fp32
+    if req.fp16:
+        final = convert_fp16(fp32, req.out / "model.fp16.onnx")
+        result.files.append(final)
+    if req.int8:
+        calib = req.calib or training_data_dir(req.checkpoint)
+        if calib is None:
+            raise UserError(f"{req.checkpoint}: no training data folder recorded in it; pass --calib DIR")
+        final = quantize_int8(fp32, req.out / "model.int8.onnx", calib, n=req.calib_n, method=req.calib_method)
+        result.files.append(final)
+    parity_data = req.parity_data or req.calib or training_data_dir(req.checkpoint)
+    if req.parity and parity_data is None:
+        result.notes.append("parity skipped: no image folder (pass --parity-data DIR)")
+    elif req.parity:
+        for model in result.files:
+            report = run_parity(model, req.checkpoint, parity_data, n=req.parity_n)
+            save_parity(report, model)
+            result.parity[model.name] = report
+            echo(format_report(report))
+    if req.format == "engine":
+        from .tensorrt_build import build_engine
+
+        precision = read_metadata(onnx.load(str(final), load_external_data=False))["precision"]
+        engine = build_engine(
+            final, req.out / f"model.{precision}.engine", precision=precision,
+            min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
+            workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
+        )
+        result.files += [engine, engine.with_name(engine.name + ".json")]
+        if req.parity and parity_data is not None:
+            report = run_parity(engine, req.checkpoint, parity_data, n=req.parity_n)
+            save_parity(report, engine)
+            result.parity[engine.name] = report
+            echo(format_report(report))
+    return result
+
+
+def summary_lines(result: ExportResult) -> list[str]:
+    lines = [f"{'file':<26} {'size MB':>8} {'precision':>9} {'opset':>5}  parity"]
+    for path in result.files:
+        if path.suffix == ".json":
+            continue
+        precision, opset = "?", "-"
+        if path.suffix == ".onnx":
+            model = onnx.load(str(path), load_external_data=False)
+            precision = read_metadata(model).get("precision", "?")
+            opset = str(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+        else:
+            sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+            precision = sidecar["metadata"].get("precision", "?")
+        report = result.parity.get(path.name)
+        parity = "-"
+        if report:
+            parity = (
+                f"top-1 {report['top1_agreement'] * 100:.1f} %, probs max abs "
+                f"{report['outputs']['probs']['max_abs']:.2g}, map corr {report['map_correlation']:.4f}, "
+                f"{'PASS' if report['passed'] else 'FAIL'}"
+            )
+        size = path.stat().st_size / 2**20
+        lines.append(f"{path.name:<26} {size:>8.2f} {precision:>9} {opset:>5}  {parity}")
+    return lines + result.notes

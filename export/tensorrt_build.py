@@ -1,0 +1,192 @@
+"""ONNX (FP32, FP16 or INT8 Q/DQ) -> serialized TensorRT engine, with the sidecar JSON.
+
+TensorRT 10/11 Python API: ``build_serialized_network``; a strongly typed network where the
+types come from the file (always on 11.x, where it is the only mode; on 10.x for the FP16 and
+INT8 files), an optimization profile over the batch range when the input batch is dynamic, a
+workspace limit and a timing cache that is read before and written after each build.
+
+The sidecar ``X.engine.json`` (ARCHITECTURE.md): ``metadata`` (the ONNX metadata_props),
+``tensorrt_version``, ``gpu_name``, ``compute_capability``, ``built_from``, ``io``, and
+``plugins`` (plugin ids a process must register before deserializing).
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from wscnet.atomic import atomic_write_bytes, atomic_write_text
+from wscnet.errors import UserError
+
+from .fused_op import DOMAIN, OP_TYPE
+from .metadata import read_metadata
+from .trt_plugin import PLUGIN_NAME
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise UserError(
+            "TensorRT is not installed (pip install tensorrt, on a machine with an NVIDIA GPU); "
+            "--format engine needs it — the ONNX files work without it"
+        ) from None
+    return trt
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def use_strong_typing(trt_version: str, precision: str) -> bool:
+    """11.x has only strongly typed networks; on 10.x the FP16/INT8 files carry their types."""
+    major = version_tuple(trt_version)[0]
+    if major < 10:
+        raise UserError(f"TensorRT {trt_version} is too old: this exporter needs TensorRT 10 or newer")
+    return major >= 11 or precision in ("fp16", "int8")
+
+
+def network_flags(trt, precision: str) -> int:
+    if use_strong_typing(trt.__version__, precision):
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
+def batch_range(onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int] | None:
+    """(min, opt, max) for a dynamic batch; None for a fixed-batch file."""
+    dim = onnx_model.graph.input[0].type.tensor_type.shape.dim[0]
+    if dim.HasField("dim_value"):
+        return None
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise UserError(f"batch range must satisfy 1 <= min <= opt <= max; got {min_batch}, {opt_batch}, {max_batch}")
+    return min_batch, opt_batch, max_batch
+
+
+def has_fused_node(onnx_model: onnx.ModelProto) -> bool:
+    return any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in onnx_model.graph.node)
+
+
+def sidecar_data(
+    metadata: dict[str, str], *, tensorrt_version: str, gpu_name: str, compute_capability: str | None,
+    built_from: Path, input_size: int, batch: tuple[int, int, int] | int, plugins: list[str],
+    precision: str,
+) -> dict[str, Any]:
+    metadata = {**metadata, "precision": precision}
+    if isinstance(batch, int):
+        batch_info = {"min": batch, "opt": batch, "max": batch}
+        batch_dim: int | str = batch
+    else:
+        batch_info = dict(zip(("min", "opt", "max"), batch))
+        batch_dim = -1
+    return {
+        "metadata": metadata,
+        "tensorrt_version": tensorrt_version,
+        "gpu_name": gpu_name,
+        "compute_capability": compute_capability,
+        "built_from": str(built_from),
+        "io": {
+            "inputs": {"image": {"shape": [batch_dim, 3, input_size, input_size], "dtype": "float32"}},
+            "outputs": ["probs", "det_scores", "sentiment_map"],
+            "batch": batch_info,
+        },
+        "plugins": plugins,
+    }
+
+
+def gpu_identity() -> tuple[str, str | None]:
+    """(GPU name, compute capability 'major.minor') of device 0."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("no CUDA GPU is visible: TensorRT engines are built on the GPU that will run them")
+    major, minor = torch.cuda.get_device_capability(0)
+    return torch.cuda.get_device_name(0), f"{major}.{minor}"
+
+
+def build_engine(
+    onnx_path: Path,
+    engine: Path,
+    *,
+    precision: str | None = None,
+    min_batch: int = 1,
+    opt_batch: int = 1,
+    max_batch: int = 1,
+    workspace_mb: int = 2048,
+    timing_cache: Path | None = None,
+    use_plugin: bool = True,
+    trt=None,
+) -> Path:
+    """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``."""
+    trt = trt or import_tensorrt()
+    onnx_path, engine = Path(onnx_path), Path(engine)
+    model = onnx.load(str(onnx_path))
+    metadata = read_metadata(model)
+    precision = precision or metadata.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if metadata.get("precision", precision) != precision:
+        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the {precision} ONNX file")
+    plugins: list[str] = []
+    if has_fused_node(model):
+        if use_plugin:
+            from .trt_plugin import register_plugin
+
+            register_plugin()
+            plugins.append(PLUGIN_NAME)
+        else:  # the parser then inlines the node's local function (standard layers)
+            for node in model.graph.node:
+                if node.domain == DOMAIN and node.op_type == OP_TYPE:
+                    keep = [a for a in node.attribute if a.name != "plugin_namespace"]
+                    del node.attribute[:]
+                    node.attribute.extend(keep)
+    gpu_name, capability = gpu_identity()
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, precision))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString(), str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise UserError(f"{onnx_path}: TensorRT cannot parse this model: {errors[:300]}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    size = int(metadata["input_size"])
+    batches = batch_range(model, min_batch, opt_batch, max_batch)
+    if batches is not None:
+        profile = builder.create_optimization_profile()
+        lo, opt, hi = ((b, 3, size, size) for b in batches)
+        profile.set_shape("image", lo, opt, hi)
+        config.add_optimization_profile(profile)
+    cache = _load_timing_cache(config, timing_cache)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
+    atomic_write_bytes(engine, bytes(serialized))
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(cache.serialize()))
+    fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    sidecar = sidecar_data(
+        metadata, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
+        built_from=onnx_path, input_size=size, batch=batches or int(fixed), plugins=plugins,
+        precision=precision,
+    )
+    atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
+    return engine
+
+
+def _load_timing_cache(config, path: Path | None):
+    data = b""
+    if path is not None and Path(path).is_file():
+        data = Path(path).read_bytes()
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=True)  # a cache from another GPU is just ignored
+    return cache

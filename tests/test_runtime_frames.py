@@ -1,0 +1,98 @@
+"""Per-frame pieces: pre-processing, the overlay, smoothing."""
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.overlay import Overlay, map_to_frame_colors
+from runtime.preprocess import Preprocessor, plan_geometry
+from runtime.smoothing import EmaSmoother
+from runtime_fixtures import reference_input, scene
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize("w, h", [(128, 96), (96, 128), (64, 64), (640, 480)])
+def test_letterbox_equals_the_plain_reference(w, h):
+    frame = scene(3, w, h)
+    pre = Preprocessor(64, MEAN, STD, "letterbox")
+    out = pre.new_buffer()
+    geo = pre(frame, out)
+    np.testing.assert_allclose(out, reference_input(frame, 64, MEAN, STD), atol=1e-5)
+    assert geo.frame_rect == (0, 0, w, h)
+
+
+def test_centre_crop():
+    frame = scene(1, 160, 96)
+    pre = Preprocessor(64, MEAN, STD, "crop")
+    out = pre.new_buffer()
+    geo = pre(frame, out)
+    assert geo.frame_rect == (32, 0, 96, 96) and geo.content == (0, 0, 64, 64)
+    square = cv2.resize(frame[:, 32:128], (64, 64), interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    expected = ((rgb - np.float32(MEAN)) / np.float32(STD)).transpose(2, 0, 1)
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+
+
+def test_reused_buffer_gets_clean_bars_when_the_frame_size_changes():
+    pre = Preprocessor(64, MEAN, STD, "letterbox")
+    out = pre.new_buffer()
+    pre(scene(0, 64, 64), out)  # fills the whole input
+    tall = scene(1, 48, 96)
+    pre(tall, out)
+    np.testing.assert_allclose(out, reference_input(tall, 64, MEAN, STD), atol=1e-5)
+
+
+def test_geometry_plans():
+    g = plan_geometry(640, 480, 224, "letterbox")
+    assert g.content == (0, 28, 224, 168) and g.frame_rect == (0, 0, 640, 480)
+    with pytest.raises(ValueError):
+        plan_geometry(640, 480, 224, "stretch")
+
+
+def test_sentiment_map_lands_where_it_belongs():
+    """A map hot in its right half must colour the frame's right half red (JET high), left blue."""
+    geo = plan_geometry(320, 160, 64, "letterbox")  # content: 64×32 in the middle of the input
+    smap = np.zeros((8, 8), np.float32)
+    smap[:, 4:] = 1.0
+    colours = map_to_frame_colors(smap, geo)
+    assert colours.shape == (160, 320, 3)
+    left, right = colours[:, :120].mean(axis=(0, 1)), colours[:, 200:].mean(axis=(0, 1))
+    assert left[0] > left[2] and right[2] > right[0]  # BGR: blue left, red right
+
+
+def test_overlay_blends_with_alpha_and_writes_top3():
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    geo = plan_geometry(320, 240, 64, "letterbox")
+    smap = np.random.default_rng(0).random((2, 2)).astype(np.float32)
+    probs = np.array([0.1, 0.6, 0.05, 0.25], np.float32)
+    names = ["amusement", "anger", "awe", "contentment"]
+    untouched = Overlay(names, alpha=0.0).draw(frame.copy(), probs, smap, geo)
+    assert np.array_equal(untouched[120:220], frame[120:220])  # only the label box changed
+    assert not np.array_equal(untouched[:40, :80], frame[:40, :80])
+    blended = Overlay(names, alpha=0.45).draw(frame.copy(), probs, smap, geo, readout="30.0 fps")
+    assert np.abs(blended[120:200].astype(int) - 128).mean() > 10
+    assert not np.array_equal(blended[-10:, :60], untouched[-10:, :60])  # the readout
+
+
+def test_crop_overlay_touches_only_the_crop():
+    frame = np.full((100, 200, 3), 128, np.uint8)
+    geo = plan_geometry(200, 100, 64, "crop")
+    out = Overlay(["a", "b"], alpha=0.5, top_k=0).draw(frame.copy(), np.array([0.5, 0.5]), np.eye(2, dtype=np.float32), geo)
+    assert np.array_equal(out[:, :50], frame[:, :50]) and np.array_equal(out[:, 150:], frame[:, 150:])
+    assert not np.array_equal(out[:, 50:150], frame[:, 50:150])
+
+
+def test_ema():
+    ema = EmaSmoother(0.8)
+    first = ema("p", np.array([1.0, 0.0]))
+    np.testing.assert_allclose(first, [1.0, 0.0])
+    np.testing.assert_allclose(ema("p", np.array([0.0, 1.0])), [0.8, 0.2])
+    np.testing.assert_allclose(ema("p", np.array([0.0, 1.0])), [0.64, 0.36])
+    np.testing.assert_allclose(ema("m", np.ones((2, 2))), np.ones((2, 2)))  # independent streams
+    np.testing.assert_allclose(ema("p", np.ones(3)), np.ones(3))  # a new shape starts over
+    off = EmaSmoother(0.0)
+    off("p", np.array([1.0]))
+    np.testing.assert_allclose(off("p", np.array([0.0])), [0.0])
+    with pytest.raises(ValueError):
+        EmaSmoother(1.0)
