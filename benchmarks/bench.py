@@ -2,12 +2,14 @@
 
 For each case (model × image size) the PyTorch fp32 reference runs once in this process on the
 check images; then each back-end × batch is measured in a process of its own
-(``benchmarks.worker``), which also returns its predictions on the same images, so every row
-carries its top-1 agreement with the reference next to its speed.
+(``benchmarks.worker``), which also returns its outputs on the same images (once per model
+file), so every row carries the parity code's verdict (``export.parity``: top-1 agreement, map
+correlation, probability error against the reference) next to its speed.
 """
 
 import json
 import math
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -107,6 +109,7 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
         peak[key] = max(peak.get(key, value), value)
     for row in rows:
         row["pct_of_peak"] = pct_of_peak(row, peak)
+    machine["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     results = {
         "machine": machine,
         "peak": peak,
@@ -291,7 +294,7 @@ def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path,
     spec = SPECS[settings.video_backend]
     entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name,
              "model_file": None, "error": None}
-    reason = skip_reason(spec)
+    reason = models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
         entry["error"] = f"skipped: {reason}"
         return entry

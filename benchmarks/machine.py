@@ -75,6 +75,7 @@ def describe_machine() -> dict:
         "cpu_physical_cores": psutil.cpu_count(logical=False),
         "torch_threads": torch.get_num_threads(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),  # > cores: others share the CPU
         "os": platform.platform(),
         "gpu": gpu_info(),
         "versions": library_versions(),

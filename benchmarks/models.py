@@ -10,7 +10,7 @@ predictions, so it is trained for 30 SGD steps on the synthetic images at 64 px
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wscnet.backbones import ARCHITECTURES
@@ -57,7 +57,18 @@ def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
             arch, size = parse_arch(token)
             ckpt = default_checkpoint(arch, workdir)
             cases += [Case(arch, s, ckpt) for s in ([size] if size else img_sizes or [224])]
-    return cases
+    return unique_labels(cases)
+
+
+def unique_labels(cases: list[Case]) -> list[Case]:
+    """Two inputs with one name (a/model.pt, b/model.pt) must not share exported files."""
+    seen: dict[tuple[str, int], int] = {}
+    named = []
+    for case in cases:
+        key = (case.label, case.img_size)
+        seen[key] = seen.get(key, 0) + 1
+        named.append(case if seen[key] == 1 else replace(case, label=f"{case.label}-{seen[key]}"))
+    return named
 
 
 def classify(token: str) -> tuple[str, str]:
@@ -83,6 +94,8 @@ def parse_arch(token: str) -> tuple[str, int | None]:
             f"{token}: no such file, and not an architecture name "
             f"({', '.join(ARCHITECTURES)}, optionally @SIZE)"
         )
+    if match.group(2) and (int(match.group(2)) < 32 or int(match.group(2)) % 32):
+        raise UserError(f"{token}: the size must be a multiple of 32 and >= 32")
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 

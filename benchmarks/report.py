@@ -47,7 +47,8 @@ def markdown(results: dict) -> str:
             + (f" ({r['reason']})" if r["status"] == "failed validation" else "") + " |"
         )
     cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores "
-           f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB")
+           f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB, load average "
+           f"{machine.get('load_avg_1m_start')} at the start and {machine.get('load_avg_1m_end')} at the end")
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     peak_text = f"fp32 {_num(peak.get('fp32_gflops'))} GFLOP/s"
     if "fp16_gflops" in peak:

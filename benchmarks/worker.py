@@ -27,7 +27,9 @@ def open_runner(engine: str, path: str, device: str, threads: int):
         return runner
     from runtime.backends import open_backend
 
-    return open_backend(path, device=device, threads=threads)
+    from .device_timing import DeviceTimed
+
+    return DeviceTimed(open_backend(path, device=device, threads=threads))
 
 
 def peak_rss_mb() -> float:

@@ -24,6 +24,7 @@ def export(
     parity_n: int = typer.Option(200, "--parity-n", help="Images the parity check uses."),
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     workspace_mb: int = typer.Option(2048, "--workspace-mb", help="TensorRT workspace limit."),
+    trt_plugin: bool = typer.Option(True, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton plugin (the process loading the engine must register it) or as its ONNX function body."),
 ) -> None:
     """Export a checkpoint to ONNX (fused CrossSpatialPoolMap op), FP16/INT8 and TensorRT, with parity."""
     from .pipeline import ExportRequest, newest_checkpoint, run_export, summary_lines
@@ -36,6 +37,7 @@ def export(
         int8=int8, calib=calib, calib_n=calib_n, calib_method=calib_method, img_size=img_size,
         batch=batch, dynamic_batch=dynamic_batch, max_batch=max_batch, fused_op=not no_fused_op,
         parity_data=parity_data, parity_n=parity_n, parity=not skip_parity, workspace_mb=workspace_mb,
+        trt_plugin=trt_plugin,
     )
     result = run_export(request, echo=typer.echo)
     for line in summary_lines(result):

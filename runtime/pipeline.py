@@ -127,12 +127,13 @@ class Pipeline:
             self.pool.put(self.pre.new_buffer())
         self.inbox: queue.Queue = queue.Queue(maxsize=opts.queue_size)
         self.outbox: queue.Queue = queue.Queue(maxsize=opts.queue_size)
-        sinks = self._open_sinks()
-        threads = [threading.Thread(target=self._guard, args=(self._capture,), name="capture", daemon=True),
-                   threading.Thread(target=self._guard, args=(self._render, sinks), name="render", daemon=True)]
+        sinks: dict = {}
         restore = self._install_signal_handlers()
         start = time.perf_counter()
         try:
+            sinks = self._open_sinks()
+            threads = [threading.Thread(target=self._guard, args=(self._capture,), name="capture", daemon=True),
+                       threading.Thread(target=self._guard, args=(self._render, sinks), name="render", daemon=True)]
             for thread in threads:
                 thread.start()
             self._guard(self._infer)
@@ -302,10 +303,10 @@ class Pipeline:
             if opts.jsonl is not None:
                 sinks["jsonl"] = JsonlSink(opts.jsonl)
         except BaseException:
-            self._close_sinks(sinks)
+            for sink in sinks.values():
+                sink.discard()
             raise
-        show = display_available() if opts.display is None else opts.display
-        sinks["window"] = show
+        sinks["window"] = display_available() if opts.display is None else opts.display
         return sinks
 
     @staticmethod
@@ -319,6 +320,8 @@ class Pipeline:
             return lambda: None
 
         def request_stop(signum, _frame) -> None:
+            if not self.stop.is_set():
+                print("\nstopping: finishing the frames in flight and closing the files…", file=sys.stderr)
             self.stats.interrupted = True
             self.stop.set()
 

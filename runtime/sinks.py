@@ -64,6 +64,13 @@ class VideoSink:
         self.writer = None
         os.replace(self._tmp, self.path)
 
+    def discard(self) -> None:
+        """Give up before any frame: remove the temporary file, leave ``path`` as it was."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self._tmp.unlink(missing_ok=True)
+
 
 class JsonlSink:
     """One JSON object per line, flushed as it goes; moved to its name when the run ends."""
@@ -87,6 +94,12 @@ class JsonlSink:
         self._file.close()
         self._file = None
         os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
 
 
 def display_available() -> bool:

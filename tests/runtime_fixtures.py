@@ -70,8 +70,10 @@ def reference_input(frame_bgr: np.ndarray, size: int, mean, std) -> np.ndarray:
     h, w = frame_bgr.shape[:2]
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
-    rgb = cv2.cvtColor(cv2.resize(frame_bgr, (nw, nh), interpolation=interp), cv2.COLOR_BGR2RGB)
+    k = min(w // nw, h // nh)  # whole-number block average first, then bilinear the rest
+    if k >= 2:
+        frame_bgr = cv2.resize(frame_bgr[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
     normalised = (rgb.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
     canvas = np.zeros((size, size, 3), np.float32)  # bars: zero = the mean colour
     x0, y0 = (size - nw) // 2, (size - nh) // 2

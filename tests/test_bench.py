@@ -4,7 +4,6 @@ Tiny on purpose (resnet18 at 64 px, a few timed calls); no assertion is about sp
 """
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +39,8 @@ def bench_run(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
     settings = BenchSettings(
         backends=["ort", "torch-cuda", "ort-cuda", "trt-fp16"], batches=[2], warmup=1, iters=3,
-        duration=None, agreement_images=5,
+        duration=None, agreement_images=5, video=Path("test"), video_frames=6, video_backend="ort",
+        peak_n=256,
     )
     return out, run_bench([str(tiny_checkpoint)], out, settings)
 
@@ -97,6 +97,16 @@ def test_json_markdown_and_chart_are_written(bench_run):
     assert chart is not None and chart.shape[0] > 100 and chart.shape[1] > 100
 
 
+def test_video_pipeline_is_measured_next_to_the_model(bench_run):
+    out, results = bench_run
+    (video,) = results["video"]
+    assert video["error"] is None and video["video_backend"] == "ort"
+    assert video["frames"] == 6 and video["resolution"] == "640x480"
+    assert video["pipeline_fps"] > 0 and video["model_only_ms"] > 0
+    assert (out / "test-640x480.mp4").is_file()
+    assert "| tiny @ 64 | ort (tiny_64_fp32.onnx) | 640x480 | 6 |" in (out / "bench.md").read_text()
+
+
 def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
     """An ONNX file of another (untrained) model, checked against the tiny checkpoint."""
     import torch
@@ -114,7 +124,7 @@ def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
     save_checkpoint(other_ckpt, make_checkpoint(other, class_names=ckpt["class_names"], input_size=64))
     wrong = export_onnx(other_ckpt, tmp_path / "wrong.onnx", img_size=64)
     settings = BenchSettings(backends=["ort"], batches=[1], warmup=0, iters=1, duration=None,
-                             agreement_images=8, reference=tiny_checkpoint)
+                             agreement_images=8, reference=tiny_checkpoint, peak_n=256)
     results = run_bench([str(wrong)], tmp_path / "out", settings)
     (row,) = results["rows"]
     assert row["model"] == "wrong" and row["top1_agreement"] < 0.9
@@ -183,3 +193,71 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("error: resnet999: no such file, and not an architecture")
     assert not (tmp_path / "bench.json").exists()
+
+
+class FakeCudart:
+    """cuda-python's event calls, answering like the real binding: (error, value) tuples."""
+
+    def __init__(self):
+        self.log = []
+
+    def cudaEventCreate(self):
+        return 0, object()
+
+    def cudaEventRecord(self, event, stream):
+        self.log.append(("record", stream))
+        return (0,)
+
+    def cudaEventElapsedTime(self, start, end):
+        return 0, 1.25
+
+    def cudaEventDestroy(self, event):
+        self.log.append(("destroy",))
+        return (0,)
+
+
+def test_tensorrt_context_is_timed_by_events_around_the_enqueue_only():
+    """No GPU here: the wrapper's bookkeeping, with the CUDA binding and the engine stood in for."""
+    from benchmarks.device_timing import DeviceTimed
+    from runtime.backends.cuda_memory import CudaPythonApi
+
+    class Api:
+        cudart = FakeCudart()
+        _check = CudaPythonApi._check
+
+    class Context:
+        def execute_async_v3(self, stream):
+            Api.cudart.log.append(("enqueue", stream))
+            return True
+
+        def set_input_shape(self, name, shape):
+            return f"{name}{shape}"
+
+    class Backend:
+        description = "tensorrt[fake]"
+
+        def __init__(self):
+            self.context, self._cuda, self.closed = Context(), Api(), False
+
+        def infer(self, batch):
+            assert self.context.execute_async_v3(7)
+            return {"probs": batch}
+
+        def close(self):
+            self.closed = True
+
+    backend = Backend()
+    timed = DeviceTimed(backend)
+    assert timed.last_device_ms is None  # nothing ran yet
+    assert backend.context.set_input_shape("image", (1,)) == "image(1,)"  # forwarded
+    timed.infer(np.zeros(1))
+    assert Api.cudart.log == [("record", 7), ("enqueue", 7), ("record", 7)]
+    assert timed.last_device_ms == 1.25
+    timed.close()
+    assert backend.closed and isinstance(backend.context, Context)
+    assert Api.cudart.log.count(("destroy",)) == 2
+
+
+def test_onnx_runtime_backend_has_no_device_time(bench_run):
+    (row,) = [r for r in bench_run[1]["rows"] if r["backend"] == "ort"]
+    assert row["gpu_median_ms"] is None

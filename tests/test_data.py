@@ -214,6 +214,21 @@ def test_corrupt_jpeg_is_skipped_with_one_warning(tmp_path, capsys):
     assert collate_skip_bad([None, None]) is None
 
 
+def test_unreadable_map_keeps_the_image_and_flags_the_map(tmp_path, capsys):
+    root = tmp_path / "roi"
+    for i in range(2):
+        write_image(root / "images" / "joy" / f"{i}.jpg")
+        write_map(root / "ground_truth" / "joy" / f"{i}.png")
+    (root / "ground_truth" / "joy" / "1.png").write_bytes(b"not a png")
+    (root / "training_testing_split").mkdir()
+    (root / "training_testing_split" / "testing.txt").write_text("joy/0.jpg\njoy/1.jpg\n")
+    data = ImageDataset(load_index(root, "test"), eval_transform(16), with_maps=True)
+    batch = collate_skip_bad([data[0], data[1]])
+    assert batch["has_gt_map"].tolist() == [True, False]
+    assert batch["gt_map"][0].max() == 1.0 and batch["gt_map"][1].max() == 0.0
+    assert "1.png" in capsys.readouterr().err
+
+
 def test_items_carry_maps_aligned_with_the_image(tmp_path):
     """Image bright exactly where the GT map is 1: every transform must keep them aligned."""
     root = tmp_path / "roi"

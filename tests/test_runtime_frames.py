@@ -28,7 +28,7 @@ def test_centre_crop():
     out = pre.new_buffer()
     geo = pre(frame, out)
     assert geo.frame_rect == (32, 0, 96, 96) and geo.content == (0, 0, 64, 64)
-    square = cv2.resize(frame[:, 32:128], (64, 64), interpolation=cv2.INTER_AREA)
+    square = cv2.resize(frame[:, 32:128], (64, 64), interpolation=cv2.INTER_LINEAR)  # 1.5×: no block step
     rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     expected = ((rgb - np.float32(MEAN)) / np.float32(STD)).transpose(2, 0, 1)
     np.testing.assert_allclose(out[0], expected, atol=1e-5)
@@ -96,3 +96,20 @@ def test_ema():
     np.testing.assert_allclose(off("p", np.array([0.0])), [0.0])
     with pytest.raises(ValueError):
         EmaSmoother(1.0)
+
+
+def test_shrink_antialiases():
+    """1-pixel stripes must average to flat grey, not alias into bands as plain bilinear does; a
+    natural picture comes out as INTER_AREA makes it."""
+    from runtime.preprocess import shrink
+
+    stripes = np.zeros((480, 640, 3), np.uint8)
+    stripes[:, ::2] = 255
+    ours = shrink(stripes, 224, 168).astype(float)
+    bilinear = cv2.resize(stripes, (224, 168), interpolation=cv2.INTER_LINEAR).astype(float)
+    assert ours.shape == (168, 224, 3)
+    assert abs(ours.mean() - 127.5) < 2 and ours.std() < 3
+    assert bilinear.std() > 30
+    picture = scene(2, 640, 480)
+    area = cv2.resize(picture, (224, 168), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(shrink(picture, 224, 168) - area).mean() < 4

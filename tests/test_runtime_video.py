@@ -15,7 +15,7 @@ import pytest
 
 from runtime.backends import open_backend
 from runtime.errors import RuntimeUserError
-from runtime.pipeline import PipelineOptions, run_pipeline
+from runtime.pipeline import Pipeline, PipelineOptions, run_pipeline
 from runtime.sources import open_source
 from runtime.video import run_video
 from runtime_fixtures import exported_model, read_all, read_jsonl, reference_input, scene, write_video
@@ -273,9 +273,11 @@ def test_live_source_drops_stale_frames_and_keeps_the_newest(model, tmp_path):
             return self.inner.infer(batch)
 
     source = VideoSource(0, "camera 0", live=True, retries=0, opener=lambda _: FakeCapture(60, delay=0.002))
+    options = PipelineOptions(jsonl=tmp_path / "live.jsonl", display=False, progress=False, queue_size=2)
     with open_backend(model, device="cpu") as backend:
-        stats = run_pipeline(SlowBackend(backend), source,
-                             PipelineOptions(jsonl=tmp_path / "live.jsonl", display=False, progress=False))
+        pipeline = Pipeline(SlowBackend(backend), source, options)
+        stats = pipeline.run()
+    assert pipeline.pool.qsize() == options.queue_size + 2  # every buffer came back: nothing piles up
     rows = read_jsonl(tmp_path / "live.jsonl")
     assert stats.frames_read == 60 and stats.dropped > 20
     assert stats.frames_out + stats.dropped == 60 and len(rows) == stats.frames_out
@@ -308,3 +310,9 @@ def test_unwritable_save_path_is_a_user_error(model, tmp_path):
     blocker.write_text("x")
     with pytest.raises(RuntimeUserError, match="cannot write here"):
         run_video(model, str(video), save=blocker / "out.mp4", display=False, progress=False)
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"previous result")
+    with pytest.raises(RuntimeUserError, match="cannot write here"):
+        run_video(model, str(video), save=out, jsonl=blocker / "f.jsonl", display=False, progress=False)
+    assert out.read_bytes() == b"previous result"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -61,7 +61,8 @@ class ImageDataset(Dataset):
 
     With ``with_maps``, each map kind the set has (``gt_map`` for EmotionROI, ``fixation`` for
     EMOd) is in every item, with ``has_gt_map`` / ``has_fixation``: a sample without its own map
-    gets an all-zero one and False, so batches still collate.
+    (or with an unreadable one, reported once) gets an all-zero one and False, so batches still
+    collate. Maps come out at the image tensor's size (for ten crops: the whole image, S×S).
     """
 
     def __init__(self, index: DatasetIndex, transform, with_maps: bool = False):
@@ -82,13 +83,10 @@ class ImageDataset(Dataset):
         if not self.with_maps:
             item["image"] = self.transform(image)
             return item
-        kinds = [k for k in ("gt_map", "fixation") if getattr(sample, k) is not None]
-        maps = []
-        for kind in kinds:
-            m = open_map(getattr(sample, kind))
-            if m is None:
-                return None
-            maps.append(m)
+        # An unreadable map is reported and treated as absent: the image still counts.
+        loaded = {k: open_map(getattr(sample, k)) for k in self.map_kinds if getattr(sample, k) is not None}
+        kinds = [k for k, m in loaded.items() if m is not None]
+        maps = [loaded[k] for k in kinds]
         tensor, map_tensors = self._apply(image, maps)
         item["image"] = tensor
         size = tensor.shape[-2:]

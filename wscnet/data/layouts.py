@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from wscnet.data.index import SPLITS, DatasetIndex, Sample, is_image, list_images, subfolders
+from wscnet.data.index import SPLITS, DatasetIndex, Sample, list_images, subfolders
 from wscnet.data.splits import pick_split, split_fractions
 from wscnet.errors import UserError
 
@@ -316,4 +316,4 @@ def _prefixed(maps: dict[str, Path], stem: str) -> Path | None:
     return None
 
 
-__all__ = ["LAYOUTS", "detect_layout", "load_index", "is_image"]
+__all__ = ["LAYOUTS", "detect_layout", "load_index"]

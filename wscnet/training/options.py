@@ -32,6 +32,8 @@ class TrainOptions:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0  # linear warm-up; helps from-scratch runs at a high rate
     det_weight: float = 1.0  # Eq. (7): L = L_cls + det_weight · L_dec
+    grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
+    # features, so from scratch at high rates the classification loss can blow up without it
     layout: str | None = None
     fold: int = 1
     csv_file: str | None = None

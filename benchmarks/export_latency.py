@@ -1,0 +1,159 @@
+"""Batch-1 CPU latency of the exported models against PyTorch eager, measured in one run.
+
+    python -m benchmarks.export_latency [--ckpt CKPT] [--arch resnet18] [--img-size 224]
+        [--rounds 40] [--warmup 5] [--threads 0] [--out bench-results/export_latency.json]
+
+Without ``--ckpt`` it trains a tiny checkpoint of ``--arch`` for two steps on synthetic images
+(latency does not depend on the weights; INT8 calibration needs real activations). The runners
+are timed interleaved, round by round, so that load from other processes hits them alike.
+Prints a Markdown table (median / p90 ms, ratio to PyTorch eager and to ONNX Runtime FP32) and
+writes the same figures as JSON. The timing helpers are reusable: ``time_interleaved``,
+``latency_stats``, ``markdown_table``.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TARGETS = {"ort-fp32 / torch": 0.6, "ort-int8 / ort-fp32": 0.5}
+
+
+def time_interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Per runner, ``rounds`` latencies in ms; each round calls every runner once, in turn."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def latency_stats(samples_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    return {
+        "median_ms": float(np.median(values)),
+        "p90_ms": float(np.percentile(values, 90)),
+        "min_ms": float(values.min()),
+        "mean_ms": float(values.mean()),
+    }
+
+
+def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: str | None = None) -> str:
+    head = f"| runner | median ms | p90 ms | min ms | × {baseline} |" + (f" × {second} |" if second else "")
+    rule = "|---|---:|---:|---:|---:|" + ("---:|" if second else "")
+    rows = [head, rule]
+    for name, s in stats.items():
+        row = (f"| {name} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {s['min_ms']:.2f} | "
+               f"{s['median_ms'] / stats[baseline]['median_ms']:.2f} |")
+        if second:
+            row += f" {s['median_ms'] / stats[second]['median_ms']:.2f} |"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path) -> tuple[Path, dict[str, Path]]:
+    from export.fp16 import convert_fp16
+    from export.int8 import quantize_int8
+    from export.onnx_export import export_onnx
+    from export.testing import make_trained_checkpoint, write_image_folder
+
+    if ckpt is None:
+        ckpt = make_trained_checkpoint(work / "ckpt.pt", arch=arch, size=size, steps=2)
+    calib = write_image_folder(work / "calib", num_classes=6, per_class=4, size=size, seed=1)
+    fp32 = export_onnx(ckpt, work / "model.onnx", img_size=size)
+    with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints its histogram steps
+        int8 = quantize_int8(fp32, work / "model.int8.onnx", calib, n=24, method="entropy")
+    fp16 = convert_fp16(fp32, work / "model.fp16.onnx")
+    return ckpt, {"ort-fp32": fp32, "ort-int8": int8, "ort-fp16": fp16}
+
+
+def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threads: int, with_fp16: bool) -> dict:
+    import torch
+
+    from export.onnx_export import DeployModel
+    from export.ort_session import open_session
+    from wscnet.checkpoint import load_checkpoint
+
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="wscnet-export-latency-") as tmp:
+        ckpt, models = _prepare_models(ckpt, arch, size, Path(tmp))
+        model, meta = load_checkpoint(ckpt)
+        reference = DeployModel(model).eval()
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        xt = torch.from_numpy(x)
+
+        def torch_eager():
+            with torch.inference_mode():
+                reference(xt)
+
+        runners: dict[str, Callable[[], object]] = {"torch-eager": torch_eager}
+        for name, path in models.items():
+            if name == "ort-fp16" and not with_fp16:
+                continue
+            session = open_session(path, threads=threads)
+            runners[name] = (lambda s: (lambda: s.run(None, {"image": x})))(session)
+        times = time_interleaved(runners, rounds=rounds, warmup=warmup)
+        sizes = {name: path.stat().st_size / 2**20 for name, path in models.items()}
+    stats = {name: latency_stats(samples) for name, samples in times.items()}
+    ratios = {
+        "ort-fp32 / torch": stats["ort-fp32"]["median_ms"] / stats["torch-eager"]["median_ms"],
+        "ort-int8 / ort-fp32": stats["ort-int8"]["median_ms"] / stats["ort-fp32"]["median_ms"],
+    }
+    return {
+        "arch": meta["model_config"]["arch"], "img_size": size, "batch": 1, "threads": threads,
+        "rounds": rounds, "warmup": warmup, "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "versions": _versions(), "stats": stats, "ratios": ratios, "targets": TARGETS,
+        "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()}, "model_mb": sizes,
+    }
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import torch
+
+    return {"torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, default=None)
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="0: all cores, for every runner")
+    parser.add_argument("--fp16", action="store_true", help="also time the FP16 ONNX (slow on x86 CPUs)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/export_latency.json"))
+    args = parser.parse_args(argv)
+    result = run(args.ckpt, args.arch, args.img_size, args.rounds, args.warmup, args.threads, args.fp16)
+    print(f"{result['arch']} @ {result['img_size']}, batch 1, {result['threads']} threads, "
+          f"{result['rounds']} interleaved rounds (load average {result['load_average'][0]:.1f})\n")
+    print(markdown_table(result["stats"], "torch-eager", "ort-fp32"))
+    for name, ratio in result["ratios"].items():
+        verdict = "met" if result["targets_met"][name] else "NOT met"
+        print(f"\n{name}: {ratio:.2f} (target <= {TARGETS[name]}, {verdict})", end="")
+    print()
+    from wscnet.atomic import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
