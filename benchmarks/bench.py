@@ -146,6 +146,9 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
         ckpt = runner.checkpoint
         images = load_batch(image_paths, case.img_size, ckpt["mean"], ckpt["std"])
         context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
+        if not all(np.isfinite(v).all() for v in context["reference"].values()):
+            raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
+                            "(broken weights); nothing to compare the back-ends with")
         context["flops"] = count_flops(runner.model, case.img_size)
         runner.close()
     else:  # a model file without --reference: normalisation from its metadata, no agreement

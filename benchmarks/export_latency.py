@@ -1,10 +1,11 @@
 """Batch-1 CPU latency of the exported models against PyTorch eager, measured in one run.
 
     python -m benchmarks.export_latency [--ckpt CKPT] [--arch resnet18] [--img-size 224]
-        [--rounds 40] [--warmup 5] [--threads 0] [--out bench-results/export_latency.json]
+        [--rounds 40] [--warmup 5] [--threads 1] [--out bench-results/export_latency.json]
 
 Without ``--ckpt`` it trains a tiny checkpoint of ``--arch`` for two steps on synthetic images
-(latency does not depend on the weights; INT8 calibration needs real activations). The runners
+(latency does not depend on the weights; INT8 calibration needs real activations). Every runner
+gets the same number of intra-op threads (``--threads``, 1 by default). The runners
 are timed interleaved, round by round, so that load from other processes hits them alike.
 Prints a Markdown table (median / p90 ms, ratio to PyTorch eager and to ONNX Runtime FP32) and
 writes the same figures as JSON. The timing helpers are reusable: ``time_interleaved``,
@@ -136,7 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="0: all cores, for every runner")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of every runner (0: all cores); 1 by default: on a "
+                        "small shared machine more threads measure the neighbours' load")
     parser.add_argument("--fp16", action="store_true", help="also time the FP16 ONNX (slow on x86 CPUs)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/export_latency.json"))
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ predictions, so it is trained for 30 SGD steps on the synthetic images at 64 px
 """
 
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def default_checkpoint(arch: str, workdir: Path) -> Path:
     if not path.is_file():
         from export.testing import make_trained_checkpoint
 
+        print(f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
+              f"images (once; kept as {path})", file=sys.stderr, flush=True)
         make_trained_checkpoint(path, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=DEFAULT_TRAIN_STEPS)
     return path
 

@@ -71,8 +71,8 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
     return quantize_int8(fp32, int8, calib, n=32)
 
 
-def model_only_ms(backend, frames: list[np.ndarray], resize: str = "letterbox") -> float:
-    """Mean milliseconds of backend.infer alone on the video's pre-processed frames."""
+def model_only_ms(backend, frames: list[np.ndarray], resize: str = "letterbox") -> tuple[float, float]:
+    """Mean (wall, process-CPU) milliseconds of backend.infer alone on the video's pre-processed frames."""
     meta = backend.metadata
     pre = Preprocessor(meta.input_size, meta.mean, meta.std, resize)
     buffers = []
@@ -80,10 +80,11 @@ def model_only_ms(backend, frames: list[np.ndarray], resize: str = "letterbox") 
         buffer = pre.new_buffer()
         pre(frame, buffer)
         buffers.append(buffer)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for buffer in buffers:
         backend.infer(buffer)
-    return (time.perf_counter() - start) * 1000.0 / len(buffers)
+    n = len(buffers)
+    return (time.perf_counter() - start) * 1000.0 / n, (time.process_time() - cpu) * 1000.0 / n
 
 
 def read_frames(video: Path, n: int) -> list[np.ndarray]:
@@ -109,7 +110,7 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     model_path, video_path = Path(model_path), Path(video_path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="wscnet-video-bench-"))
     backend = open_backend(model_path, device=device, threads=threads)
-    model_ms, runs, rss = [], [], []
+    model_ms, model_cpu, runs, run_cpu, rss = [], [], [], [], []
     try:
         sample = read_frames(video_path, max(model_only_frames, warmup))
         model_only_ms(backend, sample[:warmup], resize)  # warm-up: allocations, kernel choice
@@ -119,9 +120,13 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
             size = (source.width, source.height)
             options = PipelineOptions(resize=resize, save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl",
                                       display=False, progress=False, max_frames=frames)
+            cpu = time.process_time()
             runs.append(run_pipeline(backend, source, options).as_dict())
+            run_cpu.append((time.process_time() - cpu) * 1000.0 / max(runs[-1]["frames_out"], 1))
             rss.append(_rss_mb())
-            model_ms.append((before + model_only_ms(backend, sample[:model_only_frames], resize)) / 2)
+            after = model_only_ms(backend, sample[:model_only_frames], resize)
+            model_ms.append((before[0] + after[0]) / 2)
+            model_cpu.append((before[1] + after[1]) / 2)
         description = backend.description
     finally:
         backend.close()
@@ -148,6 +153,10 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
         "overhead_pct": round(100.0 * (ratios[median] - 1.0), 1),
         "end_to_end_ms_p50": run["end_to_end_ms_p50"],
         "end_to_end_ms_p95": run["end_to_end_ms_p95"],
+        # CPU time per frame, all threads: what the pipeline adds in work, whatever the machine's load
+        "model_only_cpu_ms": round(float(np.median(model_cpu)), 3),
+        "pipeline_cpu_ms_per_frame": round(float(np.median(run_cpu)), 3),
+        "cpu_overhead_pct": round(100.0 * (float(np.median([p / m for p, m in zip(run_cpu, model_cpu)])) - 1.0), 1),
         "best_round": {"pipeline_fps": runs[best]["fps"], "model_only_ms": round(model_ms[best], 3),
                        "overhead_pct": round(100.0 * (ratios[best] - 1.0), 1)},
         "model_only_ms_rounds": [round(v, 3) for v in model_ms],
@@ -178,6 +187,9 @@ def markdown_table(result: dict) -> str:
         ("pipeline: decode + infer + overlay + mp4 + JSONL (median round)",
          f"{result['pipeline_ms_per_frame']:.2f} ms/frame ({result['pipeline_fps']:.1f} fps)"),
         ("pipeline cost over model (median round)", f"{result['overhead_pct']:+.1f} % (target ≤ 25 %)"),
+        ("CPU time per frame, model only / pipeline (median)",
+         f"{result['model_only_cpu_ms']:.2f} / {result['pipeline_cpu_ms_per_frame']:.2f} ms "
+         f"({result['cpu_overhead_pct']:+.1f} % extra work)"),
         ("fastest round", f"{best['pipeline_fps']:.1f} fps, model alone {best['model_only_ms']:.2f} ms, "
                           f"cost {best['overhead_pct']:+.1f} %"),
         ("end-to-end latency p50 / p95", f"{result['end_to_end_ms_p50']} / {result['end_to_end_ms_p95']} ms"),

@@ -23,6 +23,9 @@ FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 
 def convert_fp16(fp32_onnx: Path, out: Path) -> Path:
     model = _load(fp32_onnx)
+    precision = {p.key: p.value for p in model.metadata_props}.get("precision", "fp32")
+    if precision != "fp32":
+        raise UserError(f"{fp32_onnx}: FP16 conversion starts from the FP32 model, this one is {precision}")
     half = to_fp16(model)
     onnx.checker.check_model(half, full_check=True)
     atomic_write_bytes(out, half.SerializeToString())

@@ -11,14 +11,20 @@ import numpy as np
 from wscnet.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Folders of a data set that hold maps, not pictures (EmotionROI's ground_truth/, EMOd's maps).
+NOT_PICTURES = ("ground_truth", "masks", "fixation_maps", "maps")
 
 
 def find_images(root: Path, n: int | None = None) -> list[Path]:
-    """Image files under ``root`` (sorted); with ``n``, n of them spread evenly over the list."""
+    """Image files under ``root`` (sorted; map folders skipped); with ``n``, n spread evenly."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: image folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and not any(part in NOT_PICTURES for part in p.relative_to(root).parts[:-1])
+    )
     if not files:
         raise UserError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found in it or below")
     if n is not None and n < len(files):

@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import TensorProto, numpy_helper
 
 from wscnet.atomic import atomic_write_bytes, atomic_write_text
 from wscnet.errors import UserError
@@ -67,6 +69,31 @@ def batch_range(onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise UserError(f"batch range must satisfy 1 <= min <= opt <= max; got {min_batch}, {opt_batch}, {max_batch}")
     return min_batch, opt_batch, max_batch
+
+
+def fold_int32_bias_dequantize(model: onnx.ModelProto) -> int:
+    """Replace DequantizeLinear of int32 initialisers (quantized biases) by float initialisers.
+
+    ONNX Runtime's quantizer stores conv biases as int32 + DequantizeLinear; TensorRT's explicit
+    quantization takes Q/DQ only on int8 (and fp8/int4) tensors and wants biases in float.
+    Returns the number of nodes folded; the model changes in place.
+    """
+    inits = {init.name: init for init in model.graph.initializer}
+    kept, folded = [], 0
+    for node in model.graph.node:
+        source = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if source is None or source.data_type != TensorProto.INT32 or node.input[1] not in inits:
+            kept.append(node)
+            continue
+        values = numpy_helper.to_array(source).astype(np.float64)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zero = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else 0
+        dequantized = ((values - zero) * scale).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(dequantized, node.output[0]))
+        folded += 1
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return folded
 
 
 def has_fused_node(onnx_model: onnx.ModelProto) -> bool:
@@ -146,6 +173,8 @@ def build_engine(
                     keep = [a for a in node.attribute if a.name != "plugin_namespace"]
                     del node.attribute[:]
                     node.attribute.extend(keep)
+    if precision == "int8":
+        fold_int32_bias_dequantize(model)
     gpu_name, capability = gpu_identity()
 
     logger = trt.Logger(trt.Logger.WARNING)

@@ -190,21 +190,25 @@ class ImageFolderSource(Source):
                 raise RuntimeUserError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         else:
             self.paths = [path]
-        first = cv2.imread(str(self.paths[0]), cv2.IMREAD_COLOR)
-        if first is None and len(self.paths) == 1:
-            raise RuntimeUserError(f"{self.paths[0]}: not an image OpenCV can read")
+        first = next((image for image in map(_read_image, self.paths) if image is not None), None)
+        if first is None:
+            what = "holds no image OpenCV can read" if path.is_dir() else "not an image OpenCV can read"
+            raise RuntimeUserError(f"{path}: {what}")
         self.fps = fps
         self.frame_count = len(self.paths)
         self.corrupt = 0
-        self.height, self.width = (first.shape[:2] if first is not None else (0, 0))
+        self.height, self.width = first.shape[:2]  # the size a saved video gets
 
     def frames(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if not _is_image(image):
+            image = _read_image(path)
+            if image is None:
                 self.corrupt += 1
                 print(f"warning: {path}: unreadable image, skipped", file=sys.stderr)
                 continue
-            if not self.height:
-                self.height, self.width = image.shape[:2]
             yield Frame(index, index / self.fps, image, time.perf_counter())
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return image if _is_image(image) else None

@@ -120,3 +120,21 @@ def test_parity_command_bad_model_is_exit_2(work, tmp_path):
     result = _cli("parity", tmp_path / "nope.onnx", work["ckpt"], "--data", work["images"])
     assert result.returncode == 2
     assert "nope.onnx" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_find_images_skips_map_folders_and_spreads_picks(tmp_path):
+    from export.images import find_images
+
+    for rel in ["images/joy/a.png", "images/joy/b.jpg", "images/sad/c.png", "ground_truth/joy/a.png", "notes.txt"]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
+    assert found == ["images/joy/a.png", "images/joy/b.jpg", "images/sad/c.png"]
+    picked = [p.name for p in find_images(tmp_path, 2)]
+    assert picked == ["a.png", "c.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no image files"):
+        find_images(tmp_path / "empty")
+    with pytest.raises(UserError, match="not found"):
+        find_images(tmp_path / "missing")

@@ -170,3 +170,33 @@ def test_kernel_launch_config():
     assert (cfg["BLOCK_K"], cfg["BLOCK_HW"], cfg["BLOCK_C"]) == (4, 256, 8)
     with pytest.raises(ValueError, match="multiple of k"):
         launch_config(1, 30, 7, 7, 4)
+
+
+def test_int32_bias_dequantize_is_folded_for_tensorrt(tmp_path):
+    import contextlib
+    import io
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from export.int8 import quantize_int8
+    from export.onnx_export import export_onnx
+    from export.testing import make_trained_checkpoint, write_image_folder
+
+    ckpt = make_trained_checkpoint(tmp_path / "ckpt.pt", size=64, steps=2)
+    images = write_image_folder(tmp_path / "images", 6, 1, 64)
+    fp32 = export_onnx(ckpt, tmp_path / "model.onnx")
+    with contextlib.redirect_stdout(io.StringIO()):
+        int8 = quantize_int8(fp32, tmp_path / "model.int8.onnx", images, n=6, method="max")
+    model = onnx.load(str(int8))
+    int32 = {i.name for i in model.graph.initializer if i.data_type == TensorProto.INT32}
+    before = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
+    assert before  # the quantizer did quantize biases
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    assert tb.fold_int32_bias_dequantize(model) == len(before)
+    assert not [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
+    onnx.checker.check_model(model, full_check=True)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, atol=1e-5)

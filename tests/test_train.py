@@ -42,7 +42,7 @@ def tiny_options(data, out, **overrides) -> TrainOptions:
 
 def test_training_writes_checkpoints_and_logs(synth_set, tmp_path):
     out = tmp_path / "run"
-    summary = train(tiny_options(synth_set, out, k=2, pool="avg"))
+    summary = train(tiny_options(synth_set, out, k=2, pool="avg", grad_clip=1.0))
     assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "history.json", "train_log.jsonl"}
     last = read_checkpoint(out / "last.pt")  # weights_only=True inside
     assert last["epoch"] == 2
