@@ -146,7 +146,7 @@ class Pipeline:
             self._close_sinks(sinks)
             self.source.close()
         self.stats.corrupt = self.source.corrupt
-        self.stats.unread = getattr(self.source, "unread", 0)
+        self.stats.unread = self.source.unread
         if self.errors:
             raise self.errors[0]
         return self.stats

@@ -40,7 +40,9 @@ class Source:
     live = False
     fps = DEFAULT_FPS
     frame_count: int | None = None  # None when unknown (live, streams)
-    corrupt = 0
+    width = height = 0  # of the first frame: the size a saved video gets
+    corrupt = 0  # frames skipped because they could not be decoded
+    unread = 0  # frames a file's header promised that never came (truncated file)
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError

@@ -112,10 +112,11 @@ def test_single_image_source(model, tmp_path):
     ("missing.mp4", "no such file, folder, camera index or stream URL"),
     ("notavideo.mp4", "not a video OpenCV can decode"),
     ("97", "camera 97: no such camera"),
+    ("http://127.0.0.1:9/none.mp4", "stream http://127.0.0.1:9/none.mp4: cannot connect"),
 ])
 def test_bad_source_is_one_line_and_exit_code_2(model, tmp_path, source, message):
     (tmp_path / "notavideo.mp4").write_bytes(os.urandom(4096))
-    target = source if source.isdigit() else str(tmp_path / source)
+    target = source if source.isdigit() or "://" in source else str(tmp_path / source)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"an older result that must survive")
     result = cli("webcam", "--model", str(model), "--source", target, "--save", str(out), "--no-display")
