@@ -57,7 +57,7 @@ def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
         else:
             arch, size = parse_arch(token)
             ckpt = default_checkpoint(arch, workdir)
-            cases += [Case(arch, s, ckpt) for s in ([size] if size else img_sizes or [224])]
+            cases += [Case(ckpt.stem, s, ckpt) for s in ([size] if size else img_sizes or [224])]
     return unique_labels(cases)
 
 
@@ -141,15 +141,55 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def default_checkpoint(arch: str, workdir: Path) -> Path:
-    """A briefly trained default model of ``arch`` (made once, kept under ``workdir``)."""
-    path = workdir / f"{arch}.pt"
-    if not path.is_file():
-        from export.testing import make_trained_checkpoint
+    """A briefly trained default model of ``arch`` (made once, kept under ``workdir``).
 
-        print(f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
-              f"images (once; kept as {path})", file=sys.stderr, flush=True)
-        make_trained_checkpoint(path, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=DEFAULT_TRAIN_STEPS)
-    return path
+    Deep networks from random init can diverge in those few steps (resnet101 does: NaN weights);
+    then the model stays at its random init (batch-norm statistics set on the synthetic images),
+    which times the same, and its file is named ``ARCH-random.pt`` so the table says so: its
+    predictions are far less confident, so low-precision rows may disagree on near ties.
+    """
+    trained, random = workdir / f"{arch}.pt", workdir / f"{arch}-random.pt"
+    for path in (trained, random):
+        if path.is_file():
+            return path
+    from export.testing import make_trained_checkpoint
+
+    print(f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
+          f"images (once; kept as {trained})", file=sys.stderr, flush=True)
+    make_trained_checkpoint(trained, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=DEFAULT_TRAIN_STEPS)
+    if weights_finite(trained):
+        return trained
+    trained.unlink()
+    print(f"bench: training {arch} diverged (NaN weights); using its random init instead ({random})",
+          file=sys.stderr, flush=True)
+    save_random_checkpoint(arch, random)
+    return random
+
+
+def weights_finite(path: Path) -> bool:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def save_random_checkpoint(arch: str, path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from wscnet.checkpoint import make_checkpoint, save_checkpoint
+    from wscnet.model import WSCNet, WSCNetConfig
+
+    from export.testing import _recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch=arch, num_classes=DEFAULT_CLASSES))
+    # batch-norm statistics of the synthetic images: without them a deep random network's
+    # activations grow block by block (1e5 after resnet101) and overflow fp16
+    _recalibrate_batchnorm(model, DEFAULT_CLASSES, 64, np.random.default_rng(0))
+    model.eval()
+    names = [f"class_{c}" for c in range(DEFAULT_CLASSES)]
+    save_checkpoint(path, make_checkpoint(model, class_names=names, input_size=64))
 
 
 def not_applicable(case: Case, spec: BackendSpec) -> str | None:
