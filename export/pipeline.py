@@ -57,7 +57,7 @@ class ExportRequest:
     parity_n: int = 200
     parity: bool = True
     workspace_mb: int = 2048
-    trt_plugin: bool = True
+    trt_plugin: bool = False
 
 
 @dataclass

@@ -261,3 +261,11 @@ def test_tensorrt_context_is_timed_by_events_around_the_enqueue_only():
 def test_onnx_runtime_backend_has_no_device_time(bench_run):
     (row,) = [r for r in bench_run[1]["rows"] if r["backend"] == "ort"]
     assert row["gpu_median_ms"] is None
+
+
+def test_onnx_runtime_rows_run_without_torch():
+    """Their peak memory is the lean runtime's: the worker's ONNX Runtime path never loads torch."""
+    code = ("import sys, benchmarks.worker, benchmarks.device_timing, runtime.backends.onnxruntime_backend;"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -12,6 +12,7 @@ from runtime.backends import open_backend
 from runtime.backends.tensorrt_backend import (
     TensorRTBackend,
     check_compatibility,
+    check_plugins,
     read_sidecar,
     resolve_input_shape,
 )
@@ -164,6 +165,21 @@ def test_version_and_gpu_mismatch_explained(tmp_path):
         check_compatibility(engine, sidecar, "10.3.0", "NVIDIA H200")
     with pytest.raises(RuntimeUserError, match=r"built for GPU 'NVIDIA H200' but this GPU is 'NVIDIA A100"):
         check_compatibility(engine, sidecar, "10.13.0.35", "NVIDIA A100-SXM4-80GB")
+
+
+def test_engine_with_unregistered_plugin_is_explained(tmp_path):
+    engine = write_engine(tmp_path)
+    sidecar_file = tmp_path / (engine.name + ".json")
+    data = json.loads(sidecar_file.read_text())
+    data["plugins"] = ["wscnet::CrossSpatialPoolMap"]
+    sidecar_file.write_text(json.dumps(data))
+    sidecar = read_sidecar(engine)
+    assert sidecar.plugins == ("wscnet::CrossSpatialPoolMap",)
+    other = SimpleNamespace(plugin_namespace="other", name="CrossSpatialPoolMap")
+    with pytest.raises(RuntimeUserError, match=r"plugin wscnet::CrossSpatialPoolMap, which is not registered"):
+        check_plugins(engine, sidecar, SimpleNamespace(all_creators=[other]))
+    ours = SimpleNamespace(plugin_namespace="wscnet", name="CrossSpatialPoolMap")
+    check_plugins(engine, sidecar, SimpleNamespace(all_creators=[other, ours]))
 
 
 def test_input_shape_resolution():

@@ -25,6 +25,7 @@ class EngineSidecar:
     compute_capability: str | None
     built_from: str | None
     io: dict
+    plugins: tuple[str, ...] = ()  # "namespace::name" ids the loading process must have registered
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -55,6 +56,7 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
         compute_capability=_optional_str(data.get("compute_capability")),
         built_from=_optional_str(data.get("built_from")),
         io=data.get("io") or {},
+        plugins=tuple(str(p) for p in data.get("plugins") or ()),
     )
 
 
@@ -69,12 +71,24 @@ def check_compatibility(engine_path, sidecar: EngineSidecar, tensorrt_version: s
         raise RuntimeUserError(
             f"{engine_path}: built with TensorRT {sidecar.tensorrt_version} but TensorRT "
             f"{tensorrt_version} is installed; engines only run on the version that built them — "
-            f"rebuild it here (python cli.py export ... --tensorrt) or install TensorRT {sidecar.tensorrt_version}"
+            f"rebuild it here (python cli.py export CKPT --format engine) or install TensorRT {sidecar.tensorrt_version}"
         )
     if _gpu_key(sidecar.gpu_name) != _gpu_key(gpu_name):
         raise RuntimeUserError(
             f"{engine_path}: built for GPU {sidecar.gpu_name!r} but this GPU is {gpu_name!r}; "
             "engines are tied to the GPU model — rebuild it on this machine"
+        )
+
+
+def check_plugins(engine_path, sidecar: EngineSidecar, registry) -> None:
+    """An engine built with a plugin deserializes only where that plugin is registered."""
+    known = {f"{c.plugin_namespace}::{c.name}" for c in getattr(registry, "all_creators", ())}
+    missing = [p for p in sidecar.plugins if p not in known]
+    if missing:
+        raise RuntimeUserError(
+            f"{engine_path}: built with plugin {', '.join(missing)}, which is not registered in this "
+            "process; register it first (export.trt_plugin.register_plugin()) or rebuild the engine "
+            "without it (python cli.py export CKPT --format engine --no-trt-plugin)"
         )
 
 
@@ -118,6 +132,8 @@ class TensorRTBackend(Backend):
         self._trt = trt
         self._cuda = self._cuda or _open_cuda()
         check_compatibility(path, sidecar, trt.__version__, self._cuda.gpu_name())
+        if sidecar.plugins:
+            check_plugins(path, sidecar, trt.get_plugin_registry())
         self.metadata = sidecar.metadata
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
