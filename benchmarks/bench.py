@@ -37,6 +37,7 @@ class BenchSettings:
     duration: float | None = 3.0
     min_iters: int = 5
     agreement_images: int = 40
+    calib_images: int = 8  # ORT's calibrator holds every activation: resnet101@448 ≈ 0.6 GB an image
     threads: int = 0
     data: Path | None = None
     reference: Path | None = None
@@ -51,8 +52,8 @@ class BenchSettings:
             raise UserError(f"unknown back-end {', '.join(unknown)}; choose from {', '.join(SPECS)}")
         if not self.backends or not self.batches:
             raise UserError("--backends and --batch need at least one value each")
-        if min(self.batches) < 1 or self.warmup < 0 or self.agreement_images < 1:
-            raise UserError("--batch and --agreement-images must be >= 1, --warmup >= 0")
+        if min(self.batches) < 1 or self.warmup < 0 or min(self.agreement_images, self.calib_images) < 1:
+            raise UserError("--batch, --agreement-images and --calib-images must be >= 1, --warmup >= 0")
         if (self.iters is None) == (self.duration is None):
             raise UserError("give either --iters or --duration, not both")
         if (self.iters is not None and self.iters < 1) or (self.duration is not None and self.duration <= 0):
@@ -172,7 +173,7 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
     if reason:
         return empty_row(row, "skipped", reason)
     try:
-        path = models.model_path(case, spec, batch, workdir, image_dir, settings.agreement_images)
+        path = models.model_path(case, spec, batch, workdir, image_dir, settings.calib_images)
     except Exception as exc:  # an export that fails is a row that says so (Ultralytics style)
         return empty_row(row, "failed", f"export: {first_line(exc)}")
     key = (spec.name, str(path))  # torch and torch-cuda share a checkpoint, not a result
@@ -302,7 +303,7 @@ def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path,
         entry["error"] = f"skipped: {reason}"
         return entry
     try:
-        path = models.model_path(case, spec, 1, workdir, image_dir, settings.agreement_images)
+        path = models.model_path(case, spec, 1, workdir, image_dir, settings.calib_images)
         entry["model_file"] = path.name
         stats = measure_video_pipeline(
             path, settings.video, device=spec.device, threads=settings.threads,

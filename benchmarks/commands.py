@@ -37,8 +37,9 @@ def bench(
     out: Path = typer.Option(Path("bench-results"), help="Folder for bench.json/.md/.png and exported models."),
     data: Optional[Path] = typer.Option(None, help="Image folder for top-1 agreement and int8 "
                                         "calibration (default: synthesised images)."),
-    agreement_images: int = typer.Option(40, help="Images each model file is checked on against "
-                                         "PyTorch (and int8 calibrated on)."),
+    agreement_images: int = typer.Option(40, help="Images each model file is checked on against PyTorch."),
+    calib_images: int = typer.Option(8, help="Images int8 is calibrated on (spread over the same "
+                                     "folder; ONNX Runtime's calibrator keeps every activation in memory)."),
     reference: Optional[Path] = typer.Option(None, help="Checkpoint that given ONNX/engine files "
                                              "are checked against (and run as torch rows)."),
     video: Optional[Path] = typer.Option(None, help="Also measure the whole runtime pipeline "
@@ -57,7 +58,7 @@ def bench(
         img_sizes=_int_list(img_size, "--img-size") if img_size else None,
         warmup=warmup, iters=iters,
         duration=duration if duration is not None or iters is not None else 3.0,
-        min_iters=min_iters, agreement_images=agreement_images,
+        min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
         threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
         video_backend=video_backend,
     )
