@@ -77,6 +77,7 @@ def make_trained_checkpoint(
         loss = loss + torch.nn.functional.cross_entropy(out.det_logits, target)
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=20.0)  # deep nets blow up otherwise
         optimizer.step()
     _recalibrate_batchnorm(model, num_classes, size, rng)
     model.eval()
