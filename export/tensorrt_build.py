@@ -147,7 +147,7 @@ def build_engine(
     max_batch: int = 1,
     workspace_mb: int = 2048,
     timing_cache: Path | None = None,
-    use_plugin: bool = True,
+    use_plugin: bool = False,
     trt=None,
 ) -> Path:
     """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``."""
