@@ -30,8 +30,8 @@ def _resize_shorter(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR)
 
 
-class TrainTransform:
-    """Resize the shorter side to size·8/7, take a random size×size crop, flip half the time."""
+class _Transform:
+    """PIL image (and optional PIL maps) -> normalised tensor (and map tensors)."""
 
     def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
@@ -39,6 +39,13 @@ class TrainTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.with_maps(image, [])[0]
+
+    def with_maps(self, image: Image.Image, maps: list[Image.Image]):
+        raise NotImplementedError
+
+
+class TrainTransform(_Transform):
+    """Resize the shorter side to size·8/7, take a random size×size crop, flip half the time."""
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         image = _resize_shorter(image, self.resize_to)
@@ -58,14 +65,8 @@ class TrainTransform:
         return f"TrainTransform(size={self.size}, resize_to={self.resize_to})"
 
 
-class EvalTransform:
+class EvalTransform(_Transform):
     """Resize the whole image to size×size (no crop), so maps cover the whole image."""
-
-    def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.with_maps(image, [])[0]
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         square = (self.size, self.size)
@@ -76,16 +77,10 @@ class EvalTransform:
         return f"EvalTransform(size={self.size})"
 
 
-class TenCropTransform:
+class TenCropTransform(_Transform):
     """10×3×S×S: four corners + centre of the image resized (shorter side) to size·8/7, and
     their mirror images. Maps are returned for the whole image, resized to size×size."""
 
-    def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
-        self.resize_to = round(size * RESIZE_RATIO)
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.with_maps(image, [])[0]
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         crops = TF.ten_crop(_resize_shorter(image, self.resize_to), [self.size, self.size])
