@@ -81,7 +81,6 @@ class TenCropTransform(_Transform):
     """10×3×S×S: four corners + centre of the image resized (shorter side) to size·8/7, and
     their mirror images. Maps are returned for the whole image, resized to size×size."""
 
-
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         crops = TF.ten_crop(_resize_shorter(image, self.resize_to), [self.size, self.size])
         stacked = torch.stack([_to_tensor(c, self.mean, self.std) for c in crops])  # 10×3×S×S
