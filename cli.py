@@ -42,7 +42,7 @@ def _step(title: str, *args: str) -> None:
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo_out"), help="Folder for everything the demo writes.")) -> None:
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything the demo writes.")) -> None:
     """The whole chain on built-in synthetic data: synth → train → eval → predict → export INT8 →
     a video through the torch-free runtime with the overlay saved, then the figures it reached."""
     data, run, export_dir = out / "data", out / "run", out / "export"

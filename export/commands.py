@@ -7,7 +7,7 @@ import typer
 
 
 def export(
-    checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Checkpoint (default: newest runs/*/best.pt)."),
+    checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Checkpoint (default: the newest best.pt under runs/)."),
     format: str = typer.Option("onnx", "--format", help="onnx | engine (TensorRT, needs a GPU)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
@@ -46,7 +46,7 @@ def export(
 
 def parity(
     model: Path = typer.Argument(..., help="Exported model (.onnx or .engine)."),
-    checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: newest runs/*/best.pt)."),
+    checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the newest best.pt under runs/)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Held-out images (default: the training set)."),
     n: int = typer.Option(200, "--n", help="Images compared."),
 ) -> None:

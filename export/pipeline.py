@@ -10,11 +10,11 @@ from wscnet.errors import UserError
 
 from .metadata import read_metadata
 
-RUNS_GLOB = "runs/*/best.pt"
+RUNS_GLOB = "runs/**/best.pt"
 
 
 def newest_checkpoint(root: Path = Path(".")) -> Path:
-    """The newest ``runs/*/best.pt`` by modification time."""
+    """The newest ``best.pt`` anywhere under ``runs/``, by modification time."""
     found = sorted(Path(root).glob(RUNS_GLOB), key=lambda p: p.stat().st_mtime)
     if not found:
         raise UserError(f"no checkpoint given and none found at {RUNS_GLOB}: train first or pass CKPT")
