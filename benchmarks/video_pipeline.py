@@ -53,14 +53,17 @@ def write_test_video(path: Path, frames: int = 300, size: tuple[int, int] = (640
 
 
 def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224) -> Path:
-    """The INT8 Q/DQ model of the reference case, built once and cached (needs torch: export side)."""
+    """The INT8 Q/DQ model of the reference case, built once and cached until the exporter
+    changes (needs torch: export side)."""
+    from export import fused_op, int8 as int8_module, onnx_export
     from export.int8 import quantize_int8
     from export.onnx_export import export_onnx
     from export.testing import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
     int8 = workdir / f"{arch}@{size}-int8.onnx"
-    if int8.is_file():
+    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export)]
+    if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / f"{arch}-synthetic.pt"
