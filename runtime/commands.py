@@ -21,7 +21,7 @@ def webcam(
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
     resize: str = typer.Option("letterbox", "--resize", help="letterbox (keep the whole frame) or crop (centre square)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
-    threads: int = typer.Option(0, "--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default)"),
+    threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
 ) -> None:
     """Run the sentiment model on a camera, video, image(s) or stream with a live overlay."""

@@ -1,5 +1,6 @@
 """One call from a model path and a source spec to a finished run (what ``webcam`` and benchmarks use)."""
 
+import os
 from pathlib import Path
 
 from .backends import open_backend
@@ -16,6 +17,8 @@ def run_video(model: str | Path, source: str | int, *, save=None, jsonl=None, di
         jsonl=Path(jsonl) if jsonl else None, display=display, overlay=overlay, progress=progress,
         max_frames=max_frames,
     )
+    if threads < 0:  # capture and render threads need a core of their own to overlap inference
+        threads = max(1, (os.cpu_count() or 2) - 1)
     backend = open_backend(model, device=device, threads=threads)
     try:
         src = open_source(source)
