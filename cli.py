@@ -27,8 +27,8 @@ for register in (register_core, register_export, register_runtime, register_benc
 
 
 # The demo's short training: a few CPU minutes, far above chance (README: the full-quality command).
-DEMO_SYNTH = ["--n-per-class", "64", "--size", "192", "--seed", "1"]
-DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "5", "--batch-size", "16",
+DEMO_SYNTH = ["--n-per-class", "120", "--size", "192", "--seed", "1"]
+DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "8", "--batch-size", "16",
               "--lr", "0.02", "--head-lr", "0.02", "--lr-schedule", "cosine", "--warmup-epochs", "1",
               "--grad-clip", "2", "--workers", "0"]
 
@@ -56,8 +56,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything
     video = out / "input.mp4"
     _write_demo_video(data, video)
     _step("runtime on video", "webcam", "--model", str(export_dir / "model.int8.onnx"), "--source",
-          str(video), "--save", str(out / "overlay.mp4"), "--jsonl", str(out / "frames.jsonl"),
-          "--no-display")
+          str(video), "--resize", "crop", "--save", str(out / "overlay.mp4"), "--jsonl",
+          str(out / "frames.jsonl"), "--no-display")
     _print_demo_figures(out, export_dir)
 
 

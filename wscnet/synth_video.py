@@ -1,4 +1,4 @@
-"""A test/demo video: images slide slowly across a 640×480 frame, a few seconds each."""
+"""A test/demo video: images pan slowly through a 640×480 frame, about a second each."""
 
 from pathlib import Path
 from typing import Sequence
@@ -11,15 +11,14 @@ from .errors import UserError
 
 
 def slideshow_frames(image: np.ndarray, frame_size: tuple[int, int], n_frames: int):
-    """Yield n_frames BGR frames (H×W×3) in which ``image``, scaled to the frame height, pans right."""
+    """Yield n_frames BGR frames (H×W×3): ``image`` scaled to the frame width, a frame-high window
+    sliding down it, so every frame is filled with picture (no padding the model never saw)."""
     width, height = frame_size
-    tile = cv2.resize(image, (height, height), interpolation=cv2.INTER_AREA)
-    travel = max(width - height, 0)
+    tile = cv2.resize(image, (width, max(width, height)), interpolation=cv2.INTER_AREA)
+    travel = tile.shape[0] - height
     for i in range(n_frames):
-        frame = np.zeros((height, width, 3), np.uint8)
-        x = int(round(travel * i / max(n_frames - 1, 1)))
-        frame[:, x : x + height] = tile[:, : width - x]
-        yield frame
+        y = int(round(travel * i / max(n_frames - 1, 1)))
+        yield np.ascontiguousarray(tile[y : y + height])
 
 
 def write_slideshow_video(
