@@ -75,8 +75,8 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
 
     if req.format not in ("onnx", "engine"):
         raise UserError(f"--format must be onnx or engine; got {req.format!r}")
-    if req.fp16 and req.int8:
-        raise UserError("choose one of --fp16 and --int8")
+    if req.fp16 and req.int8 and req.format == "engine":
+        raise UserError("an engine has one precision: choose one of --fp16 and --int8")
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
 
