@@ -72,16 +72,17 @@ def test_parity_errors_are_user_errors(work, tmp_path):
 
 def test_export_command_end_to_end(work):
     out = work["root"] / "cli_out"
-    result = _cli("export", work["ckpt"], "--fp16", "--out", out, "--parity-data", work["images"],
-                  "--parity-n", 12)
+    result = _cli("export", work["ckpt"], "--fp16", "--int8", "--calib", work["images"], "--out", out,
+                  "--parity-data", work["images"], "--parity-n", 12)
     assert result.returncode == 0, result.stderr
-    assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+    names = ("model.onnx", "model.fp16.onnx", "model.int8.onnx")
+    assert all((out / name).is_file() for name in names)
     lines = result.stdout.splitlines()
     summary = [line for line in lines if line.startswith("model.")]
-    assert len(summary) == 2 and all("PASS" in line for line in summary)
-    assert "fp16" in summary[1] and "18" in summary[1]
+    assert len(summary) == 3 and all("PASS" in line for line in summary)
+    assert "fp16" in summary[1] and "18" in summary[1] and "int8" in summary[2]
     parity = json.loads((out / "parity.json").read_text())
-    assert set(parity) == {"model.onnx", "model.fp16.onnx"}
+    assert set(parity) == set(names)
 
 
 def test_export_without_ckpt_uses_newest_run_and_parity_command(work):
