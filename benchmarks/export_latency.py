@@ -85,7 +85,7 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
     import torch
 
     from export.onnx_export import DeployModel
-    from export.ort_session import open_session
+    from runtime.backends import open_backend
     from wscnet.checkpoint import load_checkpoint
 
     threads = threads or os.cpu_count() or 1
@@ -105,8 +105,8 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
         for name, path in models.items():
             if name == "ort-fp16" and not with_fp16:
                 continue
-            session = open_session(path, threads=threads)
-            runners[name] = (lambda s: (lambda: s.run(None, {"image": x})))(session)
+            backend = open_backend(path, device="cpu", threads=threads)
+            runners[name] = (lambda b: (lambda: b.infer(x)))(backend)
         times = time_interleaved(runners, rounds=rounds, warmup=warmup)
         sizes = {name: path.stat().st_size / 2**20 for name, path in models.items()}
     stats = {name: latency_stats(samples) for name, samples in times.items()}

@@ -29,49 +29,33 @@ THRESHOLDS = {
 REL_FLOOR = 1e-3
 
 
-class _OnnxRunner:
-    def __init__(self, path: Path) -> None:
-        from .ort_session import open_session
-
-        self.session = open_session(path)
-        shape = self.session.get_inputs()[0].shape
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = dict(meta)
-
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(list(OUTPUT_NAMES), {"image": batch})
-        return dict(zip(OUTPUT_NAMES, outputs))
-
-
-class _BackendRunner:
-    """Any other file (a TensorRT engine) through the runtime's back-ends."""
+class _Runner:
+    """The exported file through the runtime's back-end for it: what a deployment runs."""
 
     def __init__(self, path: Path) -> None:
         from runtime.backends import open_backend
 
+        # ONNX on the CPU provider, so parity measures the file, not a GPU provider's arithmetic
+        device = "cpu" if path.suffix.lower() == ".onnx" else "auto"
         try:
-            self.backend = open_backend(path)
+            self.backend = open_backend(path, device=device)
         except Exception as exc:
             if getattr(exc, "user_facing", False):
                 raise UserError(str(exc)) from None
             raise
-        self.fixed_batch = None
+        self.fixed_batch = self.backend.fixed_batch
         meta = self.backend.metadata
-        self.metadata = {"precision": meta.precision, "input_size": str(meta.input_size), **meta.extra}
-        shape = getattr(self.backend, "input_shape", None)
-        if shape and isinstance(shape[0], int) and shape[0] > 0:
-            self.fixed_batch = shape[0]
+        self.metadata = {**meta.extra, "precision": meta.precision, "input_size": str(meta.input_size)}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(batch)
 
 
-def open_runner(model_path: Path):
+def open_runner(model_path: Path) -> _Runner:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UserError(f"{model_path}: model file not found")
-    return _OnnxRunner(model_path) if model_path.suffix == ".onnx" else _BackendRunner(model_path)
+    return _Runner(model_path)
 
 
 def run_parity(

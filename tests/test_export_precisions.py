@@ -11,7 +11,7 @@ from export.fused_op import DOMAIN, OP_TYPE
 from export.int8 import quantize_int8
 from export.metadata import read_metadata
 from export.onnx_export import export_onnx
-from export.ort_session import session_options
+from runtime.backends.onnxruntime_backend import session_options
 from export.parity import run_parity
 from export.testing import make_trained_checkpoint, write_image_folder
 from wscnet.errors import UserError

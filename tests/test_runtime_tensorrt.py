@@ -196,6 +196,7 @@ def test_infer_path_with_fakes(tmp_path):
     backend = TensorRTBackend(trt_module=fake_tensorrt(cuda), cuda_api=cuda)
     backend.load(write_engine(tmp_path))
     assert backend.metadata.class_names == tuple(CLASSES) and backend.input_name == "image"
+    assert backend.fixed_batch is None  # the fake engine's input batch is dynamic (-1)
     x = np.random.default_rng(0).normal(size=(2, 3, S, S)).astype(np.float32)
     out = backend.infer(x)
     np.testing.assert_allclose(out["probs"], x.mean(axis=(2, 3)), rtol=1e-5)

@@ -15,6 +15,7 @@ class Backend(ABC):
 
     name = "backend"
     metadata: ModelMetadata
+    fixed_batch: int | None = None  # the only batch size the loaded model takes, if it has one
 
     @abstractmethod
     def load(self, path: str | Path) -> None: ...

@@ -18,6 +18,17 @@ PROVIDERS_FOR_DEVICE = {
 }
 
 
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Full graph optimisation, sequential execution, ``threads`` intra-op threads (0: ORT's default)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
+    return options
+
+
 def choose_providers(device: str, available: list[str]) -> list[str]:
     """Execution providers for ``device``, best first; a GPU device that is not installed is an error."""
     wanted = PROVIDERS_FOR_DEVICE[device]
@@ -39,12 +50,7 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, path: str | Path) -> None:
         path = Path(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
+        options = session_options(self.threads)
         providers = choose_providers(self.device, ort.get_available_providers())
         provider_options = [self._provider_options(p, path) for p in providers]
         try:

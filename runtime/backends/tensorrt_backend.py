@@ -150,6 +150,8 @@ class TensorRTBackend(Backend):
             )
         self.input_name = inputs[0]
         self.outputs = [n for n in names if n != self.input_name]
+        batch_dim = tuple(self.engine.get_tensor_shape(self.input_name))[0]
+        self.fixed_batch = batch_dim if batch_dim > 0 else None
 
     @property
     def description(self) -> str:
