@@ -19,9 +19,8 @@ from tqdm import tqdm
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
-from .fp16 import _load
 from .images import ImageSet, folder_images, load_image
-from .metadata import model_contract, read_metadata, set_precision
+from .metadata import load_onnx, model_contract, read_metadata, set_precision
 
 CALIB_METHODS = ("entropy", "max", "percentile")
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
@@ -69,7 +68,7 @@ def quantize_int8(
         raise UserError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}; got {method!r}")
     if n < 1:
         raise UserError(f"--calib-n must be at least 1; got {n}")
-    model = _load(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")

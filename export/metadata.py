@@ -46,6 +46,16 @@ def metadata_from_checkpoint(ckpt: dict[str, Any], *, img_size: int, fused_op: b
     }
 
 
+def load_onnx(path) -> onnx.ModelProto:
+    """An ONNX model from disk; an unreadable file is one UserError line naming it."""
+    from wscnet.errors import UserError
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf decode errors, missing file
+        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+
+
 def write_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     """Replace the model's metadata_props by ``metadata`` (string values)."""
     del model.metadata_props[:]

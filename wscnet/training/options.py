@@ -1,4 +1,4 @@
-"""Every training setting in one dataclass; the defaults are METHOD.md's (paper, section IV-B)."""
+"""Every training setting in one dataclass; the defaults are the paper's (docs/method.md, Training)."""
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
