@@ -19,11 +19,11 @@ from tqdm import tqdm
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
+from .choices import CALIB_METHODS
 from .fp16 import _load
 from .images import find_images, load_image
 from .metadata import read_metadata, set_precision
 
-CALIB_METHODS = ("entropy", "max", "percentile")
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
 QUANTIZED_OPS = ["Conv", "Add", "MaxPool"]

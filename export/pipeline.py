@@ -8,7 +8,9 @@ import onnx
 
 from wscnet.errors import UserError
 
+from .choices import FORMATS
 from .metadata import read_metadata
+from .provenance import find_training_data, training_data_dir
 
 RUNS_GLOB = "runs/**/best.pt"
 
@@ -19,23 +21,6 @@ def newest_checkpoint(root: Path = Path(".")) -> Path:
     if not found:
         raise UserError(f"no checkpoint given and none found at {RUNS_GLOB}: train first or pass CKPT")
     return found[-1]
-
-
-def training_data_dir(checkpoint: Path) -> Path | None:
-    """The --data folder the checkpoint was trained on, from its (or its run's last.pt) train_state."""
-    import torch
-
-    for candidate in (checkpoint, checkpoint.with_name("last.pt")):
-        if not candidate.is_file():
-            continue
-        try:
-            ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
-        except Exception:  # an unreadable sibling is not this command's problem
-            continue
-        data = ((ckpt.get("train_state") or {}).get("args") or {}).get("data")
-        if data and Path(data).is_dir():
-            return Path(data)
-    return None
 
 
 @dataclass
@@ -58,6 +43,38 @@ class ExportRequest:
     parity: bool = True
     workspace_mb: int = 2048
     trt_plugin: bool = False
+    overwrite: bool = False  # replace model files already in ``out``
+
+    def planned_files(self) -> list[Path]:
+        """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
+        files = [self.out / "model.onnx"]
+        files += [self.out / "model.fp16.onnx"] if self.fp16 else []
+        files += [self.out / "model.int8.onnx"] if self.int8 else []
+        if self.format == "engine":
+            engine = self.out / f"model.{'int8' if self.int8 else 'fp16' if self.fp16 else 'fp32'}.engine"
+            files += [engine, engine.with_name(engine.name + ".json")]
+        return files
+
+    def validate(self) -> None:
+        """Every check that needs no work, so a wrong request is one line before anything runs."""
+        from runtime.validate import check_output_folder
+
+        if self.format not in FORMATS:
+            raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        if self.fp16 and self.int8 and self.format == "engine":
+            raise UserError("an engine has one precision: choose one of --fp16 and --int8")
+        if not Path(self.checkpoint).is_file():
+            raise UserError(f"{self.checkpoint}: checkpoint not found")
+        check_output_folder(self.out, "--out")
+        existing = [p.name for p in self.planned_files() if p.exists()]
+        if existing and not self.overwrite:
+            raise UserError(f"{self.out}: already holds {', '.join(existing)}; pass --overwrite to "
+                            "replace them or --out to write elsewhere")
+        for folder, option in ((self.calib, "--calib"), (self.parity_data, "--parity-data")):
+            if folder is not None and not Path(folder).is_dir():
+                raise UserError(f"{folder}: image folder not found ({option})")
+        if self.int8 and self.calib is None:
+            self.calib = training_data_dir(self.checkpoint, "--calib")
 
 
 @dataclass
@@ -73,10 +90,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     from .onnx_export import export_onnx
     from .parity import format_report, run_parity, save_parity
 
-    if req.format not in ("onnx", "engine"):
-        raise UserError(f"--format must be onnx or engine; got {req.format!r}")
-    if req.fp16 and req.int8 and req.format == "engine":
-        raise UserError("an engine has one precision: choose one of --fp16 and --int8")
+    req.validate()
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
 
@@ -92,14 +106,13 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         final = convert_fp16(fp32, req.out / "model.fp16.onnx")
         result.files.append(final)
     if req.int8:
-        calib = req.calib or training_data_dir(req.checkpoint)
-        if calib is None:
-            raise UserError(f"{req.checkpoint}: no training data folder recorded in it; pass --calib DIR")
-        final = quantize_int8(fp32, req.out / "model.int8.onnx", calib, n=req.calib_n, method=req.calib_method)
+        final = quantize_int8(fp32, req.out / "model.int8.onnx", req.calib, n=req.calib_n, method=req.calib_method)
         result.files.append(final)
-    parity_data = req.parity_data or req.calib or training_data_dir(req.checkpoint)
+    parity_data, problem = req.parity_data or req.calib, ""
+    if parity_data is None:
+        parity_data, problem = find_training_data(req.checkpoint)
     if req.parity and parity_data is None:
-        result.notes.append("parity skipped: no image folder (pass --parity-data DIR)")
+        result.notes.append(f"parity skipped: {problem} (pass --parity-data DIR)")
     elif req.parity:
         for model in result.files:
             report = run_parity(model, req.checkpoint, parity_data, n=req.parity_n)
@@ -149,3 +162,9 @@ def summary_lines(result: ExportResult) -> list[str]:
         size = path.stat().st_size / 2**20
         lines.append(f"{path.name:<26} {size:>8.2f} {precision:>9} {opset:>5}  {parity}")
     return lines + result.notes
+
+
+def failed_checks(result: ExportResult) -> list[str]:
+    """The files whose parity missed its targets, e.g. ``model.int8.onnx (top-1 91.0 %)``."""
+    return [f"{name} (top-1 {r['top1_agreement'] * 100:.1f} %, map corr {r['map_correlation']:.4f})"
+            for name, r in result.parity.items() if not r["passed"]]

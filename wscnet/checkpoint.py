@@ -12,6 +12,7 @@ loads it)::
     versions                        wscnet, torch, torchvision, python
     state_dict                      model weights
     train_state                     optional: optimizer/scheduler/scaler state, rng, args (resume)
+    training_data                   optional: the --data folder it was trained on (absolute)
 """
 
 import platform
@@ -31,6 +32,9 @@ FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "state_dict")
+EXPORTED_SUFFIXES = (".onnx", ".engine", ".plan")
+WANTS_CHECKPOINT = ("this command takes a .pt checkpoint written by `train` "
+                    "(exported models run with `webcam` and are checked with `parity`)")
 
 
 def library_versions() -> dict[str, str]:
@@ -52,6 +56,7 @@ def make_checkpoint(
     epoch: int = 0,
     metrics: dict[str, float] | None = None,
     train_state: dict[str, Any] | None = None,
+    training_data: str | None = None,
 ) -> dict[str, Any]:
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
@@ -71,6 +76,8 @@ def make_checkpoint(
     }
     if train_state is not None:
         ckpt["train_state"] = train_state
+    if training_data is not None:
+        ckpt["training_data"] = str(training_data)
     return ckpt
 
 
@@ -83,11 +90,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    if path.suffix.lower() in EXPORTED_SUFFIXES:
+        raise UserError(f"{path}: an exported model, not a training checkpoint; {WANTS_CHECKPOINT}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+        raise UserError(f"{path}: not a readable checkpoint ({_load_problem(path, exc)}); "
+                        f"{WANTS_CHECKPOINT}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not a wscnet-edge checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
@@ -99,6 +108,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return ckpt
+
+
+def _load_problem(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in words that fit one line (torch's own text runs for a page)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        return "not a file torch.save wrote"
+    if "weights_only" in str(exc) or "Weights only" in str(exc):
+        return "it holds objects other than tensors and plain values"
+    return f"damaged or truncated: {type(exc).__name__}"
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> WSCNet:

@@ -197,14 +197,14 @@ class Trainer:
             self.best = {"epoch": epoch, "score": score}
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         common = dict(class_names=self.class_names, input_size=self.options.img_size,
-                      epoch=epoch, metrics=metrics)
+                      epoch=epoch, metrics=metrics, training_data=self.options.data)
         state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
                             self.best, self.history)
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
         if improved:
             save_checkpoint(self.out / "best.pt", make_checkpoint(self.model, **common))
-        with open(self.out / "train_log.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
+        # rewritten from the history, not appended: a resumed or replaced run never repeats an epoch
+        atomic_write_text(self.out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         atomic_write_text(self.out / "history.json", json.dumps(
             {"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2))
         shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
