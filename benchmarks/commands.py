@@ -61,6 +61,7 @@ def bench(
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
     video_backend: str = typer.Option("ort-int8", help="Back-end whose model file runs the video pipeline."),
     threads: int = typer.Option(0, help="Intra-op threads for torch and ONNX Runtime (0: their default)."),
+    peak_n: int = typer.Option(2048, min=64, help="Side of the matrix product that measures the peak."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
     from benchmarks.bench import BenchSettings, failed_rows, run_bench
@@ -74,7 +75,7 @@ def bench(
         duration=duration if duration is not None or iters is not None else 3.0,
         min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
         threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
-        video_backend=video_backend,
+        video_backend=video_backend, peak_n=peak_n,
     )
     results = run_bench(inputs or [], out, settings, overwrite=overwrite)
     typer.echo(Path(results["files"]["markdown"]).read_text())
