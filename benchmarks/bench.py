@@ -67,7 +67,7 @@ class BenchSettings:
             raise UserError(f"--video-backend must be a runtime back-end (ort..., trt...); got {self.video_backend!r}")
 
 
-def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
+def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: bool = False) -> dict:
     """Measure everything, write bench.json / bench.md / bench.png into ``out``; return the results."""
     from export.images import find_images
 
@@ -75,6 +75,7 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
     from .report import write_reports
 
     settings.validate()
+    check_bench_out(out, overwrite)
     for token in inputs:
         models.classify(token)  # a typo fails before anything is built
     workdir = out / "models"
@@ -121,6 +122,25 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
     }
     results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
     return results
+
+
+def check_bench_out(out: Path, overwrite: bool) -> None:
+    """``out`` is a folder, and holds no earlier results unless the user asked to replace them."""
+    from runtime.validate import check_output_folder
+
+    from .report import REPORT_FILES
+
+    check_output_folder(out, "--out")
+    found = [name for name in REPORT_FILES.values() if (out / name).exists()]
+    if found and not overwrite:
+        raise UserError(f"{out}: already holds benchmark results ({', '.join(found)}); pass "
+                        "--overwrite to replace them or --out to write elsewhere")
+
+
+def failed_rows(results: dict) -> list[str]:
+    """Rows that failed (validation or measurement), e.g. ``resnet18@224 ort-int8 b1: …``."""
+    return [f"{r['model']}@{r['img_size']} {r['backend']} b{r['batch']}: {r['status']}"
+            for r in results["rows"] if r["status"].startswith("failed")]
 
 
 def synthetic_images(folder: Path, n: int) -> Path:

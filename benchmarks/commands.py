@@ -18,14 +18,25 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+def _backend_list(text: str) -> str:
+    """--backends: every name must be one bench knows (a typo fails before anything runs)."""
+    from .backends import SPECS
+
+    unknown = [b.strip() for b in text.split(",") if b.strip() and b.strip() not in SPECS]
+    if unknown:
+        raise typer.BadParameter(f"unknown back-end {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    return text
+
+
 def bench(
     inputs: Optional[list[str]] = typer.Argument(
         None, metavar="[CKPT|MODEL|ARCH[@SIZE]]...",
         help="Checkpoints (exported as needed), ONNX/engine files (measured as they are) or "
         "architecture names for default models. Default: resnet18@224 resnet101@448.",
     ),
-    backends: str = typer.Option(DEFAULT_BACKENDS, help="Comma-separated back-ends; ones this "
-                                 "machine cannot run are listed as skipped, with the reason."),
+    backends: str = typer.Option(DEFAULT_BACKENDS, callback=_backend_list, help="Comma-separated "
+                                 "back-ends, any of the default list; ones this machine cannot run "
+                                 "are listed as skipped, with the reason."),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
     img_size: Optional[str] = typer.Option(None, help="Comma-separated input sizes (default: the "
                                            "checkpoint's, or ARCH@SIZE, or 224)."),
@@ -35,6 +46,8 @@ def bench(
                                              "(default 3 when --iters is not given)."),
     min_iters: int = typer.Option(5, help="With --duration: at least this many timed calls."),
     out: Path = typer.Option(Path("bench-results"), help="Folder for bench.json/.md/.png and exported models."),
+    overwrite: bool = typer.Option(False, help="Replace the results already in --out."),
+    no_fail: bool = typer.Option(False, help="Exit 0 even when a row failed (default: exit code 3)."),
     data: Optional[Path] = typer.Option(None, help="Image folder for top-1 agreement and int8 "
                                         "calibration (default: synthesised images)."),
     agreement_images: int = typer.Option(40, help="Images each model file is checked on against PyTorch."),
@@ -48,9 +61,11 @@ def bench(
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
     video_backend: str = typer.Option("ort-int8", help="Back-end whose model file runs the video pipeline."),
     threads: int = typer.Option(0, help="Intra-op threads for torch and ONNX Runtime (0: their default)."),
+    peak_n: int = typer.Option(2048, min=64, help="Side of the matrix product that measures the peak."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
-    from benchmarks.bench import BenchSettings, run_bench
+    from benchmarks.bench import BenchSettings, failed_rows, run_bench
+    from wscnet.errors import CheckFailed
 
     settings = BenchSettings(
         backends=[b.strip() for b in backends.split(",") if b.strip()],
@@ -60,12 +75,15 @@ def bench(
         duration=duration if duration is not None or iters is not None else 3.0,
         min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
         threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
-        video_backend=video_backend,
+        video_backend=video_backend, peak_n=peak_n,
     )
-    results = run_bench(inputs or [], out, settings)
+    results = run_bench(inputs or [], out, settings, overwrite=overwrite)
     typer.echo(Path(results["files"]["markdown"]).read_text())
     for kind, path in results["files"].items():
         typer.echo(f"{kind}: {path}")
+    failed = failed_rows(results)
+    if failed and not no_fail:
+        raise CheckFailed(f"{len(failed)} row(s) failed: {'; '.join(failed)} (results written; --no-fail exits 0)")
 
 
 def register(app: typer.Typer) -> None:

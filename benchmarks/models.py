@@ -107,18 +107,37 @@ def checkpoint_input_size(path: Path) -> int:
 
 
 def model_file_case(path: Path, reference: Path | None) -> Case:
-    """A given ONNX model or engine: size, precision and normalisation from its own metadata."""
-    from runtime.backends.tensorrt_backend import read_sidecar
-    from runtime.metadata import ModelMetadata
+    """A given ONNX model or engine: size, precision and normalisation from its own metadata;
+    its reference is ``reference`` (refused unless the file came from it) or the checkpoint the
+    file records, when that is still there."""
+    from export.provenance import check_model_matches, model_file_metadata
+    from wscnet.checkpoint import read_checkpoint
 
-    if path.suffix.lower() == ".onnx":
-        meta = ModelMetadata.from_props(onnx_metadata(path), path)
-        engine = "onnx"
+    meta = model_file_metadata(path)
+    engine = "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
+    if reference is not None:
+        check_model_matches(path, meta, reference, read_checkpoint(reference))
     else:
-        meta = read_sidecar(path).metadata
-        engine = "tensorrt"
+        reference = recorded_reference(path, meta)
     return Case(path.stem, meta.input_size, reference, path, meta.precision, engine,
                 meta.contract, config_from_metadata(meta))
+
+
+def recorded_reference(path: Path, meta) -> Path | None:
+    """The checkpoint ``path`` records, if it is still there unchanged; else None (no agreement)."""
+    from export.provenance import check_model_matches
+    from wscnet.checkpoint import read_checkpoint
+
+    recorded = meta.extra.get("checkpoint_path")
+    if not recorded or not Path(recorded).is_file():
+        return None
+    try:
+        check_model_matches(path, meta, Path(recorded), read_checkpoint(recorded))
+    except UserError as exc:
+        print(f"bench: {exc}; measuring {path.name} without a reference", file=sys.stderr)
+        return None
+    print(f"bench: checking {path.name} against the checkpoint it records: {recorded}", file=sys.stderr)
+    return Path(recorded)
 
 
 def config_from_metadata(meta) -> dict | None:
@@ -128,16 +147,6 @@ def config_from_metadata(meta) -> dict | None:
         return None
     config = {key: str(meta.extra[key]) for key in keys}
     return {**config, "k": int(meta.extra["k"]), "num_classes": meta.num_classes}
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    return {p.key: p.value for p in proto.metadata_props}
 
 
 def default_checkpoint(arch: str, workdir: Path) -> Path:

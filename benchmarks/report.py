@@ -11,8 +11,11 @@ REQUIRED_COLUMNS = (
 )
 
 
+REPORT_FILES = {"json": "bench.json", "markdown": "bench.md", "chart": "bench.png"}
+
+
 def write_reports(out: Path, results: dict) -> dict[str, Path]:
-    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "chart": out / "bench.png"}
+    paths = {kind: out / name for kind, name in REPORT_FILES.items()}
     atomic_write_text(paths["json"], json.dumps(results, indent=2) + "\n")
     atomic_write_text(paths["markdown"], markdown(results))
     write_chart(paths["chart"], results["rows"])

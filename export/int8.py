@@ -19,10 +19,10 @@ from tqdm import tqdm
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
+from .choices import CALIB_METHODS
 from .images import ImageSet, folder_images, load_image
 from .metadata import load_onnx, model_contract, read_metadata, set_precision
 
-CALIB_METHODS = ("entropy", "max", "percentile")
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
 QUANTIZED_OPS = ["Conv", "Add", "MaxPool"]

@@ -17,6 +17,8 @@ METADATA_KEYS = (
     "class_names", "mean", "std", "input_size", "arch", "k", "head", "pool", "map_weight",
     "coupling", "precision", "fused_op", "wscnet_version", CONTRACT_KEY,
 )
+# Where the file came from (export.provenance writes and checks them).
+PROVENANCE_KEYS = ("checkpoint_sha256", "checkpoint_path", "checkpoint_epoch", "training_data")
 
 
 def export_contract(ckpt: dict[str, Any], img_size: int | None = None) -> InputContract:

@@ -20,6 +20,7 @@ from wscnet.model import WSCNet, deploy_outputs
 
 from .fused_op import DOMAIN, DOMAIN_VERSION, ExportablePoolMap, make_function
 from .metadata import metadata_from_checkpoint, write_metadata
+from .provenance import provenance_metadata
 
 OPSET = 18
 IR_VERSION = 10  # ONNX Runtime 1.31 reads up to 13, TensorRT 10's parser up to 10
@@ -70,7 +71,8 @@ def export_onnx(
     _set_io_shapes(proto, size, shapes, "batch" if dynamic_batch else batch)
     proto.ir_version = IR_VERSION
     proto.producer_name = "wscnet-edge"
-    write_metadata(proto, metadata_from_checkpoint(ckpt, img_size=size, fused_op=fused))
+    metadata = metadata_from_checkpoint(ckpt, img_size=size, fused_op=fused)
+    write_metadata(proto, {**metadata, **provenance_metadata(Path(checkpoint), ckpt)})
     onnx.checker.check_model(proto, full_check=True)
     atomic_write_bytes(out, proto.SerializeToString())
     return out

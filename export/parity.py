@@ -19,6 +19,7 @@ from wscnet.errors import UserError
 
 from .images import ImageSet, folder_images, load_batch
 from .onnx_export import OUTPUT_NAMES, DeployModel
+from .provenance import check_model_matches
 
 # Held-out targets of the issue, per precision.
 THRESHOLDS = {
@@ -74,6 +75,7 @@ def run_parity(
         raise UserError(f"--n must be at least 1; got {n}")
     runner = open_runner(Path(model_path))
     model, ckpt = load_checkpoint(checkpoint_path)
+    check_model_matches(Path(model_path), runner.backend.metadata, Path(checkpoint_path), ckpt)
     reference = DeployModel(model).eval()
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)

@@ -8,6 +8,7 @@ import onnx
 
 from wscnet.errors import UserError
 
+from .choices import FORMATS
 from .images import ImageSet, folder_images, split_images
 from .metadata import read_metadata
 
@@ -89,6 +90,36 @@ class ExportRequest:
     parity: bool = True
     workspace_mb: int = 2048
     trt_plugin: bool = False
+    overwrite: bool = False  # replace model files already in ``out``
+
+    def planned_files(self) -> list[Path]:
+        """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
+        files = [self.out / "model.onnx"]
+        files += [self.out / "model.fp16.onnx"] if self.fp16 else []
+        files += [self.out / "model.int8.onnx"] if self.int8 else []
+        if self.format == "engine":
+            engine = self.out / f"model.{'int8' if self.int8 else 'fp16' if self.fp16 else 'fp32'}.engine"
+            files += [engine, engine.with_name(engine.name + ".json")]
+        return files
+
+    def validate(self) -> None:
+        """Every check that needs no work, so a wrong request is one line before anything runs."""
+        from runtime.validate import check_output_folder
+
+        if self.format not in FORMATS:
+            raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        if self.fp16 and self.int8 and self.format == "engine":
+            raise UserError("an engine has one precision: choose one of --fp16 and --int8")
+        if not Path(self.checkpoint).is_file():
+            raise UserError(f"{self.checkpoint}: checkpoint not found")
+        check_output_folder(self.out, "--out")
+        existing = [p.name for p in self.planned_files() if p.exists()]
+        if existing and not self.overwrite:
+            raise UserError(f"{self.out}: already holds {', '.join(existing)}; pass --overwrite to "
+                            "replace them or --out to write elsewhere")
+        for folder, option in ((self.calib, "--calib"), (self.parity_data, "--parity-data")):
+            if folder is not None and not Path(folder).is_dir():
+                raise UserError(f"{folder}: image folder not found ({option})")
 
 
 @dataclass
@@ -103,10 +134,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     from .int8 import quantize_int8
     from .onnx_export import export_onnx
 
-    if req.format not in ("onnx", "engine"):
-        raise UserError(f"--format must be onnx or engine; got {req.format!r}")
-    if req.fp16 and req.int8 and req.format == "engine":
-        raise UserError("an engine has one precision: choose one of --fp16 and --int8")
+    req.validate()
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
 
@@ -184,3 +212,9 @@ def summary_lines(result: ExportResult) -> list[str]:
         size = path.stat().st_size / 2**20
         lines.append(f"{path.name:<26} {size:>8.2f} {precision:>9} {opset:>5}  {parity}")
     return lines + result.notes
+
+
+def failed_checks(result: ExportResult) -> list[str]:
+    """The files whose parity missed its targets, e.g. ``model.int8.onnx (top-1 91.0 %)``."""
+    return [f"{name} (top-1 {r['top1_agreement'] * 100:.1f} %, map corr {r['map_correlation']:.4f})"
+            for name, r in result.parity.items() if not r["passed"]]

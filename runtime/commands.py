@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from .validate import ResizeMode, RuntimeDevice, check_webcam_paths
+
 
 def register(app: typer.Typer) -> None:
     app.command("webcam")(webcam)
@@ -19,19 +21,15 @@ def webcam(
     no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
-    resize: Optional[str] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
+    resize: Optional[ResizeMode] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
+    device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
 ) -> None:
     """Run the sentiment model on a camera, video, image(s) or stream with a live overlay."""
-    from .errors import RuntimeUserError
     from .video import run_video
 
-    from .contract import GEOMETRIES
-
-    if resize is not None and resize not in GEOMETRIES:
-        raise RuntimeUserError(f"--resize must be one of {', '.join(GEOMETRIES)}; got {resize!r}")
+    check_webcam_paths(model, save, jsonl)
     stats = run_video(
         model, source, save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth,
         alpha=alpha, resize=resize, device=device, threads=threads, max_frames=max_frames,

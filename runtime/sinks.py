@@ -5,6 +5,7 @@ file is never left half-overwritten, and an interrupted run still ends with a pl
 a complete JSONL (the pipeline always closes its sinks).
 """
 
+import functools
 import json
 import os
 import platform
@@ -34,6 +35,24 @@ def _temp_beside(path: Path, suffix: str) -> Path:
     return Path(tmp)
 
 
+@functools.cache
+def writable_video_suffixes() -> tuple[str, ...]:
+    """The containers of ``FOURCC`` this OpenCV build can write: one 16×16 frame each, read back."""
+    found = []
+    with tempfile.TemporaryDirectory(prefix="wscnet-video-probe-") as folder:
+        for suffix, code in FOURCC.items():
+            probe = str(Path(folder) / f"probe{suffix}")
+            writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*code), 10.0, (16, 16))
+            if writer.isOpened():
+                writer.write(np.zeros((16, 16, 3), np.uint8))
+                writer.release()
+                capture = cv2.VideoCapture(probe)
+                if capture.read()[0]:
+                    found.append(suffix)
+                capture.release()
+    return tuple(found)
+
+
 class VideoSink:
     """Frames at the source's size and frame rate; the container follows the suffix (.mp4, .avi, …)."""
 
@@ -41,7 +60,8 @@ class VideoSink:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FOURCC:
-            raise RuntimeUserError(f"{self.path}: unsupported video type {suffix or '(none)'}; use .mp4 or .avi")
+            raise RuntimeUserError(f"{self.path}: unsupported video type {suffix or '(none)'}; "
+                                   f"use one of {', '.join(FOURCC)}")
         self.size = (int(size[0]), int(size[1]))  # (width, height)
         self.fps = fps
         self.frames = 0

@@ -60,7 +60,7 @@ def test_written_set_is_deterministic(tmp_path):
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
 
 
-def test_refuses_a_foreign_folder_but_replaces_a_previous_set(tmp_path):
+def test_refuses_a_foreign_folder_and_another_set_unless_overwrite(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
@@ -72,7 +72,10 @@ def test_refuses_a_foreign_folder_but_replaces_a_previous_set(tmp_path):
 
     out = tmp_path / "set"
     write_synth_set(out, SynthConfig(n_per_class=3, size=48), progress=False)
-    write_synth_set(out, SynthConfig(n_per_class=2, size=48), progress=False)  # no flag needed
+    with pytest.raises(UserError, match="already holds a synthetic set with other settings"):
+        write_synth_set(out, SynthConfig(n_per_class=2, size=48), progress=False)
+    assert len(list((out / "images" / "joy").iterdir())) == 3
+    write_synth_set(out, SynthConfig(n_per_class=2, size=48), overwrite=True, progress=False)
     assert len(list((out / "images" / "joy").iterdir())) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 

@@ -3,6 +3,7 @@ coupling, and the CAM baseline, trained alike and measured on the same split."""
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 
 from .atomic import atomic_write_text
@@ -18,10 +19,14 @@ VARIANTS = {
     "cam": {"head": "cam", "k": 1, "coupling": "none"},
 }
 DEFAULT_VARIANTS = ("wscnet-k4", "wscnet-k1", "wscnet-k4-no-coupling", "wscnet-k1-no-coupling", "cam")
+AblationVariant = Enum("AblationVariant", {name: name for name in VARIANTS}, type=str)  # --only's choices
+TABLE_FILES = ("ablation.md", "ablation.json")
 
 
-def run_ablation(*, data, out, only=None, split: str = "test", **train_settings) -> str:
-    """Train (or reuse a finished run of) each variant, evaluate it, write ablation.md/.json."""
+def run_ablation(*, data, out, only=None, split: str = "test", resume: bool = False,
+                 overwrite: bool = False, **train_settings) -> str:
+    """Train each variant (with ``resume``: reuse a finished run, continue an unfinished one),
+    evaluate it, write ablation.md/.json."""
     from .evaluate import evaluate_checkpoint
     from .training import TrainOptions, train
 
@@ -30,14 +35,16 @@ def run_ablation(*, data, out, only=None, split: str = "test", **train_settings)
     if unknown:
         raise UserError(f"unknown ablation variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     out = Path(out)
+    check_ablation_out(out, resume, overwrite)
     rows = []
     for name in names:
         run_dir = out / name
         options = TrainOptions(data=str(data), out=str(run_dir), **train_settings, **VARIANTS[name])
-        if _finished(run_dir, options.epochs):
+        if resume and _finished(run_dir, options.epochs):
             print(f"ablation {name}: reusing the finished run in {run_dir}", file=sys.stderr)
         else:
-            options.resume = (run_dir / "last.pt").is_file()
+            options.resume = resume and (run_dir / "last.pt").is_file()
+            options.overwrite = overwrite
             print(f"ablation {name}: training", file=sys.stderr)
             train(options)
         result = evaluate_checkpoint(run_dir / "last.pt", data, split=split,
@@ -49,6 +56,22 @@ def run_ablation(*, data, out, only=None, split: str = "test", **train_settings)
     atomic_write_text(out / "ablation.json", json.dumps(
         {"split": split, "settings": {k: v for k, v in train_settings.items()}, "rows": rows}, indent=2))
     return table
+
+
+def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder that holds an ablation (its table or a variant's run) unless asked."""
+    from runtime.validate import check_output_folder
+
+    from .training.options import RUN_FILES
+
+    check_output_folder(out, "--out")
+    if resume and overwrite:
+        raise UserError("--resume reuses the runs in --out and --overwrite replaces them: pass one")
+    found = [name for name in TABLE_FILES if (out / name).exists()]
+    found += [name for name in VARIANTS if any((out / name / f).exists() for f in RUN_FILES)]
+    if found and not (resume or overwrite):
+        raise UserError(f"{out}: already holds an ablation ({', '.join(found)}); pass --resume to "
+                        "reuse and continue its runs or --overwrite to train them again")
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:

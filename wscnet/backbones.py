@@ -8,9 +8,7 @@ from torchvision import models
 
 from .errors import UserError
 
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-MOBILENETS = ("mobilenet_v3_large", "mobilenet_v3_small")
-ARCHITECTURES = RESNETS + MOBILENETS
+from .choices import ARCHITECTURES, MOBILENETS, RESNETS  # noqa: F401  (re-exported)
 
 
 def build_backbone(arch: str, pretrained: str | Path | None = None) -> tuple[nn.Module, int]:

@@ -38,6 +38,9 @@ FORMAT = "wscnet-edge-checkpoint"
 FORMAT_VERSION = 1
 DATA_SOURCE_KEYS = ("data", "layout", "fold", "split_seed", "csv_file")
 REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "state_dict")
+EXPORTED_SUFFIXES = (".onnx", ".engine", ".plan")
+WANTS_CHECKPOINT = ("this command takes a .pt checkpoint written by `train` "
+                    "(exported models run with `webcam` and are checked with `parity`)")
 
 
 def library_versions() -> dict[str, str]:
@@ -97,11 +100,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    if path.suffix.lower() in EXPORTED_SUFFIXES:
+        raise UserError(f"{path}: an exported model, not a training checkpoint; {WANTS_CHECKPOINT}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+        raise UserError(f"{path}: not a readable checkpoint ({_load_problem(path, exc)}); "
+                        f"{WANTS_CHECKPOINT}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not a wscnet-edge checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
@@ -113,6 +118,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return ckpt
+
+
+def _load_problem(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in words that fit one line (torch's own text runs for a page)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        return "not a file torch.save wrote"
+    if "weights_only" in str(exc) or "Weights only" in str(exc):
+        return "it holds objects other than tensors and plain values"
+    return f"damaged or truncated: {type(exc).__name__}"
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> WSCNet:

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import typer
 
+from .ablation import AblationVariant
+from .choices import Arch, Augment, Coupling, Geometry, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
+
 
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the EmotionROI-layout set into."),
@@ -11,12 +14,15 @@ def synth(
     size: int = typer.Option(256, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same set."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder that is not a synthetic set."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic set with other settings, or write into a non-empty folder."),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
-    from wscnet.synth import SynthConfig, write_synth_set
+    from wscnet.synth import SynthConfig, needs_writing, write_synth_set
 
     cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction)
+    if not needs_writing(out, cfg, overwrite):
+        typer.echo(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
+        return
     write_synth_set(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {6 * n_per_class} images to {out}")
 
@@ -33,37 +39,38 @@ FROM_SCRATCH_HINT = (
 def train(
     data: Path = typer.Option(..., "--data", help="Data set folder (FI, EmotionROI, Twitter, CSV, synth)."),
     out: Path = typer.Option(..., "--out", help="Run folder: best.pt, last.pt, history.json, train_log.jsonl."),
-    arch: str = typer.Option("resnet101", "--arch", help="Torchvision backbone (resnet18..152, mobilenet_v3_*)."),
-    head: str = typer.Option("wscnet", "--head", help="wscnet | cam (GAP + FC baseline)."),
+    arch: Arch = typer.Option("resnet101", "--arch", help="Torchvision backbone."),
+    head: Head = typer.Option("wscnet", "--head", help="wscnet, or cam (GAP + FC baseline)."),
     k: int = typer.Option(4, "--k", help="Detector maps per class, Eq. (1)."),
-    pool: str = typer.Option("max", "--pool", help="Eq. (1) pooling: max (paper) | avg (official code)."),
-    map_weight: str = typer.Option("softmax", "--map-weight", help="Eq. (3) weights: softmax (paper) | raw."),
-    coupling: str = typer.Option("both", "--coupling", help="Eq. (4): both | local | none."),
+    pool: Pool = typer.Option("max", "--pool", help="Eq. (1) pooling: max (paper) or avg (official code)."),
+    map_weight: MapWeight = typer.Option("softmax", "--map-weight", help="Eq. (3) weights: softmax (paper) or raw."),
+    coupling: Coupling = typer.Option("both", "--coupling", help="Eq. (4) coupling."),
     pretrained: Path | None = typer.Option(None, "--pretrained", help="Torchvision ImageNet .pth on disk."),
     epochs: int = typer.Option(25, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size", help="Global batch (split over torchrun processes)."),
     img_size: int = typer.Option(448, "--img-size", help="Model input side S (multiple of 32)."),
-    geometry: str = typer.Option("squash", "--geometry", help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash (whole frame, default) | crop (centre square) | letterbox."),
-    augment: str = typer.Option("aspect", "--augment", help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | paper (square 7/8 crop)."),
+    geometry: Geometry = typer.Option("squash", "--geometry", help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash (whole frame, default) | crop (centre square) | letterbox."),
+    augment: Augment = typer.Option("aspect", "--augment", help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | paper (square 7/8 crop)."),
     lr: float = typer.Option(1e-3, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
     head_lr: float = typer.Option(1e-2, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
     momentum: float = typer.Option(0.9, "--momentum"),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
-    lr_schedule: str = typer.Option("step", "--lr-schedule", help="step (×gamma every --lr-step epochs) | cosine."),
+    lr_schedule: LrSchedule = typer.Option("step", "--lr-schedule", help="step (×gamma every --lr-step epochs) or cosine."),
     lr_step: int = typer.Option(7, "--lr-step"),
     lr_gamma: float = typer.Option(0.1, "--lr-gamma"),
     warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up (useful from scratch)."),
     det_weight: float = typer.Option(1.0, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
     grad_clip: float = typer.Option(0.0, "--grad-clip", help="Clip the gradient norm (0: off); steadies from-scratch runs."),
-    layout: str | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
+    layout: Layout | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
     fold: int = typer.Option(1, "--fold", help="Twitter I/II split fold."),
     csv_file: Path | None = typer.Option(None, "--csv", help="CSV of path,label (Flickr/Instagram)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights, shuffling and augmentation."),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: TrainDevice = typer.Option("auto", "--device"),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
     val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -76,7 +83,7 @@ def train(
         weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step, lr_gamma=lr_gamma,
         warmup_epochs=warmup_epochs, det_weight=det_weight, grad_clip=grad_clip, layout=layout, fold=fold,
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
-        workers=workers, device=device, amp=amp, resume=resume, val_every=val_every,
+        workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
     )
     options.validate()
     if pretrained is None and lr <= 1e-3:
@@ -90,20 +97,22 @@ def train(
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="best.pt / last.pt of a training run."),
     data: Path = typer.Option(..., "--data", help="Data set folder."),
-    split: str = typer.Option("test", "--split", help="train | val | test | all."),
+    split: Split = typer.Option("test", "--split"),
     ten_crop: bool = typer.Option(False, "--ten-crop", help="Average softmax over ten crops (paper)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics here."),
-    layout: str | None = typer.Option(None, "--layout"),
+    layout: Layout | None = typer.Option(None, "--layout"),
     fold: int = typer.Option(1, "--fold"),
     csv_file: Path | None = typer.Option(None, "--csv"),
     split_seed: int = typer.Option(0, "--split-seed"),
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: int = typer.Option(0, "--workers"),
-    device: str = typer.Option("auto", "--device"),
+    device: TrainDevice = typer.Option("auto", "--device"),
 ) -> None:
     """Accuracy of both branches, per class, confusion; detection and attention metrics where the set has maps."""
+    from runtime.validate import check_output_file
     from wscnet.evaluate import evaluate_checkpoint, format_table, write_json
 
+    check_output_file(json_out, "--json")
     result = evaluate_checkpoint(
         checkpoint, data, split=split, layout=layout, fold=fold,
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, ten_crop=ten_crop,
@@ -117,44 +126,48 @@ def evaluate(
 
 def predict(
     checkpoint: Path = typer.Argument(..., help="A training checkpoint."),
-    images: list[Path] = typer.Argument(..., help="Image files."),
+    images: list[Path] = typer.Argument(..., help="Image files, or folders of images."),
     out: Path | None = typer.Option(None, "--out", help="Write <name>_map.png (map blended over the image) here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of lines."),
-    device: str = typer.Option("auto", "--device"),
+    device: TrainDevice = typer.Option("auto", "--device"),
 ) -> None:
-    """Label, class probabilities and a sentiment-map overlay per image; unreadable images are skipped."""
+    """Label, class probabilities and a sentiment-map overlay per image; unreadable ones are reported once and skipped."""
     from wscnet.predict import format_predictions, predict_images
 
+    from wscnet.errors import UserError
+
     results = predict_images(checkpoint, images, out_dir=out, device=device)
-    typer.echo(format_predictions(results, as_json))
     if not any(r.get("label") is not None for r in results):
-        raise typer.Exit(1)
+        raise UserError(f"no readable image among the {len(results)} input(s)")
+    typer.echo(format_predictions(results, as_json))
 
 
 def ablation(
     data: Path = typer.Option(..., "--data", help="Data set folder (with GT maps for detection metrics)."),
     out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md and ablation.json."),
-    arch: str = typer.Option("resnet18", "--arch"),
+    arch: Arch = typer.Option("resnet18", "--arch"),
     pretrained: Path | None = typer.Option(None, "--pretrained"),
     epochs: int = typer.Option(8, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     img_size: int = typer.Option(160, "--img-size"),
     lr: float = typer.Option(0.02, "--lr", help="Backbone rate (0.02 suits from scratch; 1e-3 with --pretrained)."),
     head_lr: float = typer.Option(0.02, "--head-lr"),
-    lr_schedule: str = typer.Option("cosine", "--lr-schedule"),
+    lr_schedule: LrSchedule = typer.Option("cosine", "--lr-schedule"),
     warmup_epochs: int = typer.Option(1, "--warmup-epochs"),
     grad_clip: float = typer.Option(2.0, "--grad-clip"),
-    split: str = typer.Option("test", "--split", help="Split the table is measured on."),
+    split: Split = typer.Option("test", "--split", help="Split the table is measured on."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(2, "--workers"),
-    device: str = typer.Option("auto", "--device"),
-    only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
+    device: TrainDevice = typer.Option("auto", "--device"),
+    only: list[AblationVariant] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished variants in --out and continue the others."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Train every variant again, replacing what --out holds."),
 ) -> None:
     """Train and evaluate WSCNet k=1 / k=4, coupling both / none and the CAM baseline; write the table."""
     from wscnet.ablation import run_ablation
 
     table = run_ablation(
-        data=data, out=out, only=only, split=split, arch=arch,
+        data=data, out=out, only=[v.value for v in only or []], split=split, resume=resume, overwrite=overwrite, arch=arch,
         pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
         img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule,
         warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed, workers=workers, device=device,

@@ -11,8 +11,7 @@ from torch import nn
 from .backbones import ARCHITECTURES, build_backbone
 from .pool_map import MAP_WEIGHTS, POOLS, CrossSpatialPoolMap
 
-HEADS = ("wscnet", "cam")
-COUPLINGS = ("both", "local", "none")
+from .choices import COUPLINGS, HEADS
 
 
 @dataclass(frozen=True)

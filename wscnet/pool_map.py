@@ -7,8 +7,7 @@ is kept as a module of its own with a functional core that both sides share.
 import torch
 from torch import nn
 
-POOLS = ("max", "avg")
-MAP_WEIGHTS = ("softmax", "raw")
+from .choices import MAP_WEIGHTS, POOLS  # noqa: F401  (re-exported)
 
 
 def cross_spatial_pool_map(

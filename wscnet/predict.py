@@ -1,7 +1,6 @@
 """Predict single images: label, class probabilities, and the sentiment map over the image."""
 
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -35,22 +34,26 @@ def map_over_picture(sentiment_map, transform, shape: tuple[int, int]) -> np.nda
 @torch.no_grad()
 def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> list[dict]:
     """One dict per image: label, probabilities (both branches), overlay path; or an error."""
+    from runtime.validate import check_output_folder
+
     from .checkpoint import checkpoint_contract, load_checkpoint
     from .data import eval_transform, open_rgb
+    from .data.dataset import report_bad_file
 
+    out_dir = Path(out_dir) if out_dir is not None else None
+    check_output_folder(out_dir, "--out")
+    images = expand_inputs(images)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     names = list(ckpt["class_names"])
     transform = eval_transform(checkpoint_contract(ckpt, checkpoint))
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder")
     results = []
-    for path in map(Path, images):
-        image = open_rgb(path) if path.is_file() else None
+    for path in images:
+        image = open_rgb(path) if path.is_file() else None  # open_rgb reports a bad file once
         if image is None:
-            reason = "file not found" if not path.exists() else "unreadable image"
-            print(f"warning: {path}: {reason}; skipped", file=sys.stderr)
+            reason = "unreadable image" if path.exists() else "file not found"
+            if not path.exists():
+                report_bad_file(path, reason)
             results.append({"image": str(path), "label": None, "error": reason})
             continue
         out = model(transform(image).unsqueeze(0).to(dev))
@@ -78,13 +81,30 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     return results
 
 
+def expand_inputs(paths) -> list[Path]:
+    """Files as given; a folder becomes the images in it (refused when it holds none)."""
+    from .data.index import IMAGE_EXTENSIONS, list_images
+
+    expanded = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            expanded.append(path)
+            continue
+        found = list_images(path)
+        if not found:
+            raise UserError(f"{path}: a folder with no images in it ({', '.join(IMAGE_EXTENSIONS)})")
+        expanded += found
+    return expanded
+
+
 def format_predictions(results: list[dict], as_json: bool = False) -> str:
+    """JSON keeps every input (skipped ones with their error); lines show the predictions only,
+    since a skipped input was already reported once on stderr."""
     if as_json:
         return json.dumps(results, indent=2)
     lines = []
     for r in results:
         if r.get("label") is None:
-            lines.append(f"{r['image']}: skipped ({r['error']})")
             continue
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         shown = "  ".join(f"{n} {p:.3f}" for n, p in top)

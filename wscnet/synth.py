@@ -198,11 +198,21 @@ def is_synth_set(folder: Path) -> bool:
         return False
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def needs_writing(out: Path, cfg: SynthConfig, overwrite: bool = False) -> bool:
+    """False when ``out`` already holds exactly this set (nothing to write); refuses to replace
+    another set or to write into a foreign folder unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not is_synth_set(out) and not overwrite:
+    if not out.is_dir() or not any(out.iterdir()) or overwrite:
+        return True
+    if not is_synth_set(out):
         raise UserError(f"{out}: folder is not empty and is not a synthetic set (use --overwrite to write into it)")
+    existing = json.loads((out / MARKER).read_text())
+    if {k: existing.get(k) for k in asdict(cfg)} == asdict(cfg):
+        return False
+    raise UserError(f"{out}: already holds a synthetic set with other settings "
+                    f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
+                    f"{existing.get('seed')}); pass --overwrite to replace it")
 
 
 def _split(cfg: SynthConfig) -> dict[str, list[str]]:
@@ -222,12 +232,14 @@ def _stem(name: str, number: int) -> str:
 
 
 def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write the set into ``out``; a half-written set never replaces a good one."""
+    """Write the set into ``out``; a half-written set never replaces a good one, and another set
+    is replaced only with ``overwrite`` (the same set already there is left as it is)."""
     cfg = cfg or SynthConfig()
     out = Path(out)
     if cfg.n_per_class < 2 or cfg.size < 32 or not 0.0 < cfg.test_fraction < 1.0:
         raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
-    _check_target(out, overwrite)
+    if not needs_writing(out, cfg, overwrite):
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
     try:

@@ -33,6 +33,9 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
 
         backend = TensorRTBackend()
     else:
+        from ..validate import check_runtime_model
+
+        check_runtime_model(path)  # a checkpoint: says how to export it
         raise RuntimeUserError(f"{path}: unknown model type {suffix!r}; expected .onnx, .engine or .plan")
     backend.load(path)
     return backend

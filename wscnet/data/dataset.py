@@ -46,7 +46,8 @@ def _open(path: Path, mode: str) -> Image.Image | None:
     except FileNotFoundError:
         report_bad_file(path, "file not found")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        report_bad_file(path, f"unreadable image ({exc})")
+        detail = str(exc).replace(repr(str(path)), "").replace(str(path), "").strip() or type(exc).__name__
+        report_bad_file(path, f"unreadable image ({detail})")  # the path is named once, up front
     return None
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-SPLITS = ("train", "val", "test", "all")
+from wscnet.choices import SPLITS  # noqa: F401  (re-exported)
 
 
 @dataclass

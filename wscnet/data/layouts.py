@@ -9,7 +9,7 @@ from wscnet.data.index import SPLITS, DatasetIndex, Sample, list_images, subfold
 from wscnet.data.splits import pick_split, split_fractions
 from wscnet.errors import UserError
 
-LAYOUTS = ("folder", "emotionroi", "twitter", "csv", "emod")
+from wscnet.choices import LAYOUTS
 BINARY_CLASSES = ["negative", "positive"]
 
 # EMOd ships as e.g. EMOdImages1019/ + Fixation_Maps/FixationMap/Continous_map/ (or

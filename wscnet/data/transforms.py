@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 from runtime.contract import InputContract
+from wscnet.choices import AUGMENTS
 from runtime.preprocess import Geometry, Preprocessor, place_plane, resize_picture
 
-AUGMENTS = ("aspect", "paper")
 ASPECT_RANGE = (9 / 16, 16 / 9)
 AREA_RANGE = (0.6, 1.0)
 PAPER_CROP = 7 / 8  # 448 crops from 512 px images, as in the paper

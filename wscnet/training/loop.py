@@ -206,8 +206,8 @@ class Trainer:
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
         if improved:
             save_checkpoint(self.out / "best.pt", make_checkpoint(self.model, **common))
-        with open(self.out / "train_log.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
+        # rewritten from the history, not appended: a resumed or replaced run never repeats an epoch
+        atomic_write_text(self.out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         atomic_write_text(self.out / "history.json", json.dumps(
             {"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2))
         shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())

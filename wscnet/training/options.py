@@ -5,11 +5,11 @@ from pathlib import Path
 
 from runtime.contract import GEOMETRIES
 
-from ..data.transforms import AUGMENTS
+from ..choices import AUGMENTS, LR_SCHEDULES, TRAIN_DEVICES as DEVICES
 from ..errors import UserError
 
-LR_SCHEDULES = ("step", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
+# What a run folder holds; finding any of them means --out is a run already.
+RUN_FILES = ("last.pt", "best.pt", "history.json", "train_log.jsonl")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainOptions:
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
     resume: bool = False
+    overwrite: bool = False  # replace a run already in ``out``
     val_every: int = 1
     max_train_batches: int | None = None  # smoke tests: stop each epoch early
 
@@ -76,6 +77,25 @@ class TrainOptions:
             raise UserError("--lr and --head-lr must be positive")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise UserError(f"{self.pretrained}: pretrained weights file not found")
+        self.check_out()
+
+    def check_out(self) -> None:
+        """``out`` is a folder that holds no run, or the run to continue (--resume), or the run
+        the user asked to replace (--overwrite): a finished run is never lost by accident."""
+        from runtime.validate import check_output_folder
+
+        out = Path(self.out)
+        check_output_folder(out, "--out")
+        if self.resume and self.overwrite:
+            raise UserError("--resume continues the run in --out and --overwrite replaces it: pass one")
+        if self.resume:
+            if not (out / "last.pt").is_file():
+                raise UserError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
+            return
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found and not self.overwrite:
+            raise UserError(f"{out}: already holds a training run ({', '.join(found)}); pass --resume "
+                            "to continue it or --overwrite to replace it")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,32 @@
+"""Every closed set of option values in one torch-free place: the model, training and data code
+check against these, and the CLI turns them into choices that ``--help`` lists."""
+
+from typing import Literal
+
+from runtime.contract import GEOMETRIES
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+MOBILENETS = ("mobilenet_v3_large", "mobilenet_v3_small")
+ARCHITECTURES = RESNETS + MOBILENETS
+HEADS = ("wscnet", "cam")
+POOLS = ("max", "avg")
+MAP_WEIGHTS = ("softmax", "raw")
+COUPLINGS = ("both", "local", "none")
+LR_SCHEDULES = ("step", "cosine")
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+LAYOUTS = ("folder", "emotionroi", "twitter", "csv", "emod")
+SPLITS = ("train", "val", "test", "all")
+AUGMENTS = ("aspect", "paper")  # training windows, wscnet/data/transforms.py
+
+# typer shows a Literal's values in --help and refuses others (exit code 2) before the command runs
+Arch = Literal[ARCHITECTURES]
+Head = Literal[HEADS]
+Pool = Literal[POOLS]
+MapWeight = Literal[MAP_WEIGHTS]
+Coupling = Literal[COUPLINGS]
+LrSchedule = Literal[LR_SCHEDULES]
+TrainDevice = Literal[TRAIN_DEVICES]
+Layout = Literal[LAYOUTS]
+Split = Literal[SPLITS]
+Geometry = Literal[GEOMETRIES]
+Augment = Literal[AUGMENTS]
