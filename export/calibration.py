@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from wscnet.errors import UserError
 
+from .footprint import ModelFootprint
 from .images import load_image
 
 CALIB_METHODS = ("entropy", "max", "percentile")
@@ -169,3 +170,34 @@ class StreamingHistograms:
 
 def _fold(store: dict, name: str, value, pick) -> None:
     store[name] = value if name not in store else pick(store[name], value)
+
+
+# What calibration holds besides the images' tensors, in units of the FP32 model's weights: the
+# model, its shape-inferred and augmented copies, the calibration session and the quantizer's
+# copy (fitted to the measured peaks of resnet18 at 224 and resnet101 at 448).
+MODEL_COPIES = 5
+
+
+def calibration_bytes(footprint: ModelFootprint, method: str, op_types: list[str], scale: float = 1.0) -> float:
+    """Memory calibration adds to this process; ``scale``: (new side / model side)² for another size."""
+    from wscnet.memory import FORWARD_PER_LARGEST
+
+    held = 0 if method == "max" else footprint.tensor_bytes(op_types)
+    return MODEL_COPIES * footprint.weights + scale * (FORWARD_PER_LARGEST * footprint.largest + held)
+
+
+def check_calibration_memory(model, method: str, op_types: list[str], size: int, what: str) -> None:
+    """Stop before calibrating, with the setting that would fit, when calibration will not fit."""
+    from wscnet.memory import GB, fits, require
+
+    footprint = ModelFootprint(model)
+    need = calibration_bytes(footprint, method, op_types)
+    if fits(need):
+        return
+    if method != "max" and fits(calibration_bytes(footprint, "max", op_types)):
+        fix = f"--calib-method max would fit (about {calibration_bytes(footprint, 'max', op_types) / GB:.1f} GB more)"
+    else:
+        sides = [s for s in range(size - 32, 31, -32)
+                 if fits(calibration_bytes(footprint, method, op_types, (s / size) ** 2))]
+        fix = f"--img-size {sides[0]} would fit" if sides else "no input size fits: use a larger machine"
+    require(f"INT8 calibration of {what} ({method})", need, fix)

@@ -49,6 +49,7 @@ def parity(
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the newest best.pt under runs/)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Held-out images (default: the training set)."),
     n: int = typer.Option(200, "--n", help="Images compared."),
+    batch: int = typer.Option(8, "--batch", help="Images per forward pass (memory; a fixed-batch model uses its own)."),
 ) -> None:
     """Compare an exported model with the PyTorch reference on real images; writes parity.json."""
     from wscnet.errors import UserError
@@ -62,7 +63,7 @@ def parity(
     data = data or training_data_dir(checkpoint)
     if data is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
-    report = run_parity(model, checkpoint, data, n=n)
+    report = run_parity(model, checkpoint, data, n=n, batch=batch)
     path = save_parity(report, model)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")

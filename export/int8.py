@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
-from .calibration import CALIB_METHODS, CalibrationImages, collect_ranges, ort_method
+from .calibration import CALIB_METHODS, CalibrationImages, check_calibration_memory, collect_ranges, ort_method
 from .fp16 import _load
 from .images import find_images
 from .metadata import read_metadata, set_precision
@@ -70,6 +70,8 @@ def quantize_int8(
         find_images(calib_dir, n), model.graph.input[0].name, int(metadata["input_size"]),
         _json_list(metadata["mean"]), _json_list(metadata["std"]),
     )
+    if bounded:
+        check_calibration_memory(model, method, QUANTIZED_OPS, images.size, Path(fp32_onnx).name)
     with tempfile.TemporaryDirectory(prefix="wscnet-int8-") as tmp:
         prepared = prepare_for_calibration(fp32_onnx, Path(tmp))
         if bounded:
@@ -184,3 +186,11 @@ def dedicate_qdq_pairs(model: onnx.ModelProto) -> None:
     kept = [node for node in nodes if id(node) not in removed]
     del graph.node[:]
     graph.node.extend(kept)
+
+
+def qdq_scales(path: Path) -> dict[str, np.ndarray]:
+    """Each QuantizeLinear node's scale in the model at ``path``, by node name."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.name: inits[n.input[1]] for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in inits}

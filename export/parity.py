@@ -70,12 +70,15 @@ def run_parity(
     """Run the exported model and the PyTorch reference on ``n`` images of ``data_dir``."""
     if n < 1:
         raise UserError(f"--n must be at least 1; got {n}")
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1; got {batch}")
     runner = open_runner(Path(model_path))
     model, ckpt = load_checkpoint(checkpoint_path)
     reference = DeployModel(model).eval()
     size = int(runner.metadata.get("input_size", ckpt["input_size"]))
     files = find_images(Path(data_dir), n)
     step = runner.fixed_batch or batch
+    check_parity_memory(ckpt["model_config"], size, step, fixed=bool(runner.fixed_batch))
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
@@ -95,6 +98,23 @@ def run_parity(
     ref_all = {k: np.concatenate(v) for k, v in ref.items()}
     got_all = {k: np.concatenate(v) for k, v in got.items()}
     return summarise(ref_all, got_all, model=str(model_path), precision=runner.metadata.get("precision", "fp32"))
+
+
+def check_parity_memory(model_config: dict, size: int, batch: int, *, fixed: bool) -> None:
+    """One line before any image is compared when a batch through both models will not fit.
+
+    Only one batch is in memory at a time (outputs kept are a few numbers per image), so the
+    number of images does not matter; the batch does: PyTorch's and the exported model's
+    forward passes each keep their peak (their allocators hold on to it).
+    """
+    from wscnet.memory import forward_bytes_per_image, largest_fitting, require
+
+    per_image = 2 * forward_bytes_per_image(model_config, size) + 2 * 3 * size * size * 4
+    if largest_fitting(lambda b: b * per_image, [batch]) == batch:
+        return
+    best = None if fixed else largest_fitting(lambda b: b * per_image, [b for b in (4, 2, 1) if b < batch])
+    fix = f"--batch {best} would fit" if best else "export the model with a smaller batch or --img-size"
+    require(f"parity at {size} px, batch {batch}", batch * per_image, fix)
 
 
 def summarise(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], *, model: str, precision: str) -> dict[str, Any]:

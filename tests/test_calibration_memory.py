@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
 
-from export.int8 import quantize_int8
+from export.int8 import qdq_scales, quantize_int8
 from export.onnx_export import export_onnx
 from export.testing import make_trained_checkpoint, write_image_folder
 
@@ -65,18 +63,11 @@ def test_one_shot_calibration_grows_with_the_images(small):
     assert many > few * 1.10, f"6 images: {few:.0f} MB, 24 images: {many:.0f} MB"
 
 
-def _scales(path: Path) -> dict[str, np.ndarray]:
-    model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    return {n.name: inits[n.input[1]] for n in model.graph.node
-            if n.op_type == "QuantizeLinear" and n.input[1] in inits}
-
-
 @pytest.mark.parametrize("method", ["max", "entropy", "percentile"])
 def test_streaming_scales_equal_the_one_shot_calibration(small, tmp_path, method):
     fp32 = export_onnx(small["root"] / "ckpt.pt", tmp_path / "model64.onnx")
-    bounded = _scales(quantize_int8(fp32, tmp_path / "b.onnx", small["calib"], n=10, method=method))
-    one_shot = _scales(quantize_int8(fp32, tmp_path / "u.onnx", small["calib"], n=10, method=method, bounded=False))
+    bounded = qdq_scales(quantize_int8(fp32, tmp_path / "b.onnx", small["calib"], n=10, method=method))
+    one_shot = qdq_scales(quantize_int8(fp32, tmp_path / "u.onnx", small["calib"], n=10, method=method, bounded=False))
     assert len(bounded) > 40 and bounded.keys() == one_shot.keys()
     for name, scale in one_shot.items():
         np.testing.assert_array_equal(bounded[name], scale, err_msg=name)
