@@ -85,3 +85,15 @@ def test_budget_caps_the_limit_and_rejects_nonsense(monkeypatch):
     monkeypatch.setenv(memory.BUDGET_ENV, "lots")
     with pytest.raises(UserError, match=memory.BUDGET_ENV):
         memory.memory_limit_bytes()
+
+
+def test_bench_row_that_would_not_fit_is_skipped_with_the_figure(small, monkeypatch):
+    from benchmarks.backends import SPECS
+    from benchmarks.bench import worker_memory_shortfall
+
+    config = {"arch": "resnet18", "num_classes": 6}
+    monkeypatch.setenv(memory.BUDGET_ENV, str(memory.current_rss_bytes() / memory.MB + 100))
+    reason = worker_memory_shortfall(SPECS["torch"], small["ckpt"], 8, 224, config)
+    assert reason and reason.startswith("needs about") and "--batch" in reason  # 700 MB of torch alone
+    monkeypatch.setenv(memory.BUDGET_ENV, str(memory.current_rss_bytes() / memory.MB + 5000))
+    assert worker_memory_shortfall(SPECS["torch"], small["ckpt"], 1, 224, config) is None
