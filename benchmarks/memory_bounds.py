@@ -1,13 +1,14 @@
 """Peak memory and wall time of the long jobs, each in a process of its own (issue 14).
 
-    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,parity,eval,agreement]
+    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,parity,eval,agreement,runtime]
         [--models resnet18@224,resnet101@448] [--calib-n 8,64,256] [--sets 50,200]
 
 Rows: ``export --int8 --skip-parity`` at each ``--calib-n``; ``parity`` of the INT8 model on
 held-out images and ``eval --ten-crop`` at each ``--sets`` size; ``agreement``: scales of the
-bounded calibration against onnxruntime's one-shot one on the same images. Peak memory is the
+bounded calibration against onnxruntime's one-shot one on the same images; ``runtime``: ``webcam``
+on a long clip, RSS early and late in the run. Peak memory is the
 job's RSS high-water mark from ``os.wait4`` (this driver imports no torch, so a child inherits
-only this small process's footprint). Results go to ``--work/memory.json`` and ``memory.md``,
+only this small process's footprint). Results go to ``--work/NAME.json`` and ``NAME.md`` (``--results``),
 row by row, so a long run can be read while it goes.
 
 The checkpoints come from ``export.testing.make_trained_checkpoint`` (trained at 64 px, 30 SGD
@@ -25,17 +26,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_measured(cmd: list[str], log: Path) -> dict:
-    """Run ``cmd``; its exit code, wall seconds and peak RSS in MB (its own, from wait4)."""
+def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict:
+    """Run ``cmd``; its exit code, wall seconds and peak RSS in MB (its own, from wait4).
+
+    With ``samples``, the child's RSS in MB is appended to it once a second while it runs.
+    """
     start = time.perf_counter()
     with open(log, "ab") as out:
         out.write(("$ " + " ".join(cmd) + "\n").encode())
         out.flush()
         child = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=_env())
-        _, status, usage = os.wait4(child.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG if samples is not None else 0)
+            if pid:
+                break
+            samples.append(_rss_mb(child.pid))
+            time.sleep(1.0)
     child.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
             "peak_mb": round(usage.ru_maxrss / 1024)}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _env() -> dict:
@@ -117,11 +137,33 @@ def agreement_rows(work: Path, models: list[str], n: int, methods: list[str]):
             yield row
 
 
+def runtime_rows(work: Path, frames: list[int]):
+    """``webcam`` on a long 640×480 clip with the INT8 resnet18: RSS early vs late in the run."""
+    model = work / "resnet18_224_n8" / "model.int8.onnx"
+    for n in frames:
+        clip = work / f"clip_{n}.mp4"
+        if not clip.is_file():
+            subprocess.run(python("-c", "import sys; from pathlib import Path; from benchmarks.video_pipeline "
+                                  "import write_test_video as w; w(Path(sys.argv[1]), frames=int(sys.argv[2]))",
+                                  str(clip), str(n)), cwd=REPO, env=_env(), check=True)
+        samples: list[float] = []
+        cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
+                     "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
+        row = {"job": "webcam (int8, 640x480 clip)", "model": "resnet18@224", "n": n,
+               **run_measured(cmd, work / "log.txt", samples)}
+        quarter = max(1, len(samples) // 4)
+        row.update(rss_first_quarter_mb=round(max(samples[quarter:2 * quarter] or samples)),
+                   rss_last_quarter_mb=round(max(samples[-quarter:])))
+        yield row
+
+
 def write_table(rows: list[dict], work: Path, name: str) -> None:
     (work / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| job | model | images | peak RSS MB | wall s | exit | notes |", "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
-        notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff") if k in r)
+        notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
+                                                       "one_shot_peak_mb", "rss_first_quarter_mb",
+                                                       "rss_last_quarter_mb") if k in r)
         lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r['rc']} | {notes} |")
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
@@ -134,6 +176,7 @@ def main(argv=None) -> None:
     ap.add_argument("--calib-n", default="8,64,256")
     ap.add_argument("--sets", default="50,200")
     ap.add_argument("--agreement-n", type=int, default=16)
+    ap.add_argument("--frames", default="3000", help="Clip lengths of the runtime job.")
     ap.add_argument("--methods", default="max,entropy,percentile")
     ap.add_argument("--results", default="memory", help="Table name: --work/NAME.json and NAME.md.")
     args = ap.parse_args(argv)
@@ -148,6 +191,7 @@ def main(argv=None) -> None:
         "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
         "eval": lambda: eval_rows(args.work, models, sets),
         "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(",")),
+        "runtime": lambda: runtime_rows(args.work, [int(v) for v in args.frames.split(",")]),
     }
     for job in jobs:
         for row in steps[job]():
