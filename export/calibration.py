@@ -5,18 +5,23 @@ layout's): ``collect_ranges`` returns onnxruntime's ``TensorsData``, which ``qua
 takes through its calibration cache.
 
 onnxruntime's own calibrators keep every image's intermediate outputs until the end (entropy and
-percentile: every calibrated tensor of every image, about 0.67 GB per image for ResNet-101 at
-448 px), and ``CalibMaxIntermediateOutputs`` only applies to min-max. Here each image is run,
+percentile: every calibrated tensor of every image, about 0.6 GB per image for ResNet-101 at
+448 px); its ``CalibMaxIntermediateOutputs`` applies to min-max only. Here each image is run,
 reduced and dropped:
 
-- ``max``: onnxruntime's min-max calibrator fed one image per call; it folds each image's
-  ReduceMin / ReduceMax into the running range (a min of mins: the same numbers as one call).
-- ``entropy`` / ``percentile``: two passes over the images. The first finds each tensor's value
-  range, which fixes the bin layout onnxruntime would have chosen with all images at once; the
-  second counts every image into those fixed bins. Counts add, so the histograms, and the
-  thresholds onnxruntime's collector then finds in them, are the one-shot run's.
+- ``max``: onnxruntime's min-max calibrator (in-graph ReduceMin / ReduceMax) fed one image per
+  call; it folds each image's range into the running one (a min of mins: the one-shot numbers).
+- ``entropy``: with onnxruntime's default settings its threshold search has one candidate, the
+  whole histogram clipped to the tensor's min and max (``entropy_is_full_range``), so its ranges
+  are the min-max ranges: collected as above, labelled entropy. Otherwise, as percentile.
+- ``percentile``: two passes over the images. The first finds each tensor's value range, which
+  fixes the bin layout onnxruntime would have chosen with all images at once; the second counts
+  every image into those fixed bins. Counts add, so the histograms, and the thresholds
+  onnxruntime's collector then finds in them, are the one-shot run's. Memory: one image's
+  intermediate tensors plus the histograms (kilobytes per tensor).
 
-Memory is one image's intermediate tensors plus the histograms (kilobytes per tensor).
+Each equality is checked against onnxruntime's one-shot calibration in
+``tests/test_calibration_memory.py`` (scales bit for bit).
 """
 
 from collections.abc import Iterator
@@ -77,22 +82,56 @@ def ort_method(method: str):
 def collect_ranges(prepared_model: Path, images: CalibrationImages, method: str, op_types: list[str],
                    workdir: Path):
     """onnxruntime ``TensorsData`` for ``method`` over ``images``, one image in memory at a time."""
-    from onnxruntime.quantization.calibrate import create_calibrator
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, create_calibrator
 
-    calibrator = create_calibrator(
-        Path(prepared_model), op_types, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
-        calibrate_method=ort_method(method), extra_options={},
-    )
+    def calibrator_for(kind):
+        return create_calibrator(
+            Path(prepared_model), op_types, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
+            calibrate_method=kind, extra_options={},
+        )
+
+    if method == "entropy" and entropy_is_full_range():
+        ranges = _min_max(calibrator_for(CalibrationMethod.MinMax), images)
+        return TensorsData(CalibrationMethod.Entropy, {
+            name: TensorData(lowest=_scalar(data.range_value[0]), highest=_scalar(data.range_value[1]))
+            for name, data in ranges.items()})
+    calibrator = calibrator_for(ort_method(method))
     if method == "max":
-        for feed in images:
-            calibrator.collect_data(_OneFeed(feed))
-        return calibrator.compute_data()
+        return _min_max(calibrator, images)
+    return _histogram_ranges(calibrator, images, method)
+
+
+def entropy_is_full_range() -> bool:
+    """Whether onnxruntime's entropy calibration (its default settings, as used here) gives the
+    min-max ranges. Its KL search tries thresholds from num_quantized_bins/2 to num_bins/2 bins
+    out from zero: with 128 and 128 that is one candidate, the whole histogram, which it then
+    clips to the tensor's min and max. Read from its defaults, so a change there shows here."""
+    import inspect
+
+    from onnxruntime.quantization.calibrate import EntropyCalibrater
+
+    defaults = inspect.signature(EntropyCalibrater.__init__).parameters
+    return defaults["num_bins"].default // 2 <= defaults["num_quantized_bins"].default // 2
+
+
+def _scalar(value) -> np.ndarray:
+    return np.asarray(value, dtype=np.float32).reshape(())
+
+
+def _min_max(calibrator, images: CalibrationImages):
+    """Each image's in-graph ReduceMin / ReduceMax folded into the running range (exact)."""
+    for feed in images:
+        calibrator.collect_data(_OneFeed(feed))
+    return calibrator.compute_data()
+
+
+def _histogram_ranges(calibrator, images: CalibrationImages, method: str):
     histograms = StreamingHistograms(symmetric_abs=method == "percentile" and calibrator.symmetric,
                                      num_bins=calibrator.num_bins)
     names = [o.name for o in calibrator.infer_session.get_outputs()]
     wanted = [i for i, name in enumerate(names) if name in calibrator.tensors_to_calibrate]
-    for stage in (histograms.observe_range, histograms.count):
-        images.desc = f"calibrating ({'ranges' if stage == histograms.observe_range else 'histograms'})"
+    for stage, label in ((histograms.observe_range, "ranges"), (histograms.count, "histograms")):
+        images.desc = f"calibrating ({label})"
         for feed in images:
             outputs = calibrator.infer_session.run(None, feed)
             for i in wanted:
@@ -182,7 +221,8 @@ def calibration_bytes(footprint: ModelFootprint, method: str, op_types: list[str
     """Memory calibration adds to this process; ``scale``: (new side / model side)² for another size."""
     from wscnet.memory import FORWARD_PER_LARGEST
 
-    held = 0 if method == "max" else footprint.tensor_bytes(op_types)
+    keeps_tensors = method == "percentile" or (method == "entropy" and not entropy_is_full_range())
+    held = footprint.tensor_bytes(op_types) if keeps_tensors else 0
     return MODEL_COPIES * footprint.weights + scale * (FORWARD_PER_LARGEST * footprint.largest + held)
 
 

@@ -24,8 +24,8 @@ import json, sys
 from pathlib import Path
 from export.int8 import quantize_int8
 from benchmarks.worker import peak_rss_mb
-fp32, calib, n, bounded, out = sys.argv[1:]
-quantize_int8(Path(fp32), Path(out), Path(calib), n=int(n), method="entropy", bounded=bounded == "1")
+fp32, calib, n, bounded, out, method = sys.argv[1:]
+quantize_int8(Path(fp32), Path(out), Path(calib), n=int(n), method=method, bounded=bounded == "1")
 print(json.dumps({"peak_mb": peak_rss_mb()}))
 """
 
@@ -40,11 +40,11 @@ def small(tmp_path_factory):
     return {"root": root, "fp32": fp32, "calib": calib}
 
 
-def _calibration_peak_mb(small, n: int, bounded: bool) -> float:
-    out = small["root"] / f"int8_{n}_{int(bounded)}.onnx"
+def _calibration_peak_mb(small, n: int, bounded: bool, method: str = "entropy") -> float:
+    out = small["root"] / f"int8_{n}_{int(bounded)}_{method}.onnx"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(small["fp32"]), str(small["calib"]), str(n), str(int(bounded)), str(out)],
+        [sys.executable, "-c", CHILD, str(small["fp32"]), str(small["calib"]), str(n), str(int(bounded)), str(out), method],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -52,8 +52,9 @@ def _calibration_peak_mb(small, n: int, bounded: bool) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def test_calibration_peak_memory_is_flat_in_the_number_of_images(small):
-    few, many = _calibration_peak_mb(small, 6, True), _calibration_peak_mb(small, 24, True)
+@pytest.mark.parametrize("method", ["entropy", "percentile"])  # min-max ranges; streamed histograms
+def test_calibration_peak_memory_is_flat_in_the_number_of_images(small, method):
+    few, many = _calibration_peak_mb(small, 6, True, method), _calibration_peak_mb(small, 24, True, method)
     assert many < few * 1.10, f"6 images: {few:.0f} MB, 24 images: {many:.0f} MB"
 
 
