@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from wscnet.memory import current_rss_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,22 +42,11 @@ def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict
             pid, status, usage = os.wait4(child.pid, os.WNOHANG if samples is not None else 0)
             if pid:
                 break
-            samples.append(_rss_mb(child.pid))
+            samples.append(current_rss_bytes(child.pid) / 2**20)
             time.sleep(1.0)
     child.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
             "peak_mb": round(usage.ru_maxrss / 1024)}
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _env() -> dict:

@@ -29,9 +29,9 @@ def _proc_kb(path: str, key: str) -> int | None:
     return None
 
 
-def current_rss_bytes() -> int:
-    """This process's resident memory now."""
-    return _proc_kb("/proc/self/status", "VmRSS") or 0
+def current_rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory now of this process (or of process ``pid``)."""
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS") or 0
 
 
 def _cgroup_room() -> int | None:
