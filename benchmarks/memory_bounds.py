@@ -1,9 +1,9 @@
 """Peak memory and wall time of the long jobs, each in a process of its own (issue 14).
 
-    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,parity,eval,agreement,runtime]
+    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,fp16,parity,eval,agreement,runtime]
         [--models resnet18@224,resnet101@448] [--calib-n 8,64,256] [--sets 50,200]
 
-Rows: ``export --int8 --skip-parity`` at each ``--calib-n``; ``parity`` of the INT8 model on
+Rows: ``export --int8 --skip-parity`` at each ``--calib-n``; ``export --fp16``; ``parity`` of the INT8 model on
 held-out images and ``eval --ten-crop`` at each ``--sets`` size; ``agreement``: scales of the
 bounded calibration against onnxruntime's one-shot one on the same images; ``runtime``: ``webcam``
 on a long clip, RSS early and late in the run. Peak memory is the
@@ -87,6 +87,14 @@ def int8_rows(work: Path, models: list[str], calib_ns: list[int]):
             cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--int8", "--calib",
                          str(work / "calib"), "--calib-n", str(n), "--skip-parity", "--out", str(out))
             yield {"job": "export --int8", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+
+
+def fp16_rows(work: Path, models: list[str]):
+    for token in models:
+        arch, size = token.split("@")
+        cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--fp16", "--skip-parity",
+                     "--out", str(work / f"{arch}_{size}_fp16"))
+        yield {"job": "export --fp16", "model": token, "n": 0, **run_measured(cmd, work / "log.txt")}
 
 
 def parity_rows(work: Path, models: list[str], sets: list[int], calib_n: int):
@@ -179,6 +187,7 @@ def main(argv=None) -> None:
     rows = json.loads(table.read_text()) if table.is_file() else []
     steps = {
         "int8": lambda: int8_rows(args.work, models, calib_ns),
+        "fp16": lambda: fp16_rows(args.work, models),
         "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
         "eval": lambda: eval_rows(args.work, models, sets),
         "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(",")),
