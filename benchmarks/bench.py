@@ -37,7 +37,7 @@ class BenchSettings:
     duration: float | None = 3.0
     min_iters: int = 5
     agreement_images: int = 40
-    calib_images: int = 8  # ORT's calibrator holds every activation: resnet101@448 ≈ 0.6 GB an image
+    calib_images: int = 8  # calibration memory does not grow with it (export.calibration); time does
     threads: int = 0
     data: Path | None = None
     reference: Path | None = None
@@ -161,7 +161,7 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
     from .measure import predict_in_batches
     from .torch_runner import TorchRunner
 
-    context = {"reference": None, "flops": None, "validation": {}}
+    context = {"reference": None, "flops": None, "validation": {}, "model_config": case.config}
     if case.checkpoint is not None:
         runner = TorchRunner("cpu")
         runner.load(case.checkpoint)
@@ -172,6 +172,7 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
             raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
                             "(broken weights); nothing to compare the back-ends with")
         context["flops"] = count_flops(runner.model, case.img_size)
+        context["model_config"] = ckpt["model_config"]
         runner.close()
     else:  # a model file without --reference: its own input contract, no agreement
         images = load_batch(image_paths, case.contract)
@@ -197,6 +198,9 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         path = models.model_path(case, spec, batch, workdir, image_dir, settings.calib_images)
     except Exception as exc:  # an export that fails is a row that says so (Ultralytics style)
         return empty_row(row, "failed", f"export: {first_line(exc)}")
+    too_big = worker_memory_shortfall(spec, path, batch, case.img_size, context["model_config"])
+    if too_big:
+        return empty_row(row, "skipped", too_big, path)
     key = (spec.name, str(path))  # torch and torch-cuda share a checkpoint, not a result
     known = context["validation"].get(key)
     result = run_worker(spec, path, batch, context["images"], settings, workdir, predict=known is None)
@@ -223,6 +227,24 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         row["status"] = "failed validation"
         row["reason"] = known["validation_failures"]
     return row
+
+
+# A worker process before its model and batch: the interpreter and the libraries it imports.
+WORKER_BASE_MB = {"torch": 700, "onnx": 150, "tensorrt": 700}
+
+
+def worker_memory_shortfall(spec: BackendSpec, path: Path, batch: int, size: int, config: dict | None) -> str | None:
+    """Why a row's worker would not fit in memory (checked before it starts), or None."""
+    from wscnet.memory import GB, MB, current_rss_bytes, forward_bytes_per_image, memory_limit_bytes
+
+    if config is None:
+        return None
+    need = WORKER_BASE_MB.get(spec.engine, 700) * MB + 2 * path.stat().st_size
+    need += batch * forward_bytes_per_image(config, size)
+    room = memory_limit_bytes() - current_rss_bytes()
+    if need <= room:
+        return None
+    return f"needs about {need / GB:.1f} GB of memory, {room / GB:.1f} GB free: a smaller --batch would fit"
 
 
 def parity_thresholds() -> dict:

@@ -52,7 +52,7 @@ def bench(
                                         "calibration (default: synthesised images)."),
     agreement_images: int = typer.Option(40, help="Images each model file is checked on against PyTorch."),
     calib_images: int = typer.Option(8, help="Images int8 is calibrated on (spread over the same "
-                                     "folder; ONNX Runtime's calibrator keeps every activation in memory)."),
+                                     "folder; memory does not grow with it, time does)."),
     reference: Optional[Path] = typer.Option(None, help="Checkpoint that given ONNX/engine files "
                                              "are checked against (and run as torch rows)."),
     video: Optional[Path] = typer.Option(None, help="Also measure the whole runtime pipeline "

@@ -60,6 +60,7 @@ def parity(
     data: Optional[Path] = typer.Option(None, "--data", help="A folder of held-out images (default: the test split of the data set the checkpoint was trained on)."),
     n: int = typer.Option(200, "--n", min=1, help="Images compared."),
     no_fail: bool = typer.Option(False, "--no-fail", help=NO_FAIL_HELP),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass (memory; a fixed-batch model uses its own)."),
 ) -> None:
     """Compare an exported model with the PyTorch reference on real images; writes parity.json."""
     from wscnet.errors import UserError
@@ -79,7 +80,7 @@ def parity(
     if images is None:
         raise UserError(f"{checkpoint}: no training data recorded in it; pass --data DIR")
     typer.echo(f"parity images: {images.description}", err=True)
-    report = run_parity(model, checkpoint, images, n=n)
+    report = run_parity(model, checkpoint, images, n=n, batch=batch)
     path = save_parity(report, model)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")

@@ -26,10 +26,24 @@ def convert_fp16(fp32_onnx: Path, out: Path) -> Path:
     precision = {p.key: p.value for p in model.metadata_props}.get("precision", "fp32")
     if precision != "fp32":
         raise UserError(f"{fp32_onnx}: FP16 conversion starts from the FP32 model, this one is {precision}")
+    check_fp16_memory(model, Path(fp32_onnx).name)
     half = to_fp16(model)
     onnx.checker.check_model(half, full_check=True)
     atomic_write_bytes(out, half.SerializeToString())
     return Path(out)
+
+
+# Copies of the weights alive at once while converting: the loaded model, its serialized copy
+# and the working copy, the shape-inferred one, and the checker's and the writer's serializations.
+FP16_MODEL_COPIES = 5
+
+
+def check_fp16_memory(model: onnx.ModelProto, name: str) -> None:
+    from wscnet.memory import require
+
+    weights = sum(init.ByteSize() for init in model.graph.initializer)
+    require(f"FP16 conversion of {name}", FP16_MODEL_COPIES * weights,
+            "convert on a larger machine and copy the .onnx file over")
 
 
 def _runs_fp32(node: onnx.NodeProto) -> bool:

@@ -14,56 +14,51 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from tqdm import tqdm
 
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
+from .calibration import CalibrationImages, check_calibration_memory, collect_ranges
 from .choices import CALIB_METHODS
-from .images import ImageSet, folder_images, load_image
+from .images import ImageSet, folder_images
 from .metadata import load_onnx, model_contract, read_metadata, set_precision
 
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
 QUANTIZED_OPS = ["Conv", "Add", "MaxPool"]
+QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True}
 
 
 class ImageCalibrationReader:
-    """onnxruntime.quantization CalibrationDataReader over image files, one image per batch, each
-    made into a model input by the model's own input contract."""
+    """onnxruntime.quantization CalibrationDataReader over image files, one image per batch.
 
-    def __init__(self, files: list[Path], input_name: str, contract) -> None:
-        self.files, self.input_name, self.contract = files, input_name, contract
+    Only for ``quantize_int8(..., bounded=False)``: onnxruntime then keeps every image's
+    intermediate outputs until the end (memory grows with the number of images).
+    """
+
+    def __init__(self, images: CalibrationImages) -> None:
+        self.images = images
         self._iter = None
-        self._bar = None
 
     def get_next(self):
         if self._iter is None:
-            self._bar = tqdm(total=len(self.files), desc="calibrating", unit="img", leave=False)
-            self._iter = iter(self.files)
-        path = next(self._iter, None)
-        if path is None:
-            self._bar.close()
-            return None
-        self._bar.update(1)
-        return {self.input_name: load_image(path, self.contract)[None]}
+            self._iter = iter(self.images)
+        return next(self._iter, None)
 
     def rewind(self) -> None:
         self._iter = None
 
 
 def quantize_int8(
-    fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy"
+    fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
+    bounded: bool = True,
 ) -> Path:
-    """``images``: an ImageSet, or a folder of which ``n`` images are used."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+    """INT8 Q/DQ model of ``fp32_onnx`` calibrated on ``images`` (an ImageSet, or a folder of which
+    ``n`` images are used), each made into a model input by the model's own contract; written atomically.
 
+    ``bounded`` (default): ranges from ``export.calibration`` (memory flat in ``n``, the same
+    ranges); ``bounded=False``: onnxruntime's one-shot calibration, kept for comparison.
+    """
     if method not in CALIB_METHODS:
         raise UserError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}; got {method!r}")
     if n < 1:
@@ -74,35 +69,49 @@ def quantize_int8(
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)
-    reader = ImageCalibrationReader(list(images.files), model.graph.input[0].name,
+    calibration = CalibrationImages(list(images.files), model.graph.input[0].name,
                                     model_contract(model, str(fp32_onnx)))
-    calibrate_method = {
-        "entropy": CalibrationMethod.Entropy,
-        "max": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-    }[method]
+    if bounded:
+        check_calibration_memory(model, method, QUANTIZED_OPS, calibration.size, Path(fp32_onnx).name)
     with tempfile.TemporaryDirectory(prefix="wscnet-int8-") as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        # ORT's optimizer pass would inline the fused node's function: shape inference only.
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=QUANTIZED_OPS,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=calibrate_method,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
+        prepared = prepare_for_calibration(fp32_onnx, Path(tmp))
+        if bounded:
+            ranges = collect_ranges(prepared, calibration, method, QUANTIZED_OPS, Path(tmp))
+            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, ranges=ranges)
+        else:
+            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration))
         result = onnx.load(str(quantized))
     _restore_functions(result, model)
     dedicate_qdq_pairs(result)
     set_precision(result, "int8")
     onnx.checker.check_model(result, full_check=True)
     atomic_write_bytes(out, result.SerializeToString())
+    return Path(out)
+
+
+def prepare_for_calibration(fp32_onnx: Path, workdir: Path) -> Path:
+    """Shape-inferred copy of the model; ORT's optimizer pass would inline the fused node's function."""
+    from onnxruntime.quantization import quant_pre_process
+
+    prepared = Path(workdir) / "prepared.onnx"
+    quant_pre_process(str(fp32_onnx), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
+    return prepared
+
+
+def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=None) -> Path:
+    """Symmetric per-channel Q/DQ over ``QUANTIZED_OPS`` from given ``ranges`` (or a reader)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    cache = None
+    if ranges is not None:
+        cache = Path(out).with_name("ranges.json")
+        save_tensors_data(ranges, cache)
+    quantize_static(
+        str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibrate_method=ort_method(method), extra_options=dict(QDQ_OPTIONS), calibration_cache_path=cache,
+    )
     return Path(out)
 
 
@@ -172,3 +181,11 @@ def dedicate_qdq_pairs(model: onnx.ModelProto) -> None:
     kept = [node for node in nodes if id(node) not in removed]
     del graph.node[:]
     graph.node.extend(kept)
+
+
+def qdq_scales(path: Path) -> dict[str, np.ndarray]:
+    """Each QuantizeLinear node's scale in the model at ``path``, by node name."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.name: inits[n.input[1]] for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in inits}

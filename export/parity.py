@@ -73,6 +73,8 @@ def run_parity(
     ImageSet, or a folder of which ``n`` images are used) made by the model's own input contract."""
     if n < 1:
         raise UserError(f"--n must be at least 1; got {n}")
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1; got {batch}")
     runner = open_runner(Path(model_path))
     model, ckpt = load_checkpoint(checkpoint_path)
     check_model_matches(Path(model_path), runner.backend.metadata, Path(checkpoint_path), ckpt)
@@ -81,6 +83,7 @@ def run_parity(
         images = folder_images(Path(images), n)
     files = list(images.files)
     step = runner.fixed_batch or batch
+    check_parity_memory(ckpt["model_config"], size, step, fixed=bool(runner.fixed_batch))
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
@@ -102,6 +105,23 @@ def run_parity(
     report = summarise(ref_all, got_all, model=str(model_path), precision=runner.metadata.get("precision", "fp32"))
     report["images"] = images.description
     return report
+
+
+def check_parity_memory(model_config: dict, size: int, batch: int, *, fixed: bool) -> None:
+    """One line before any image is compared when a batch through both models will not fit.
+
+    Only one batch is in memory at a time (outputs kept are a few numbers per image), so the
+    number of images does not matter; the batch does: PyTorch's and the exported model's
+    forward passes each keep their peak (their allocators hold on to it).
+    """
+    from wscnet.memory import forward_bytes_per_image, largest_fitting, require
+
+    per_image = 2 * forward_bytes_per_image(model_config, size) + 2 * 3 * size * size * 4
+    if largest_fitting(lambda b: b * per_image, [batch]) == batch:
+        return
+    best = None if fixed else largest_fitting(lambda b: b * per_image, [b for b in (4, 2, 1) if b < batch])
+    fix = f"--batch {best} would fit" if best else "export the model with a smaller batch or --img-size"
+    require(f"parity at {size} px, batch {batch}", batch * per_image, fix)
 
 
 def summarise(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], *, model: str, precision: str) -> dict[str, Any]:

@@ -137,6 +137,31 @@ def gpu_identity() -> tuple[str, str | None]:
     return torch.cuda.get_device_name(0), f"{major}.{minor}"
 
 
+# The builder holds the parsed network's weights, the engine being built and its serialized
+# copy: about three times the ONNX weights, besides the workspace and one batch's tensors.
+ENGINE_MODEL_COPIES = 3
+
+
+def check_engine_memory(model: onnx.ModelProto, max_batch: int, workspace_mb: int, name: str) -> None:
+    """One line before TensorRT starts when the workspace, weights and largest batch will not fit."""
+    from wscnet.memory import FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes, require_on_device
+
+    from .footprint import ModelFootprint
+
+    footprint = ModelFootprint(model)
+    others = ENGINE_MODEL_COPIES * footprint.weights + max_batch * FORWARD_PER_LARGEST * footprint.largest
+    need = others + workspace_mb * MB
+    room = device_room_bytes()
+    if room is None:
+        room = memory_limit_bytes() - current_rss_bytes()
+    fix = ""
+    if room > others + 256 * MB:
+        fix = f"--workspace-mb {int((room - others) / MB) // 256 * 256} would fit"
+    elif max_batch > 1:
+        fix = "lower --max-batch or --workspace-mb"
+    require_on_device(f"TensorRT build of {name} (workspace {workspace_mb} MB, batch up to {max_batch})", need, fix)
+
+
 def build_engine(
     onnx_path: Path,
     engine: Path,
@@ -175,6 +200,7 @@ def build_engine(
                     node.attribute.extend(keep)
     if precision == "int8":
         fold_int32_bias_dequantize(model)
+    check_engine_memory(model, max_batch, workspace_mb, onnx_path.name)
     gpu_name, capability = gpu_identity()
 
     logger = trt.Logger(trt.Logger.WARNING)

@@ -80,9 +80,12 @@ def _ten_crop_probs(model, dataset, indices, batch_size, workers, device):
     for batch in _batches(dataset, max(1, batch_size // 10), workers, "ten-crop"):
         crops = batch["image"]  # N×10×3×S×S
         n = crops.shape[0]
-        out = model(crops.flatten(0, 1).to(device))
-        p = torch.softmax(out.logits.float(), 1).view(n, -1, out.logits.shape[1]).mean(1).cpu()
-        d = torch.softmax(out.det_logits.float(), 1).view(n, -1, out.logits.shape[1]).mean(1).cpu()
+        # at most batch_size crops per forward pass: memory as without --ten-crop
+        outs = [model(part.to(device)) for part in crops.flatten(0, 1).split(max(1, batch_size))]
+        logits = torch.cat([o.logits.float() for o in outs])
+        det_logits = torch.cat([o.det_logits.float() for o in outs])
+        p = torch.softmax(logits, 1).view(n, -1, logits.shape[1]).mean(1).cpu()
+        d = torch.softmax(det_logits, 1).view(n, -1, logits.shape[1]).mean(1).cpu()
         for j, idx in enumerate(batch["index"].tolist()):
             by_index[idx] = (p[j], d[j])
     kept = [i for i in indices.tolist() if i in by_index]
@@ -147,6 +150,7 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
     contract = checkpoint_contract(ckpt, ckpt_path)
     if img_size:
         contract = replace(contract, input_size=img_size)
+    check_eval_memory(ckpt["model_config"], contract.input_size, batch_size, workers, ten_crop)
     with_maps = any(s.gt_map is not None or s.fixation is not None for s in index.samples)
     whole = contract.with_geometry("squash")
     common = dict(num_classes=len(ckpt["class_names"]), device=dev, batch_size=batch_size, workers=workers)
@@ -163,6 +167,26 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
                    "class_names": list(ckpt["class_names"]), "input_size": contract.input_size,
                    "input_contract": contract.to_dict(), "model_config": ckpt["model_config"]})
     return result
+
+
+def check_eval_memory(model_config: dict, size: int, batch_size: int, workers: int, ten_crop: bool) -> None:
+    """One line before any image is read when ``batch_size`` images at ``size`` will not fit."""
+    from .memory import forward_bytes_per_image, largest_fitting, require
+
+    image = 3 * size * size * 4
+    per_image = forward_bytes_per_image(model_config, size)
+    crops = 10 if ten_crop else 1
+
+    def extra(batch: int) -> int:  # forward pass + the loader's batches in flight (ten crops each)
+        loaded = max(1, batch // crops) * crops if ten_crop else batch
+        return batch * per_image + loaded * image * (1 + 2 * workers)
+
+    smaller = [b for b in (32, 16, 8, 4, 2, 1) if b < batch_size]
+    best = largest_fitting(extra, [batch_size, *smaller])
+    if best != batch_size:
+        fix = f"--batch-size {best} would fit" if best else "even --batch-size 1 does not fit on this machine"
+        what = f"eval at {size} px, batch {batch_size}{' (ten crops)' if ten_crop else ''}"
+        require(what, extra(batch_size), fix)
 
 
 def format_table(result: dict) -> str:

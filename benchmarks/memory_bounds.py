@@ -1,0 +1,204 @@
+"""Peak memory and wall time of the long jobs, each in a process of its own (issue 14).
+
+    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,fp16,parity,eval,agreement,runtime]
+        [--models resnet18@224,resnet101@448] [--calib-n 8,64,256] [--sets 50,200]
+
+Rows: ``export --int8 --skip-parity`` at each ``--calib-n``; ``export --fp16``; ``parity`` of the INT8 model on
+held-out images and ``eval --ten-crop`` at each ``--sets`` size; ``agreement``: scales of the
+bounded calibration against onnxruntime's one-shot one on the same images; ``runtime``: ``webcam``
+on a long clip, RSS early and late in the run. Peak memory is the
+job's RSS high-water mark from ``os.wait4`` (this driver imports no torch, so a child inherits
+only this small process's footprint). Results go to ``--work/NAME.json`` and ``NAME.md`` (``--results``),
+row by row, so a long run can be read while it goes.
+
+The checkpoints come from ``export.testing.make_trained_checkpoint`` (trained at 64 px, 30 SGD
+steps, as ``bench`` does; the input size is then set to the target: the weights fit any size).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wscnet.memory import current_rss_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict:
+    """Run ``cmd``; its exit code, wall seconds and peak RSS in MB (its own, from wait4).
+
+    With ``samples``, the child's RSS in MB is appended to it once a second while it runs.
+    """
+    start = time.perf_counter()
+    with open(log, "ab") as out:
+        out.write(("$ " + " ".join(cmd) + "\n").encode())
+        out.flush()
+        child = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=_env())
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG if samples is not None else 0)
+            if pid:
+                break
+            samples.append(current_rss_bytes(child.pid) / 2**20)
+            time.sleep(1.0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
+            "peak_mb": round(usage.ru_maxrss / 1024)}
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def prepare(work: Path, models: list[str]) -> None:
+    """Checkpoints and image folders (made once, in a child process: torch stays out of here)."""
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from export.testing import make_trained_checkpoint, write_image_folder\n"
+        "from wscnet.checkpoint import save_checkpoint\n"
+        "work = Path(sys.argv[1])\n"
+        "for token in sys.argv[2:]:\n"
+        "    arch, size = token.split('@')\n"
+        "    path = work / f'{arch}_{size}.pt'\n"
+        "    if path.is_file(): continue\n"
+        "    make_trained_checkpoint(path, arch=arch, num_classes=8, size=64, steps=30)\n"
+        "    ckpt = torch.load(path, map_location='cpu', weights_only=True)\n"
+        "    ckpt['input_size'] = int(size)\n"
+        "    save_checkpoint(path, ckpt)\n"
+        "for name, per_class, seed in (('calib', 40, 1), ('heldout', 40, 7)):\n"
+        "    if not (work / name).is_dir(): write_image_folder(work / name, 8, per_class, 256, seed=seed)\n"
+    )
+    subprocess.run(python("-c", script, str(work), *models), cwd=REPO, env=_env(), check=True)
+
+
+def int8_rows(work: Path, models: list[str], calib_ns: list[int]):
+    for token in models:
+        arch, size = token.split("@")
+        for n in calib_ns:
+            out = work / f"{arch}_{size}_n{n}"
+            cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--int8", "--calib",
+                         str(work / "calib"), "--calib-n", str(n), "--skip-parity", "--out", str(out))
+            yield {"job": "export --int8", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+
+
+def fp16_rows(work: Path, models: list[str]):
+    for token in models:
+        arch, size = token.split("@")
+        cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--fp16", "--skip-parity",
+                     "--out", str(work / f"{arch}_{size}_fp16"))
+        yield {"job": "export --fp16", "model": token, "n": 0, **run_measured(cmd, work / "log.txt")}
+
+
+def parity_rows(work: Path, models: list[str], sets: list[int], calib_n: int):
+    for token in models:
+        arch, size = token.split("@")
+        model = work / f"{arch}_{size}_n{calib_n}" / "model.int8.onnx"
+        for n in sets:
+            cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"),
+                         "--data", str(work / "heldout"), "--n", str(n))
+            row = {"job": "parity (int8)", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+            report = json.loads((model.parent / "parity.json").read_text())["model.int8.onnx"]
+            row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
+            yield row
+
+
+def eval_rows(work: Path, models: list[str], sets: list[int]):
+    for token in models:
+        arch, size = token.split("@")
+        for n in sets:
+            data = work / f"evalset_{n}"
+            if not data.is_dir():
+                subprocess.run(python("-c", "import sys; from export.testing import write_image_folder as w; "
+                                      "w(sys.argv[1], 8, int(sys.argv[2]) // 8, 256, seed=5)", str(data), str(n)),
+                               cwd=REPO, env=_env(), check=True)
+            cmd = python("cli.py", "eval", str(work / f"{arch}_{size}.pt"), "--data", str(data),
+                         "--split", "all", "--ten-crop")
+            yield {"job": "eval --ten-crop", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+
+
+def agreement_rows(work: Path, models: list[str], n: int, methods: list[str]):
+    for token in models:
+        for method in methods:
+            arch, size = token.split("@")
+            cmd = python("-m", "benchmarks.scale_agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
+                         str(work / "calib"), "--n", str(n), "--method", method,
+                         "--json", str(work / f"agreement_{arch}_{size}_{method}.json"))
+            row = {"job": f"scale agreement ({method})", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+            row.update(json.loads((work / f"agreement_{arch}_{size}_{method}.json").read_text()))
+            yield row
+
+
+def runtime_rows(work: Path, frames: list[int]):
+    """``webcam`` on a long 640×480 clip with the INT8 resnet18: RSS early vs late in the run."""
+    model = work / "resnet18_224_n8" / "model.int8.onnx"
+    for n in frames:
+        clip = work / f"clip_{n}.mp4"
+        if not clip.is_file():
+            subprocess.run(python("-c", "import sys; from pathlib import Path; from benchmarks.video_pipeline "
+                                  "import write_test_video as w; w(Path(sys.argv[1]), frames=int(sys.argv[2]))",
+                                  str(clip), str(n)), cwd=REPO, env=_env(), check=True)
+        samples: list[float] = []
+        cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
+                     "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
+        row = {"job": "webcam (int8, 640x480 clip)", "model": "resnet18@224", "n": n,
+               **run_measured(cmd, work / "log.txt", samples)}
+        quarter = max(1, len(samples) // 4)
+        row.update(rss_first_quarter_mb=round(max(samples[quarter:2 * quarter] or samples)),
+                   rss_last_quarter_mb=round(max(samples[-quarter:])))
+        yield row
+
+
+def write_table(rows: list[dict], work: Path, name: str) -> None:
+    (work / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| job | model | images | peak RSS MB | wall s | exit | notes |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
+                                                       "one_shot_peak_mb", "rss_first_quarter_mb",
+                                                       "rss_last_quarter_mb") if k in r)
+        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r['rc']} | {notes} |")
+    (work / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("runs/memory"))
+    ap.add_argument("--jobs", default="int8,parity,eval,agreement")
+    ap.add_argument("--models", default="resnet18@224,resnet101@448")
+    ap.add_argument("--calib-n", default="8,64,256")
+    ap.add_argument("--sets", default="50,200")
+    ap.add_argument("--agreement-n", type=int, default=16)
+    ap.add_argument("--frames", default="3000", help="Clip lengths of the runtime job.")
+    ap.add_argument("--methods", default="max,entropy,percentile")
+    ap.add_argument("--results", default="memory", help="Table name: --work/NAME.json and NAME.md.")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    models, jobs = args.models.split(","), args.jobs.split(",")
+    calib_ns, sets = [int(v) for v in args.calib_n.split(",")], [int(v) for v in args.sets.split(",")]
+    prepare(args.work, models)
+    table = args.work / f"{args.results}.json"
+    rows = json.loads(table.read_text()) if table.is_file() else []
+    steps = {
+        "int8": lambda: int8_rows(args.work, models, calib_ns),
+        "fp16": lambda: fp16_rows(args.work, models),
+        "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
+        "eval": lambda: eval_rows(args.work, models, sets),
+        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(",")),
+        "runtime": lambda: runtime_rows(args.work, [int(v) for v in args.frames.split(",")]),
+    }
+    for job in jobs:
+        for row in steps[job]():
+            rows = [r for r in rows if (r["job"], r["model"], r["n"]) != (row["job"], row["model"], row["n"])] + [row]
+            write_table(rows, args.work, args.results)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
