@@ -83,7 +83,7 @@ def run_parity(
         images = folder_images(Path(images), n)
     files = list(images.files)
     step = runner.fixed_batch or batch
-    check_parity_memory(ckpt["model_config"], size, step, fixed=bool(runner.fixed_batch))
+    check_parity_memory(ckpt["model_config"], runner.contract.input_size, step, fixed=bool(runner.fixed_batch))
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
