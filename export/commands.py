@@ -76,11 +76,11 @@ def parity(
     checkpoint = checkpoint or recorded_checkpoint(model, metadata)
     if recorded:
         typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
-    images = parity_images(checkpoint, data, n)
+    images = parity_images(checkpoint, data, n, "--data")
     if images is None:
-        raise UserError(f"{checkpoint}: no training data recorded in it; pass --data DIR")
-    typer.echo(f"parity images: {images.description}", err=True)
+        raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
     report = run_parity(model, checkpoint, images, n=n, batch=batch)
+    typer.echo(f"parity images: {images.description}", err=True)
     path = save_parity(report, model)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")

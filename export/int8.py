@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
-from .calibration import CalibrationImages, check_calibration_memory, collect_ranges
+from .calibration import CalibrationImages, check_calibration_memory, collect_ranges, ort_method
 from .choices import CALIB_METHODS
 from .images import ImageSet, folder_images
 from .metadata import load_onnx, model_contract, read_metadata, set_precision

@@ -23,7 +23,7 @@ def newest_checkpoint(root: Path = Path(".")) -> Path:
     return found[-1]
 
 
-def recorded_data(checkpoint: Path) -> dict | None:
+def recorded_data(checkpoint: Path, option: str) -> dict | None:
     """The data set the checkpoint was trained on (its data_source; older runs: their last.pt)."""
     import torch
 
@@ -39,8 +39,8 @@ def recorded_data(checkpoint: Path) -> dict | None:
         source = recorded_data_source(ckpt) if isinstance(ckpt, dict) else None
         if source:
             if not Path(source["data"]).is_dir():
-                raise UserError(f"{checkpoint}: its training data {source['data']} is not there any more "
-                                "(moved or deleted?); pass the images explicitly")
+                raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
+                                f"(moved or deleted); pass {option} DIR")
             return source
     return None
 
@@ -49,17 +49,17 @@ def calibration_images(req: "ExportRequest") -> ImageSet:
     """--calib DIR (every image below it), else the training split of the recorded data set."""
     if req.calib is not None:
         return folder_images(req.calib, req.calib_n)
-    source = recorded_data(req.checkpoint)
+    source = recorded_data(req.checkpoint, "--calib")
     if source is None:
         raise UserError(f"{req.checkpoint}: no training data recorded in it; pass --calib DIR")
     return split_images(source, "train", req.calib_n)
 
 
-def parity_images(checkpoint: Path, folder: Path | None, n: int) -> ImageSet | None:
+def parity_images(checkpoint: Path, folder: Path | None, n: int, option: str = "--parity-data") -> ImageSet | None:
     """A folder of held-out images, else the test split of the recorded data set (never train)."""
     if folder is not None:
         return folder_images(folder, n)
-    source = recorded_data(checkpoint)
+    source = recorded_data(checkpoint, option)
     return split_images(source, "test", n) if source else None
 
 

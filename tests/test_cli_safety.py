@@ -217,7 +217,7 @@ def test_a_moved_training_folder_is_named_as_moved(work, tmp_path):
 
     moved = tmp_path / "data-before-the-move"
     ckpt = torch.load(work["ckpt"], weights_only=True)
-    ckpt["training_data"] = str(moved)
+    ckpt["data_source"] = {**ckpt["data_source"], "data": str(moved)}
     (tmp_path / "run").mkdir()
     torch.save(ckpt, tmp_path / "run" / "best.pt")
     model = export_onnx(tmp_path / "run" / "best.pt", tmp_path / "model.onnx")
@@ -256,7 +256,7 @@ def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
     ("train", "--head", "foo", "wscnet|cam"),
     ("train", "--pool", "mean", "max|avg"),
     ("train", "--coupling", "partial", "both|local|none"),
-    ("webcam", "--resize", "squash", "letterbox|crop"),
+    ("webcam", "--resize", "stretch", "squash|crop|letterbox"),
     ("export", "--calib-method", "median", "entropy|max|percentile"),
     ("eval", "--split", "dev", "train|val|test|all"),
 ])

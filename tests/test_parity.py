@@ -21,7 +21,8 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     ckpt = make_trained_checkpoint(root / "run" / "best.pt", size=64)
     images = write_image_folder(root / "images", num_classes=6, per_class=3, size=64, seed=5)
-    return {"root": root, "ckpt": ckpt, "images": images}
+    held_out = write_image_folder(root / "held_out", num_classes=6, per_class=2, size=64, seed=6)
+    return {"root": root, "ckpt": ckpt, "images": images, "held_out": held_out}
 
 
 def _cli(*args, cwd=ROOT):
@@ -73,7 +74,7 @@ def test_parity_errors_are_user_errors(work, tmp_path):
 def test_export_command_end_to_end(work):
     out = work["root"] / "cli_out"
     result = _cli("export", work["ckpt"], "--fp16", "--int8", "--calib", work["images"], "--out", out,
-                  "--parity-data", work["images"], "--parity-n", 12)
+                  "--parity-data", work["held_out"], "--parity-n", 12)
     assert result.returncode == 0, result.stderr
     names = ("model.onnx", "model.fp16.onnx", "model.int8.onnx")
     assert all((out / name).is_file() for name in names)
