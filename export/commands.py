@@ -74,12 +74,12 @@ def parity(
     metadata = model_file_metadata(model)
     recorded = checkpoint is None
     checkpoint = checkpoint or recorded_checkpoint(model, metadata)
-    if recorded:
-        typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
     images = parity_images(checkpoint, data, n, "--data")
     if images is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
     report = run_parity(model, checkpoint, images, n=n, batch=batch)
+    if recorded:
+        typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
     typer.echo(f"parity images: {images.description}", err=True)
     path = save_parity(report, model)
     typer.echo(format_report(report))
