@@ -278,7 +278,7 @@ def test_live_source_drops_stale_frames_and_keeps_the_newest(model, tmp_path):
     with open_backend(model, device="cpu") as backend:
         pipeline = Pipeline(SlowBackend(backend), source, options)
         stats = pipeline.run()
-    assert pipeline.pool.qsize() == options.queue_size + 2  # every buffer came back: nothing piles up
+    assert pipeline.streams[0].pool.qsize() == options.queue_size + 2  # every buffer came back: nothing piles up
     rows = read_jsonl(tmp_path / "live.jsonl")
     assert stats.frames_read == 60 and stats.dropped > 20
     assert stats.frames_out + stats.dropped == 60 and len(rows) == stats.frames_out
