@@ -6,6 +6,7 @@ on files exactly as ``python cli.py export`` writes them.
 """
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -85,3 +86,28 @@ def reference_input(frame_bgr: np.ndarray, size: int, mean, std) -> np.ndarray:
     x0, y0 = (size - nw) // 2, (size - nh) // 2
     canvas[y0 : y0 + nh, x0 : x0 + nw] = normalised
     return canvas.transpose(2, 0, 1)[None].copy()
+
+
+class FakeCapture:
+    """A camera (none exists here) for ``VideoSource(opener=...)``: ``frames`` frames of ``scene``,
+    ``delay`` s apart, then it goes dark (read() fails)."""
+
+    def __init__(self, frames: int, delay: float = 0.0, opened: bool = True) -> None:
+        self.left, self.delay, self.opened = frames, delay, opened
+
+    def isOpened(self) -> bool:
+        return self.opened
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, scene(self.left)
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+

@@ -16,7 +16,7 @@ from runtime import Controls, Model, Pipeline, PipelineOptions
 from runtime.backends import open_backend
 from runtime.mosaic import Mosaic
 from runtime.sources import VideoSource, open_source, stream_names
-from runtime_fixtures import exported_model, read_all, read_jsonl, scene, write_video
+from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,34 +80,11 @@ def test_a_batch_size_below_the_stream_count_still_serves_every_stream(dynamic_m
     assert [s.frames_out for s in stats] == [6, 6, 6] and pipeline.batches == 9
 
 
-class FakeCamera:
-    """A camera that delivers ``frames`` frames ``delay`` s apart, then goes dark (read() fails)."""
-
-    def __init__(self, frames: int, delay: float = 0.0, opened: bool = True) -> None:
-        self.left, self.delay, self.opened = frames, delay, opened
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def read(self):
-        time.sleep(self.delay)
-        if self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, scene(self.left)
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        pass
-
-
 def test_a_camera_dying_mid_run_is_reconnected_while_the_files_run_on(dynamic_model, tmp_path):
     opened = []
 
     def opener(target):  # 6 frames; one reconnection gives 3 more; then the camera is gone
-        camera = FakeCamera({0: 6, 1: 3}.get(len(opened), 0), delay=0.01, opened=len(opened) < 2)
+        camera = FakeCapture({0: 6, 1: 3}.get(len(opened), 0), delay=0.01, opened=len(opened) < 2)
         opened.append(camera)
         return camera
 
@@ -124,7 +101,7 @@ def test_a_camera_dying_mid_run_is_reconnected_while_the_files_run_on(dynamic_mo
 
 
 def test_a_slow_stream_does_not_hold_the_others_beyond_the_timeout(dynamic_model, tmp_path):
-    camera = VideoSource(0, "camera 0", live=True, retries=0, opener=lambda _: FakeCamera(4, delay=0.4))
+    camera = VideoSource(0, "camera 0", live=True, retries=0, opener=lambda _: FakeCapture(4, delay=0.4))
     file = open_source(str(write_video(tmp_path / "clip.avi", 30)))
     with Model(dynamic_model, device="cpu") as model:
         options = PipelineOptions(display=False, progress=False, batch_timeout_ms=10.0)

@@ -18,7 +18,7 @@ from runtime.errors import RuntimeUserError
 from runtime.pipeline import Pipeline, PipelineOptions, run_pipeline
 from runtime.sources import open_source
 from runtime.video import run_video
-from runtime_fixtures import exported_model, read_all, read_jsonl, reference_input, scene, write_video
+from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, reference_input, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,29 +213,6 @@ print("HEAVY", heavy)
             "runtime.commands; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wscnet', 'export')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
-
-
-class FakeCapture:
-    """A camera that delivers ``frames`` frames and then goes dark (read() fails)."""
-
-    def __init__(self, frames: int, delay: float = 0.0) -> None:
-        self.left, self.delay, self.opened = frames, delay, True
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def read(self):
-        time.sleep(self.delay)
-        if self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, scene(self.left)
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        pass
 
 
 def test_camera_disconnect_is_retried_then_the_run_ends_cleanly(model, tmp_path):
