@@ -88,12 +88,16 @@ class RssSampler:
         self.samples.append(_rss_mb())
 
 
-def model_only_images_per_s(model: Model, frames: list[np.ndarray], batch: int, iters: int) -> float:
+def model_only(model: Model, frames: list[np.ndarray], batch: int, iters: int) -> dict:
+    """Images/s of ``backend.infer`` on batches of ``batch`` pre-processed frames, and its process
+    CPU ms per image (what the machine's load does not distort)."""
     tensor = model.framing.new_batch(batch)
     for row in range(batch):
         model.prepare(frames[row % len(frames)], tensor, row)
+    cpu = time.process_time()
     latencies, _ = time_calls(model.backend, tensor, warmup=2, iters=iters)
-    return batch * 1000.0 / summarise(latencies)["mean"]
+    cpu_ms = (time.process_time() - cpu) * 1000.0 / ((iters + 2) * batch)
+    return {"images_per_s": round(batch * 1000.0 / summarise(latencies)["mean"], 2), "cpu_ms": round(cpu_ms, 3)}
 
 
 def run_streams(model: Model, sources: list[Source], batch_size: int, out_dir: Path | None) -> dict:
@@ -102,14 +106,14 @@ def run_streams(model: Model, sources: list[Source], batch_size: int, out_dir: P
                               jsonl=out_dir / "{stream}.jsonl" if out_dir else None)
     named = [(f"s{i}", s) for i, s in enumerate(sources)]
     with RssSampler() as rss:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         stats = [s.as_dict() for s in Pipeline(model, named, options).run()]
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     frames = sum(s["frames_out"] for s in stats)
     read = sum(s["frames_read"] for s in stats)
     return {
         "streams": len(sources), "batch_size": batch_size, "frames": frames, "wall_s": round(wall, 3),
-        "aggregate_fps": round(frames / wall, 2),
+        "aggregate_fps": round(frames / wall, 2), "cpu_ms_per_frame": round(cpu * 1000.0 / max(frames, 1), 3),
         "stream_fps": [s["fps"] for s in stats],
         "dropped_share": [round(s["dropped"] / max(s["frames_read"], 1), 4) for s in stats],
         "drop_share_total": round(sum(s["dropped"] for s in stats) / max(read, 1), 4),
@@ -126,7 +130,7 @@ def measure_streams(model: Model, video: Path, n: int, rounds: int, live_seconds
     sample = read_frames(video, 8)
     result = {"streams": n, "model_only": [], "batched": [], "per_frame": [], "live": None}
     for _ in range(rounds):
-        result["model_only"].append(round(model_only_images_per_s(model, sample, n, model_iters), 2))
+        result["model_only"].append(model_only(model, sample, n, model_iters))
         result["batched"].append(run_streams(model, [open_source(str(video)) for _ in range(n)], n, out_dir))
         result["per_frame"].append(run_streams(model, [open_source(str(video)) for _ in range(n)], 1, out_dir))
     if live_seconds > 0:
@@ -139,9 +143,14 @@ def summarise_streams(result: dict) -> dict:
     """Medians over rounds; each ratio from figures of one round."""
     batched = [r["aggregate_fps"] for r in result["batched"]]
     per_frame = [r["aggregate_fps"] for r in result["per_frame"]]
-    model_only = result["model_only"]
+    model_only = [r["images_per_s"] for r in result["model_only"]]
+    model_cpu = [r["cpu_ms"] for r in result["model_only"]]
+    batched_cpu = [r["cpu_ms_per_frame"] for r in result["batched"]]
     result["summary"] = {
         "model_only_images_per_s": float(np.median(model_only)),
+        "model_only_cpu_ms": float(np.median(model_cpu)),
+        "batched_cpu_ms_per_frame": float(np.median(batched_cpu)),
+        "per_frame_cpu_ms_per_frame": float(np.median([r["cpu_ms_per_frame"] for r in result["per_frame"]])),
         "batched_fps": float(np.median(batched)),
         "per_frame_fps": float(np.median(per_frame)),
         "batched_over_per_frame": round(float(np.median([b / p for b, p in zip(batched, per_frame)])), 3),
@@ -161,9 +170,9 @@ def summarise_streams(result: dict) -> dict:
 
 def markdown(results: list[dict]) -> str:
     lines = ["| streams | model only, batch N (img/s) | pipeline batched (fps) | one call per frame (fps) | "
-             "batched ÷ per frame | batched ÷ model | 30-fps streams: capacity / held live | "
-             "live e2e p50 / p95 ms | RSS start → max → end MB |",
-             "|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             "batched ÷ per frame | batched ÷ model | CPU ms/frame: model / batched / per frame | "
+             "30-fps streams: capacity / held live | live e2e p50 / p95 ms | RSS start → max → end MB |",
+             "|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
     for r in results:
         s = r["summary"]
         rss = [x["rss_mb"] for x in r["batched"] + r["per_frame"] + ([r["live"]] if r["live"] else [])]
@@ -171,7 +180,9 @@ def markdown(results: list[dict]) -> str:
         e2e = f"{s.get('live_end_to_end_ms_p50', '–')} / {s.get('live_end_to_end_ms_p95', '–')}"
         lines.append(
             f"| {r['streams']} | {s['model_only_images_per_s']:.1f} | {s['batched_fps']:.1f} | {s['per_frame_fps']:.1f} | "
-            f"{s['batched_over_per_frame']:.2f} | {s['batched_share_of_model']:.2f} | {held} | {e2e} | "
+            f"{s['batched_over_per_frame']:.2f} | {s['batched_share_of_model']:.2f} | "
+            f"{s['model_only_cpu_ms']:.1f} / {s['batched_cpu_ms_per_frame']:.1f} / {s['per_frame_cpu_ms_per_frame']:.1f} | "
+            f"{held} | {e2e} | "
             f"{rss[0]['start']:.0f} → {max(x['max'] for x in rss):.0f} → {rss[-1]['end']:.0f} |")
     return "\n".join(lines)
 
