@@ -34,7 +34,8 @@ class Prediction:
 
     ``probs`` / ``det_scores``: one value per class (classification and detection branch);
     ``raw_map``: the model's h×w sentiment map; ``sentiment_map``: the same map over the frame
-    (H×W float32, NaN outside the region the model saw). ``timings`` in ms: ``preprocess_ms``,
+    (H×W float32, min–max scaled to [0, 1] as the overlay draws it, NaN outside the region the
+    model saw). ``timings`` in ms: ``preprocess_ms``,
     ``inference_ms`` (the whole batch call this frame was part of), ``batch_size``, and
     ``end_to_end_ms`` (capture → result, or → frame written in a pipeline).
     """
@@ -90,7 +91,8 @@ def _rounded(value) -> float | None:
 
 
 class Model:
-    """An exported WSCNet model ready for frames. ``resize``: letterbox (whole frame) or crop."""
+    """An exported WSCNet model ready for frames, pre-processed by the model's own input contract
+    (``resize``: a geometry — squash, crop, letterbox — that overrides it)."""
 
     def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, resize: str | None = None) -> None:
         backend = open_backend(path, device=device, threads=threads)

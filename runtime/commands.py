@@ -20,7 +20,7 @@ def webcam(
     no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
-    resize: str = typer.Option("letterbox", "--resize", help="letterbox (keep the whole frame) or crop (centre square)"),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each stream after this many frames"),
@@ -33,8 +33,10 @@ def webcam(
     from .sources import read_source_list
     from .video import run_videos
 
-    if resize not in ("letterbox", "crop"):
-        raise RuntimeUserError(f"--resize must be letterbox or crop, got {resize!r}")
+    from .contract import GEOMETRIES
+
+    if resize is not None and resize not in GEOMETRIES:
+        raise RuntimeUserError(f"--resize must be one of {', '.join(GEOMETRIES)}; got {resize!r}")
     specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
     all_stats = run_videos(
         model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, resize=resize,

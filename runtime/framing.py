@@ -1,31 +1,27 @@
-"""The one place where the runtime API meets the model's input geometry and the overlay.
+"""The one place where the runtime API meets the model's input contract and the overlay.
 
-Frame → tensor (``runtime.preprocess``), the sentiment map back onto the frame, and drawing
-(``runtime.overlay``) all go through ``Framing``: nothing else in ``api.py`` / ``pipeline.py``
-touches ``Preprocessor``, ``Geometry`` or ``Overlay``, so when the input contract read from the
-model's metadata replaces today's (input_size, mean, std, resize mode), this file is what changes.
+Frame → tensor (``runtime.preprocess.Preprocessor`` built from the model's ``InputContract``), the
+sentiment map back onto the frame (``runtime.overlay.map_to_frame``) and drawing
+(``runtime.overlay.Overlay``) all go through ``Framing``: nothing else in ``api.py`` /
+``pipeline.py`` touches ``Preprocessor``, ``Geometry`` or ``Overlay``.
 """
 
-import cv2
 import numpy as np
 
 from .metadata import ModelMetadata
-from .overlay import Overlay
-from .preprocess import RESIZE_MODES, Geometry, Preprocessor
-
-DEFAULT_RESIZE = "letterbox"
+from .overlay import Overlay, map_to_frame
+from .preprocess import Geometry, Preprocessor
 
 
 class Framing:
-    """``to_tensor`` fills one row of an input batch; ``map_on_frame`` and ``draw`` undo its geometry."""
+    """``to_tensor`` fills one row of an input batch; ``map_on_frame`` and ``draw`` undo its geometry.
+
+    ``resize``: None follows the model's input contract; a geometry name overrides it."""
 
     def __init__(self, metadata: ModelMetadata, resize: str | None = None) -> None:
-        resize = resize or DEFAULT_RESIZE
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         self.class_names = tuple(metadata.class_names)
-        self.resize = resize
-        self._pre = Preprocessor(metadata.input_size, metadata.mean, metadata.std, resize)
+        self.contract = metadata.contract_for(resize)
+        self._pre = Preprocessor(self.contract)
 
     def new_batch(self, size: int = 1) -> np.ndarray:
         return self._pre.new_buffer(size)
@@ -36,12 +32,10 @@ class Framing:
 
     @staticmethod
     def map_on_frame(sentiment_map: np.ndarray, geometry: Geometry, frame_size: tuple[int, int]) -> np.ndarray:
-        """The h×w map as a float32 H×W map over the frame; NaN where the model saw nothing (crop)."""
-        s = geometry.input_size
-        cx, cy, cw, ch = geometry.content
+        """The h×w map as a float32 H×W map over the frame, min–max scaled to [0, 1] (as drawn);
+        NaN where the model saw nothing (outside a centre crop)."""
+        shown = map_to_frame(sentiment_map, geometry)
         fx, fy, fw, fh = geometry.frame_rect
-        full = cv2.resize(sentiment_map.astype(np.float32, copy=False), (s, s), interpolation=cv2.INTER_LINEAR)
-        shown = cv2.resize(full[cy : cy + ch, cx : cx + cw], (fw, fh), interpolation=cv2.INTER_LINEAR)
         width, height = frame_size
         if (fx, fy, fw, fh) == (0, 0, width, height):
             return shown

@@ -62,7 +62,7 @@ class Controls:
 
 @dataclass
 class PipelineOptions:
-    resize: str | None = None  # letterbox or crop; only when the pipeline is given a bare Backend
+    resize: str | None = None  # a geometry overriding the model's input contract; only with a bare Backend
     smooth: float = 0.0  # initial Controls of every stream
     alpha: float = 0.45
     save: Path | None = None  # with several streams the name must hold "{stream}"

@@ -1,6 +1,7 @@
 """From a model path and source specs to a finished run: what ``webcam`` and the benchmarks call."""
 
 import os
+import sys
 from pathlib import Path
 
 from .api import Model
@@ -19,6 +20,9 @@ def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = Fals
     if threads < 0:  # capture and render threads need a core of their own to overlap inference
         threads = max(1, (os.cpu_count() or 2) - 1)
     with Model(model, device=device, threads=threads, resize=resize) as opened:
+        note = opened.metadata.override_note(resize)
+        if note:
+            print(note, file=sys.stderr)
         return Pipeline(opened, open_sources([str(s) for s in sources], keep_going), settings).run()
 
 

@@ -166,8 +166,9 @@ def test_prediction_fields(dynamic_model):
     assert len(top) == 3 and [s for _, s in top] == sorted((s for _, s in top), reverse=True)
     assert p.probs.sum() == pytest.approx(1.0, abs=1e-5) and p.det_scores.shape == (6,)
     assert p.timings["inference_ms"] > 0 and p.timings["end_to_end_ms"] >= p.timings["inference_ms"]
-    # the map covers the frame; letterbox: all of it; centre crop: the middle 120×120, NaN elsewhere
+    # the map covers the frame; the model's own geometry shows all of it; a centre crop only the middle 120×120
     assert p.sentiment_map.shape == (120, 160) and not np.isnan(p.sentiment_map).any()
+    assert p.sentiment_map.min() == pytest.approx(0, abs=1e-6) and p.sentiment_map.max() == pytest.approx(1)
     smap = cropped.sentiment_map
     assert smap.shape == (120, 160)
     assert np.isnan(smap[:, :20]).all() and np.isnan(smap[:, 140:]).all() and not np.isnan(smap[:, 20:140]).any()
