@@ -34,7 +34,7 @@ class TorchRunner(Backend):
         return f"torch-eager[{self.device.type}]"
 
     @torch.inference_mode()
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(batch).to(self.device)
         if self.device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

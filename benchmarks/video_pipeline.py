@@ -52,16 +52,18 @@ def write_test_video(path: Path, frames: int = 300, size: tuple[int, int] = (640
     return path
 
 
-def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224) -> Path:
+def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224,
+                       dynamic_batch: bool = False) -> Path:
     """The INT8 Q/DQ model of the reference case, built once and cached until the exporter
-    changes (needs torch: export side)."""
+    changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
     from export import fused_op, int8 as int8_module, onnx_export
     from export.int8 import quantize_int8
     from export.onnx_export import export_onnx
     from export.testing import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
-    int8 = workdir / f"{arch}@{size}-int8.onnx"
+    tag = "-dynamic" if dynamic_batch else ""
+    int8 = workdir / f"{arch}@{size}-int8{tag}.onnx"
     exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
@@ -69,7 +71,7 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
     ckpt = workdir / f"{arch}-synthetic.pt"
     if not ckpt.is_file():
         make_trained_checkpoint(ckpt, arch=arch, num_classes=8, size=64)
-    fp32 = export_onnx(ckpt, workdir / f"{arch}@{size}-fp32.onnx", img_size=size)
+    fp32 = export_onnx(ckpt, workdir / f"{arch}@{size}-fp32{tag}.onnx", img_size=size, dynamic_batch=dynamic_batch)
     calib = write_image_folder(workdir / "calib", num_classes=8, per_class=4, size=size)
     return quantize_int8(fp32, int8, calib, n=32)
 

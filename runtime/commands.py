@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,26 +15,40 @@ def register(app: typer.Typer) -> None:
 
 def webcam(
     model: Path = typer.Option(..., "--model", help="Exported model: .onnx, or a TensorRT .engine with its .json"),
-    source: str = typer.Option("0", "--source", help="Camera index, video file, image, folder of images, or rtsp/http URL"),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4 or .avi)"),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON record per frame: label, probabilities, timings"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Camera index, video file, image, folder of images, or rtsp/http URL; repeat for several streams (default: camera 0)"),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="A file with one source per line (# comments)"),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4 or .avi); several streams: a name with {stream}"),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON record per frame: label, probabilities, timings; several streams: a name with {stream}"),
     no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
     resize: Optional[ResizeMode] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
     device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each stream after this many frames"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per inference call, at most one per stream (default: the number of streams)"),
+    batch_timeout_ms: float = typer.Option(33.0, "--batch-timeout-ms", min=0.0, help="Send a batch that is not full this long after its first frame arrived"),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Run the sources that open when others cannot be opened"),
 ) -> None:
-    """Run the sentiment model on a camera, video, image(s) or stream with a live overlay."""
-    from .video import run_video
+    """Run the sentiment model on cameras, videos, images or streams with a live overlay; several sources share one model, batched."""
+    from .sources import read_source_list
+    from .video import run_videos
 
     check_webcam_paths(model, save, jsonl)
-    stats = run_video(
-        model, source, save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth,
-        alpha=alpha, resize=resize, device=device, threads=threads, max_frames=max_frames,
+    specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
+    all_stats = run_videos(
+        model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, resize=resize,
+        save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, alpha=alpha,
+        max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
     )
-    print(stats.summary_line(), file=sys.stderr)
+    for stats in all_stats:
+        prefix = f"{stats.stream}: " if len(all_stats) > 1 else ""
+        print(prefix + stats.summary_line(), file=sys.stderr)
+    if len(all_stats) > 1:
+        frames = sum(s.frames_out for s in all_stats)
+        wall = max(s.wall_s for s in all_stats)
+        print(f"{len(all_stats)} streams: {frames} frames in {wall:.1f} s ({frames / max(wall, 1e-9):.1f} fps together)",
+              file=sys.stderr)
     if save is not None:
         print(f"saved {save}", file=sys.stderr)
     if jsonl is not None:

@@ -71,6 +71,55 @@ def open_source(spec: str | int, retries: int = 3, retry_delay: float = 0.5) -> 
                        unopenable="not a video OpenCV can decode (unknown format, or damaged)")
 
 
+def read_source_list(path: str | Path) -> list[str]:
+    """``--sources FILE``: one source per line; blank lines and lines starting with ``#`` are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeUserError(f"{path}: cannot read the source list ({getattr(exc, 'strerror', None) or exc})") from None
+    specs = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not specs:
+        raise RuntimeUserError(f"{path}: the source list names no source")
+    return specs
+
+
+def stream_names(specs: list[str]) -> list[str]:
+    """A short, file-name-safe, unique name per source: file stem, ``camera0``, stream host+path."""
+    names, seen = [], {}
+    for spec in specs:
+        spec = str(spec).strip()
+        if spec.isdigit():
+            base = f"camera{spec}"
+        elif URL.match(spec):
+            base = URL.sub("", spec)
+        else:
+            base = Path(spec).stem or Path(spec).name
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "stream"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
+def open_sources(specs: list[str], keep_going: bool = False) -> list[tuple[str, Source]]:
+    """(name, Source) for each spec. One that cannot be opened is one error line naming it, or,
+    with ``keep_going``, a warning line while the others run."""
+    opened: list[tuple[str, Source]] = []
+    for name, spec in zip(stream_names(specs), specs):
+        try:
+            opened.append((name, open_source(spec)))
+        except RuntimeUserError as exc:
+            if not keep_going:
+                for _, source in opened:
+                    source.close()
+                hint = " (--keep-going runs the other sources)" if len(specs) > 1 else ""
+                raise RuntimeUserError(f"{exc}{hint}") from None
+            print(f"warning: {exc}; running the other sources", file=sys.stderr)
+    if not opened:
+        raise RuntimeUserError(f"none of the {len(specs)} sources could be opened")
+    return opened
+
+
 class VideoSource(Source):
     """cv2.VideoCapture over a file, camera or stream."""
 

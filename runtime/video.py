@@ -1,31 +1,31 @@
-"""One call from a model path and a source spec to a finished run (what ``webcam`` and benchmarks use)."""
+"""From a model path and source specs to a finished run: what ``webcam`` and the benchmarks call."""
 
 import os
 import sys
 from pathlib import Path
 
-from .backends import open_backend
-from .pipeline import PipelineOptions, RunStats, run_pipeline
-from .sources import open_source
+from .api import Model
+from .pipeline import Pipeline, PipelineOptions, RunStats
+from .sources import open_sources
 
 
-def run_video(model: str | Path, source: str | int, *, save=None, jsonl=None, display: bool | None = None,
-              smooth: float = 0.0, alpha: float = 0.45, resize: str | None = None, device: str = "auto",
-              threads: int = 0, max_frames: int | None = None, progress: bool = True,
-              overlay: bool = True) -> RunStats:
-    options = PipelineOptions(
-        resize=resize, smooth=smooth, alpha=alpha, save=Path(save) if save else None,
-        jsonl=Path(jsonl) if jsonl else None, display=display, overlay=overlay, progress=progress,
-        max_frames=max_frames,
-    )
+def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = False, device: str = "auto",
+               threads: int = 0, resize: str | None = None, **options) -> list[RunStats]:
+    """Every source through one model, batched; one RunStats per stream that could be opened.
+    ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``)."""
+    for key in ("save", "jsonl"):
+        if options.get(key):
+            options[key] = Path(options[key])
+    settings = PipelineOptions(**options)
     if threads < 0:  # capture and render threads need a core of their own to overlap inference
         threads = max(1, (os.cpu_count() or 2) - 1)
-    backend = open_backend(model, device=device, threads=threads)
-    note = backend.metadata.override_note(resize)
-    if note:
-        print(note, file=sys.stderr)
-    try:
-        src = open_source(source)
-        return run_pipeline(backend, src, options)
-    finally:
-        backend.close()
+    with Model(model, device=device, threads=threads, resize=resize) as opened:
+        note = opened.metadata.override_note(resize)
+        if note:
+            print(note, file=sys.stderr)
+        return Pipeline(opened, open_sources([str(s) for s in sources], keep_going), settings).run()
+
+
+def run_video(model: str | Path, source: str | int, **options) -> RunStats:
+    """One source: ``run_videos`` with a single stream."""
+    return run_videos(model, [str(source)], **options)[0]

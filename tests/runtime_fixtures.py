@@ -6,6 +6,7 @@ on files exactly as ``python cli.py export`` writes them.
 """
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -16,18 +17,24 @@ NUM_CLASSES = 6
 FRAME_W, FRAME_H = 128, 96
 
 
-def exported_model(tmp_path_factory) -> Path:
-    """A briefly trained resnet18 WSCNet (6 classes, 64 px) exported to ONNX; cached per session."""
+def exported_model(tmp_path_factory, batch: int | None = 1) -> Path:
+    """A briefly trained resnet18 WSCNet (6 classes, 64 px) exported to ONNX; cached per session.
+
+    ``batch``: the fixed batch the file takes (1: ``export``'s default), or None for a dynamic batch.
+    All variants come from the same checkpoint, so they compute the same function.
+    """
     root = tmp_path_factory.getbasetemp() / "runtime-model"
-    model = root / "wscnet-r18-64.onnx"
+    suffix = "" if batch == 1 else ("-dynamic" if batch is None else f"-b{batch}")
+    model = root / f"wscnet-r18-64{suffix}.onnx"
     if not model.is_file():
         from export.onnx_export import export_onnx
         from export.testing import make_trained_checkpoint
 
         root.mkdir(exist_ok=True)
-        ckpt = make_trained_checkpoint(root / "r18.pt", arch="resnet18", num_classes=NUM_CLASSES,
-                                       size=MODEL_SIZE, steps=12)
-        export_onnx(ckpt, model)
+        ckpt = root / "r18.pt"
+        if not ckpt.is_file():
+            make_trained_checkpoint(ckpt, arch="resnet18", num_classes=NUM_CLASSES, size=MODEL_SIZE, steps=12)
+        export_onnx(ckpt, model, batch=batch or 1, dynamic_batch=batch is None)
     return model
 
 
@@ -63,3 +70,28 @@ def read_all(path: Path) -> list[np.ndarray]:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+class FakeCapture:
+    """A camera (none exists here) for ``VideoSource(opener=...)``: ``frames`` frames of ``scene``,
+    ``delay`` s apart, then it goes dark (read() fails)."""
+
+    def __init__(self, frames: int, delay: float = 0.0, opened: bool = True) -> None:
+        self.left, self.delay, self.opened = frames, delay, opened
+
+    def isOpened(self) -> bool:
+        return self.opened
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, scene(self.left)
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+

@@ -25,3 +25,20 @@ def test_measure_video_pipeline(tmp_path_factory, tmp_path):
     assert len(read_jsonl(result["outputs"]["jsonl"])) == 10
     json.dumps(result)  # printable as JSON
     assert "| pipeline cost over model (median round) |" in markdown_table(result)
+
+
+def test_measure_streams(tmp_path_factory, tmp_path):
+    from benchmarks.multistream import markdown, measure_streams
+    from runtime.api import Model
+
+    video = write_test_video(tmp_path / "clip.mp4", frames=6, size=(160, 120), fps=30.0)
+    with Model(exported_model(tmp_path_factory, batch=None), device="cpu", threads=1) as model:
+        result = measure_streams(model, video, 2, rounds=1, live_seconds=0.2, out_dir=tmp_path / "out",
+                                 model_iters=2)
+    batched, per_frame = result["batched"][0], result["per_frame"][0]
+    assert batched["frames"] == per_frame["frames"] == 12 and batched["batch_size_mean"] == 2.0
+    assert per_frame["batch_size_mean"] == 1.0 and result["live"]["streams"] == 2
+    summary = result["summary"]
+    assert summary["batched_over_per_frame"] == round(batched["aggregate_fps"] / per_frame["aggregate_fps"], 3)
+    assert len(read_jsonl(tmp_path / "out" / "s1.jsonl")) == len(read_all(tmp_path / "out" / "s1.mp4"))
+    assert "| 2 |" in markdown([result]) and json.dumps(result)

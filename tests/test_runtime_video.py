@@ -20,7 +20,7 @@ from runtime.pipeline import Pipeline, PipelineOptions, run_pipeline
 from runtime.preprocess import frame_to_tensor
 from runtime.sources import open_source
 from runtime.video import run_video
-from runtime_fixtures import exported_model, read_all, read_jsonl, scene, write_video
+from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,29 +217,6 @@ print("HEAVY", heavy)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-class FakeCapture:
-    """A camera that delivers ``frames`` frames and then goes dark (read() fails)."""
-
-    def __init__(self, frames: int, delay: float = 0.0) -> None:
-        self.left, self.delay, self.opened = frames, delay, True
-
-    def isOpened(self) -> bool:
-        return self.opened
-
-    def read(self):
-        time.sleep(self.delay)
-        if self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, scene(self.left)
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        pass
-
-
 def test_camera_disconnect_is_retried_then_the_run_ends_cleanly(model, tmp_path):
     from runtime.sources import VideoSource
 
@@ -280,7 +257,7 @@ def test_live_source_drops_stale_frames_and_keeps_the_newest(model, tmp_path):
     with open_backend(model, device="cpu") as backend:
         pipeline = Pipeline(SlowBackend(backend), source, options)
         stats = pipeline.run()
-    assert pipeline.pool.qsize() == options.queue_size + 2  # every buffer came back: nothing piles up
+    assert pipeline.streams[0].pool.qsize() == options.queue_size + 2  # every buffer came back: nothing piles up
     rows = read_jsonl(tmp_path / "live.jsonl")
     assert stats.frames_read == 60 and stats.dropped > 20
     assert stats.frames_out + stats.dropped == 60 and len(rows) == stats.frames_out

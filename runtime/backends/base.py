@@ -1,4 +1,10 @@
-"""The one interface every back-end offers: load, infer a batch, close."""
+"""The one interface every back-end offers: load, infer a batch, close.
+
+``Backend.infer`` is the same for every back-end: it checks the batch once, then hands it to the
+subclass's ``infer_impl`` in the batch sizes the loaded model takes. A model with a fixed batch B
+(a static ONNX export, a static TensorRT engine) gets slices of B, the last one padded with zeros,
+and the caller gets exactly one output row per input row; callers never pad or slice themselves.
+"""
 
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -21,10 +27,37 @@ class Backend(ABC):
     def load(self, path: str | Path) -> None: ...
 
     @abstractmethod
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one batch the model accepts as it is (``fixed_batch`` rows when it has one)."""
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.check_batch(batch)
+        step = self.fixed_batch
+        if step is None or step == len(batch):
+            return self.infer_impl(batch)
+        parts = [self._infer_padded(batch[start : start + step], step) for start in range(0, len(batch), step)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in OUTPUT_NAMES}
+
+    def _infer_padded(self, chunk: np.ndarray, step: int) -> dict[str, np.ndarray]:
+        real = len(chunk)
+        if real < step:
+            padding = np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, padding])
+        outputs = self.infer_impl(np.ascontiguousarray(chunk))
+        return {name: outputs[name][:real] for name in OUTPUT_NAMES}
+
+    def check_batch(self, batch: np.ndarray) -> None:
+        """N×3×S×S float32 with N ≥ 1 and S the model's input size; a ValueError says what is wrong."""
+        size = getattr(getattr(self, "metadata", None), "input_size", None)
+        expected = (3, size, size) if size else None
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            raise ValueError(f"infer takes a float32 numpy array, got {getattr(batch, 'dtype', type(batch).__name__)}")
+        if batch.ndim != 4 or len(batch) == 0 or (expected and batch.shape[1:] != expected):
+            wanted = "N×" + "×".join(map(str, expected or ("3", "S", "S")))
+            raise ValueError(f"infer takes a batch of {wanted}, got {'×'.join(map(str, batch.shape))}")
 
     @property
     def description(self) -> str:

@@ -89,17 +89,11 @@ class OnnxRuntimeBackend(Backend):
     def description(self) -> str:
         return f"onnxruntime[{','.join(self.providers)}]"
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.session is None:
             raise RuntimeError("infer() before load() or after close()")
-        step = self.fixed_batch or len(batch)
-        if step == len(batch):
-            results = self.session.run(OUTPUT_NAMES, {self.input_name: batch})
-            return dict(zip(OUTPUT_NAMES, results))
-        # a model exported with a fixed batch runs the batch in slices of that size
-        parts = [self.session.run(OUTPUT_NAMES, {self.input_name: batch[i : i + step]})
-                 for i in range(0, len(batch), step)]
-        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(OUTPUT_NAMES)}
+        results = self.session.run(OUTPUT_NAMES, {self.input_name: batch})
+        return dict(zip(OUTPUT_NAMES, results))
 
     def close(self) -> None:
         self.session = None

@@ -173,7 +173,7 @@ class TensorRTBackend(Backend):
             context.set_tensor_address(name, self._device[name])
         self._shape = tuple(batch_shape)
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.context is None:
             raise RuntimeError("infer() before load() or after close()")
         if tuple(batch.shape) != self._shape:
