@@ -4,8 +4,9 @@ The test split of a checkpoint's data set is shown to the runtime as frames of o
 - "wider scene": the picture continues beyond the square (reflect padding, so objects keep their
   true shape and size, as in a real 4:3 / 16:9 / 9:16 camera frame around them);
 - "stretched": the square picture resized to the frame's shape.
-Each frame goes through the runtime's one frame → tensor function and the exported model, under
-the model's own input contract (the default path) and under each geometry as an override. The
+Each frame goes through the runtime's Python API (``runtime.Model.predict``: the one frame →
+tensor function, the exported model, the contract's views averaged) under the model's own input
+contract (the default path) and under each single geometry as an override. The
 reference is `eval`'s top-1 on the pictures themselves. A 16:9 video made from the test pictures
 (each placed at the left, centre or right of a wider scene) is then run through the runtime's
 real pipeline, and the sentiment map's placement on the frame is measured against the picture's
@@ -24,10 +25,8 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.backends import open_backend
+from runtime.api import Model
 from runtime.contract import GEOMETRIES
-from runtime.overlay import map_to_frame
-from runtime.preprocess import Preprocessor
 
 ASPECTS = {"1:1": (1, 1), "4:3": (4, 3), "16:9": (16, 9), "9:16": (9, 16)}
 VIDEO_SIZE = (640, 360)
@@ -68,34 +67,28 @@ def eval_labels(checkpoint: Path, paths: list[Path]) -> np.ndarray:
     return np.concatenate(labels)
 
 
-def runtime_labels(backend, frames: list[np.ndarray], geometry: str | None) -> np.ndarray:
-    """The runtime's top-1 on each frame: one frame → tensor function, the exported model."""
-    pre = Preprocessor(backend.metadata.contract_for(geometry))
-    labels = []
-    for frame in frames:
-        x = pre.new_buffer()
-        pre(frame, x)
-        labels.append(int(np.argmax(backend.infer(x)["probs"][0])))
-    return np.array(labels)
+def runtime_labels(model: Path, frames: list[np.ndarray], geometry: str | None) -> np.ndarray:
+    """The runtime's top-1 on each frame (``geometry``: None follows the model's contract)."""
+    with Model(model, device="cpu", resize=geometry) as runtime:
+        return np.array([int(np.argmax(runtime.predict(frame).probs)) for frame in frames])
 
 
 def accuracy_table(checkpoint: Path, model: Path, paths: list[Path], truth: np.ndarray) -> dict:
-    backend = open_backend(model, device="cpu")
     pictures = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
     reference = eval_labels(checkpoint, paths)
-    table = {"eval_accuracy": float((reference == truth).mean()), "contract": backend.metadata.contract.to_dict(),
-             "rows": []}
+    with Model(model, device="cpu") as runtime:
+        contract = runtime.metadata.contract.to_dict()
+    table = {"eval_accuracy": float((reference == truth).mean()), "contract": contract, "rows": []}
     for name, aspect in ASPECTS.items():
         for kind in (("wider scene", "stretched") if aspect != (1, 1) else ("as is",)):
             frames = [make_frame(p, aspect, kind) for p in pictures]
             row = {"frame": name, "kind": kind}
             for geometry in (None, *GEOMETRIES):
-                got = runtime_labels(backend, frames, geometry)
+                got = runtime_labels(model, frames, geometry)
                 key = "default" if geometry is None else geometry
                 row[key] = {"accuracy": float((got == truth).mean()), "agrees_with_eval": float((got == reference).mean())}
             table["rows"].append(row)
             print(f"  {name:>5} {kind:<12} default {row['default']['accuracy']:.3f}", file=sys.stderr)
-    backend.close()
     return table
 
 
@@ -125,28 +118,22 @@ def write_video(paths: list[Path], video: Path, frames_per_picture: int = 3) -> 
 
 
 def map_placement(model: Path, video: Path, placed: list[dict], gt_maps: dict[str, Path]) -> dict:
-    """Decode the video, run the runtime's frame → tensor → model → map_to_frame on each frame, and
-    compare the map on the frame with the picture's ground truth placed where the picture is."""
-    backend = open_backend(model, device="cpu")
-    pre = Preprocessor(backend.metadata.contract)
+    """Decode the video, take the runtime's sentiment map over each frame (``Prediction.sentiment_map``)
+    and compare it with the picture's ground truth placed where the picture is."""
     capture = cv2.VideoCapture(str(video))
     peak_hits, inside, correlations = [], [], []
-    for record in placed:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        x = pre.new_buffer()
-        geo = pre(frame, x)
-        predicted = np.zeros(frame.shape[:2], np.float32)
-        fx, fy, fw, fh = geo.frame_rect
-        predicted[fy : fy + fh, fx : fx + fw] = map_to_frame(backend.infer(x)["sentiment_map"][0, 0], geo)
-        truth = placed_truth(gt_maps[record["picture"]], record["box"], frame.shape[:2])
-        peak = np.unravel_index(np.argmax(predicted), predicted.shape)
-        peak_hits.append(truth[peak] > 0.5)
-        left, top, w, h = record["box"]
-        inside.append(predicted[top : top + h, left : left + w].sum() / max(predicted.sum(), 1e-6))
-        correlations.append(np.corrcoef(predicted.ravel(), truth.ravel())[0, 1])
-    backend.close()
+    with Model(model, device="cpu") as runtime:
+        for record in placed:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            predicted = np.nan_to_num(runtime.predict(frame).sentiment_map)  # NaN: outside what the model saw
+            truth = placed_truth(gt_maps[record["picture"]], record["box"], frame.shape[:2])
+            peak = np.unravel_index(np.argmax(predicted), predicted.shape)
+            peak_hits.append(truth[peak] > 0.5)
+            left, top, w, h = record["box"]
+            inside.append(predicted[top : top + h, left : left + w].sum() / max(predicted.sum(), 1e-6))
+            correlations.append(np.corrcoef(predicted.ravel(), truth.ravel())[0, 1])
     return {"frames": len(peak_hits), "peak_in_object": float(np.mean(peak_hits)),
             "map_mass_on_picture": float(np.mean(inside)),
             "picture_share_of_frame": float(np.mean([b["box"][2] * b["box"][3] for b in placed]) / (VIDEO_SIZE[0] * VIDEO_SIZE[1])),

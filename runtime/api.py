@@ -153,14 +153,14 @@ class Model:
         return geometry, (image.shape[1], image.shape[0]), (time.perf_counter() - start) * 1000.0
 
     def infer_prepared(self, batch: np.ndarray, prepared: Sequence[tuple]) -> list[Prediction]:
-        """One back-end call on the first ``len(prepared)`` rows of ``batch``."""
+        """One back-end call on the first ``len(prepared)`` frames of ``batch`` (each frame's views
+        in its rows, ``framing.rows``)."""
         n = len(prepared)
         start = time.perf_counter()
-        outputs = self.backend.infer(batch[:n])
+        outputs = self.backend.infer(batch[: n * self.framing.per_frame])
         infer_ms = (time.perf_counter() - start) * 1000.0
         return [
-            Prediction(self.class_names, outputs["probs"][i], outputs["det_scores"][i], outputs["sentiment_map"][i, 0],
-                       geometry, size, self.framing,
+            Prediction(self.class_names, *self.framing.combine(outputs, i), geometry, size, self.framing,
                        {"preprocess_ms": pre_ms, "inference_ms": infer_ms, "batch_size": n})
             for i, (geometry, size, pre_ms) in enumerate(prepared)
         ]

@@ -8,10 +8,15 @@ Geometries (what part of a W×H frame lands where in the S×S input):
 - ``squash``: the whole frame resized to S×S (aspect not kept); the map covers the whole frame.
 - ``crop``: the centre square of the frame, resized to S×S; the map covers that square.
 - ``letterbox``: the whole frame scaled to fit S×S, aspect kept, bars of the mean colour.
+
+``extra_views``: further geometries of the same frame, run in the same batch; the class
+probabilities are the mean over all views, the sentiment map is the first view's. The training
+default is ``squash`` + ``crop``: the whole frame (the map covers it) and its centre square at true
+aspect, which keeps wide and tall camera frames as accurate as square pictures.
 """
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 GEOMETRIES = ("squash", "crop", "letterbox")
 INTERPOLATIONS = ("area", "linear")  # area: anti-aliased shrinking (block average, then linear)
@@ -32,6 +37,7 @@ class InputContract:
     geometry: str = "squash"
     interpolation: str = "area"
     color: str = "RGB"
+    extra_views: tuple[str, ...] = field(default=("crop",))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", int(self.input_size))
@@ -44,13 +50,24 @@ class InputContract:
         _check_choice("geometry", self.geometry, GEOMETRIES)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         _check_choice("color", self.color, COLOR_ORDERS)
+        object.__setattr__(self, "extra_views", tuple(self.extra_views))
+        for view in self.extra_views:
+            _check_choice("extra view", view, GEOMETRIES)
+        if len({self.geometry, *self.extra_views}) != 1 + len(self.extra_views):
+            raise ValueError(f"views must differ: {self.geometry} + {list(self.extra_views)}")
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Every geometry a frame is shown to the model in; the first one's map is the map."""
+        return (self.geometry, *self.extra_views)
 
     def with_geometry(self, geometry: str) -> "InputContract":
-        return replace(self, geometry=geometry)
+        """This contract with one view only: ``geometry`` (an override, or one view of several)."""
+        return replace(self, geometry=geometry, extra_views=())
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["mean"], d["std"], d["extra_views"] = list(self.mean), list(self.std), list(self.extra_views)
         return d
 
     def to_json(self) -> str:
@@ -59,21 +76,21 @@ class InputContract:
     @classmethod
     def from_dict(cls, d: dict) -> "InputContract":
         """From a stored contract; unknown keys are an error (a newer writer), missing ones fall back."""
-        known = {"input_size", "mean", "std", "geometry", "interpolation", "color"}
+        known = {"input_size", "mean", "std", "geometry", "interpolation", "color", "extra_views"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown input-contract keys {unknown}")
         if "input_size" not in d:
             raise ValueError("input contract lacks input_size")
-        return cls(**d)
+        return cls(**{"extra_views": (), **d})
 
     @classmethod
     def fallback(cls, input_size: int, mean, std) -> "InputContract":
         """The contract of a file written before contracts were recorded."""
-        return cls(input_size, tuple(mean), tuple(std), FALLBACK_GEOMETRY, FALLBACK_INTERPOLATION)
+        return cls(input_size, tuple(mean), tuple(std), FALLBACK_GEOMETRY, FALLBACK_INTERPOLATION, extra_views=())
 
     def describe(self) -> str:
-        return f"{self.geometry} to {self.input_size}x{self.input_size}, {self.interpolation}, {self.color}"
+        return f"{' + '.join(self.views)} to {self.input_size}x{self.input_size}, {self.interpolation}, {self.color}"
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

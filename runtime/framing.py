@@ -21,14 +21,30 @@ class Framing:
     def __init__(self, metadata: ModelMetadata, resize: str | None = None) -> None:
         self.class_names = tuple(metadata.class_names)
         self.contract = metadata.contract_for(resize)
-        self._pre = Preprocessor(self.contract)
+        self._views = [Preprocessor(self.contract.with_geometry(view)) for view in self.contract.views]
+        self.per_frame = len(self._views)  # input rows one frame takes: one per view
 
-    def new_batch(self, size: int = 1) -> np.ndarray:
-        return self._pre.new_buffer(size)
+    def new_batch(self, frames: int = 1) -> np.ndarray:
+        """An input batch for ``frames`` frames (``per_frame`` rows each)."""
+        return self._views[0].new_buffer(frames * self.per_frame)
+
+    def rows(self, frame: int) -> slice:
+        """The batch rows of the ``frame``-th frame."""
+        return slice(frame * self.per_frame, (frame + 1) * self.per_frame)
 
     def to_tensor(self, frame_bgr: np.ndarray, batch: np.ndarray, row: int = 0) -> Geometry:
-        """Write the frame into ``batch[row]``; the Geometry says where it went."""
-        return self._pre(frame_bgr, batch, row)
+        """Write the frame's views into the rows of the ``row``-th frame; the first view's Geometry
+        (where the map goes) is returned."""
+        first = row * self.per_frame
+        geometries = [pre(frame_bgr, batch, first + v) for v, pre in enumerate(self._views)]
+        return geometries[0]
+
+    def combine(self, outputs: dict[str, np.ndarray], frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probs, det_scores, h×w map) of the ``frame``-th frame: the scores averaged over its
+        views, the map of its first view (the one that covers the frame)."""
+        rows = self.rows(frame)
+        return (outputs["probs"][rows].mean(axis=0), outputs["det_scores"][rows].mean(axis=0),
+                outputs["sentiment_map"][rows.start, 0])
 
     @staticmethod
     def map_on_frame(sentiment_map: np.ndarray, geometry: Geometry, frame_size: tuple[int, int]) -> np.ndarray:

@@ -31,13 +31,13 @@ class ModelMetadata:
 
     def contract_for(self, geometry: str | None = None) -> InputContract:
         """The model's contract, or a copy with ``geometry`` when the user overrides it."""
-        return self.contract if geometry in (None, self.contract.geometry) else self.contract.with_geometry(geometry)
+        return self.contract if geometry is None else self.contract.with_geometry(geometry)
 
     def override_note(self, geometry: str | None) -> str | None:
         """One line when ``geometry`` overrides the contract, naming what the model was trained with."""
-        if geometry in (None, self.contract.geometry):
+        if geometry is None or (geometry,) == self.contract.views:
             return None
-        trained = self.contract.geometry + ("" if self.contract_recorded else " (fallback: no contract recorded)")
+        trained = " + ".join(self.contract.views) + ("" if self.contract_recorded else " (fallback: no contract recorded)")
         return f"note: --resize {geometry} overrides the model's input contract; it was trained with {trained}"
 
     @property

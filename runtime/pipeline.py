@@ -327,7 +327,7 @@ class Pipeline:
 
     def _infer(self, taken: list) -> None:
         for row, (stream, item) in enumerate(taken):
-            self.batch[row] = item.buffer[0]
+            self.batch[self.model.framing.rows(row)] = item.buffer
             stream.pool.put(item.buffer)
             item.buffer = None
         predictions = self.model.infer_prepared(self.batch, [item.prepared for _, item in taken])

@@ -37,7 +37,7 @@ def assert_colour(block: np.ndarray, bgr) -> None:
 
 @pytest.mark.parametrize("w, h", [(128, 96), (96, 128), (640, 360), (64, 64), (201, 67)])
 def test_squash_puts_the_whole_frame_in_the_input(w, h):
-    pre = Preprocessor(InputContract(64, MEAN, STD, "squash"))
+    pre = Preprocessor(InputContract(64, MEAN, STD, "squash", extra_views=()))
     out = pre.new_buffer()
     geo = pre(halves(w, h), out)
     assert geo.frame_rect == (0, 0, w, h) and geo.content == (0, 0, 64, 64)
@@ -48,7 +48,7 @@ def test_squash_puts_the_whole_frame_in_the_input(w, h):
 @pytest.mark.parametrize("w, h, content", [(640, 480, (0, 8, 64, 48)), (480, 640, (8, 0, 48, 64)),
                                             (640, 360, (0, 14, 64, 36))])
 def test_letterbox_keeps_the_aspect_with_mean_colour_bars(w, h, content):
-    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox"))
+    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox", extra_views=()))
     out = pre.new_buffer()
     geo = pre(halves(w, h), out)
     x, y, cw, ch = content
@@ -65,7 +65,7 @@ def test_crop_takes_the_centre_square():
     frame = np.zeros((96, 160, 3), np.uint8)
     frame[:, :32] = frame[:, 128:] = GREEN  # outside the centre square: must not show
     frame[:, 32:80], frame[:, 80:128] = BLUE, RED
-    pre = Preprocessor(InputContract(64, MEAN, STD, "crop"))
+    pre = Preprocessor(InputContract(64, MEAN, STD, "crop", extra_views=()))
     out = pre.new_buffer()
     geo = pre(frame, out)
     assert geo.frame_rect == (32, 0, 96, 96) and geo.content == (0, 0, 64, 64)
@@ -74,7 +74,7 @@ def test_crop_takes_the_centre_square():
 
 
 def test_reused_buffer_gets_clean_bars_when_the_frame_size_changes():
-    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox"))
+    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox", extra_views=()))
     out = pre.new_buffer()
     pre(np.full((64, 64, 3), 255, np.uint8), out)  # fills the whole input
     pre(halves(48, 96), out)  # tall: bars left and right
@@ -83,12 +83,12 @@ def test_reused_buffer_gets_clean_bars_when_the_frame_size_changes():
 
 def test_frame_to_tensor_follows_the_contract_it_is_given():
     frame = halves(128, 64)
-    squash = frame_to_tensor(frame, InputContract(32, MEAN, STD, "squash"))
-    crop = frame_to_tensor(frame, InputContract(32, MEAN, STD, "crop"))
+    squash = frame_to_tensor(frame, InputContract(32, MEAN, STD, "squash", extra_views=()))
+    crop = frame_to_tensor(frame, InputContract(32, MEAN, STD, "crop", extra_views=()))
     assert squash.shape == crop.shape == (3, 32, 32)
     assert_colour(squash[:, :, :14], BLUE)
     assert_colour(crop[:, :, :14], BLUE)  # the centre square is half blue, half red as well
-    letterbox = frame_to_tensor(frame, InputContract(32, MEAN, STD, "letterbox"))
+    letterbox = frame_to_tensor(frame, InputContract(32, MEAN, STD, "letterbox", extra_views=()))
     assert np.all(letterbox[:, :8] == 0.0)  # 128×64 → 32×16: 8 rows of bar above
 
 

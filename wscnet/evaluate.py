@@ -154,8 +154,8 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
     with_maps = any(s.gt_map is not None or s.fixation is not None for s in index.samples)
     whole = contract.with_geometry("squash")
     common = dict(num_classes=len(ckpt["class_names"]), device=dev, batch_size=batch_size, workers=workers)
-    crops = ImageDataset(index, ten_crop_transform(contract)) if ten_crop else None
-    if contract == whole or not with_maps:
+    crops = _averaged_views(index, contract, ten_crop)
+    if contract.geometry == "squash" or not with_maps:
         dataset = ImageDataset(index, eval_transform(contract), with_maps=with_maps)
         result = evaluate_dataset(model, dataset, ten_crop_dataset=crops, **common)
     else:
@@ -163,6 +163,7 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
         maps = evaluate_dataset(model, ImageDataset(index, eval_transform(whole), with_maps=True),
                                 desc="maps (whole image)", **common)
         result.update({k: maps[k] for k in ("detection", "error_modes", "attention") if k in maps})
+    result["ten_crop"] = ten_crop
     result.update({"checkpoint": str(ckpt_path), "data": str(data), "split": split,
                    "class_names": list(ckpt["class_names"]), "input_size": contract.input_size,
                    "input_contract": contract.to_dict(), "model_config": ckpt["model_config"]})
@@ -187,6 +188,16 @@ def check_eval_memory(model_config: dict, size: int, batch_size: int, workers: i
         fix = f"--batch-size {best} would fit" if best else "even --batch-size 1 does not fit on this machine"
         what = f"eval at {size} px, batch {batch_size}{' (ten crops)' if ten_crop else ''}"
         require(what, extra(batch_size), fix)
+
+
+def _averaged_views(index, contract, ten_crop: bool):
+    """The dataset whose softmax is averaged per picture: the paper's ten crops, or the
+    contract's views (as the runtime averages them), or None for a single view."""
+    from .data import ImageDataset, ten_crop_transform, views_transform
+
+    if ten_crop:
+        return ImageDataset(index, ten_crop_transform(contract))
+    return ImageDataset(index, views_transform(contract)) if len(contract.views) > 1 else None
 
 
 def format_table(result: dict) -> str:

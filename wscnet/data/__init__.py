@@ -8,7 +8,7 @@
 from wscnet.data.dataset import ImageDataset, collate_skip_bad, open_map, open_rgb
 from wscnet.data.index import SPLITS, DatasetIndex, Sample
 from wscnet.data.layouts import LAYOUTS, detect_layout, load_index
-from wscnet.data.transforms import AUGMENTS, eval_transform, ten_crop_transform, train_transform
+from wscnet.data.transforms import AUGMENTS, eval_transform, ten_crop_transform, train_transform, views_transform
 
 __all__ = [
     "LAYOUTS",
@@ -22,6 +22,7 @@ __all__ = [
     "train_transform",
     "eval_transform",
     "ten_crop_transform",
+    "views_transform",
     "open_rgb",
     "open_map",
     "AUGMENTS",

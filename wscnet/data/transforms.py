@@ -125,6 +125,19 @@ class TenCropTransform(_Transform):
         return torch.stack(crops), [self._plane(map_plane(m, (w, h)), whole) for m in maps]
 
 
+class ViewsTransform(_Transform):
+    """V×3×S×S: the picture in each of the contract's views (``contract.views``), as the runtime
+    shows a frame to the model; their softmax is averaged, as the runtime averages it."""
+
+    def __init__(self, contract: InputContract) -> None:
+        super().__init__(contract)
+        self.views = [Preprocessor(contract.with_geometry(view)) for view in contract.views]
+
+    def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        bgr = picture_bgr(image)
+        return torch.stack([torch.from_numpy(view.tensor(bgr)[0]) for view in self.views]), []
+
+
 def cut_window(image: np.ndarray, x: int, y: int, w: int, h: int, flip: bool = False) -> np.ndarray:
     """The w×h window at (x, y), reflect-padded where it leaves the image, mirrored if ``flip``."""
     ih, iw = image.shape[:2]
@@ -152,3 +165,7 @@ def eval_transform(contract: InputContract) -> EvalTransform:
 
 def ten_crop_transform(contract: InputContract) -> TenCropTransform:
     return TenCropTransform(contract)
+
+
+def views_transform(contract: InputContract) -> ViewsTransform:
+    return ViewsTransform(contract)
