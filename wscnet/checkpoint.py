@@ -12,6 +12,8 @@ loads it)::
     versions                        wscnet, torch, torchvision, python
     state_dict                      model weights
     train_state                     optional: optimizer/scheduler/scaler state, rng, args (resume)
+    batchnorm                       optional (written by training): momentum, precise_bn_images,
+                                    recalibrated_images (0: running averages as trained)
 """
 
 import platform
@@ -52,6 +54,7 @@ def make_checkpoint(
     epoch: int = 0,
     metrics: dict[str, float] | None = None,
     train_state: dict[str, Any] | None = None,
+    batchnorm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
@@ -71,6 +74,8 @@ def make_checkpoint(
     }
     if train_state is not None:
         ckpt["train_state"] = train_state
+    if batchnorm is not None:
+        ckpt["batchnorm"] = dict(batchnorm)
     return ckpt
 
 
