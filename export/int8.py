@@ -54,8 +54,10 @@ class ImageCalibrationReader:
 
 
 def quantize_int8(
-    fp32_onnx: Path, out: Path, calib_dir: Path, *, n: int = 256, method: str = "entropy"
+    fp32_onnx: Path, out: Path, calib_dir: Path, *, n: int = 256, method: str = "entropy",
+    keep_float: str | None = None,
 ) -> Path:
+    """``keep_float`` names a FLOAT_LAYOUTS entry (None: the architecture's, ``float_layout``)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -72,6 +74,7 @@ def quantize_int8(
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
+    excluded = float_nodes(model, keep_float or float_layout(metadata.get("arch", "")))
     files = find_images(calib_dir, n)
     size = int(metadata["input_size"])
     mean, std = _json_list(metadata["mean"]), _json_list(metadata["std"])
@@ -91,6 +94,7 @@ def quantize_int8(
             reader,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=excluded,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -104,6 +108,46 @@ def quantize_int8(
     onnx.checker.check_model(result, full_check=True)
     atomic_write_bytes(out, result.SerializeToString())
     return Path(out)
+
+
+# Layers left in float inside an otherwise INT8 backbone, by graph pattern (measured per
+# backbone in benchmarks.int8_layouts; the choice per architecture is ``float_layout``).
+FLOAT_LAYOUTS = ("none", "squeeze_excitation", "hardswish", "squeeze_excitation+hardswish")
+
+
+def float_layout(arch: str) -> str:
+    """The layout INT8 export uses for ``arch`` (the ``arch`` metadata of the FP32 model)."""
+    return "none"
+
+
+def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
+    """Names of the Conv nodes ``layout`` keeps in float.
+
+    squeeze_excitation: the two 1×1 convs of each squeeze-excitation block (the one fed by a
+    GlobalAveragePool and the one feeding a HardSigmoid). hardswish: every conv whose output goes
+    into a HardSwish or whose input comes out of one.
+    """
+    if layout not in FLOAT_LAYOUTS:
+        raise UserError(f"INT8 float layout must be one of {', '.join(FLOAT_LAYOUTS)}; got {layout!r}")
+    producer = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+
+    def fed_by(node, op: str) -> bool:
+        return any(getattr(producer.get(name), "op_type", None) == op for name in node.input[:1])
+
+    def feeds(node, op: str) -> bool:
+        return any(user.op_type == op for user in consumers[node.output[0]])
+
+    kept = set()
+    for node in (n for n in model.graph.node if n.op_type == "Conv"):
+        if "squeeze_excitation" in layout and (fed_by(node, "GlobalAveragePool") or feeds(node, "HardSigmoid")):
+            kept.add(node.name)
+        if "hardswish" in layout and (fed_by(node, "HardSwish") or feeds(node, "HardSwish")):
+            kept.add(node.name)
+    return sorted(kept)
 
 
 def _restore_functions(result: onnx.ModelProto, source: onnx.ModelProto) -> None:
