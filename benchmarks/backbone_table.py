@@ -9,7 +9,8 @@ Then per precision (PyTorch eager as the reference row): accuracy and detection 
 test split (``wscnet.evaluate``, the exported files run through the runtime back-end), batch-1
 latency and peak memory in a process of its own (``benchmarks.worker``, as ``bench`` measures),
 and the runtime's video pipeline fps on a 640×480 clip (``benchmarks.video_pipeline``).
-Writes ``backbones.json`` and ``backbones.md`` into ``--out``.
+Writes ``backbones.json`` and ``backbones.md`` into ``--out``; rows already in its
+``backbones.json`` for an unchanged checkpoint are kept (delete the file to measure again).
 """
 
 import json
@@ -114,7 +115,7 @@ def checkpoint_rows(ckpt: Path, opts: dict, workdir: Path) -> list[dict]:
     images = workdir / f"check_{arch}.npy"
     np.save(images, load_batch(find_images(opts["heldout"], 4), size, meta["mean"], meta["std"]))
     common = {"backbone": arch, "img_size": size, "from_scratch": from_scratch(ckpt),
-              "epochs": meta.get("epoch"), "checkpoint": str(ckpt)}
+              "epochs": meta.get("epoch"), "checkpoint": str(ckpt), "checkpoint_mtime": ckpt.stat().st_mtime}
     rows = []
     for backend, name in PRECISIONS:
         path = ckpt if name is None else ckpt.parent / "export" / name
@@ -179,9 +180,11 @@ def main(
     video = write_test_video(workdir / "clip-640x480.mp4", frames=video_frames) if video_frames else None
     opts = {"data": data, "heldout": heldout, "threads": threads, "duration": duration, "video": video,
             "video_frames": video_frames, "calib_n": calib_n, "parity_n": parity_n}
+    known = json.loads((out / "backbones.json").read_text()) if (out / "backbones.json").is_file() else []
     rows = []
     for ckpt in tqdm(checkpoints, desc="backbones", unit="ckpt"):
-        rows += checkpoint_rows(Path(ckpt), opts, workdir)
+        kept = [r for r in known if r["checkpoint"] == str(ckpt) and r["checkpoint_mtime"] == Path(ckpt).stat().st_mtime]
+        rows += kept or checkpoint_rows(Path(ckpt), opts, workdir)
         atomic_write_text(out / "backbones.json", json.dumps(rows, indent=2) + "\n")
     machine = describe_machine()
     note = (f"Machine: {machine['cpu']}, {machine['cpu_logical_cores']} logical cores, load average "
