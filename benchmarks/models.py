@@ -189,13 +189,14 @@ def save_random_checkpoint(arch: str, path: Path) -> None:
     from wscnet.checkpoint import make_checkpoint, save_checkpoint
     from wscnet.model import WSCNet, WSCNetConfig
 
-    from export.testing import _recalibrate_batchnorm
+    from export.testing import synthetic_batches
+    from wscnet.training.batchnorm import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = WSCNet(WSCNetConfig(arch=arch, num_classes=DEFAULT_CLASSES))
     # batch-norm statistics of the synthetic images: without them a deep random network's
     # activations grow block by block (1e5 after resnet101) and overflow fp16
-    _recalibrate_batchnorm(model, DEFAULT_CLASSES, 64, np.random.default_rng(0))
+    recalibrate_batchnorm(model, synthetic_batches(DEFAULT_CLASSES, 64, np.random.default_rng(0)))
     model.eval()
     names = [f"class_{c}" for c in range(DEFAULT_CLASSES)]
     save_checkpoint(path, make_checkpoint(model, class_names=names, input_size=64))

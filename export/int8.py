@@ -51,7 +51,7 @@ class ImageCalibrationReader:
 
 def quantize_int8(
     fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
-    bounded: bool = True,
+    bounded: bool = True, keep_float: str | None = None,
 ) -> Path:
     """INT8 Q/DQ model of ``fp32_onnx`` calibrated on ``images`` (an ImageSet, or a folder of which
     ``n`` images are used), each made into a model input by the model's own contract; written atomically.
@@ -67,6 +67,7 @@ def quantize_int8(
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
+    excluded = float_nodes(model, keep_float or float_layout(metadata.get("arch", "")))
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)
     calibration = CalibrationImages(list(images.files), model.graph.input[0].name,
@@ -77,9 +78,10 @@ def quantize_int8(
         prepared = prepare_for_calibration(fp32_onnx, Path(tmp))
         if bounded:
             ranges = collect_ranges(prepared, calibration, method, QUANTIZED_OPS, Path(tmp))
-            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, ranges=ranges)
+            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, ranges=ranges, exclude=excluded)
         else:
-            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration))
+            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration),
+                                  exclude=excluded)
         result = onnx.load(str(quantized))
     _restore_functions(result, model)
     dedicate_qdq_pairs(result)
@@ -98,8 +100,9 @@ def prepare_for_calibration(fp32_onnx: Path, workdir: Path) -> Path:
     return prepared
 
 
-def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=None) -> Path:
-    """Symmetric per-channel Q/DQ over ``QUANTIZED_OPS`` from given ``ranges`` (or a reader)."""
+def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=None, exclude=()) -> Path:
+    """Symmetric per-channel Q/DQ over ``QUANTIZED_OPS`` from given ``ranges`` (or a reader),
+    leaving the nodes named in ``exclude`` in float."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -109,10 +112,55 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
         save_tensors_data(ranges, cache)
     quantize_static(
         str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
-        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude), per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         calibrate_method=ort_method(method), extra_options=dict(QDQ_OPTIONS), calibration_cache_path=cache,
     )
     return Path(out)
+
+
+# Layers left in float inside an otherwise INT8 backbone, by graph pattern (measured per
+# backbone in benchmarks.int8_layouts; the choice per architecture is ``float_layout``).
+FLOAT_LAYOUTS = ("none", "squeeze_excitation", "hardswish", "squeeze_excitation+hardswish")
+
+
+def float_layout(arch: str) -> str:
+    """The layout INT8 export uses for ``arch`` (the ``arch`` metadata of the FP32 model).
+
+    MobileNetV3: the convs around each HardSwish stay float. Measured on a from-scratch
+    mobilenet_v3_small (benchmarks.int8_layouts, 200 held-out images): top-1 agreement 0.94 vs
+    0.85 fully quantized, and ONNX Runtime's CPU provider ran it more than 10x faster (batch 1).
+    """
+    return "hardswish" if arch.startswith("mobilenet_v3") else "none"
+
+
+def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
+    """Names of the Conv nodes ``layout`` keeps in float.
+
+    squeeze_excitation: the two 1×1 convs of each squeeze-excitation block (the one fed by a
+    GlobalAveragePool and the one feeding a HardSigmoid). hardswish: every conv whose output goes
+    into a HardSwish or whose input comes out of one.
+    """
+    if layout not in FLOAT_LAYOUTS:
+        raise UserError(f"INT8 float layout must be one of {', '.join(FLOAT_LAYOUTS)}; got {layout!r}")
+    producer = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+
+    def fed_by(node, op: str) -> bool:
+        return any(getattr(producer.get(name), "op_type", None) == op for name in node.input[:1])
+
+    def feeds(node, op: str) -> bool:
+        return any(user.op_type == op for user in consumers[node.output[0]])
+
+    kept = set()
+    for node in (n for n in model.graph.node if n.op_type == "Conv"):
+        if "squeeze_excitation" in layout and (fed_by(node, "GlobalAveragePool") or feeds(node, "HardSigmoid")):
+            kept.add(node.name)
+        if "hardswish" in layout and (fed_by(node, "HardSwish") or feeds(node, "HardSwish")):
+            kept.add(node.name)
+    return sorted(kept)
 
 
 def _restore_functions(result: onnx.ModelProto, source: onnx.ModelProto) -> None:

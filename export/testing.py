@@ -13,6 +13,7 @@ import torch
 
 from wscnet.checkpoint import IMAGENET_MEAN, IMAGENET_STD, make_checkpoint, save_checkpoint
 from wscnet.model import WSCNet, WSCNetConfig
+from wscnet.training.batchnorm import recalibrate_batchnorm
 
 CLASS_COLOURS = np.array(
     [[220, 40, 40], [40, 200, 40], [40, 60, 220], [220, 200, 40], [200, 40, 200], [40, 200, 210],
@@ -79,7 +80,8 @@ def make_trained_checkpoint(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=20.0)  # deep nets blow up otherwise
         optimizer.step()
-    _recalibrate_batchnorm(model, num_classes, size, rng)
+    # exact BN statistics of the final weights, as a long training run would have them
+    recalibrate_batchnorm(model, synthetic_batches(num_classes, size, rng))
     model.eval()
     ckpt = make_checkpoint(
         model, class_names=[f"class_{c}" for c in range(num_classes)], input_size=size
@@ -88,14 +90,9 @@ def make_trained_checkpoint(
     return Path(path)
 
 
-def _recalibrate_batchnorm(model: WSCNet, num_classes: int, size: int, rng: np.random.Generator) -> None:
-    """Exact BN statistics of the final weights, as a long training run would have them."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            labels = rng.integers(0, num_classes, 16)
-            model(_normalised(np.stack([synthetic_image(int(c), size, rng) for c in labels])))
+def synthetic_batches(num_classes: int, size: int, rng: np.random.Generator, *, batches: int = 4,
+                      batch: int = 16):
+    """``batches`` normalised N×3×S×S tensors of ``synthetic_image``s with random labels."""
+    for _ in range(batches):
+        labels = rng.integers(0, num_classes, batch)
+        yield _normalised(np.stack([synthetic_image(int(c), size, rng) for c in labels]))

@@ -18,6 +18,8 @@ loads it)::
                                     split_seed, csv_file), so calibration takes its train split
                                     and parity its test split
     train_state                     optional: optimizer/scheduler/scaler state, rng, args (resume)
+    batchnorm                       optional (written by training): momentum, precise_bn_images,
+                                    recalibrated_images (0: running averages as trained)
 """
 
 import platform
@@ -64,6 +66,7 @@ def make_checkpoint(
     train_state: dict[str, Any] | None = None,
     contract: InputContract | None = None,
     data_source: dict[str, Any] | None = None,
+    batchnorm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``contract`` defaults to the training default (squash) at ``input_size`` with ``mean``/``std``."""
     contract = contract or InputContract(input_size, tuple(mean), tuple(std))
@@ -88,6 +91,8 @@ def make_checkpoint(
         ckpt["data_source"] = {k: data_source.get(k) for k in DATA_SOURCE_KEYS}
     if train_state is not None:
         ckpt["train_state"] = train_state
+    if batchnorm is not None:
+        ckpt["batchnorm"] = dict(batchnorm)
     return ckpt
 
 

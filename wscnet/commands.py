@@ -61,6 +61,8 @@ def train(
     warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up (useful from scratch)."),
     det_weight: float = typer.Option(1.0, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
     grad_clip: float = typer.Option(0.0, "--grad-clip", help="Clip the gradient norm (0: off); steadies from-scratch runs."),
+    bn_momentum: float | None = typer.Option(None, "--bn-momentum", help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with --pretrained)."),
+    precise_bn_images: int | None = typer.Option(None, "--precise-bn-images", help="Training images that re-estimate BatchNorm statistics before each validation and save (0: off; default: 512 from scratch, 0 with --pretrained)."),
     layout: Layout | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
     fold: int = typer.Option(1, "--fold", help="Twitter I/II split fold."),
     csv_file: Path | None = typer.Option(None, "--csv", help="CSV of path,label (Flickr/Instagram)."),
@@ -81,7 +83,8 @@ def train(
         coupling=coupling, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
         batch_size=batch_size, img_size=img_size, geometry=geometry, augment=augment, lr=lr, head_lr=head_lr, momentum=momentum,
         weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step, lr_gamma=lr_gamma,
-        warmup_epochs=warmup_epochs, det_weight=det_weight, grad_clip=grad_clip, layout=layout, fold=fold,
+        warmup_epochs=warmup_epochs, det_weight=det_weight, grad_clip=grad_clip,
+        bn_momentum=bn_momentum, precise_bn_images=precise_bn_images, layout=layout, fold=fold,
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
         workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
     )

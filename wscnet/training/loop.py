@@ -19,6 +19,7 @@ from ..checkpoint import make_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..losses import wscnet_loss
 from ..model import WSCNet, WSCNetConfig
+from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .distributed import DistContext, setup
 from .options import TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
@@ -41,12 +42,14 @@ class Trainer:
         self.ctx = ctx
         self.out = Path(options.out)
         self.train_set, self.val_set, self.class_names = build_datasets(options)
+        self.batchnorm_set = batchnorm_dataset(self.train_set, input_contract(options))
         config = WSCNetConfig(
             arch=options.arch, num_classes=len(self.class_names), k=options.k, pool=options.pool,
             map_weight=options.map_weight, coupling=options.coupling, head=options.head,
         )
         torch.manual_seed(options.seed)  # same initial weights on every rank and every rerun
         self.model = WSCNet(config, pretrained=options.pretrained).to(ctx.device)
+        self.batchnorm = batchnorm_plan(options, self.model)
         self.train_loader, self.sampler = self._train_loader()
         self.steps_per_epoch = len(self.train_loader)
         if options.max_train_batches:
@@ -124,6 +127,8 @@ class Trainer:
         rates = {"lr": self.optimizer.param_groups[0]["lr"], "head_lr": self.optimizer.param_groups[-1]["lr"]}
         record = {"epoch": epoch + 1, **self._train_epoch(epoch)}
         record["train_seconds"] = round(time.perf_counter() - start, 2)
+        if self.ctx.is_main and self.batchnorm["precise_bn_images"]:
+            record["precise_bn_images"] = self._recalibrate_batchnorm(epoch)
         if self.ctx.is_main and self.val_set is not None and len(self.val_set):
             last = epoch + 1 == self.options.epochs
             if last or (epoch + 1) % self.options.val_every == 0:
@@ -176,6 +181,22 @@ class Trainer:
         seen = max(seen, 1.0)
         return {"train_loss": loss / seen, "train_loss_cls": cls_loss / seen, "train_accuracy": correct / seen}
 
+    def _recalibrate_batchnorm(self, epoch: int) -> int:
+        """Precise BN: statistics of the epoch's final weights on shuffled training images, so
+        that validation, best.pt and last.pt all see the statistics that belong to the weights."""
+        from ..data import collate_skip_bad
+
+        generator = torch.Generator().manual_seed(self.options.seed * 1_009 + epoch)
+        loader = DataLoader(
+            self.batchnorm_set, batch_size=max(2, self.train_loader.batch_size), shuffle=True,
+            generator=generator, num_workers=self.options.workers, collate_fn=collate_skip_bad,
+        )
+        batches = (batch["image"] for batch in loader if batch is not None)
+        seen = recalibrate_batchnorm(self.model, batches, max_images=self.batchnorm["precise_bn_images"],
+                                     device=self.ctx.device)
+        self.batchnorm["recalibrated_images"] = seen
+        return seen
+
     def _validate(self) -> dict:
         from ..evaluate import evaluate_dataset
 
@@ -200,7 +221,8 @@ class Trainer:
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         common = dict(class_names=self.class_names, input_size=self.options.img_size,
                       epoch=epoch, metrics=metrics, contract=input_contract(self.options),
-                      data_source=self.options.to_dict())
+                      data_source=self.options.to_dict(),
+                      batchnorm=dict(self.batchnorm))
         state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
                             self.best, self.history)
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
@@ -235,6 +257,15 @@ def build_datasets(options: TrainOptions):
     with_maps = any(s.gt_map is not None for s in val_index.samples)
     val_set = ImageDataset(val_index, eval_transform(contract), with_maps=with_maps)
     return train_set, val_set, list(train_index.class_names)
+
+
+def batchnorm_dataset(train_set, contract: InputContract):
+    """The training images as evaluation sees them (the contract's view, no crop or flip): the
+    statistics eval mode normalises with. Random crops zoom in by 8/7, and statistics taken
+    through them made a short MobileNetV3 run lose 13 points of eval-mode accuracy."""
+    from ..data import ImageDataset, eval_transform
+
+    return ImageDataset(train_set.index, eval_transform(contract))
 
 
 def build_optimizer(model: WSCNet, options: TrainOptions) -> torch.optim.Optimizer:

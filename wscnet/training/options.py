@@ -39,6 +39,9 @@ class TrainOptions:
     det_weight: float = 1.0  # Eq. (7): L = L_cls + det_weight · L_dec
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
+    bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
+    precise_bn_images: int | None = None  # training images that re-estimate BatchNorm statistics
+    # before each validation and save (0: off); None: see batchnorm_plan
     layout: str | None = None
     fold: int = 1
     csv_file: str | None = None
@@ -75,6 +78,10 @@ class TrainOptions:
             raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise UserError(f"--bn-momentum must be in (0, 1]; got {self.bn_momentum}")
+        if self.precise_bn_images is not None and self.precise_bn_images < 0:
+            raise UserError(f"--precise-bn-images must be >= 0; got {self.precise_bn_images}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise UserError(f"{self.pretrained}: pretrained weights file not found")
         self.check_out()
