@@ -20,8 +20,9 @@ def webcam(
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
     resize: str = typer.Option("letterbox", "--resize", help="letterbox (keep the whole frame) or crop (centre square)"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
-    threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers), or openvino / openvino:CPU / openvino:GPU"),
+    threads: int = typer.Option(-1, "--threads", min=-1, help="Inference threads (-1 = all cores but one, left to capture and drawing; 0 = the back-end's default)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16 for a float model; a Q/DQ model runs INT8"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
 ) -> None:
     """Run the sentiment model on a camera, video, image(s) or stream with a live overlay."""
@@ -32,7 +33,7 @@ def webcam(
         raise RuntimeUserError(f"--resize must be letterbox or crop, got {resize!r}")
     stats = run_video(
         model, source, save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth,
-        alpha=alpha, resize=resize, device=device, threads=threads, max_frames=max_frames,
+        alpha=alpha, resize=resize, device=device, threads=threads, precision=precision, max_frames=max_frames,
     )
     print(stats.summary_line(), file=sys.stderr)
     if save is not None:

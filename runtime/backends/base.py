@@ -27,6 +27,11 @@ class Backend(ABC):
     def close(self) -> None: ...
 
     @property
+    def executed_precision(self) -> str:
+        """What the model computes in here: the file's precision unless the back-end knows better."""
+        return self.metadata.precision
+
+    @property
     def description(self) -> str:
         """One line for logs and benchmark tables, e.g. ``onnxruntime[CPUExecutionProvider]``."""
         return self.name
@@ -36,3 +41,13 @@ class Backend(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def infer_in_slices(run, batch: np.ndarray, fixed_batch: int | None) -> dict[str, np.ndarray]:
+    """``run(batch)``, or, for a model exported with a fixed batch, ``run`` on slices of that size
+    with the outputs joined again."""
+    step = fixed_batch or len(batch)
+    if step == len(batch):
+        return run(batch)
+    parts = [run(batch[i : i + step]) for i in range(0, len(batch), step)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

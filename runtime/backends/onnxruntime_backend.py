@@ -7,7 +7,7 @@ import onnxruntime as ort
 
 from ..errors import RuntimeUserError
 from ..metadata import ModelMetadata
-from .base import OUTPUT_NAMES, Backend
+from .base import OUTPUT_NAMES, Backend, infer_in_slices
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 PROVIDERS_FOR_DEVICE = {
@@ -92,14 +92,10 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.session is None:
             raise RuntimeError("infer() before load() or after close()")
-        step = self.fixed_batch or len(batch)
-        if step == len(batch):
-            results = self.session.run(OUTPUT_NAMES, {self.input_name: batch})
-            return dict(zip(OUTPUT_NAMES, results))
-        # a model exported with a fixed batch runs the batch in slices of that size
-        parts = [self.session.run(OUTPUT_NAMES, {self.input_name: batch[i : i + step]})
-                 for i in range(0, len(batch), step)]
-        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(OUTPUT_NAMES)}
+        return infer_in_slices(self._run, batch, self.fixed_batch)
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(OUTPUT_NAMES, self.session.run(OUTPUT_NAMES, {self.input_name: batch})))
 
     def close(self) -> None:
         self.session = None
