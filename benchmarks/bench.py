@@ -63,8 +63,12 @@ class BenchSettings:
                 raise UserError(f"--img-size must be a multiple of 32 and >= 32; got {size}")
         if self.video is not None and self.video != TEST_VIDEO and not self.video.is_file():
             raise UserError(f"{self.video}: video file not found")
-        if self.video_backend not in SPECS or SPECS[self.video_backend].engine == "torch":
-            raise UserError(f"--video-backend must be a runtime back-end (ort..., trt...); got {self.video_backend!r}")
+        for name in self.video_backends():
+            if name not in SPECS or SPECS[name].engine == "torch":
+                raise UserError(f"--video-backend must be runtime back-ends (ort..., ov..., trt...); got {name!r}")
+
+    def video_backends(self) -> list[str]:
+        return [name.strip() for name in self.video_backend.split(",") if name.strip()]
 
 
 def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
@@ -103,7 +107,8 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings) -> dict:
                 rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir))
                 progress.update()
         if settings.video is not None:
-            video.append(measure_video(case, settings, image_dir, workdir, out))
+            video += [measure_video(case, SPECS[name], settings, image_dir, workdir, out)
+                      for name in settings.video_backends()]
     progress.close()
     # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
     for key, value in measure_peak(settings.peak_n).items():
@@ -181,6 +186,8 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
     result = run_worker(spec, path, batch, context["images"], settings, workdir, predict=known is None)
     if "error" in result:
         return empty_row(row, "failed", result["error"], path)
+    # the precision the back-end reports it computed in, never the one asked for
+    row["precision"] = result.get("executed_precision") or spec.precision
     host = result["host_ms"]
     row.update({
         "description": result["description"], "model_file": str(path), "iters": result["iters"],
@@ -195,12 +202,15 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
     row.update(throughput(context["flops"], batch, host["median"]))
     if known is None:
         with np.load(result["outputs"]) as outputs:
-            known = validate(context["reference"], dict(outputs), path, spec.precision)
+            known = validate(context["reference"], dict(outputs), path, row["precision"])
         context["validation"][key] = known
     row.update(known)
     if row["validation_passed"] is False:
         row["status"] = "failed validation"
         row["reason"] = known["validation_failures"]
+    elif row["precision"] != spec.precision:
+        row["status"] = "other precision"
+        row["reason"] = f"asked for {spec.precision}, the back-end ran {row['precision']}"
     return row
 
 
@@ -270,7 +280,7 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
                workdir: Path, *, predict: bool) -> dict:
     """Measure one row in a fresh ``python -m benchmarks.worker`` process and return its result."""
     job = {
-        "engine": spec.engine, "device": spec.device, "path": str(path), "batch": batch,
+        "engine": spec.engine, **spec.open_args(), "path": str(path), "batch": batch,
         "images": str(images), "warmup": settings.warmup, "iters": settings.iters,
         "duration": settings.duration, "min_iters": settings.min_iters, "threads": settings.threads,
         "outputs": str(workdir / "outputs.npz") if predict else None,
@@ -291,11 +301,11 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
     return result
 
 
-def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path, out: Path) -> dict:
-    """Whole runtime pipeline fps on the video with the case's ``--video-backend`` model file."""
+def measure_video(case, spec: BackendSpec, settings: BenchSettings, image_dir: Path, workdir: Path,
+                  out: Path) -> dict:
+    """Whole runtime pipeline fps on the video with the case's model file for ``spec``."""
     from .video_pipeline import measure_video_pipeline
 
-    spec = SPECS[settings.video_backend]
     entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name,
              "model_file": None, "error": None}
     reason = models.not_applicable(case, spec) or skip_reason(spec)
@@ -306,9 +316,9 @@ def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path,
         path = models.model_path(case, spec, 1, workdir, image_dir, settings.calib_images)
         entry["model_file"] = path.name
         stats = measure_video_pipeline(
-            path, settings.video, device=spec.device, threads=settings.threads,
+            path, settings.video, **spec.open_args(), threads=settings.threads,
             frames=settings.video_frames, model_only_frames=min(settings.video_frames, 20),
-            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}",
+            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}_{spec.name}",
         )
     except Exception as exc:
         entry["error"] = first_line(exc)

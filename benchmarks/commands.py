@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
+DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,ov,ov-bf16,ov-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -46,8 +46,8 @@ def bench(
                                          "(decode, pre-process, infer, overlay, encode) on this video; "
                                          "'test' writes a 640×480 test clip into --out and uses it."),
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
-    video_backend: str = typer.Option("ort-int8", help="Back-end whose model file runs the video pipeline."),
-    threads: int = typer.Option(0, help="Intra-op threads for torch and ONNX Runtime (0: their default)."),
+    video_backend: str = typer.Option("ort-int8", help="Back-end(s), comma-separated, whose model file runs the video pipeline."),
+    threads: int = typer.Option(0, help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their default)."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
     from benchmarks.bench import BenchSettings, run_bench

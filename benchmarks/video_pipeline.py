@@ -103,6 +103,7 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 
 def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threads: int = 0,
+                           precision: str | None = None,
                            frames: int | None = None, model_only_frames: int = 30, warmup: int = 10,
                            rounds: int = 5, out_dir: Path | None = None, resize: str = "letterbox") -> dict:
     """Run the full pipeline (overlay, mp4 and JSONL writing, no window) over ``video_path``, and the
@@ -112,7 +113,7 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     round. The fastest round is reported too: what the pipeline does when the CPU is free."""
     model_path, video_path = Path(model_path), Path(video_path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="wscnet-video-bench-"))
-    backend = open_backend(model_path, device=device, threads=threads)
+    backend = open_backend(model_path, device=device, threads=threads, precision=precision)
     model_ms, model_cpu, runs, run_cpu, rss = [], [], [], [], []
     try:
         sample = read_frames(video_path, max(model_only_frames, warmup))

@@ -49,6 +49,8 @@ def parity(
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the newest best.pt under runs/)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Held-out images (default: the training set)."),
     n: int = typer.Option(200, "--n", help="Images compared."),
+    device: Optional[str] = typer.Option(None, "--device", help="Run the model on this runtime device (default: ONNX Runtime CPU for .onnx), e.g. openvino or openvino:GPU."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16."),
 ) -> None:
     """Compare an exported model with the PyTorch reference on real images; writes parity.json."""
     from wscnet.errors import UserError
@@ -62,8 +64,8 @@ def parity(
     data = data or training_data_dir(checkpoint)
     if data is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
-    report = run_parity(model, checkpoint, data, n=n)
-    path = save_parity(report, model)
+    report = run_parity(model, checkpoint, data, n=n, device=device, precision=precision)
+    path = save_parity(report, model, key=f"{model.name} [{report['backend']}]" if device else None)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")
 
