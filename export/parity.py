@@ -24,6 +24,12 @@ from .onnx_export import OUTPUT_NAMES, DeployModel
 THRESHOLDS = {
     "fp32": {"top1_agreement": 1.0, "probs_max_abs": 1e-4},
     "fp16": {"top1_agreement": 0.99, "map_correlation": 0.99},
+    # OpenVINO's BF16 (from the fp32 file): 8 significant bits against FP16's 11, but oneDNN sums the
+    # products in f32 and keeps Softmax and the outputs f32, so only layer inputs and weights are
+    # rounded. Measured on 120 held-out images (resnet18, 64 and 224 px): top-1 1.0, map
+    # correlation 1.0000, probs max abs 0.004. The 16-bit targets of FP16 hold it; a top-1 flip
+    # needs a near tie.
+    "bf16": {"top1_agreement": 0.99, "map_correlation": 0.99},
     "int8": {"top1_agreement": 0.97, "map_correlation": 0.95},
 }
 REL_FLOOR = 1e-3

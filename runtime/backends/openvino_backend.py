@@ -25,6 +25,8 @@ DEFAULT_DEVICE = "CPU"
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}  # float type of what a file does not quantize
 MATMUL_LAYERS = ("Convolution", "FullyConnected", "MatMul", "GroupConvolution", "Deconvolution")
 INT8_TYPES = ("u8", "i8")
+# what the INT8 exporter quantizes (export/int8.py QUANTIZED_OPS), and the ReLU between them
+QUANTIZED_CONSUMERS = {"Convolution", "GroupConvolution", "MatMul", "Add", "MaxPool", "Relu"}
 INSTALL_HINT = "pip install 'wscnet-edge[openvino]'"
 
 
@@ -90,6 +92,8 @@ class OpenVinoBackend(Backend):
         model = read_onnx(core, path)
         self.metadata = ModelMetadata.from_props(framework_metadata(model), path)
         self._check_io(model, path)
+        if self.metadata.precision == "int8":
+            keep_float_ops_in_float(model)
         try:
             self.compiled = core.compile_model(model, self.target, self.compile_config())
         except Exception as exc:
@@ -186,6 +190,45 @@ def inline_local_functions(path: Path) -> bytes:
         raise RuntimeUserError(f"{path}: OpenVINO has no rule for a node of this model, and the model "
                                "carries no local function defining it")
     return onnx.inliner.inline_local_functions(proto).SerializeToString()
+
+
+def keep_float_ops_in_float(model) -> int:
+    """Drop the quantize → dequantize roundings in front of ops the file keeps in float (the
+    reductions, the map product and the fused node's body); return how many.
+
+    ONNX Runtime computes such ops in float on the dequantized values. OpenVINO's low-precision
+    passes instead move the dequantization past them and run a ReduceMean in INT8, rounding each
+    mean to a whole step: on resnet18 that cost top-1 agreement 0.90 and map correlation 0.85
+    (ONNX Runtime: 0.98, 0.999). Only pairs feeding quantized ops (convolutions, Add, MaxPool,
+    and the ReLU between them) are kept.
+    """
+    dropped = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "FakeQuantize":
+            continue
+        dequantized = _dequantize_end(node)
+        users = [target.get_node().get_type_name() for target in dequantized.output(0).get_target_inputs()]
+        if dequantized is not node and users and not QUANTIZED_CONSUMERS.intersection(users):
+            dequantized.output(0).replace(node.input_value(0))
+            dropped += 1
+    return dropped
+
+
+def _dequantize_end(fake_quantize):
+    """The last node of FakeQuantize → Convert → Convert → [Subtract] → Multiply, the form OpenVINO's
+    ONNX reader gives a QuantizeLinear → DequantizeLinear pair (``fake_quantize`` if not that form)."""
+    chain, node = [], _only_user(fake_quantize)
+    while node is not None and node.get_type_name() in ("Convert", "Subtract"):
+        chain.append(node.get_type_name())
+        node = _only_user(node)
+    if node is None or node.get_type_name() != "Multiply" or chain[:2] != ["Convert", "Convert"]:
+        return fake_quantize
+    return node
+
+
+def _only_user(node):
+    users = list(node.output(0).get_target_inputs())
+    return users[0].get_node() if len(users) == 1 else None
 
 
 def framework_metadata(model) -> dict[str, str]:
