@@ -69,11 +69,13 @@ def skip_reason(spec: BackendSpec) -> str | None:
 
 
 def openvino_skip_reason(spec: BackendSpec) -> str | None:
-    if importlib.util.find_spec("openvino") is None:
-        return "OpenVINO is not installed (pip install 'wscnet-edge[openvino]')"
     from runtime.backends.openvino_backend import openvino_devices
+    from runtime.errors import RuntimeUserError
 
-    devices = {d["name"]: d for d in openvino_devices()}
+    try:
+        devices = {d["name"]: d for d in openvino_devices()}
+    except RuntimeUserError as exc:  # not installed
+        return str(exc)
     device = spec.device.upper()
     if device not in devices:
         return f"OpenVINO has no {device} device here (it sees {', '.join(devices) or 'none'})"
