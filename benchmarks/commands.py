@@ -47,7 +47,8 @@ def bench(
                                          "'test' writes a 640×480 test clip into --out and uses it."),
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
     video_backend: str = typer.Option("ort-int8", help="Back-end(s), comma-separated, whose model file runs the video pipeline."),
-    threads: int = typer.Option(0, help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their default)."),
+    threads: str = typer.Option("0", help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their "
+                                "default); comma-separated to measure every row at each, e.g. 1,2."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
     from benchmarks.bench import BenchSettings, run_bench
@@ -59,7 +60,7 @@ def bench(
         warmup=warmup, iters=iters,
         duration=duration if duration is not None or iters is not None else 3.0,
         min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
-        threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
+        threads=_int_list(threads, "--threads"), data=data, reference=reference, video=video, video_frames=video_frames,
         video_backend=video_backend,
     )
     results = run_bench(inputs or [], out, settings)
