@@ -101,7 +101,18 @@ def test_bf16_is_named_bf16_and_fp32_really_is_fp32(files):
 
 
 @needs_openvino
-def test_bad_requests_are_one_clear_error(files):
+def test_bad_requests_are_one_clear_error(files, tmp_path):
+    import onnx
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(RuntimeUserError, match="bad.onnx: OpenVINO cannot read this model"):
+        open_backend(bad, device="openvino")
+    proto = onnx.load(str(files["fp32"]))
+    del proto.functions[:]  # the fused node without its body: nothing can define it
+    onnx.save(proto, str(tmp_path / "no-body.onnx"))
+    with pytest.raises(RuntimeUserError, match="no-body.onnx: OpenVINO cannot read .*CrossSpatialPoolMap"):
+        open_backend(tmp_path / "no-body.onnx", device="openvino")
     with pytest.raises(RuntimeUserError, match="no device 'NPU7'.*sees CPU"):
         open_backend(files["fp32"], device="openvino:NPU7")
     with pytest.raises(RuntimeUserError, match="choose fp32 or bf16"):

@@ -158,16 +158,14 @@ class OpenVinoBackend(Backend):
 
 
 def read_onnx(core, path: Path):
-    """The ONNX model as an OpenVINO model; one whose nodes OpenVINO has no rule for (the fused
-    node) is read again with its model-local functions inlined."""
+    """The ONNX model as an OpenVINO model; one OpenVINO refuses (it has no rule for the fused
+    node) is read again with its model-local functions inlined, if it has any."""
     try:
         return core.read_model(str(path))
     except Exception as exc:
-        message = str(exc)
-        if "No conversion rule" not in message:
-            raise RuntimeUserError(f"{path}: OpenVINO cannot read this model: {_last_line(exc)}") from None
+        refused = f"{path}: OpenVINO cannot read this model: {_last_line(exc)}"
     try:
-        return core.read_model(inline_local_functions(path))
+        return core.read_model(inline_local_functions(path, refused))
     except RuntimeUserError:
         raise
     except Exception as exc:
@@ -175,20 +173,23 @@ def read_onnx(core, path: Path):
                                f"functions inlined: {_last_line(exc)}") from None
 
 
-def inline_local_functions(path: Path) -> bytes:
-    """The model's bytes with every call of a model-local function replaced by the function's body."""
+def inline_local_functions(path: Path, refused: str) -> bytes:
+    """The model's bytes with every call of a model-local function replaced by the function's body
+    (``refused``: why OpenVINO could not read it as it is)."""
     try:
         import onnx
         import onnx.inliner
     except ImportError:
         raise RuntimeUserError(
-            f"{path}: this model has a fused node whose body is a local ONNX function; OpenVINO reads "
-            f"it once the function is inlined, which needs the onnx package ({INSTALL_HINT})"
+            f"{refused}; a fused node's body is a local ONNX function, which OpenVINO reads once "
+            f"inlined by the onnx package ({INSTALL_HINT})"
         ) from None
-    proto = onnx.load(str(path))
+    try:
+        proto = onnx.load(str(path))
+    except Exception:
+        raise RuntimeUserError(refused) from None
     if not proto.functions:
-        raise RuntimeUserError(f"{path}: OpenVINO has no rule for a node of this model, and the model "
-                               "carries no local function defining it")
+        raise RuntimeUserError(refused)
     return onnx.inliner.inline_local_functions(proto).SerializeToString()
 
 
