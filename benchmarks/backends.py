@@ -9,9 +9,21 @@ import onnxruntime as ort
 @dataclass(frozen=True)
 class BackendSpec:
     name: str  # as typed in --backends
-    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime) or "tensorrt"
-    precision: str  # fp32 | fp16 | int8
+    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime), "openvino" or "tensorrt"
+    precision: str  # fp32 | fp16 | bf16 | int8: what the row asks to compute in
     device: str  # cpu | cuda
+
+    @property
+    def file_precision(self) -> str:
+        """The model file the row runs: BF16 is OpenVINO's choice at load time, from the fp32 file."""
+        return "fp32" if self.precision == "bf16" else self.precision
+
+    def open_args(self) -> dict:
+        """``runtime.backends.open_backend`` arguments of a runtime row (device, precision)."""
+        if self.engine == "openvino":
+            return {"device": f"openvino:{self.device.upper()}",
+                    "precision": "bf16" if self.precision == "bf16" else None}
+        return {"device": self.device, "precision": None}
 
 
 SPECS = {
@@ -21,6 +33,9 @@ SPECS = {
         BackendSpec("ort", "onnx", "fp32", "cpu"),
         BackendSpec("ort-fp16", "onnx", "fp16", "cpu"),
         BackendSpec("ort-int8", "onnx", "int8", "cpu"),
+        BackendSpec("ov", "openvino", "fp32", "cpu"),
+        BackendSpec("ov-bf16", "openvino", "bf16", "cpu"),
+        BackendSpec("ov-int8", "openvino", "int8", "cpu"),
         BackendSpec("torch-cuda", "torch", "fp32", "cuda"),
         BackendSpec("ort-cuda", "onnx", "fp32", "cuda"),
         BackendSpec("ort-cuda-fp16", "onnx", "fp16", "cuda"),
@@ -28,7 +43,8 @@ SPECS = {
         BackendSpec("trt-int8", "tensorrt", "int8", "cuda"),
     )
 }
-DEFAULT_BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "torch-cuda", "ort-cuda", "trt-fp16", "trt-int8")
+DEFAULT_BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "ov", "ov-bf16", "ov-int8", "torch-cuda", "ort-cuda",
+                    "trt-fp16", "trt-int8")
 
 
 def cuda_available() -> bool:
@@ -39,6 +55,8 @@ def cuda_available() -> bool:
 
 def skip_reason(spec: BackendSpec) -> str | None:
     """Why ``spec`` cannot run here (one line), or None when it can."""
+    if spec.engine == "openvino":
+        return openvino_skip_reason(spec)
     if spec.device == "cpu":
         return None
     if not cuda_available():
@@ -47,4 +65,20 @@ def skip_reason(spec: BackendSpec) -> str | None:
         return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
     if spec.engine == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed (pip install tensorrt)"
+    return None
+
+
+def openvino_skip_reason(spec: BackendSpec) -> str | None:
+    from runtime.backends.openvino_backend import openvino_devices
+    from runtime.errors import RuntimeUserError
+
+    try:
+        devices = {d["name"]: d for d in openvino_devices()}
+    except RuntimeUserError as exc:  # not installed
+        return str(exc)
+    device = spec.device.upper()
+    if device not in devices:
+        return f"OpenVINO has no {device} device here (it sees {', '.join(devices) or 'none'})"
+    if spec.precision == "bf16" and "BF16" not in devices[device]["capabilities"]:
+        return f"this {device} cannot compute in BF16 (no AVX-512 BF16 / AMX)"
     return None

@@ -38,7 +38,7 @@ class BenchSettings:
     min_iters: int = 5
     agreement_images: int = 40
     calib_images: int = 8  # calibration memory does not grow with it (export.calibration); time does
-    threads: int = 0
+    threads: int | list[int] = 0  # several: every row and video run once per thread count
     data: Path | None = None
     reference: Path | None = None
     video: Path | None = None  # "test": a synthetic 640×480 clip written into --out
@@ -61,10 +61,19 @@ class BenchSettings:
         for size in self.img_sizes or []:
             if size < 32 or size % 32:
                 raise UserError(f"--img-size must be a multiple of 32 and >= 32; got {size}")
+        if min(self.thread_counts()) < 0:
+            raise UserError("--threads must be >= 0")
         if self.video is not None and self.video != TEST_VIDEO and not self.video.is_file():
             raise UserError(f"{self.video}: video file not found")
-        if self.video_backend not in SPECS or SPECS[self.video_backend].engine == "torch":
-            raise UserError(f"--video-backend must be a runtime back-end (ort..., trt...); got {self.video_backend!r}")
+        for name in self.video_backends():
+            if name not in SPECS or SPECS[name].engine == "torch":
+                raise UserError(f"--video-backend must be runtime back-ends (ort..., ov..., trt...); got {name!r}")
+
+    def thread_counts(self) -> list[int]:
+        return list(self.threads) if isinstance(self.threads, (list, tuple)) else [self.threads]
+
+    def video_backends(self) -> list[str]:
+        return [name.strip() for name in self.video_backend.split(",") if name.strip()]
 
 
 def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: bool = False) -> dict:
@@ -94,17 +103,20 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
         peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
     specs = [SPECS[name] for name in settings.backends]
     rows, video = [], []
-    progress = tqdm(total=len(cases) * len(specs) * len(settings.batches), desc="bench", unit="row",
-                    file=sys.stderr)
+    thread_counts = settings.thread_counts()
+    progress = tqdm(total=len(cases) * len(specs) * len(settings.batches) * len(thread_counts), desc="bench",
+                    unit="row", file=sys.stderr)
     for case in cases:
         context = case_context(case, image_paths, workdir)
-        for spec in specs:
-            for batch in settings.batches:
-                progress.set_postfix_str(f"{case.label}@{case.img_size} {spec.name} b{batch}")
-                rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir))
-                progress.update()
-        if settings.video is not None:
-            video.append(measure_video(case, settings, image_dir, workdir, out))
+        for threads in thread_counts:
+            for spec in specs:
+                for batch in settings.batches:
+                    progress.set_postfix_str(f"{case.label}@{case.img_size} {spec.name} b{batch} t{threads}")
+                    rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir, threads))
+                    progress.update()
+            if settings.video is not None:
+                video += [measure_video(case, SPECS[name], settings, image_dir, workdir, out, threads)
+                          for name in settings.video_backends()]
     progress.close()
     # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
     for key, value in measure_peak(settings.peak_n).items():
@@ -186,10 +198,11 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
 
 
 def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: BenchSettings,
-                image_dir: Path, workdir: Path) -> dict:
+                image_dir: Path, workdir: Path, threads: int = 0) -> dict:
     row = {
         "model": case.label, "backend": spec.name, "engine": spec.engine, "precision": spec.precision,
-        "device": spec.device, "batch": batch, "img_size": case.img_size, "status": "ok", "reason": None,
+        "device": spec.device, "batch": batch, "img_size": case.img_size, "threads": threads,
+        "status": "ok", "reason": None,
     }
     reason = models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
@@ -203,9 +216,11 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         return empty_row(row, "skipped", too_big, path)
     key = (spec.name, str(path))  # torch and torch-cuda share a checkpoint, not a result
     known = context["validation"].get(key)
-    result = run_worker(spec, path, batch, context["images"], settings, workdir, predict=known is None)
+    result = run_worker(spec, path, batch, context["images"], settings, workdir, threads, predict=known is None)
     if "error" in result:
         return empty_row(row, "failed", result["error"], path)
+    # the precision the back-end reports it computed in, never the one asked for
+    row["precision"] = result.get("executed_precision") or spec.precision
     host = result["host_ms"]
     row.update({
         "description": result["description"], "model_file": str(path), "iters": result["iters"],
@@ -220,12 +235,15 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
     row.update(throughput(context["flops"], batch, host["median"]))
     if known is None:
         with np.load(result["outputs"]) as outputs:
-            known = validate(context["reference"], dict(outputs), path, spec.precision)
+            known = validate(context["reference"], dict(outputs), path, row["precision"])
         context["validation"][key] = known
     row.update(known)
     if row["validation_passed"] is False:
         row["status"] = "failed validation"
         row["reason"] = known["validation_failures"]
+    elif row["precision"] != spec.precision:
+        row["status"] = "other precision"
+        row["reason"] = f"asked for {spec.precision}, the back-end ran {row['precision']}"
     return row
 
 
@@ -310,12 +328,12 @@ def pct_of_peak(row: dict, peak: dict) -> float | None:
 
 
 def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings: BenchSettings,
-               workdir: Path, *, predict: bool) -> dict:
+               workdir: Path, threads: int = 0, *, predict: bool) -> dict:
     """Measure one row in a fresh ``python -m benchmarks.worker`` process and return its result."""
     job = {
-        "engine": spec.engine, "device": spec.device, "path": str(path), "batch": batch,
+        "engine": spec.engine, **spec.open_args(), "path": str(path), "batch": batch,
         "images": str(images), "warmup": settings.warmup, "iters": settings.iters,
-        "duration": settings.duration, "min_iters": settings.min_iters, "threads": settings.threads,
+        "duration": settings.duration, "min_iters": settings.min_iters, "threads": threads,
         "outputs": str(workdir / "outputs.npz") if predict else None,
     }
     job_path = workdir / "job.json"
@@ -334,12 +352,12 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
     return result
 
 
-def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path, out: Path) -> dict:
-    """Whole runtime pipeline fps on the video with the case's ``--video-backend`` model file."""
+def measure_video(case, spec: BackendSpec, settings: BenchSettings, image_dir: Path, workdir: Path,
+                  out: Path, threads: int = 0) -> dict:
+    """Whole runtime pipeline fps on the video with the case's model file for ``spec``."""
     from .video_pipeline import measure_video_pipeline
 
-    spec = SPECS[settings.video_backend]
-    entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name,
+    entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name, "threads": threads,
              "model_file": None, "error": None}
     reason = models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
@@ -349,9 +367,9 @@ def measure_video(case, settings: BenchSettings, image_dir: Path, workdir: Path,
         path = models.model_path(case, spec, 1, workdir, image_dir, settings.calib_images)
         entry["model_file"] = path.name
         stats = measure_video_pipeline(
-            path, settings.video, device=spec.device, threads=settings.threads,
+            path, settings.video, **spec.open_args(), threads=threads,
             frames=settings.video_frames, model_only_frames=min(settings.video_frames, 20),
-            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}",
+            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}_{spec.name}_t{threads}",
         )
     except Exception as exc:
         entry["error"] = first_line(exc)

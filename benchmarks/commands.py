@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
+DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,ov,ov-bf16,ov-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -59,8 +59,9 @@ def bench(
                                          "(decode, pre-process, infer, overlay, encode) on this video; "
                                          "'test' writes a 640×480 test clip into --out and uses it."),
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
-    video_backend: str = typer.Option("ort-int8", help="Back-end whose model file runs the video pipeline."),
-    threads: int = typer.Option(0, help="Intra-op threads for torch and ONNX Runtime (0: their default)."),
+    video_backend: str = typer.Option("ort-int8", help="Back-end(s), comma-separated, whose model file runs the video pipeline."),
+    threads: str = typer.Option("0", help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their "
+                                "default); comma-separated to measure every row at each, e.g. 1,2."),
     peak_n: int = typer.Option(2048, min=64, help="Side of the matrix product that measures the peak."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
@@ -74,7 +75,7 @@ def bench(
         warmup=warmup, iters=iters,
         duration=duration if duration is not None or iters is not None else 3.0,
         min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
-        threads=threads, data=data, reference=reference, video=video, video_frames=video_frames,
+        threads=_int_list(threads, "--threads"), data=data, reference=reference, video=video, video_frames=video_frames,
         video_backend=video_backend, peak_n=peak_n,
     )
     results = run_bench(inputs or [], out, settings, overwrite=overwrite)

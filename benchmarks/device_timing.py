@@ -67,6 +67,10 @@ class DeviceTimed:
     def description(self) -> str:
         return self.backend.description
 
+    @property
+    def executed_precision(self) -> str:
+        return self.backend.executed_precision
+
     def close(self) -> None:
         if self.timer is not None:  # events first: the back-end's close releases the CUDA API
             self.timer.destroy()

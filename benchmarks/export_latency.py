@@ -65,7 +65,8 @@ def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: st
     return "\n".join(rows)
 
 
-def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path) -> tuple[Path, dict[str, Path]]:
+def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
+                    fp16: bool = True) -> tuple[Path, dict[str, Path]]:
     from export.fp16 import convert_fp16
     from export.int8 import quantize_int8
     from export.onnx_export import export_onnx
@@ -74,11 +75,14 @@ def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path) -> tupl
     if ckpt is None:
         ckpt = make_trained_checkpoint(work / "ckpt.pt", arch=arch, size=size, steps=2)
     calib = write_image_folder(work / "calib", num_classes=6, per_class=4, size=size, seed=1)
-    fp32 = export_onnx(ckpt, work / "model.onnx", img_size=size)
+    stem = "model" if fused_op else "model-no-fused-op"
+    fp32 = export_onnx(ckpt, work / f"{stem}.onnx", img_size=size, fused_op=fused_op)
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints its histogram steps
-        int8 = quantize_int8(fp32, work / "model.int8.onnx", calib, n=24, method="entropy")
-    fp16 = convert_fp16(fp32, work / "model.fp16.onnx")
-    return ckpt, {"ort-fp32": fp32, "ort-int8": int8, "ort-fp16": fp16}
+        int8 = quantize_int8(fp32, work / f"{stem}.int8.onnx", calib, n=24, method="entropy")
+    models = {"ort-fp32": fp32, "ort-int8": int8}
+    if fp16:
+        models["ort-fp16"] = convert_fp16(fp32, work / f"{stem}.fp16.onnx")
+    return ckpt, models
 
 
 def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threads: int, with_fp16: bool) -> dict:

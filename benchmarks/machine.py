@@ -13,7 +13,7 @@ import subprocess
 import time
 
 LIBRARIES = (
-    "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
+    "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "openvino",
     "opencv-python-headless", "numpy", "tensorrt", "cuda-python",
 )
 

@@ -209,8 +209,8 @@ def not_applicable(case: Case, spec: BackendSpec) -> str | None:
     if spec.engine == "torch":
         return None if case.checkpoint else "a model file has no PyTorch model; give --reference CKPT"
     kind = {"onnx": "ONNX model", "tensorrt": "TensorRT engine"}[case.model_engine]
-    if spec.precision != case.model_precision:
-        return f"the given {kind} is {case.model_precision}, not {spec.precision}"
+    if spec.file_precision != case.model_precision:
+        return f"the given {kind} is {case.model_precision}, not {spec.file_precision}"
     if case.model_engine == "tensorrt" and spec.engine != "tensorrt":
         return "a TensorRT engine runs only on TensorRT"
     return None
@@ -228,10 +228,10 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
     else:
         onnx_fp32 = cached(workdir / f"{stem}_fp32.onnx", case.checkpoint, lambda out: export_fp32(case, out))
         source = onnx_fp32
-        if spec.precision != "fp32":
-            out = workdir / f"{stem}_{spec.precision}.onnx"
-            source = lower_precision(onnx_fp32, spec.precision, out, calib_dir, calib_n)
-    if spec.engine == "onnx":
+        if spec.file_precision != "fp32":
+            out = workdir / f"{stem}_{spec.file_precision}.onnx"
+            source = lower_precision(onnx_fp32, spec.file_precision, out, calib_dir, calib_n)
+    if spec.engine in ("onnx", "openvino"):
         return source
     # TensorRT takes fp16 as the fp16 ONNX and int8 as the Q/DQ ONNX; one static-batch engine
     # per batch, as trtexec measures a fixed shape

@@ -30,20 +30,20 @@ def markdown(results: dict) -> str:
     machine, peak, settings = results["machine"], results["peak"], results["settings"]
     gpu = machine.get("gpu")
     lines = [
-        "| model | size | back-end | precision | batch | median ms | p90 ms | p99 ms | min ms "
+        "| model | size | back-end | precision | batch | threads | median ms | p90 ms | p99 ms | min ms "
         "| images/s | GFLOP/s | % of peak | peak MB | file MB | top-1 agree | status |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     measured = [r for r in results["rows"] if r["status"] != "skipped"]
     for r in measured:
         if r["status"] == "failed":
             lines.append(f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} "
-                         f"| {r['batch']} | " + "| " * 11 + f"failed: {r['reason']} |")
+                         f"| {r['batch']} | {r.get('threads', 0) or 'default'} | " + "| " * 11 + f"failed: {r['reason']} |")
             continue
         gpu_note = f" (GPU {_num(r['gpu_median_ms'], 2)})" if r.get("gpu_median_ms") is not None else ""
         lines.append(
             f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
-            f"| {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
+            f"| {r.get('threads', 0) or 'default'} | {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
             f"| {_num(r['min_ms'], 2)} | {_num(r['images_per_s'])} | {_num(r['gflops_per_s'])} "
             f"| {_num(r['pct_of_peak'])} | {_num(r['peak_mem_mb'], 0)} | {_num(r['size_mb'])} "
             f"| {_num(r['top1_agreement'], 3)} | {r['status']}"
@@ -89,8 +89,9 @@ def markdown(results: dict) -> str:
             if v.get("error"):
                 notes.append(f"| {name} | {v['video_backend']} | | | | | | | {v['error']} |")
                 continue
+            threads = f", {v['threads']} threads" if v.get("threads") else ""
             notes.append(
-                f"| {name} | {v['video_backend']} ({v['model_file']}) | {v['resolution']} | {v['frames']} "
+                f"| {name} | {v['video_backend']} ({v['model_file']}{threads}) | {v['resolution']} | {v['frames']} "
                 f"| {_num(v['pipeline_fps'])} | {_num(v['pipeline_ms_per_frame'], 2)} "
                 f"| {_num(v['model_only_ms'], 2)} | {v['overhead_pct']:+.1f} % "
                 f"| {v['end_to_end_ms_p50']} / {v['end_to_end_ms_p95']} |"
@@ -124,11 +125,13 @@ def write_chart(path: Path, rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (model, size) in zip(axes[0], panels):
         mine = [r for r in measured if (r["model"], r["img_size"]) == (model, size)]
-        backends = list(dict.fromkeys(r["backend"] for r in mine))
+        several = len({r.get("threads", 0) for r in mine}) > 1
+        label = {id(r): f"{r['backend']} t{r.get('threads', 0)}" if several else r["backend"] for r in mine}
+        backends = list(dict.fromkeys(label[id(r)] for r in mine))
         batches = sorted({r["batch"] for r in mine})
         width = 0.8 / max(1, len(batches))
         for j, batch in enumerate(batches):
-            by_backend = {r["backend"]: r for r in mine if r["batch"] == batch}
+            by_backend = {label[id(r)]: r for r in mine if r["batch"] == batch}
             x = np.arange(len(backends)) + (j - (len(batches) - 1) / 2) * width
             median = [by_backend[b]["median_ms"] / batch if b in by_backend else np.nan for b in backends]
             p90 = [by_backend[b]["p90_ms"] / batch if b in by_backend else np.nan for b in backends]

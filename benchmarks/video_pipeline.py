@@ -105,6 +105,7 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 
 def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threads: int = 0,
+                           precision: str | None = None,
                            frames: int | None = None, model_only_frames: int = 30, warmup: int = 10,
                            rounds: int = 5, out_dir: Path | None = None, resize: str | None = None) -> dict:
     """Run the full pipeline (overlay, mp4 and JSONL writing, no window) over ``video_path``, and the
@@ -114,7 +115,7 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     round. The fastest round is reported too: what the pipeline does when the CPU is free."""
     model_path, video_path = Path(model_path), Path(video_path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="wscnet-video-bench-"))
-    backend = open_backend(model_path, device=device, threads=threads)
+    backend = open_backend(model_path, device=device, threads=threads, precision=precision)
     model_ms, model_cpu, runs, run_cpu, rss = [], [], [], [], []
     try:
         sample = read_frames(video_path, max(model_only_frames, warmup))
@@ -186,7 +187,7 @@ def markdown_table(result: dict) -> str:
     best = result["best_round"]
     rows = [
         ("model", f"{Path(result['model']).name} ({result['precision']}, {result['input_size']} px)"),
-        ("back-end", f"{result['backend']}, intra-op threads {result['threads'] or 'default'}"),
+        ("back-end", f"{result['backend']}, inference threads {result['threads'] or 'default'}"),
         ("video", f"{result['resolution']}, {result['frames']} frames, {result['rounds']} rounds"),
         ("model only (median round)", f"{result['model_only_ms']:.2f} ms/frame ({result['model_only_fps']:.1f} fps)"),
         ("pipeline: decode + infer + overlay + mp4 + JSONL (median round)",
@@ -210,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="ONNX model or TensorRT engine (default: INT8 resnet18@224)")
     parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
     parser.add_argument("--frames", type=int, default=150, help="frames of the test video / frames per round")
-    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or tensorrt")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = default)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, tensorrt, openvino or openvino:GPU")
+    parser.add_argument("--precision", default=None, help="OpenVINO only: fp32 (default) or bf16")
+    parser.add_argument("--threads", type=int, default=0, help="inference threads (0 = the back-end's default)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating model-only / pipeline rounds")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache for the default model and video")
     args = parser.parse_args(argv)
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         video = args.workdir / f"test-640x480-{args.frames}.mp4"
         if not video.is_file():
             write_test_video(video, frames=args.frames)
-    result = measure_video_pipeline(model, video, device=args.device, threads=args.threads, frames=args.frames,
+    result = measure_video_pipeline(model, video, device=args.device, threads=args.threads, precision=args.precision,
+                                    frames=args.frames,
                                     rounds=args.rounds, out_dir=args.workdir / "video-run")
     print(markdown_table(result))
     print(json.dumps(result, indent=2))

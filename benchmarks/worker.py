@@ -18,7 +18,7 @@ import numpy as np
 from .measure import predict_in_batches, summarise, time_calls, timing_batch
 
 
-def open_runner(engine: str, path: str, device: str, threads: int):
+def open_runner(engine: str, path: str, device: str, threads: int, precision: str | None = None):
     if engine == "torch":
         from .torch_runner import TorchRunner
 
@@ -29,7 +29,7 @@ def open_runner(engine: str, path: str, device: str, threads: int):
 
     from .device_timing import DeviceTimed
 
-    return DeviceTimed(open_backend(path, device=device, threads=threads))
+    return DeviceTimed(open_backend(path, device=device, threads=threads, precision=precision))
 
 
 def peak_rss_mb() -> float:
@@ -61,7 +61,7 @@ def peak_gpu_mem_mb(engine: str) -> float | None:
 def run_job(job: dict) -> dict:
     # K×3×S×S float32, pre-processed; mapped, so only the images in use count towards the peak
     images = np.load(job["images"], mmap_mode="r")
-    runner = open_runner(job["engine"], job["path"], job["device"], job.get("threads", 0))
+    runner = open_runner(job["engine"], job["path"], job["device"], job.get("threads", 0), job.get("precision"))
     try:
         batch = timing_batch(images, job["batch"])
         host, device = time_calls(
@@ -72,10 +72,12 @@ def run_job(job: dict) -> dict:
         if job.get("outputs"):  # the check images, once per model file
             np.savez(job["outputs"], **predict_in_batches(runner, images, job["batch"]))
         description = runner.description
+        executed = getattr(runner, "executed_precision", None)
     finally:
         runner.close()
     return {
         "description": description,
+        "executed_precision": executed,
         "iters": len(host),
         "host_ms": summarise(host),
         "device_ms": summarise(device) if device else None,

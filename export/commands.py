@@ -61,6 +61,8 @@ def parity(
     n: int = typer.Option(200, "--n", min=1, help="Images compared."),
     no_fail: bool = typer.Option(False, "--no-fail", help=NO_FAIL_HELP),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass (memory; a fixed-batch model uses its own)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Run the model on this runtime device (default: ONNX Runtime CPU for .onnx), e.g. openvino or openvino:GPU."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16."),
 ) -> None:
     """Compare an exported model with the PyTorch reference on real images; writes parity.json."""
     from wscnet.errors import UserError
@@ -77,11 +79,11 @@ def parity(
     images = parity_images(checkpoint, data, n, "--data")
     if images is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
-    report = run_parity(model, checkpoint, images, n=n, batch=batch)
+    report = run_parity(model, checkpoint, images, n=n, batch=batch, device=device, precision=precision)
     if recorded:
         typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
     typer.echo(f"parity images: {images.description}", err=True)
-    path = save_parity(report, model)
+    path = save_parity(report, model, key=f"{model.name} [{report['backend']}]" if device else None)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")
     fail_unless(no_fail, [] if report["passed"] else [model.name])

@@ -94,8 +94,9 @@ class Model:
     """An exported WSCNet model ready for frames, pre-processed by the model's own input contract
     (``resize``: a geometry — squash, crop, letterbox — that overrides it)."""
 
-    def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, resize: str | None = None) -> None:
-        backend = open_backend(path, device=device, threads=threads)
+    def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, resize: str | None = None,
+                 precision: str | None = None) -> None:
+        backend = open_backend(path, device=device, threads=threads, precision=precision)
         try:
             self._attach(backend, resize, owns_backend=True)
         except BaseException:

@@ -23,8 +23,9 @@ def webcam(
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
     resize: Optional[ResizeMode] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
-    device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
-    threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
+    device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers), or openvino / openvino:CPU / openvino:GPU"),
+    threads: int = typer.Option(-1, "--threads", min=-1, help="Inference threads (-1 = all cores but one, left to capture and drawing; 0 = the back-end's default)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16 for a float model; a Q/DQ model runs INT8"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each stream after this many frames"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per inference call, at most one per stream (default: the number of streams)"),
     batch_timeout_ms: float = typer.Option(33.0, "--batch-timeout-ms", min=0.0, help="Send a batch that is not full this long after its first frame arrived"),
@@ -37,7 +38,7 @@ def webcam(
     check_webcam_paths(model, save, jsonl)
     specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
     all_stats = run_videos(
-        model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, resize=resize,
+        model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, precision=precision, resize=resize,
         save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, alpha=alpha,
         max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
     )

@@ -1,6 +1,5 @@
 """From a model path and source specs to a finished run: what ``webcam`` and the benchmarks call."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,16 +9,15 @@ from .sources import open_sources
 
 
 def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = False, device: str = "auto",
-               threads: int = 0, resize: str | None = None, **options) -> list[RunStats]:
+               threads: int = 0, precision: str | None = None, resize: str | None = None,
+               **options) -> list[RunStats]:
     """Every source through one model, batched; one RunStats per stream that could be opened.
     ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``)."""
     for key in ("save", "jsonl"):
         if options.get(key):
             options[key] = Path(options[key])
     settings = PipelineOptions(**options)
-    if threads < 0:  # capture and render threads need a core of their own to overlap inference
-        threads = max(1, (os.cpu_count() or 2) - 1)
-    with Model(model, device=device, threads=threads, resize=resize) as opened:
+    with Model(model, device=device, threads=threads, precision=precision, resize=resize) as opened:
         note = opened.metadata.override_note(resize)
         if note:
             print(note, file=sys.stderr)

@@ -1,34 +1,47 @@
-"""Back-ends: the model file decides which one runs (``.onnx`` → ONNX Runtime, ``.engine``/``.plan`` → TensorRT)."""
+"""Back-ends: the model file decides which one runs (``.onnx`` → ONNX Runtime, ``.engine``/``.plan`` →
+TensorRT), unless the device asks for OpenVINO (``openvino``, ``openvino:CPU``, ``openvino:GPU``)."""
 
+import os
 from pathlib import Path
 
 from ..errors import RuntimeUserError
 from .base import OUTPUT_NAMES, Backend
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino", "openvino:CPU", "openvino:GPU")
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 
-def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Backend:
-    """Load ``path`` with the back-end its suffix calls for and return it ready to infer.
+def open_backend(path: str | Path, device: str = "auto", threads: int = 0, precision: str | None = None) -> Backend:
+    """Load ``path`` with the back-end its suffix (or an ``openvino`` device) calls for; ready to infer.
 
     ``device`` chooses ONNX Runtime's execution providers (auto: TensorRT, CUDA, CPU, whichever
-    are present); an engine always runs on its GPU. ``threads``: ONNX Runtime intra-op threads
-    (0 = its default).
+    are present) or OpenVINO and its device; an engine always runs on its GPU. ``threads``:
+    inference threads (0 = the back-end's default, -1 = all cores but one, see
+    ``inference_threads``). ``precision``: OpenVINO's float type, ``fp32`` (default) or ``bf16``;
+    every other back-end runs the file's own precision.
     """
     path = Path(path)
-    if device not in DEVICES:
+    openvino = is_openvino_device(device)
+    if device not in DEVICES and not openvino:
         raise RuntimeUserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if precision is not None and not openvino:
+        raise RuntimeUserError(f"--precision {precision} needs an OpenVINO device; "
+                               "ONNX Runtime and TensorRT run the precision of the model file")
     if not path.is_file():
         raise RuntimeUserError(f"{path}: model file not found")
+    threads = inference_threads(threads)
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if suffix == ".onnx" and openvino:
+        from .openvino_backend import OpenVinoBackend
+
+        backend: Backend = OpenVinoBackend(device=device, threads=threads, precision=precision)
+    elif suffix == ".onnx":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        backend: Backend = OnnxRuntimeBackend(device=device, threads=threads)
+        backend = OnnxRuntimeBackend(device=device, threads=threads)
     elif suffix in ENGINE_SUFFIXES:
-        if device == "cpu":
-            raise RuntimeUserError(f"{path}: a TensorRT engine runs only on a GPU, not with --device cpu")
+        if device == "cpu" or openvino:
+            raise RuntimeUserError(f"{path}: a TensorRT engine runs only on a GPU with TensorRT, not with --device {device}")
         from .tensorrt_backend import TensorRTBackend
 
         backend = TensorRTBackend()
@@ -41,4 +54,18 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
     return backend
 
 
-__all__ = ["Backend", "DEVICES", "OUTPUT_NAMES", "open_backend"]
+def inference_threads(threads: int) -> int:
+    """Inference threads for a setting: -1 leaves one core to capture and drawing (which then
+    overlap inference; at least one thread), 0 keeps the back-end's own default, n is n."""
+    if threads < -1:
+        raise RuntimeUserError(f"threads must be -1, 0 or a positive count; got {threads}")
+    if threads == -1:
+        return max(1, (os.cpu_count() or 2) - 1)
+    return threads
+
+
+def is_openvino_device(device: str) -> bool:
+    return device == "openvino" or device.startswith("openvino:")
+
+
+__all__ = ["Backend", "DEVICES", "OUTPUT_NAMES", "inference_threads", "open_backend"]

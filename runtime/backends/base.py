@@ -60,6 +60,11 @@ class Backend(ABC):
             raise ValueError(f"infer takes a batch of {wanted}, got {'×'.join(map(str, batch.shape))}")
 
     @property
+    def executed_precision(self) -> str:
+        """What the model computes in here: the file's precision unless the back-end knows better."""
+        return self.metadata.precision
+
+    @property
     def description(self) -> str:
         """One line for logs and benchmark tables, e.g. ``onnxruntime[CPUExecutionProvider]``."""
         return self.name
