@@ -23,6 +23,10 @@ def webcam(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a live page at [HOST:]PORT (loopback unless HOST is given)"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="WSCNET_TOKEN", help="Secret every route but /healthz requires (bearer or ?token=)"),
+    max_clients: int = typer.Option(8, "--max-clients", min=1, help="Viewers at once; the next gets 503"),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a file at its own frame rate (to watch it live)"),
 ) -> None:
     """Run the sentiment model on a camera, video, image(s) or stream with a live overlay."""
     from .errors import RuntimeUserError
@@ -30,9 +34,16 @@ def webcam(
 
     if resize not in ("letterbox", "crop"):
         raise RuntimeUserError(f"--resize must be letterbox or crop, got {resize!r}")
+    live = None
+    if serve is not None:
+        from .serve import parse_address
+
+        host, port = parse_address(serve)
+        live = {"host": host, "port": port, "token": token, "max_clients": max_clients}
     stats = run_video(
         model, source, save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth,
         alpha=alpha, resize=resize, device=device, threads=threads, max_frames=max_frames,
+        serve=live, realtime=realtime,
     )
     print(stats.summary_line(), file=sys.stderr)
     if save is not None:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .backends.base import Backend
 from .overlay import Overlay
+from .pacing import paced
 from .preprocess import Preprocessor
 from .sinks import JsonlSink, VideoSink, WindowSink, display_available
 from .smoothing import EmaSmoother
@@ -46,6 +47,8 @@ class PipelineOptions:
     progress: bool = True
     max_frames: int | None = None
     queue_size: int = 2
+    live: object | None = None  # runtime.serve.LiveServer: gets every frame, and sets the overlay
+    realtime: bool = False  # a file plays at its own frame rate (for watching it live)
 
 
 @dataclass
@@ -163,8 +166,9 @@ class Pipeline:
     def _capture(self) -> None:
         live = self.source.live
         limit = self.options.max_frames
+        frames = self.source.frames()
         try:
-            for frame in self.source.frames():
+            for frame in paced(frames) if self.options.realtime and not live else frames:
                 if self.stop.is_set():
                     break
                 buffer = self._get(self.pool)
@@ -203,7 +207,7 @@ class Pipeline:
 
     def _render(self, sinks: dict) -> None:
         stats, opts = self.stats, self.options
-        video, jsonl = sinks.get("video"), sinks.get("jsonl")
+        video, jsonl, server = sinks.get("video"), sinks.get("jsonl"), opts.live
         window = WindowSink() if sinks.get("window") else None
         bar = tqdm(total=self.source.frame_count, unit="frame", file=sys.stderr,
                    disable=not opts.progress, leave=False)
@@ -215,6 +219,9 @@ class Pipeline:
                     return
                 frame = item.frame
                 image = frame.image
+                if server is not None:  # the page's controls
+                    settings = server.controls.current()
+                    self.overlay.alpha, self.smoother.alpha = settings.map_opacity, settings.smoothing
                 if opts.overlay:
                     probs = self.smoother("probs", item.probs)
                     smap = self.smoother("map", item.sentiment_map)
@@ -231,8 +238,11 @@ class Pipeline:
                 if last is not None:
                     fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1.0 / max(now - last, 1e-6)
                 last = now
+                record = self._record(item, last_e2e) if jsonl is not None or server is not None else None
                 if jsonl is not None:
-                    jsonl.write(self._record(item, last_e2e))
+                    jsonl.write(record)
+                if server is not None:
+                    server.publish(image, record, dropped=stats.dropped)
                 stats.frames_out += 1
                 stats.infer_ms.append(item.infer_ms)
                 stats.infer_ms_total += item.infer_ms

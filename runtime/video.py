@@ -11,17 +11,25 @@ from .sources import open_source
 def run_video(model: str | Path, source: str | int, *, save=None, jsonl=None, display: bool | None = None,
               smooth: float = 0.0, alpha: float = 0.45, resize: str = "letterbox", device: str = "auto",
               threads: int = 0, max_frames: int | None = None, progress: bool = True,
-              overlay: bool = True) -> RunStats:
+              overlay: bool = True, serve: dict | None = None, realtime: bool = False) -> RunStats:
     options = PipelineOptions(
         resize=resize, smooth=smooth, alpha=alpha, save=Path(save) if save else None,
         jsonl=Path(jsonl) if jsonl else None, display=display, overlay=overlay, progress=progress,
-        max_frames=max_frames,
+        max_frames=max_frames, realtime=realtime,
     )
     if threads < 0:  # capture and render threads need a core of their own to overlap inference
         threads = max(1, (os.cpu_count() or 2) - 1)
     backend = open_backend(model, device=device, threads=threads)
     try:
         src = open_source(source)
+        if serve is not None:  # {host, port, token, max_clients}: the live view
+            from .serve import Controls, LiveServer, OverlaySettings, model_info
+
+            info = model_info(backend.metadata, backend.description, resize)
+            options.live = LiveServer(**serve, model_info=info, controls=Controls(OverlaySettings(alpha, smooth)))
+            options.live.start()
         return run_pipeline(backend, src, options)
     finally:
+        if options.live is not None:
+            options.live.stop()
         backend.close()
