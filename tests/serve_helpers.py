@@ -3,15 +3,21 @@ library), and a publisher that feeds a LiveServer frames whose JPEG content can 
 
 import http.client
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
 CLASSES = ("amusement", "anger", "awe")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def frame_value(index: int) -> int:
@@ -202,3 +208,23 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not reached in time")
+
+
+def start_webcam(model, video, out: Path, token: str, *extra) -> tuple[subprocess.Popen, str]:
+    """``cli.py webcam --serve 127.0.0.1:0`` (token from WSCNET_TOKEN) writing out/out.mp4 and
+    out/out.jsonl; returns the process (its stderr lines gather in ``proc.log``) and the page URL."""
+    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), "--source", str(video),
+           "--no-display", "--threads", "1", "--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl"),
+           "--serve", "127.0.0.1:0", *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSCNET_TOKEN": token, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # wait for the address (port 0: the system chose it)
+        lines.append(line)
+        found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+            proc.log = lines
+            return proc, found.group(1)
+    proc.wait()
+    raise AssertionError("webcam --serve never said where it serves:\n" + "".join(lines))

@@ -19,10 +19,9 @@ pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installe
 
 from runtime.errors import RuntimeUserError  # noqa: E402
 from runtime.serve import LiveServer, parse_address  # noqa: E402
-from serve_helpers import (CLASSES, Publisher, StreamReader, decode, frame_value, get, make_frame,  # noqa: E402
-                           make_record, metrics, open_stream, post_json, wait_for)
+from serve_helpers import (CLASSES, ROOT, Publisher, StreamReader, decode, frame_value, get,  # noqa: E402
+                           make_frame, make_record, metrics, open_stream, post_json, start_webcam, wait_for)
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PROTECTED = ("", "info", "controls", "stream.mjpg", "snapshot.jpg", "events", "metrics")
@@ -315,29 +314,11 @@ def model(tmp_path_factory):
     return exported_model(tmp_path_factory)
 
 
-def start_webcam(model, video, out: Path, *extra) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), "--source", str(video),
-           "--no-display", "--threads", "1", "--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl"),
-           "--serve", "127.0.0.1:0", *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSCNET_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stderr:  # wait for the address (port 0: the system chose it)
-        lines.append(line)
-        found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
-        if found:
-            threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-            proc.log = lines
-            return proc, found.group(1)
-    proc.wait()
-    raise AssertionError("webcam --serve never said where it serves:\n" + "".join(lines))
-
-
 def test_webcam_serve_then_ctrl_c_leaves_complete_files(model, tmp_path):
     from runtime_fixtures import read_all, read_jsonl, write_video
 
     video = write_video(tmp_path / "clip.avi", 240, fps=30.0)  # 8 s at --realtime
-    proc, url = start_webcam(model, video, tmp_path, "--realtime")
+    proc, url = start_webcam(model, video, tmp_path, TOKEN, "--realtime")
     try:
         reader = StreamReader(open_stream(url + "events", AUTH))
         events = []
