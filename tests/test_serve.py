@@ -199,7 +199,8 @@ def test_a_viewer_reading_a_byte_a_second_holds_up_nobody(server):
         finally:
             slow.close()
             fast.sock.close()
-    assert len(fast_seqs) >= 30 and fast_seqs[-1] >= published_then - 5, "the fast viewer kept up meanwhile"
+    assert len(fast_seqs) >= 15, f"the fast viewer kept getting frames meanwhile ({len(fast_seqs)} in 3 s)"
+    assert fast_seqs[-1] >= published_then - 10, (fast_seqs[-1], published_then)
     seqs, sizes = parts[:, 0], parts[:, 1]
     jumps = np.diff(seqs)
     first_jump = int(np.argmax(jumps > 1))
@@ -209,7 +210,7 @@ def test_a_viewer_reading_a_byte_a_second_holds_up_nobody(server):
     # the one part the server was writing: the server itself queued nothing for it
     kernel_buffers = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2]) + 2048
     assert sizes[: first_jump + 1].sum() <= kernel_buffers + 2 * sizes.max()
-    assert seqs[-1] >= published_then
+    assert seqs[-1] >= published_then, (seqs[-1], published_then)
 
 
 def _parts_read_for(sock: socket.socket, data: bytes, seconds: float) -> np.ndarray:

@@ -42,11 +42,13 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
 class _Feed:
     """Loop-side view of one stream: the newest JPEG and event, and who is waiting for them."""
 
-    def __init__(self, hub: StreamHub) -> None:
+    def __init__(self, hub: StreamHub, request_dispatch) -> None:
         self.hub = hub
+        self.request_dispatch = request_dispatch  # wakes the dispatcher thread for this feed
         self.jpeg: tuple | None = None  # (seq, bytes, frame index)
         self.event: tuple | None = None  # (seq, SSE data bytes)
         self.clients = {"video": 0, "events": 0}
+        self.waiting = {"jpeg": 0, "event": 0}  # viewers ready for their next item (not stuck in a write)
         self.rejected = {"video": 0, "events": 0}
         self.dispatched = 0  # written by the dispatcher thread only
         self.closing = False
@@ -64,16 +66,24 @@ class _Feed:
         changed.set()
 
     async def newer(self, kind: str, after: int, timeout: float | None = None):
-        """The newest ``kind`` ("jpeg" or "event") item after seq ``after``; None on timeout or close."""
-        while not self.closing:
+        """The newest ``kind`` ("jpeg" or "event") item after seq ``after``; None on timeout or close.
+        Frames are encoded for viewers who wait here, so one stuck in a slow write costs no encoding."""
+        self.waiting[kind] += 1
+        try:
             item = getattr(self, kind)
-            if item is not None and item[0] > after:
-                return item
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
-        return None
+            if (item[0] if item else 0) < self.hub.seq:  # a newer frame than any handed out: ask for it
+                self.request_dispatch(self)
+            while not self.closing:
+                item = getattr(self, kind)
+                if item is not None and item[0] > after:
+                    return item
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+                except asyncio.TimeoutError:
+                    return None
+            return None
+        finally:
+            self.waiting[kind] -= 1
 
 
 class LiveServer:
@@ -170,7 +180,7 @@ class LiveServer:
         loop.close()
 
     async def _open(self):
-        self._feeds = {name: _Feed(hub) for name, hub in self.hubs.items()}
+        self._feeds = {name: _Feed(hub, self._request_dispatch) for name, hub in self.hubs.items()}
         app = web.Application(middlewares=[self._authorise], client_max_size=64 * 1024)
         app.router.add_get("/", self._index)
         app.router.add_get("/info", self._info)
@@ -219,13 +229,17 @@ class LiveServer:
                 except Exception as exc:  # one bad frame must not end the stream
                     print(f"warning: live view, stream {feed.hub.name}: {exc}", file=sys.stderr)
 
+    def _request_dispatch(self, feed: _Feed) -> None:
+        feed.dispatched = -1  # hand out the newest frame again, even if the pipeline has paused
+        self._pending.set()
+
     def _dispatch(self, feed: _Feed) -> None:
         seq, _, record = feed.hub.newest()
         if seq == feed.dispatched or record is None:
             return
         feed.dispatched = seq
-        jpeg = feed.hub.jpeg() if feed.clients["video"] else None
-        event = (seq, _sse("message", record)) if feed.clients["events"] else None
+        jpeg = feed.hub.jpeg() if feed.waiting["jpeg"] else None
+        event = (seq, _sse("message", record)) if feed.waiting["event"] else None
         if jpeg is not None or event is not None:
             self._loop.call_soon_threadsafe(feed.announce, jpeg, event)
 
@@ -346,8 +360,6 @@ class _ViewerSlot:
         server._watching += 1
         server._stream_tasks.add(asyncio.current_task())
         await self.response.prepare(self.request)
-        feed.dispatched = -1  # hand the newest frame to the newcomer now, even if the pipeline pauses
-        server._pending.set()
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         self.feed.clients[self.kind] -= 1
