@@ -19,6 +19,7 @@ pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installe
 
 from runtime.errors import RuntimeUserError  # noqa: E402
 from runtime.serve import LiveServer, parse_address  # noqa: E402
+from runtime.serve.server import STREAM_SNDBUF  # noqa: E402
 from serve_helpers import (CLASSES, ROOT, Publisher, StreamReader, decode, frame_value, get,  # noqa: E402
                            make_frame, make_record, metrics, open_stream, post_json, start_webcam, wait_for)
 
@@ -208,7 +209,7 @@ def test_a_viewer_reading_a_byte_a_second_holds_up_nobody(server):
     assert jumps.max() >= 50, "after the stall it skipped to the newest frame"
     # what reached it from before the stall is no more than the kernel's socket buffers held, plus
     # the one part the server was writing: the server itself queued nothing for it
-    kernel_buffers = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2]) + 2048
+    kernel_buffers = 2 * STREAM_SNDBUF + 2 * 2048  # Linux doubles what is set, both ends
     assert sizes[: first_jump + 1].sum() <= kernel_buffers + 2 * sizes.max()
     assert seqs[-1] >= published_then, (seqs[-1], published_then)
 
@@ -365,3 +366,25 @@ def test_webcam_serve_on_a_taken_port_exits_2(model, tmp_path):
                                                    "(another server, or an earlier run still holding it)"
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
+    """--realtime: 10 frames of a 10 fps file take at least 0.9 s (the 10th is due at 0.9 s)."""
+    from runtime.backends import open_backend
+    from runtime.pipeline import PipelineOptions, run_pipeline
+    from runtime.sources import open_source
+    from runtime_fixtures import write_video
+
+    video = write_video(tmp_path / "clip.avi", 10, fps=10.0)
+    backend = open_backend(model, device="cpu", threads=1)
+    try:
+        live = LiveServer(port=0).start()
+        try:
+            stats = run_pipeline(backend, open_source(str(video)),
+                                 PipelineOptions(display=False, progress=False, realtime=True, live=live))
+        finally:
+            live.stop()
+    finally:
+        backend.close()
+    assert stats.frames_out == 10 and stats.wall_s >= 0.9
+    assert live.hubs["0"].seq == 10  # every frame reached the server

@@ -13,6 +13,7 @@ import errno
 import hmac
 import ipaddress
 import json
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -34,6 +35,9 @@ BOUNDARY = "frame"
 STATS_INTERVAL_S = 1.0
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+# kernel send buffer per streaming viewer (Linux doubles it): a few frames in flight, not the
+# megabytes autotuning allows, so a stalled viewer holds little and gets fresh frames when it reads
+STREAM_SNDBUF = 256 * 1024
 STREAM_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -359,6 +363,9 @@ class _ViewerSlot:
         feed.clients[self.kind] += 1
         server._watching += 1
         server._stream_tasks.add(asyncio.current_task())
+        sock = self.request.transport.get_extra_info("socket") if self.request.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         await self.response.prepare(self.request)
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
