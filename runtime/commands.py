@@ -30,17 +30,28 @@ def webcam(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per inference call, at most one per stream (default: the number of streams)"),
     batch_timeout_ms: float = typer.Option(33.0, "--batch-timeout-ms", min=0.0, help="Send a batch that is not full this long after its first frame arrived"),
     keep_going: bool = typer.Option(False, "--keep-going", help="Run the sources that open when others cannot be opened"),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a live page at [HOST:]PORT (loopback unless HOST is given)"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="WSCNET_TOKEN", help="Secret every route but /healthz requires (bearer or ?token=)"),
+    max_clients: int = typer.Option(8, "--max-clients", min=1, help="Viewers at once; the next gets 503"),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a file at its own frame rate (to watch it live)"),
 ) -> None:
     """Run the sentiment model on cameras, videos, images or streams with a live overlay; several sources share one model, batched."""
     from .sources import read_source_list
     from .video import run_videos
 
     check_webcam_paths(model, save, jsonl)
+    live = None
+    if serve is not None:
+        from .serve import parse_address
+
+        host, port = parse_address(serve)
+        live = {"host": host, "port": port, "token": token, "max_clients": max_clients}
     specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
     all_stats = run_videos(
         model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, precision=precision, resize=resize,
         save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, alpha=alpha,
         max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
+        serve=live, realtime=realtime,
     )
     for stats in all_stats:
         prefix = f"{stats.stream}: " if len(all_stats) > 1 else ""

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from .api import Model, Prediction
 from .errors import RuntimeUserError
 from .mosaic import Mosaic
+from .pacing import paced
 from .sinks import JsonlSink, VideoSink, WindowSink, display_available
 from .smoothing import EmaSmoother
 from .sources import Source, open_sources
@@ -75,6 +76,7 @@ class PipelineOptions:
     batch_size: int | None = None  # None: one slot per stream
     batch_timeout_ms: float = 33.0  # one frame interval at 30 fps
     mosaic: bool = False  # keep pipeline.mosaic up to date even without a window
+    realtime: bool = False  # a file plays at its own frame rate (for watching it live)
 
 
 @dataclass
@@ -273,8 +275,11 @@ class Pipeline:
     # ---- capture: one thread per stream --------------------------------------------------------
     def _capture(self, stream: Stream) -> None:
         limit = self.options.max_frames
+        frames = stream.source.frames()
+        if self.options.realtime and not stream.source.live:
+            frames = paced(frames)
         try:
-            for frame in stream.source.frames():
+            for frame in frames:
                 if self.stop.is_set():
                     break
                 buffer = self._get(stream.pool)

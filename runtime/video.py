@@ -10,9 +10,10 @@ from .sources import open_sources
 
 def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = False, device: str = "auto",
                threads: int = 0, precision: str | None = None, resize: str | None = None,
-               **options) -> list[RunStats]:
+               serve: dict | None = None, **options) -> list[RunStats]:
     """Every source through one model, batched; one RunStats per stream that could be opened.
-    ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``)."""
+    ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``);
+    ``serve``: host, port, token, max_clients of a live page (``runtime.serve``)."""
     for key in ("save", "jsonl"):
         if options.get(key):
             options[key] = Path(options[key])
@@ -21,7 +22,17 @@ def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = Fals
         note = opened.metadata.override_note(resize)
         if note:
             print(note, file=sys.stderr)
-        return Pipeline(opened, open_sources([str(s) for s in sources], keep_going), settings).run()
+        pipeline = Pipeline(opened, open_sources([str(s) for s in sources], keep_going), settings)
+        server = None
+        if serve is not None:
+            from .serve.attach import serve_pipeline
+
+            server = serve_pipeline(pipeline, serve, resize)
+        try:
+            return pipeline.run()
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def run_video(model: str | Path, source: str | int, **options) -> RunStats:
