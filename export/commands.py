@@ -24,7 +24,7 @@ def export(
     parity_n: int = typer.Option(200, "--parity-n", help="Images the parity check uses."),
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     workspace_mb: int = typer.Option(2048, "--workspace-mb", help="TensorRT workspace limit."),
-    trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton plugin (TensorRT >= 10.6; the process loading the engine must call export.trt_plugin.register_plugin()) instead of its ONNX function body (default: a self-contained engine)."),
+    trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT plugin, TensorRT >= 10.9; older TensorRT builds the ONNX function body and says so). Either way the engine needs no Python to run."),
 ) -> None:
     """Export a checkpoint to ONNX (fused CrossSpatialPoolMap op), FP16/INT8 and TensorRT, with parity."""
     from .pipeline import ExportRequest, newest_checkpoint, run_export, summary_lines

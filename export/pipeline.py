@@ -114,7 +114,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             final, req.out / f"model.{precision}.engine", precision=precision,
             min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
             workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
-            use_plugin=req.trt_plugin,
+            use_plugin=req.trt_plugin, echo=echo,
         )
         result.files += [engine, engine.with_name(engine.name + ".json")]
         if req.parity and parity_data is not None:

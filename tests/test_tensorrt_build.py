@@ -110,36 +110,6 @@ def test_plugin_shape_and_type_logic():
             trt_plugin.check_attributes(**args)
 
 
-def test_plugin_registration_against_a_fake_tensorrt_plugin_module(monkeypatch):
-    registered = {}
-
-    class Exprs(tuple):
-        @classmethod
-        def from_tuple(cls, dims):
-            return cls(dims)
-
-    class Desc:
-        def __init__(self, shape_expr, dtype):
-            self.shape_expr, self.dtype = shape_expr, dtype
-
-    fake = SimpleNamespace(
-        TensorDesc=Desc, Tensor=object, ShapeExprs=Exprs,
-        from_shape_expr=lambda shape, dtype: Desc(shape, dtype),
-        register=lambda name: (lambda fn: registered.setdefault(("register", name), fn)),
-        impl=lambda name: (lambda fn: registered.setdefault(("impl", name), fn)),
-    )
-    monkeypatch.setattr(trt_plugin, "_registered", False)
-    trt_plugin.register_plugin(fake)
-    trt_plugin.register_plugin(fake)  # idempotent
-    assert set(registered) == {("register", "wscnet::CrossSpatialPoolMap"), ("impl", "wscnet::CrossSpatialPoolMap")}
-    describe = registered[("register", "wscnet::CrossSpatialPoolMap")]
-    v, m = describe(Desc((2, 24, 7, 7), "float32"), 4, "max", "softmax")
-    assert tuple(v.shape_expr) == (2, 6) and tuple(m.shape_expr) == (2, 7, 7)
-    assert v.dtype == m.dtype == "float32"
-    with pytest.raises(ValueError):
-        describe(Desc((2, 24, 7, 7), "float32"), 4, "median", "softmax")
-
-
 def test_triton_kernel_matches_pytorch_in_the_interpreter():
     """The plugin's kernel, run by Triton's CPU interpreter (the GPU run is test_plugin_gpu.py)."""
     pytest.importorskip("triton")

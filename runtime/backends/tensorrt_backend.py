@@ -87,8 +87,8 @@ def check_plugins(engine_path, sidecar: EngineSidecar, registry) -> None:
     if missing:
         raise RuntimeUserError(
             f"{engine_path}: built with plugin {', '.join(missing)}, which is not registered in this "
-            "process; register it first (export.trt_plugin.register_plugin()) or rebuild the engine "
-            "without it (python cli.py export CKPT --format engine --no-trt-plugin)"
+            "process (an engine from an older exporter); rebuild it: python cli.py export CKPT "
+            "--format engine [--trt-plugin] writes engines that need no registration"
         )
 
 
