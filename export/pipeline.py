@@ -95,8 +95,10 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         calib = req.calib or training_data_dir(req.checkpoint)
         if calib is None:
             raise UserError(f"{req.checkpoint}: no training data folder recorded in it; pass --calib DIR")
-        final = quantize_int8(fp32, req.out / "model.int8.onnx", calib, n=req.calib_n, method=req.calib_method)
-        result.files.append(final)
+        ort_int8 = quantize_int8(fp32, req.out / "model.int8.onnx", calib, n=req.calib_n, method=req.calib_method)
+        trt_int8 = write_trt_int8(fp32, ort_int8, req.out / "model.int8-trt.onnx", echo)
+        result.files += [ort_int8, trt_int8]
+        final = trt_int8 if req.format == "engine" else ort_int8
     parity_data = req.parity_data or req.calib or training_data_dir(req.checkpoint)
     if req.parity and parity_data is None:
         result.notes.append("parity skipped: no image folder (pass --parity-data DIR)")
@@ -123,6 +125,23 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             result.parity[engine.name] = report
             echo(format_report(report))
     return result
+
+
+def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
+    """The TensorRT-layout INT8 file from the FP32 model and the ranges calibrated for ``ort_int8``;
+    prints the Q/DQ layout of both INT8 files."""
+    from wscnet.atomic import atomic_write_bytes
+
+    from .qdq_layout import amax_from_qdq_model, check_layout, write_trt_layout
+
+    ort_model = onnx.load(str(ort_int8))
+    model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
+    if missing:
+        echo(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
+    atomic_write_bytes(out, model.SerializeToString())
+    for path, checked in ((ort_int8, ort_model), (out, model)):
+        echo(check_layout(checked).line(path.name))
+    return out
 
 
 def summary_lines(result: ExportResult) -> list[str]:
