@@ -13,7 +13,7 @@ The sidecar ``X.engine.json`` (ARCHITECTURE.md): ``metadata`` (the ONNX metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,10 +26,15 @@ from .fused_op import DOMAIN, OP_TYPE
 from .metadata import read_metadata
 from .trt_plugin import plugin_mode
 
+if TYPE_CHECKING:
+    import tensorrt
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def import_tensorrt():
+    """The tensorrt module, or one clear line. Helpers import it lazily themselves (``import
+    tensorrt as trt``) so that the static check (.ci/typecheck) sees NVIDIA's stubs there."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -56,8 +61,13 @@ def use_strong_typing(trt_version: str, precision: str) -> bool:
     return major >= 11 or precision in ("fp16", "int8")
 
 
-def network_flags(trt, precision: str) -> int:
-    if use_strong_typing(trt.__version__, precision):
+def network_flags(precision: str) -> int:
+    """Network creation flags. STRONGLY_TYPED on 10.x for the FP16/INT8 files; on 11.x networks are
+    always strongly typed and the flag is deprecated and ignored (NvInfer.h 11), so none is passed."""
+    import tensorrt as trt
+
+    strong = use_strong_typing(trt.__version__, precision)  # refuses TensorRT < 10
+    if strong and version_tuple(trt.__version__)[0] == 10:
         return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0
 
@@ -168,12 +178,12 @@ class BuildSettings:
     use_plugin: bool = False
 
 
-def build_engine(onnx_path: Path, engine: Path, *, trt=None, echo=print, **settings) -> Path:
+def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Path:
     """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``.
 
     ``settings`` are the fields of ``BuildSettings``.
     """
-    trt = trt or import_tensorrt()
+    trt = import_tensorrt()
     opts = BuildSettings(**settings)
     onnx_path, engine = Path(onnx_path), Path(engine)
     model = onnx.load(str(onnx_path))
@@ -183,9 +193,9 @@ def build_engine(onnx_path: Path, engine: Path, *, trt=None, echo=print, **setti
     fused_node = prepare_fused_node(model, opts.use_plugin, trt.__version__, echo, capability)
     if precision == "int8":
         fold_int32_bias_dequantize(model)
-    builder, network, _parser = parse_network(trt, model, onnx_path, precision)
+    builder, network, _parser = parse_network(model, onnx_path, precision)
     batches = batch_range(model, opts.min_batch, opts.opt_batch, opts.max_batch)
-    config, cache = make_builder_config(trt, builder, int(metadata["input_size"]), batches, opts)
+    config, cache = make_builder_config(builder, int(metadata["input_size"]), batches, opts)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
@@ -226,7 +236,8 @@ def prepare_fused_node(
     if mode == "aot":
         from .trt_plugin import register_plugin
 
-        register_plugin(capability=version_tuple(capability)[:2] if capability else None)
+        major, minor = version_tuple(capability or "0.0")[:2]
+        register_plugin(capability=(major, minor) if capability else None)
         return "aot-plugin"
     return "inline"
 
@@ -240,10 +251,14 @@ def aot_kernel_records(fused_node: str) -> list[dict]:
     return [{"name": k.name, **ptx_header(k.ptx)} for k in aot_kernels_compiled()]
 
 
-def parse_network(trt, model: onnx.ModelProto, onnx_path: Path, precision: str):
+def parse_network(
+    model: onnx.ModelProto, onnx_path: Path, precision: str,
+) -> tuple["tensorrt.Builder", "tensorrt.INetworkDefinition", "tensorrt.OnnxParser"]:
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, precision))
+    network = builder.create_network(network_flags(precision))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model.SerializeToString(), str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -251,18 +266,22 @@ def parse_network(trt, model: onnx.ModelProto, onnx_path: Path, precision: str):
     return builder, network, parser  # the parser must outlive the build
 
 
-def make_builder_config(trt, builder, size: int, batches: tuple[int, int, int] | None, opts: BuildSettings):
+def make_builder_config(
+    builder: "tensorrt.Builder", size: int, batches: tuple[int, int, int] | None, opts: BuildSettings,
+) -> tuple["tensorrt.IBuilderConfig", "tensorrt.ITimingCache"]:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mb) << 20)
     if batches is not None:
         profile = builder.create_optimization_profile()
-        lo, opt, hi = ((b, 3, size, size) for b in batches)
+        lo, opt, hi = (trt.Dims([b, 3, size, size]) for b in batches)
         profile.set_shape("image", lo, opt, hi)
         config.add_optimization_profile(profile)
     return config, _load_timing_cache(config, opts.timing_cache)
 
 
-def _load_timing_cache(config, path: Path | None):
+def _load_timing_cache(config: "tensorrt.IBuilderConfig", path: Path | None) -> "tensorrt.ITimingCache":
     data = b""
     if path is not None and Path(path).is_file():
         data = Path(path).read_bytes()

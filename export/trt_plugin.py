@@ -138,25 +138,27 @@ def aot_kernels_compiled() -> list[CompiledKernel]:
     return list(_aot_compiled)
 
 
-def register_plugin(trtp=None, capability: tuple[int, int] | None = None) -> None:
-    """Register the plugin with TensorRT (idempotent). ``trtp`` = ``tensorrt.plugin`` (injectable);
+def register_plugin(plugin_api=None, capability: tuple[int, int] | None = None) -> None:
+    """Register the plugin with TensorRT (idempotent). ``plugin_api`` = ``tensorrt.plugin`` (injectable);
     ``capability``: the GPU the AOT kernel is compiled for (default: the one Triton sees)."""
     global _registered, _aot_capability
     _aot_capability = capability
     if _registered:
         return
-    if trtp is None:
-        try:
-            import tensorrt.plugin as trtp
-        except ImportError:
-            raise UserError(
-                "TensorRT's Python plugin API (tensorrt.plugin, TensorRT >= 10.6) is not installed"
-            ) from None
+    trtp = plugin_api if plugin_api is not None else _import_plugin_api()
     if not hasattr(trtp, "aot_impl"):
         raise UserError("this TensorRT has no tensorrt.plugin.aot_impl (TensorRT >= 10.9 needed for the AOT plugin)")
     _define(trtp)
     _define_aot(trtp)
     _registered = True
+
+
+def _import_plugin_api():
+    try:
+        import tensorrt.plugin as trtp
+    except ImportError:
+        raise UserError("TensorRT's Python plugin API (tensorrt.plugin, TensorRT >= 10.6) is not installed") from None
+    return trtp
 
 
 def _static_dims(desc) -> tuple[int, int, int]:
