@@ -58,6 +58,9 @@ class ExportRequest:
     parity: bool = True
     workspace_mb: int = 2048
     trt_plugin: bool = False
+    quantizer: str = "ort"  # "ort": onnxruntime's ranges, both layouts; "modelopt": also NVIDIA ModelOpt's
+    modelopt_python: str | None = None
+    fold_normalization: bool = False
 
 
 @dataclass
@@ -75,6 +78,8 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
 
     if req.format not in ("onnx", "engine"):
         raise UserError(f"--format must be onnx or engine; got {req.format!r}")
+    if req.quantizer not in ("ort", "modelopt"):
+        raise UserError(f"--quantizer must be ort or modelopt; got {req.quantizer!r}")
     if req.fp16 and req.int8 and req.format == "engine":
         raise UserError("an engine has one precision: choose one of --fp16 and --int8")
     if req.format == "engine":
@@ -99,6 +104,9 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         trt_int8 = write_trt_int8(fp32, ort_int8, req.out / "model.int8-trt.onnx", echo)
         result.files += [ort_int8, trt_int8]
         final = trt_int8 if req.format == "engine" else ort_int8
+        if req.quantizer == "modelopt":
+            final = _modelopt_int8(req, calib, echo)
+            result.files.append(final)
     parity_data = req.parity_data or req.calib or training_data_dir(req.checkpoint)
     if req.parity and parity_data is None:
         result.notes.append("parity skipped: no image folder (pass --parity-data DIR)")
@@ -141,6 +149,23 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
     atomic_write_bytes(out, model.SerializeToString())
     for path, checked in ((ort_int8, ort_model), (out, model)):
         echo(check_layout(checked).line(path.name))
+    return out
+
+
+def _modelopt_int8(req: ExportRequest, calib: Path, echo=print) -> Path:
+    """``model.int8-modelopt.onnx``: ModelOpt on the plain-ops export (it drops local functions)."""
+    import tempfile
+
+    from .modelopt_quant import quantize_modelopt
+    from .onnx_export import export_onnx
+    from .qdq_layout import check_layout
+
+    out = req.out / "model.int8-modelopt.onnx"
+    with tempfile.TemporaryDirectory(prefix="wscnet-plain-") as tmp:
+        plain = export_onnx(req.checkpoint, Path(tmp) / "model.plain.onnx", img_size=req.img_size, batch=req.batch,
+                            dynamic_batch=req.dynamic_batch, fused_op=False)
+        quantize_modelopt(plain, out, calib, n=req.calib_n, method=req.calib_method, python=req.modelopt_python)
+    echo(check_layout(onnx.load(str(out))).line(out.name))
     return out
 
 
