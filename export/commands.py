@@ -24,6 +24,7 @@ def export(
     parity_n: int = typer.Option(200, "--parity-n", help="Images the parity check uses."),
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     workspace_mb: int = typer.Option(2048, "--workspace-mb", help="TensorRT workspace limit."),
+    fold_normalization: bool = typer.Option(False, "--fold-normalization", help="Put (x/255 - mean)/std into the graph: the model takes 0-255 RGB (what DeepStream's nvinfer needs when std differs per channel)."),
     quantizer: str = typer.Option("ort", "--quantizer", help="INT8: ort (onnxruntime's calibration; writes model.int8.onnx for ONNX Runtime and model.int8-trt.onnx placed by TensorRT's rules) | modelopt (also NVIDIA ModelOpt's model.int8-modelopt.onnx, in its own environment)."),
     modelopt_python: Optional[str] = typer.Option(None, "--modelopt-python", help="Python of the environment with nvidia-modelopt[onnx] (default: $WSCNET_MODELOPT_PYTHON)."),
     trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT plugin, TensorRT >= 10.9; older TensorRT builds the ONNX function body and says so). Either way the engine needs no Python to run."),
@@ -40,6 +41,7 @@ def export(
         batch=batch, dynamic_batch=dynamic_batch, max_batch=max_batch, fused_op=not no_fused_op,
         parity_data=parity_data, parity_n=parity_n, parity=not skip_parity, workspace_mb=workspace_mb,
         trt_plugin=trt_plugin, quantizer=quantizer, modelopt_python=modelopt_python,
+        fold_normalization=fold_normalization,
     )
     result = run_export(request, echo=typer.echo)
     for line in summary_lines(result):

@@ -46,6 +46,7 @@ class _Runner:
         self.fixed_batch = self.backend.fixed_batch
         meta = self.backend.metadata
         self.metadata = {**meta.extra, "precision": meta.precision, "input_size": str(meta.input_size)}
+        self.mean, self.std = meta.mean, meta.std  # the file's own (0/(1/255) when normalisation is folded in)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(batch)
@@ -78,15 +79,18 @@ def run_parity(
     step = runner.fixed_batch or batch
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
+    same_input = (tuple(runner.mean), tuple(runner.std)) == (tuple(ckpt["mean"]), tuple(ckpt["std"]))
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
     for start in range(0, len(files), step):
-        chunk = load_batch(files[start : start + step], size, ckpt["mean"], ckpt["std"])
+        paths = files[start : start + step]
+        chunk = load_batch(paths, size, runner.mean, runner.std)  # the file's own normalisation
+        torch_in = chunk if same_input else load_batch(paths, size, ckpt["mean"], ckpt["std"])
         real = len(chunk)
         if runner.fixed_batch and real < step:  # a fixed-batch model needs full batches
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
         outputs = runner.infer(np.ascontiguousarray(chunk))
         with torch.inference_mode():
-            expected = [t.numpy() for t in reference(torch.from_numpy(chunk))]
+            expected = [t.numpy() for t in reference(torch.from_numpy(np.ascontiguousarray(torch_in)))]
         for name, value in zip(OUTPUT_NAMES, expected):
             ref[name].append(value[:real])
             got[name].append(np.asarray(outputs[name], dtype=np.float32)[:real])

@@ -91,6 +91,8 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
         dynamic_batch=req.dynamic_batch, fused_op=req.fused_op,
     )
+    if req.fold_normalization:
+        _fold_normalization(fp32)
     result.files.append(fp32)
     final = fp32
     if req.fp16:
@@ -133,6 +135,17 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             result.parity[engine.name] = report
             echo(format_report(report))
     return result
+
+
+def _fold_normalization(path: Path) -> None:
+    from wscnet.atomic import atomic_write_bytes
+
+    from .deepstream import fold_normalization
+
+    model = onnx.load(str(path))
+    fold_normalization(model)
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write_bytes(path, model.SerializeToString())
 
 
 def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:

@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from wscnet.atomic import atomic_write_bytes, atomic_write_text
 from wscnet.errors import UserError
 
+from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
 from .metadata import read_metadata
 from .trt_plugin import plugin_mode
@@ -209,6 +210,8 @@ def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Pa
         plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
     )
     atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
+    for path in write_deepstream_files(engine, sidecar, echo):
+        echo(f"DeepStream: {path}")
     return engine
 
 
