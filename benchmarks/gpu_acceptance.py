@@ -35,21 +35,29 @@ def cuda_reason() -> str | None:
     return None
 
 
-def _cuda_ms(fn, repeats: int = 20) -> float:
-    """Median GPU milliseconds of ``fn`` by CUDA events (after two warm-up calls)."""
-    import torch
+class _EventTimed:
+    """``fn`` as a runner of ``measure.time_calls`` (the one timing loop): CUDA events around each call."""
 
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
+    def __init__(self, fn) -> None:
+        self.fn, self.last_device_ms = fn, None
+
+    def infer(self, _batch) -> None:
+        import torch
+
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        self.fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+        self.last_device_ms = start.elapsed_time(end)
+
+
+def _cuda_ms(fn, repeats: int = 20) -> float:
+    """Median GPU milliseconds of ``fn`` by CUDA events, after two warm-up calls."""
+    from .measure import summarise, time_calls
+
+    _, device = time_calls(_EventTimed(fn), None, warmup=2, iters=repeats)
+    return summarise(device)["median"]
 
 
 def amp_step(arch: str = "resnet101", size: int = 448, batch: int = 8) -> dict:
