@@ -186,6 +186,7 @@ class LayoutSummary:
     per_channel_activations: int = 0
     fused_node_float: bool = True
     float_islands: list[str] = field(default_factory=list)  # Conv / MaxPool / residual Add left float
+    other_int8_inputs: dict[str, int] = field(default_factory=dict)  # e.g. the head's Mul / ReduceMean
 
     def line(self, name: str = "") -> str:
         head = f"{name}: " if name else ""
@@ -197,7 +198,12 @@ class LayoutSummary:
             f"{self.concat_int8_inputs}/{self.concat_inputs}; duplicated pairs {self.duplicated_pairs}; "
             f"non-zero zero points {self.nonzero_zero_points}; fused node input {'float' if self.fused_node_float else 'int8-rounded'}; "
             f"float islands {len(self.float_islands)}{' (' + islands + ')' if islands else ''}"
+            + self._others()
         )
+
+    def _others(self) -> str:
+        others = ", ".join(f"{op} {n}" for op, n in sorted(self.other_int8_inputs.items()))
+        return f"; also int8 inputs of {others}" if others else ""
 
     def trt_violations(self) -> list[str]:
         """TensorRT's placement rules this layout breaks (empty: none)."""
@@ -237,6 +243,10 @@ def check_layout(model: onnx.ModelProto) -> LayoutSummary:
             summary.float_islands.append(node.name or node.output[0])
         elif node.domain == DOMAIN and node.op_type == OP_TYPE:
             summary.fused_node_float = dq(node.input[0]) is None
+        elif node.op_type not in ("QuantizeLinear", "DequantizeLinear", "MaxPool"):
+            count = sum(1 for name in node.input if dq(name) is not None)
+            if count:
+                summary.other_int8_inputs[node.op_type] = summary.other_int8_inputs.get(node.op_type, 0) + count
     return summary
 
 

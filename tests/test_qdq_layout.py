@@ -120,7 +120,8 @@ def test_checker_flags_duplicated_pairs_zero_points_and_per_channel_activations(
              numpy_helper.from_array(np.int8(3), "z3"), numpy_helper.from_array(np.full(2, 0.1, np.float32), "sc"),
              numpy_helper.from_array(np.zeros(2, np.int8), "zc")]
     nodes = (_qdq("a", "s", "z", 0) + _qdq("a", "s", "z3", 1) + _qdq("b", "sc", "zc", 0, axis=1)
-             + [helper.make_node("Add", ["a_dq0", "a_dq1"], ["c"]), helper.make_node("Add", ["c", "b_dq0"], ["d"])])
+             + [helper.make_node("Add", ["a_dq0", "a_dq1"], ["c"]), helper.make_node("Add", ["c", "b_dq0"], ["d"]),
+                helper.make_node("Mul", ["b_dq0", "c"], ["e"])])
     vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 2, 2]) for n in ("a", "b")]
     model = helper.make_model(helper.make_graph(nodes, "g", vi, [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)], inits))
     summary = check_layout(model)
@@ -128,6 +129,7 @@ def test_checker_flags_duplicated_pairs_zero_points_and_per_channel_activations(
     assert summary.per_channel_activations == 1
     assert (summary.residual_add, summary.residual_add_both_int8) == (2, 1)  # c is neither DQ nor a Conv output
     assert len(summary.trt_violations()) == 4
+    assert summary.other_int8_inputs == {"Mul": 1} and "also int8 inputs of Mul 1" in summary.line()
 
 
 def test_range_tables_from_a_qdq_model_and_from_calibration_data():
