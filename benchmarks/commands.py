@@ -87,5 +87,25 @@ def bench(
         raise CheckFailed(f"{len(failed)} row(s) failed: {'; '.join(failed)} (results written; --no-fail exits 0)")
 
 
+def doctor(
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated back-ends to smoke-test; "
+                                           "any that is unavailable or fails gives exit code 1 (default: every "
+                                           "back-end, unavailable ones listed as skipped)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    no_smoke: bool = typer.Option(False, "--no-smoke", help="Versions and devices only."),
+) -> None:
+    """What this machine can run: versions, GPUs, TensorRT plugin/AOT support, a smoke test per back-end."""
+    from benchmarks.doctor import run_doctor
+
+    requested = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
+    report = run_doctor(requested, smoke=not no_smoke, echo=(lambda line: None) if json_out else typer.echo)
+    if json_out:
+        typer.echo(report.to_json())
+    if report.failed_requests:
+        typer.echo(f"error: requested back-end(s) not working here: {', '.join(report.failed_requests)}", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
+    app.command("doctor")(doctor)

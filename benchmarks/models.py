@@ -233,6 +233,8 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
             source = lower_precision(onnx_fp32, spec.file_precision, out, calib_dir, calib_n)
     if spec.engine in ("onnx", "openvino"):
         return source
+    if spec.precision == "int8" and case.model_file is None:  # engines take the TensorRT Q/DQ layout
+        source = cached(workdir / f"{stem}_int8-trt.onnx", source, lambda out: _trt_layout(onnx_fp32, source, out))
     # TensorRT takes fp16 as the fp16 ONNX and int8 as the Q/DQ ONNX; one static-batch engine
     # per batch, as trtexec measures a fixed shape
     return cached(workdir / f"{stem}_{spec.precision}_b{batch}.engine", source,
@@ -262,6 +264,12 @@ def lower_precision(onnx_fp32: Path, precision: str, out: Path, calib_dir: Path,
     from export.int8 import quantize_int8
 
     return cached(out, onnx_fp32, lambda o: quantize_int8(onnx_fp32, o, calib_dir, n=calib_n))
+
+
+def _trt_layout(onnx_fp32: Path, ort_int8: Path, out: Path) -> None:
+    from export.pipeline import write_trt_int8
+
+    write_trt_int8(onnx_fp32, ort_int8, out, echo=lambda line: None)
 
 
 def build_trt(onnx_path: Path, out: Path, precision: str, batch: int, timing_cache: Path) -> None:

@@ -2,3 +2,4 @@
 
 FORMATS = ("onnx", "engine")
 CALIB_METHODS = ("entropy", "max", "percentile")
+QUANTIZERS = ("ort", "modelopt")  # INT8: onnxruntime's ranges (both Q/DQ layouts), or also NVIDIA ModelOpt's

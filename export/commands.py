@@ -31,7 +31,10 @@ def export(
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     no_fail: bool = typer.Option(False, "--no-fail", help=NO_FAIL_HELP),
     workspace_mb: int = typer.Option(2048, "--workspace-mb", help="TensorRT workspace limit."),
-    trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton plugin (TensorRT >= 10.6; the process loading the engine must call export.trt_plugin.register_plugin()) instead of its ONNX function body (default: a self-contained engine)."),
+    fold_normalization: bool = typer.Option(False, "--fold-normalization", help="Put (x/255 - mean)/std into the graph: the model takes 0-255 RGB (what DeepStream's nvinfer needs when std differs per channel)."),
+    quantizer: str = typer.Option("ort", "--quantizer", help="INT8: ort (onnxruntime's calibration; writes model.int8.onnx for ONNX Runtime and model.int8-trt.onnx placed by TensorRT's rules) | modelopt (also NVIDIA ModelOpt's model.int8-modelopt.onnx, in its own environment)."),
+    modelopt_python: Optional[str] = typer.Option(None, "--modelopt-python", help="Python of the environment with nvidia-modelopt[onnx] (default: $WSCNET_MODELOPT_PYTHON)."),
+    trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT plugin, TensorRT >= 10.9; older TensorRT builds the ONNX function body and says so). Either way the engine needs no Python to run."),
 ) -> None:
     """Export a checkpoint to ONNX (fused CrossSpatialPoolMap op), FP16/INT8 and TensorRT, with parity."""
     from .pipeline import ExportRequest, failed_checks, newest_checkpoint, run_export, summary_lines
@@ -43,7 +46,8 @@ def export(
         int8=int8, calib=calib, calib_n=calib_n, calib_method=calib_method, img_size=img_size,
         batch=batch, dynamic_batch=dynamic_batch, max_batch=max_batch, fused_op=not no_fused_op,
         parity_data=parity_data, parity_n=parity_n, parity=not skip_parity, workspace_mb=workspace_mb,
-        trt_plugin=trt_plugin, overwrite=overwrite,
+        trt_plugin=trt_plugin, overwrite=overwrite, quantizer=quantizer, modelopt_python=modelopt_python,
+        fold_normalization=fold_normalization,
     )
     request.validate()  # before anything is printed or computed
     if newest:

@@ -18,6 +18,7 @@ from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
 
 from .images import ImageSet, folder_images, load_batch
+from .metadata import export_contract
 from .onnx_export import OUTPUT_NAMES, DeployModel
 from .provenance import check_model_matches
 
@@ -107,15 +108,19 @@ def run_parity(
     check_parity_memory(ckpt["model_config"], runner.contract.input_size, step, fixed=bool(runner.fixed_batch))
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
+    reference_contract = export_contract(ckpt, runner.contract.input_size)
+    same_input = (runner.contract.mean, runner.contract.std) == (reference_contract.mean, reference_contract.std)
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
     for start in range(0, len(files), step):
-        chunk = load_batch(files[start : start + step], runner.contract)
+        paths = files[start : start + step]
+        chunk = load_batch(paths, runner.contract)  # the file's own contract (raw pixels when normalisation is folded in)
+        torch_in = chunk if same_input else load_batch(paths, reference_contract)
         real = len(chunk)
         if runner.fixed_batch and real < step:  # a fixed-batch model needs full batches
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
         outputs = runner.infer(np.ascontiguousarray(chunk))
         with torch.inference_mode():
-            expected = [t.numpy() for t in reference(torch.from_numpy(chunk))]
+            expected = [t.numpy() for t in reference(torch.from_numpy(np.ascontiguousarray(torch_in)))]
         for name, value in zip(OUTPUT_NAMES, expected):
             ref[name].append(value[:real])
             got[name].append(np.asarray(outputs[name], dtype=np.float32)[:real])

@@ -8,7 +8,7 @@ import onnx
 
 from wscnet.errors import UserError
 
-from .choices import FORMATS
+from .choices import FORMATS, QUANTIZERS
 from .images import ImageSet, folder_images, split_images
 from .metadata import read_metadata
 
@@ -91,12 +91,16 @@ class ExportRequest:
     workspace_mb: int = 2048
     trt_plugin: bool = False
     overwrite: bool = False  # replace model files already in ``out``
+    quantizer: str = "ort"  # "ort": onnxruntime's ranges, both layouts; "modelopt": also NVIDIA ModelOpt's
+    modelopt_python: str | None = None
+    fold_normalization: bool = False
 
     def planned_files(self) -> list[Path]:
         """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
         files = [self.out / "model.onnx"]
         files += [self.out / "model.fp16.onnx"] if self.fp16 else []
-        files += [self.out / "model.int8.onnx"] if self.int8 else []
+        files += [self.out / "model.int8.onnx", self.out / "model.int8-trt.onnx"] if self.int8 else []
+        files += [self.out / "model.int8-modelopt.onnx"] if self.int8 and self.quantizer == "modelopt" else []
         if self.format == "engine":
             engine = self.out / f"model.{'int8' if self.int8 else 'fp16' if self.fp16 else 'fp32'}.engine"
             files += [engine, engine.with_name(engine.name + ".json")]
@@ -108,6 +112,8 @@ class ExportRequest:
 
         if self.format not in FORMATS:
             raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        if self.quantizer not in QUANTIZERS:
+            raise UserError(f"--quantizer must be one of {', '.join(QUANTIZERS)}; got {self.quantizer!r}")
         if self.fp16 and self.int8 and self.format == "engine":
             raise UserError("an engine has one precision: choose one of --fp16 and --int8")
         if not Path(self.checkpoint).is_file():
@@ -130,10 +136,6 @@ class ExportResult:
 
 
 def run_export(req: ExportRequest, echo=print) -> ExportResult:
-    from .fp16 import convert_fp16
-    from .int8 import quantize_int8
-    from .onnx_export import export_onnx
-
     req.validate()
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
@@ -144,19 +146,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     if calibration is not None and held_out is not None:
         check_disjoint(calibration, held_out)
     result = ExportResult()
-    fp32 = export_onnx(
-        req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
-        dynamic_batch=req.dynamic_batch, fused_op=req.fused_op,
-    )
-    result.files.append(fp32)
-    final = fp32
-    if req.fp16:
-        final = convert_fp16(fp32, req.out / "model.fp16.onnx")
-        result.files.append(final)
-    if calibration is not None:
-        echo(f"calibration images: {calibration.description}")
-        final = quantize_int8(fp32, req.out / "model.int8.onnx", calibration, method=req.calib_method)
-        result.files.append(final)
+    final = export_onnx_files(req, calibration, result, echo)
     if req.parity and held_out is None:
         result.notes.append("parity skipped: no held-out images (pass --parity-data DIR)")
     if held_out is not None:
@@ -164,19 +154,50 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         for model in result.files:
             result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
-        from .tensorrt_build import build_engine
-
-        precision = read_metadata(onnx.load(str(final), load_external_data=False))["precision"]
-        engine = build_engine(
-            final, req.out / f"model.{precision}.engine", precision=precision,
-            min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
-            workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
-            use_plugin=req.trt_plugin,
-        )
+        engine = export_engine(req, final, echo)
         result.files += [engine, engine.with_name(engine.name + ".json")]
         if held_out is not None:
             result.parity[engine.name] = _checked(engine, req.checkpoint, held_out, echo)
     return result
+
+
+def export_onnx_files(req: ExportRequest, calibration: ImageSet | None, result: ExportResult, echo) -> Path:
+    """FP32 (and FP16 / INT8) ONNX files into ``result.files``; returns the one an engine builds from."""
+    from .fp16 import convert_fp16
+    from .int8 import quantize_int8
+    from .onnx_export import export_onnx
+
+    fp32 = export_onnx(req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
+                       dynamic_batch=req.dynamic_batch, fused_op=req.fused_op)
+    if req.fold_normalization:
+        _fold_normalization(fp32)
+    result.files.append(fp32)
+    final = fp32
+    if req.fp16:
+        final = convert_fp16(fp32, req.out / "model.fp16.onnx")
+        result.files.append(final)
+    if calibration is not None:
+        echo(f"calibration images: {calibration.description}")
+        ort_int8 = quantize_int8(fp32, req.out / "model.int8.onnx", calibration, method=req.calib_method)
+        trt_int8 = write_trt_int8(fp32, ort_int8, req.out / "model.int8-trt.onnx", echo)
+        result.files += [ort_int8, trt_int8]
+        final = trt_int8 if req.format == "engine" else ort_int8
+        if req.quantizer == "modelopt":
+            final = _modelopt_int8(req, calibration, echo)
+            result.files.append(final)
+    return final
+
+
+def export_engine(req: ExportRequest, onnx_file: Path, echo) -> Path:
+    from .tensorrt_build import build_engine
+
+    precision = read_metadata(onnx.load(str(onnx_file), load_external_data=False))["precision"]
+    return build_engine(
+        onnx_file, req.out / f"model.{precision}.engine", precision=precision,
+        min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
+        workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
+        use_plugin=req.trt_plugin, echo=echo,
+    )
 
 
 def _checked(model: Path, checkpoint: Path, images: ImageSet, echo) -> dict:
@@ -186,6 +207,51 @@ def _checked(model: Path, checkpoint: Path, images: ImageSet, echo) -> dict:
     save_parity(report, model)
     echo(format_report(report))
     return report
+
+
+def _fold_normalization(path: Path) -> None:
+    from wscnet.atomic import atomic_write_bytes
+
+    from .deepstream import fold_normalization
+
+    model = onnx.load(str(path))
+    fold_normalization(model)
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
+    """The TensorRT-layout INT8 file from the FP32 model and the ranges calibrated for ``ort_int8``;
+    prints the Q/DQ layout of both INT8 files."""
+    from wscnet.atomic import atomic_write_bytes
+
+    from .qdq_layout import amax_from_qdq_model, check_layout, write_trt_layout
+
+    ort_model = onnx.load(str(ort_int8))
+    model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
+    if missing:
+        echo(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
+    atomic_write_bytes(out, model.SerializeToString())
+    for path, checked in ((ort_int8, ort_model), (out, model)):
+        echo(check_layout(checked).line(path.name))
+    return out
+
+
+def _modelopt_int8(req: ExportRequest, calib: ImageSet, echo=print) -> Path:
+    """``model.int8-modelopt.onnx``: ModelOpt on the plain-ops export (it drops local functions)."""
+    import tempfile
+
+    from .modelopt_quant import quantize_modelopt
+    from .onnx_export import export_onnx
+    from .qdq_layout import check_layout
+
+    out = req.out / "model.int8-modelopt.onnx"
+    with tempfile.TemporaryDirectory(prefix="wscnet-plain-") as tmp:
+        plain = export_onnx(req.checkpoint, Path(tmp) / "model.plain.onnx", img_size=req.img_size, batch=req.batch,
+                            dynamic_batch=req.dynamic_batch, fused_op=False)
+        quantize_modelopt(plain, out, calib, n=req.calib_n, method=req.calib_method, python=req.modelopt_python)
+    echo(check_layout(onnx.load(str(out))).line(out.name))
+    return out
 
 
 def summary_lines(result: ExportResult) -> list[str]:

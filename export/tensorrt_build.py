@@ -11,24 +11,31 @@ The sidecar ``X.engine.json`` (ARCHITECTURE.md): ``metadata`` (the ONNX metadata
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from wscnet.atomic import atomic_write_bytes, atomic_write_text
 from wscnet.errors import UserError
 
+from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
 from .metadata import read_metadata
-from .trt_plugin import PLUGIN_NAME
+from .trt_plugin import plugin_mode
+
+if TYPE_CHECKING:
+    import tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def import_tensorrt():
+    """The tensorrt module, or one clear line. Helpers import it lazily themselves (``import
+    tensorrt as trt``) so that the static check (.ci/typecheck) sees NVIDIA's stubs there."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -55,8 +62,13 @@ def use_strong_typing(trt_version: str, precision: str) -> bool:
     return major >= 11 or precision in ("fp16", "int8")
 
 
-def network_flags(trt, precision: str) -> int:
-    if use_strong_typing(trt.__version__, precision):
+def network_flags(precision: str) -> int:
+    """Network creation flags. STRONGLY_TYPED on 10.x for the FP16/INT8 files; on 11.x networks are
+    always strongly typed and the flag is deprecated and ignored (NvInfer.h 11), so none is passed."""
+    import tensorrt as trt
+
+    strong = use_strong_typing(trt.__version__, precision)  # refuses TensorRT < 10
+    if strong and version_tuple(trt.__version__)[0] == 10:
         return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0
 
@@ -96,15 +108,32 @@ def fold_int32_bias_dequantize(model: onnx.ModelProto) -> int:
     return folded
 
 
-def has_fused_node(onnx_model: onnx.ModelProto) -> bool:
-    return any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in onnx_model.graph.node)
+def fused_nodes(onnx_model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in onnx_model.graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE]
+
+
+def set_fused_node_mode(onnx_model: onnx.ModelProto, mode: str) -> None:
+    """Mark the fused nodes for TensorRT's parser, in place.
+
+    "aot": keep ``plugin_namespace`` and add ``aot=1`` so the parser creates the plugin's AOT
+    implementation; "inline": drop ``plugin_namespace`` so the parser builds the local function.
+    """
+    if mode not in ("aot", "inline"):
+        raise ValueError(f"fused node mode must be aot or inline, got {mode!r}")
+    for node in fused_nodes(onnx_model):
+        keep = [a for a in node.attribute if a.name != "aot" and (mode == "aot" or a.name != "plugin_namespace")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+        if mode == "aot":
+            node.attribute.append(helper.make_attribute("aot", 1))
 
 
 def sidecar_data(
     metadata: dict[str, str], *, tensorrt_version: str, gpu_name: str, compute_capability: str | None,
     built_from: Path, input_size: int, batch: tuple[int, int, int] | int, plugins: list[str],
-    precision: str,
+    precision: str, fused_node: str = "inline", aot_kernels: list[dict] | None = None,
 ) -> dict[str, Any]:
+    """``plugins``: ids a loading process must register (none for inline or AOT fused nodes)."""
     metadata = {**metadata, "precision": precision}
     if isinstance(batch, int):
         batch_info = {"min": batch, "opt": batch, "max": batch}
@@ -124,6 +153,8 @@ def sidecar_data(
             "batch": batch_info,
         },
         "plugins": plugins,
+        "fused_node": fused_node,
+        "aot_kernels": aot_kernels or [],
     }
 
 
@@ -162,83 +193,124 @@ def check_engine_memory(model: onnx.ModelProto, max_batch: int, workspace_mb: in
     require_on_device(f"TensorRT build of {name} (workspace {workspace_mb} MB, batch up to {max_batch})", need, fix)
 
 
-def build_engine(
-    onnx_path: Path,
-    engine: Path,
-    *,
-    precision: str | None = None,
-    min_batch: int = 1,
-    opt_batch: int = 1,
-    max_batch: int = 1,
-    workspace_mb: int = 2048,
-    timing_cache: Path | None = None,
-    use_plugin: bool = False,
-    trt=None,
-) -> Path:
-    """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``."""
-    trt = trt or import_tensorrt()
+@dataclass
+class BuildSettings:
+    precision: str | None = None
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    workspace_mb: int = 2048
+    timing_cache: Path | None = None
+    use_plugin: bool = False
+
+
+def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Path:
+    """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``.
+
+    ``settings`` are the fields of ``BuildSettings``.
+    """
+    trt = import_tensorrt()
+    opts = BuildSettings(**settings)
     onnx_path, engine = Path(onnx_path), Path(engine)
     model = onnx.load(str(onnx_path))
     metadata = read_metadata(model)
+    precision = check_precision(onnx_path, metadata, opts.precision)
+    gpu_name, capability = gpu_identity()
+    fused_node = prepare_fused_node(model, opts.use_plugin, trt.__version__, echo, capability)
+    if precision == "int8":
+        fold_int32_bias_dequantize(model)
+    check_engine_memory(model, opts.max_batch, opts.workspace_mb, onnx_path.name)
+    builder, network, _parser = parse_network(model, onnx_path, precision)
+    batches = batch_range(model, opts.min_batch, opts.opt_batch, opts.max_batch)
+    config, cache = make_builder_config(builder, int(metadata["input_size"]), batches, opts)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
+    atomic_write_bytes(engine, bytes(serialized))
+    if opts.timing_cache is not None:
+        atomic_write_bytes(opts.timing_cache, bytes(cache.serialize()))
+    fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    sidecar = sidecar_data(
+        metadata, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
+        built_from=onnx_path, input_size=int(metadata["input_size"]), batch=batches or int(fixed),
+        plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
+    )
+    atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
+    for path in write_deepstream_files(engine, sidecar, echo):
+        echo(f"DeepStream: {path}")
+    return engine
+
+
+def check_precision(onnx_path: Path, metadata: dict[str, str], precision: str | None) -> str:
     precision = precision or metadata.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if metadata.get("precision", precision) != precision:
         raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the {precision} ONNX file")
-    plugins: list[str] = []
-    if has_fused_node(model):
-        if use_plugin:
-            from .trt_plugin import register_plugin
+    return precision
 
-            register_plugin()
-            plugins.append(PLUGIN_NAME)
-        else:  # the parser then inlines the node's local function (standard layers)
-            for node in model.graph.node:
-                if node.domain == DOMAIN and node.op_type == OP_TYPE:
-                    keep = [a for a in node.attribute if a.name != "plugin_namespace"]
-                    del node.attribute[:]
-                    node.attribute.extend(keep)
-    if precision == "int8":
-        fold_int32_bias_dequantize(model)
-    check_engine_memory(model, max_batch, workspace_mb, onnx_path.name)
-    gpu_name, capability = gpu_identity()
+
+def prepare_fused_node(
+    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=print, capability: str | None = None,
+) -> str:
+    """"none", "inline" (the function body) or "aot-plugin"; registers the plugin for AOT,
+    compiled for ``capability`` ("major.minor", the building GPU)."""
+    if not fused_nodes(model):
+        return "none"
+    mode = "inline"
+    if use_plugin:
+        mode, why = plugin_mode(version_tuple(trt_version))
+        echo(why)
+    set_fused_node_mode(model, mode)
+    if mode == "aot":
+        from .trt_plugin import register_plugin
+
+        major, minor = version_tuple(capability or "0.0")[:2]
+        register_plugin(capability=(major, minor) if capability else None)
+        return "aot-plugin"
+    return "inline"
+
+
+def aot_kernel_records(fused_node: str) -> list[dict]:
+    """What the AOT kernels baked into the plan were compiled as (PTX ISA and target)."""
+    if fused_node != "aot-plugin":
+        return []
+    from .trt_plugin import aot_kernels_compiled, ptx_header
+
+    return [{"name": k.name, **ptx_header(k.ptx)} for k in aot_kernels_compiled()]
+
+
+def parse_network(
+    model: onnx.ModelProto, onnx_path: Path, precision: str,
+) -> tuple["tensorrt.Builder", "tensorrt.INetworkDefinition", "tensorrt.OnnxParser"]:
+    import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, precision))
+    network = builder.create_network(network_flags(precision))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model.SerializeToString(), str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"{onnx_path}: TensorRT cannot parse this model: {errors[:300]}")
+    return builder, network, parser  # the parser must outlive the build
+
+
+def make_builder_config(
+    builder: "tensorrt.Builder", size: int, batches: tuple[int, int, int] | None, opts: BuildSettings,
+) -> tuple["tensorrt.IBuilderConfig", "tensorrt.ITimingCache"]:
+    import tensorrt as trt
 
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    size = int(metadata["input_size"])
-    batches = batch_range(model, min_batch, opt_batch, max_batch)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mb) << 20)
     if batches is not None:
         profile = builder.create_optimization_profile()
-        lo, opt, hi = ((b, 3, size, size) for b in batches)
+        lo, opt, hi = (trt.Dims([b, 3, size, size]) for b in batches)
         profile.set_shape("image", lo, opt, hi)
         config.add_optimization_profile(profile)
-    cache = _load_timing_cache(config, timing_cache)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
-    atomic_write_bytes(engine, bytes(serialized))
-    if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(cache.serialize()))
-    fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    sidecar = sidecar_data(
-        metadata, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
-        built_from=onnx_path, input_size=size, batch=batches or int(fixed), plugins=plugins,
-        precision=precision,
-    )
-    atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
-    return engine
+    return config, _load_timing_cache(config, opts.timing_cache)
 
 
-def _load_timing_cache(config, path: Path | None):
+def _load_timing_cache(config: "tensorrt.IBuilderConfig", path: Path | None) -> "tensorrt.ITimingCache":
     data = b""
     if path is not None and Path(path).is_file():
         data = Path(path).read_bytes()

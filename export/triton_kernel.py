@@ -4,6 +4,10 @@ Program ``n`` reads F'[n] (kC×h×w, contiguous) twice: the first pass pools eac
 the k maps of a class into v[n, c]; the second weights each class map (mean of its k maps) by
 softmax(v) (or v / C) and sums them into M[n]. Everything accumulates in float32 whatever the
 storage type. ``TRITON_INTERPRET=1`` runs the same kernel on the CPU (tests use it).
+
+Argument order is TensorRT's AOT plugin convention (``tensorrt.plugin.aot_impl``): input tensor,
+then the int32 scalars, then the output tensors; ``export.trt_plugin`` compiles this same kernel to
+PTX for engines that need no Python.
 """
 
 import triton
@@ -12,8 +16,9 @@ import triton.language as tl
 
 @triton.jit
 def pool_map_kernel(
-    f_ptr, v_ptr, m_ptr,
+    f_ptr,
     C, HW,
+    v_ptr, m_ptr,
     K: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
     POOL_MAX: tl.constexpr, SOFTMAX: tl.constexpr,
@@ -82,7 +87,7 @@ def cross_spatial_pool_map_triton(fprime, k: int, pool: str = "max", map_weight:
     v = torch.empty(n, cfg["C"], dtype=fprime.dtype, device=fprime.device) if v is None else v
     m = torch.empty(n, h, w, dtype=fprime.dtype, device=fprime.device) if m is None else m
     pool_map_kernel[cfg["grid"]](
-        fprime, v, m, cfg["C"], cfg["HW"],
+        fprime, cfg["C"], cfg["HW"], v, m,
         K=k, BLOCK_K=cfg["BLOCK_K"], BLOCK_HW=cfg["BLOCK_HW"], BLOCK_C=cfg["BLOCK_C"],
         POOL_MAX=pool == "max", SOFTMAX=map_weight == "softmax",
     )

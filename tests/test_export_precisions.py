@@ -118,3 +118,20 @@ def test_bad_calibration_inputs(work, tmp_path):
     with pytest.raises(UserError, match="starts from the FP32"):
         quantize_int8(work["fp16"], tmp_path / "m.onnx", work["calib"], n=4)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_tensorrt_layout_int8_follows_the_rules_and_passes_parity(work, tmp_path):
+    """The engine variant, from the same calibrated ranges: TensorRT's placement, parity on held-out images."""
+    from export.pipeline import write_trt_int8
+    from export.qdq_layout import check_layout
+
+    lines: list[str] = []
+    trt = write_trt_int8(work["fp32"], work["int8"], tmp_path / "model.int8-trt.onnx", echo=lines.append)
+    model = onnx.load(str(trt))
+    assert read_metadata(model)["precision"] == "int8" and read_metadata(model)["int8_layout"] == "tensorrt"
+    summary = check_layout(model)
+    assert summary.trt_violations() == [] and summary.residual_add == summary.residual_add_both_int8 == 8
+    assert check_layout(onnx.load(str(work["int8"]))).duplicated_pairs > 0  # the ONNX Runtime layout keeps its own
+    assert len(lines) == 2 and lines[1].startswith("model.int8-trt.onnx: Q/DQ layout")
+    report = run_parity(trt, work["ckpt"], work["held_out"], n=36, progress=False)
+    assert report["passed"] and report["top1_agreement"] >= 0.97

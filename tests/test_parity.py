@@ -76,12 +76,15 @@ def test_export_command_end_to_end(work):
     result = _cli("export", work["ckpt"], "--fp16", "--int8", "--calib", work["images"], "--out", out,
                   "--parity-data", work["held_out"], "--parity-n", 12)
     assert result.returncode == 0, result.stderr
-    names = ("model.onnx", "model.fp16.onnx", "model.int8.onnx")
+    names = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-trt.onnx")
     assert all((out / name).is_file() for name in names)
     lines = result.stdout.splitlines()
-    summary = [line for line in lines if line.startswith("model.")]
-    assert len(summary) == 3 and all("PASS" in line for line in summary)
-    assert "fp16" in summary[1] and "18" in summary[1] and "int8" in summary[2]
+    summary = [line for line in lines if line.startswith("model.") and "Q/DQ layout" not in line]
+    assert len(summary) == 4 and all("PASS" in line for line in summary)
+    assert "fp16" in summary[1] and "18" in summary[1] and "int8" in summary[2] and "int8" in summary[3]
+    layout = {line.split(":")[0]: line for line in lines if "Q/DQ layout" in line}
+    assert set(layout) == {"model.int8.onnx", "model.int8-trt.onnx"}
+    assert "duplicated pairs 0" in layout["model.int8-trt.onnx"] and "fused node input float" in layout["model.int8-trt.onnx"]
     parity = json.loads((out / "parity.json").read_text())
     assert set(parity) == set(names)
 

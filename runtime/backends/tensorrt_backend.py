@@ -9,12 +9,16 @@ D2H on that stream.
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import RuntimeUserError
 from ..metadata import ModelMetadata
 from .base import OUTPUT_NAMES, Backend
+
+if TYPE_CHECKING:  # the static check (.ci/typecheck) reads NVIDIA's stubs for these
+    import tensorrt
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ def check_plugins(engine_path, sidecar: EngineSidecar, registry) -> None:
     if missing:
         raise RuntimeUserError(
             f"{engine_path}: built with plugin {', '.join(missing)}, which is not registered in this "
-            "process; register it first (export.trt_plugin.register_plugin()) or rebuild the engine "
-            "without it (python cli.py export CKPT --format engine --no-trt-plugin)"
+            "process (an engine from an older exporter); rebuild it: python cli.py export CKPT "
+            "--format engine [--trt-plugin] writes engines that need no registration"
         )
 
 
@@ -98,6 +102,11 @@ def _release(version: str) -> tuple[str, ...]:
 
 def _gpu_key(name: str) -> str:
     return " ".join(name.lower().replace("nvidia", "").split())
+
+
+def dims_tuple(dims) -> tuple[int, ...]:
+    """A TensorRT ``Dims`` (indexable, sized) as a tuple of ints."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
 
 
 def resolve_input_shape(engine_shape: tuple, batch_shape: tuple, name: str) -> tuple[int, ...]:
@@ -119,8 +128,8 @@ class TensorRTBackend(Backend):
     def __init__(self, trt_module=None, cuda_api=None) -> None:
         self._trt = trt_module  # injectable for tests; imported lazily otherwise
         self._cuda = cuda_api
-        self.engine = None
-        self.context = None
+        self.engine: "tensorrt.ICudaEngine | None" = None
+        self.context: "tensorrt.IExecutionContext | None" = None
         self._shape: tuple | None = None
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
@@ -128,7 +137,10 @@ class TensorRTBackend(Backend):
     def load(self, path: str | Path) -> None:
         path = Path(path)
         sidecar = read_sidecar(path)
-        trt = self._trt or _import_tensorrt()
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = self._trt or _import_tensorrt()
         self._trt = trt
         self._cuda = self._cuda or _open_cuda()
         check_compatibility(path, sidecar, trt.__version__, self._cuda.gpu_name())
@@ -137,12 +149,12 @@ class TensorRTBackend(Backend):
         self.metadata = sidecar.metadata
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
             raise RuntimeUserError(f"{path}: TensorRT could not deserialize this engine (see its log above)")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.engine, self.context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         missing = [n for n in OUTPUT_NAMES if n not in names]
         if len(inputs) != 1 or missing:
             raise RuntimeUserError(
@@ -150,7 +162,7 @@ class TensorRTBackend(Backend):
             )
         self.input_name = inputs[0]
         self.outputs = [n for n in names if n != self.input_name]
-        batch_dim = tuple(self.engine.get_tensor_shape(self.input_name))[0]
+        batch_dim = dims_tuple(engine.get_tensor_shape(self.input_name))[0]
         self.fixed_batch = batch_dim if batch_dim > 0 else None
 
     @property
@@ -160,11 +172,16 @@ class TensorRTBackend(Backend):
     def _allocate(self, batch_shape: tuple) -> None:
         """(Re)allocate pinned host and device buffers for one input shape; bind their addresses."""
         self._free_buffers()
-        trt, engine, context = self._trt, self.engine, self.context
-        shape = resolve_input_shape(engine.get_tensor_shape(self.input_name), batch_shape, self.input_name)
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = self._trt
+        engine, context = self.engine, self.context
+        assert engine is not None and context is not None, "load() first"
+        shape = resolve_input_shape(dims_tuple(engine.get_tensor_shape(self.input_name)), batch_shape, self.input_name)
         context.set_input_shape(self.input_name, shape)
         for name in [self.input_name, *self.outputs]:
-            tensor_shape = tuple(context.get_tensor_shape(name))
+            tensor_shape = dims_tuple(context.get_tensor_shape(name))
             if any(d < 0 for d in tensor_shape):
                 raise RuntimeUserError(f"engine tensor {name!r} has unresolved shape {tensor_shape}")
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
