@@ -23,6 +23,8 @@ PROVENANCE_KEYS = ("checkpoint_sha256", "checkpoint_path", "checkpoint_epoch", "
 
 def export_contract(ckpt: dict[str, Any], img_size: int | None = None) -> InputContract:
     """The checkpoint's input contract, at ``img_size`` when export overrides the side."""
+    if img_size and "input_contract" not in ckpt:  # an older checkpoint: the documented fallback
+        return InputContract.fallback(int(img_size), ckpt["mean"], ckpt["std"])
     contract = checkpoint_contract(ckpt)
     return replace(contract, input_size=int(img_size)) if img_size else contract
 
