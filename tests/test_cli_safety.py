@@ -210,6 +210,15 @@ def test_parity_refuses_a_checkpoint_the_model_did_not_come_from(work, tmp_path,
     assert checksums(folder) == before
 
 
+def test_bench_refuses_a_reference_the_model_did_not_come_from(work, tmp_path):
+    other = other_weights_at_64_px(work["ckpt"], tmp_path / "other.pt")
+    line = one_error_line(cli("bench", work["model"], "--reference", other, "--backends", "ort",
+                              "--iters", 1, "--out", tmp_path / "out"))
+    assert line.startswith(f"error: {work['model']} was exported from {work['ckpt'].resolve()} (sha256 ")
+    assert f"not from {other} (sha256 " in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_moved_training_folder_is_named_as_moved(work, tmp_path):
     import torch
 
@@ -246,7 +255,6 @@ def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
     assert "row(s) failed: broken@32 ort b1: failed validation" in proc.stderr.strip().splitlines()[-1]
     (row,) = json.loads((tmp_path / "out" / "bench.json").read_text())["rows"]
     assert row["status"] == "failed validation" and row["validation_passed"] is False
-    assert cli(*args, "--overwrite", "--no-fail").returncode == 0
 
 
 # --- 4. options and output paths are checked before any work ------------------------------------
