@@ -16,7 +16,7 @@ def export(
     format: Literal[FORMATS] = typer.Option("onnx", "--format", help="onnx, or engine (TensorRT, needs a GPU)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (default: the training set)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", min=1, help="Calibration images used."),
     calib_method: Literal[CALIB_METHODS] = typer.Option("entropy", "--calib-method"),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side (default: the checkpoint's)."),
@@ -26,7 +26,7 @@ def export(
     no_fused_op: bool = typer.Option(False, "--no-fused-op", help="Plain ONNX ops instead of the fused node."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/export)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace model files already in --out."),
-    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="Held-out images for parity (default: --calib or the training set)."),
+    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="A folder of held-out images for parity. Default: the test split of the data set the checkpoint was trained on; never calibration images."),
     parity_n: int = typer.Option(200, "--parity-n", min=1, help="Images the parity check uses."),
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     no_fail: bool = typer.Option(False, "--no-fail", help=NO_FAIL_HELP),
@@ -57,7 +57,7 @@ def export(
 def parity(
     model: Path = typer.Argument(..., help="Exported model (.onnx or .engine)."),
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the one the model was exported from, as it records)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Held-out images (default: the training set the model records)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A folder of held-out images (default: the test split of the data set the checkpoint was trained on)."),
     n: int = typer.Option(200, "--n", min=1, help="Images compared."),
     no_fail: bool = typer.Option(False, "--no-fail", help=NO_FAIL_HELP),
 ) -> None:
@@ -65,17 +65,19 @@ def parity(
     from wscnet.errors import UserError
 
     from .parity import format_report, run_parity, save_parity
-    from .provenance import model_file_metadata, recorded_checkpoint, training_data_dir
+    from .pipeline import parity_images
+    from .provenance import model_file_metadata, recorded_checkpoint
 
-    if data is not None and not data.is_dir():
-        raise UserError(f"{data}: image folder not found (--data)")
     metadata = model_file_metadata(model)
     recorded = checkpoint is None
     checkpoint = checkpoint or recorded_checkpoint(model, metadata)
-    data = data or training_data_dir(checkpoint, "--data")
+    images = parity_images(checkpoint, data, n)
+    if images is None:
+        raise UserError(f"{checkpoint}: no training data recorded in it; pass --data DIR")
     if recorded:
         typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
-    report = run_parity(model, checkpoint, data, n=n)
+    typer.echo(f"parity images: {images.description}", err=True)
+    report = run_parity(model, checkpoint, images, n=n)
     path = save_parity(report, model)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")

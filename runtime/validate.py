@@ -7,11 +7,11 @@ from typing import Literal
 
 from .backends import DEVICES
 from .errors import RuntimeUserError
-from .preprocess import RESIZE_MODES
+from .contract import GEOMETRIES
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # choices typer lists in --help and enforces (exit code 2)
-ResizeMode = Literal[RESIZE_MODES]
+ResizeMode = Literal[GEOMETRIES]
 RuntimeDevice = Literal[DEVICES]
 
 
