@@ -65,12 +65,15 @@ def parity(
     from wscnet.errors import UserError
 
     from .parity import format_report, run_parity, save_parity
+    from wscnet.checkpoint import read_checkpoint
+
     from .pipeline import parity_images
-    from .provenance import model_file_metadata, recorded_checkpoint
+    from .provenance import check_model_matches, model_file_metadata, recorded_checkpoint
 
     metadata = model_file_metadata(model)
     recorded = checkpoint is None
     checkpoint = checkpoint or recorded_checkpoint(model, metadata)
+    check_model_matches(model, metadata, checkpoint, read_checkpoint(checkpoint))  # before any output
     images = parity_images(checkpoint, data, n)
     if images is None:
         raise UserError(f"{checkpoint}: no training data recorded in it; pass --data DIR")

@@ -225,13 +225,13 @@ def test_a_moved_training_folder_is_named_as_moved(work, tmp_path):
 
     moved = tmp_path / "data-before-the-move"
     ckpt = torch.load(work["ckpt"], weights_only=True)
-    ckpt["training_data"] = str(moved)
+    ckpt["data_source"]["data"] = str(moved)
     (tmp_path / "run").mkdir()
     torch.save(ckpt, tmp_path / "run" / "best.pt")
     model = export_onnx(tmp_path / "run" / "best.pt", tmp_path / "model.onnx")
     line = one_error_line(cli("parity", model, "--n", 2))
-    assert line == (f"error: {tmp_path / 'run' / 'best.pt'}: its training data folder {moved} is gone "
-                    "(moved or deleted); pass --data DIR")
+    assert line.startswith(f"error: {tmp_path / 'run' / 'best.pt'}: its training data {moved} is not "
+                           "there any more (moved or deleted?)")
 
 
 # --- 3. exit codes tell the truth ---------------------------------------------------------------

@@ -3,6 +3,8 @@ check against these, and the CLI turns them into choices that ``--help`` lists."
 
 from typing import Literal
 
+from runtime.contract import GEOMETRIES
+
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 MOBILENETS = ("mobilenet_v3_large", "mobilenet_v3_small")
 ARCHITECTURES = RESNETS + MOBILENETS
@@ -25,3 +27,4 @@ LrSchedule = Literal[LR_SCHEDULES]
 TrainDevice = Literal[TRAIN_DEVICES]
 Layout = Literal[LAYOUTS]
 Split = Literal[SPLITS]
+Geometry = Literal[GEOMETRIES]

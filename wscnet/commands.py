@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from .ablation import AblationVariant
-from .choices import Arch, Coupling, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
+from .choices import Arch, Coupling, Geometry, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
 
 
 def synth(
@@ -49,7 +49,7 @@ def train(
     epochs: int = typer.Option(25, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size", help="Global batch (split over torchrun processes)."),
     img_size: int = typer.Option(448, "--img-size", help="Model input side S (multiple of 32)."),
-    geometry: str = typer.Option("squash", "--geometry", help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash (whole frame, default) | crop (centre square) | letterbox."),
+    geometry: Geometry = typer.Option("squash", "--geometry", help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash (whole frame, default) | crop (centre square) | letterbox."),
     augment: str = typer.Option("aspect", "--augment", help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | paper (square 7/8 crop)."),
     lr: float = typer.Option(1e-3, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
     head_lr: float = typer.Option(1e-2, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
