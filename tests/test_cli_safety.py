@@ -263,7 +263,8 @@ def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
     ("train", "--head", "foo", "wscnet|cam"),
     ("train", "--pool", "mean", "max|avg"),
     ("train", "--coupling", "partial", "both|local|none"),
-    ("webcam", "--resize", "squash", "letterbox|crop"),
+    ("train", "--geometry", "fill", "squash|crop|letterbox"),
+    ("webcam", "--resize", "stretch", "squash|crop|letterbox"),
     ("export", "--calib-method", "median", "entropy|max|percentile"),
     ("eval", "--split", "dev", "train|val|test|all"),
 ])
