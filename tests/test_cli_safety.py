@@ -245,6 +245,19 @@ def test_failed_parity_exits_3_and_no_fail_exits_0(work, tmp_path):
     assert cli("parity", model, "--n", 4, "--no-fail").returncode == 0
 
 
+def test_export_names_each_file_whose_parity_failed():
+    """export exits 3 through the same ``fail_unless`` as parity when ``failed_checks`` is not
+    empty (a genuinely failing export cannot be made on demand here, so its list is checked)."""
+    from export.pipeline import ExportResult, failed_checks
+
+    result = ExportResult(parity={
+        "model.onnx": {"passed": True, "top1_agreement": 1.0, "map_correlation": 1.0},
+        "model.int8.onnx": {"passed": False, "top1_agreement": 0.9125, "map_correlation": 0.93},
+    })
+    assert failed_checks(result) == ["model.int8.onnx (top-1 91.2 %, map corr 0.9300)"]
+    assert failed_checks(ExportResult()) == []
+
+
 def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
     model = perturbed_copy(work["model"], tmp_path / "broken.onnx")
     args = ["bench", model, "--backends", "ort", "--batch", 1, "--iters", 1, "--warmup", 0,
