@@ -88,6 +88,8 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
     for token in inputs:
         models.classify(token)  # a typo fails before anything is built
     workdir = out / "models"
+    # given model files are checked against their reference here, before images are written
+    cases = models.resolve_cases(inputs, settings.img_sizes, workdir, settings.reference)
     workdir.mkdir(parents=True, exist_ok=True)
     image_dir = settings.data or synthetic_images(out / "images", settings.agreement_images)
     image_paths = find_images(image_dir, settings.agreement_images)
@@ -95,7 +97,6 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
         from .video_pipeline import write_test_video
 
         settings.video = write_test_video(out / "test-640x480.mp4", frames=settings.video_frames)
-    cases = models.resolve_cases(inputs, settings.img_sizes, workdir, settings.reference)
     machine = describe_machine()
     gpu = machine["gpu"] is not None
     peak = measure_peak(settings.peak_n)

@@ -35,8 +35,8 @@ def bench(
         "architecture names for default models. Default: resnet18@224 resnet101@448.",
     ),
     backends: str = typer.Option(DEFAULT_BACKENDS, callback=_backend_list, help="Comma-separated "
-                                 "back-ends, any of the default list; ones this machine cannot run "
-                                 "are listed as skipped, with the reason."),
+                                 "back-ends (an unknown name is refused with the full list); ones "
+                                 "this machine cannot run are listed as skipped, with the reason."),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
     img_size: Optional[str] = typer.Option(None, help="Comma-separated input sizes (default: the "
                                            "checkpoint's, or ARCH@SIZE, or 224)."),

@@ -87,3 +87,15 @@ def format_demo_summary(summary: dict, out: Path) -> list[str]:
                  f"{summary['machine']['logical_cores']} logical cores")
     lines.append(f"  all figures: {out / 'summary.json'}")
     return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.demo_summary runs/demo/summary.json``: the demo's block, from the file."""
+    import sys
+
+    path = Path((argv if argv is not None else sys.argv[1:] or ["runs/demo/summary.json"])[0])
+    print("\n".join(format_demo_summary(json.loads(path.read_text()), path.parent)))
+
+
+if __name__ == "__main__":
+    main()

@@ -72,14 +72,15 @@ def parity(
     from wscnet.errors import UserError
 
     from .parity import format_report, run_parity, save_parity
-    from .pipeline import parity_images
-    from .provenance import model_file_metadata, recorded_checkpoint
+    from wscnet.checkpoint import read_checkpoint
 
-    if data is not None and not data.is_dir():
-        raise UserError(f"{data}: image folder not found (--data)")
+    from .pipeline import parity_images
+    from .provenance import check_model_matches, model_file_metadata, recorded_checkpoint
+
     metadata = model_file_metadata(model)
     recorded = checkpoint is None
     checkpoint = checkpoint or recorded_checkpoint(model, metadata)
+    check_model_matches(model, metadata, checkpoint, read_checkpoint(checkpoint))  # before any output
     images = parity_images(checkpoint, data, n, "--data")
     if images is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")

@@ -1,7 +1,8 @@
 """Where an exported model came from, and the check that a checkpoint is that one.
 
 Every exported file records the checkpoint's content hash (sha256), its path and epoch, and the
-folder it was trained on (metadata keys ``PROVENANCE_KEYS``). ``parity`` and ``bench`` compare
+folder it was trained on (metadata keys ``PROVENANCE_KEYS``; the data set itself, with its split
+settings, stays in the checkpoint's ``data_source``). ``parity`` and ``bench`` compare
 a model with a checkpoint only after ``check_model_matches``; ``parity MODEL`` without CKPT
 takes the checkpoint the model records.
 """
@@ -35,33 +36,16 @@ def file_sha256(path: str | Path) -> str:
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def recorded_training_data(checkpoint: Path, ckpt: dict[str, Any] | None = None) -> str | None:
-    """The --data folder the checkpoint was trained on, as recorded (it may have moved since):
-    the checkpoint's own key, its train_state, or its run's last.pt (older best.pt files)."""
-    import torch
-
-    checkpoint = Path(checkpoint)
-    candidates = [ckpt] if ckpt is not None else []
-    for path in (checkpoint, checkpoint.with_name("last.pt")):
-        if (ckpt is None or path != checkpoint) and path.is_file():
-            try:
-                candidates.append(torch.load(path, map_location="cpu", weights_only=True))
-            except Exception:  # an unreadable sibling is not this command's problem
-                continue
-    for found in candidates:
-        data = (recorded_data_source(found) or {}).get("data") if isinstance(found, dict) else None
-        if data:
-            return str(data)
-    return None
-
-
 def provenance_metadata(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, str]:
     """The provenance keys of a model exported from ``checkpoint`` (already loaded as ``ckpt``)."""
+    from wscnet.checkpoint import recorded_data_source
+
+    source = recorded_data_source(ckpt) or {}
     values = {
         "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_path": str(Path(checkpoint).resolve()),
         "checkpoint_epoch": str(int(ckpt.get("epoch", 0))),
-        "training_data": recorded_training_data(checkpoint, ckpt) or "",
+        "training_data": str(source.get("data") or ""),
     }
     assert tuple(values) == PROVENANCE_KEYS
     return values

@@ -108,21 +108,18 @@ def test_video_pipeline_is_measured_next_to_the_model(bench_run):
 
 
 def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
-    """An ONNX file of another (untrained) model, checked against the tiny checkpoint."""
-    import torch
+    """The tiny checkpoint's own export (same provenance) with its classifier bias changed so it
+    always says class 3: what a broken conversion gives, checked against the checkpoint."""
+    import onnx
+    from onnx import numpy_helper
 
     from export.onnx_export import export_onnx
-    from wscnet.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-    from wscnet.model import WSCNet
 
-    model, ckpt = load_checkpoint(tiny_checkpoint)
-    torch.manual_seed(123)
-    other = WSCNet(model.config)
-    with torch.no_grad():
-        other.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))  # always says class 3
-    other_ckpt = tmp_path / "other.pt"
-    save_checkpoint(other_ckpt, make_checkpoint(other, class_names=ckpt["class_names"], input_size=64))
-    wrong = export_onnx(other_ckpt, tmp_path / "wrong.onnx", img_size=64)
+    wrong = export_onnx(tiny_checkpoint, tmp_path / "wrong.onnx", img_size=64)
+    proto = onnx.load(str(wrong))
+    (bias,) = [init for init in proto.graph.initializer if init.name.endswith("classifier.bias")]
+    bias.CopyFrom(numpy_helper.from_array(np.array([0.0, 0.0, 0.0, 50.0], np.float32), bias.name))
+    onnx.save(proto, str(wrong))
     settings = BenchSettings(backends=["ort"], batches=[1], warmup=0, iters=1, duration=None,
                              agreement_images=8, reference=tiny_checkpoint, peak_n=256)
     results = run_bench([str(wrong)], tmp_path / "out", settings)

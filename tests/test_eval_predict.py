@@ -169,7 +169,8 @@ def test_cli_predict_json_and_all_bad(synth_set, checkpoint, tmp_path):
     assert payload[0]["label"] in CLASS_NAMES and payload[1]["error"] == "file not found"
     assert "missing.png: file not found; skipped" in result.stderr
     only_bad = run_cli("predict", checkpoint, tmp_path / "missing.png")
-    assert only_bad.returncode == 1 and "Traceback" not in only_bad.stderr
+    assert only_bad.returncode == 2 and "Traceback" not in only_bad.stderr
+    assert only_bad.stderr.strip().splitlines()[-1] == "error: no readable image among the 1 input(s)"
 
 
 def test_overlay_blends_jet_colours():
@@ -197,9 +198,9 @@ def test_ablation_writes_table_and_json(synth_set, tmp_path):
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["f"] <= 1
     assert "| wscnet-k1 | wscnet | 1 | both |" in table
     mtime = (out / "cam" / "last.pt").stat().st_mtime
-    run_ablation(data=synth_set, out=out, only=["cam"], arch="resnet18", epochs=1, batch_size=8,
-                 img_size=SIZE, lr=0.01, head_lr=0.01, lr_schedule="step", warmup_epochs=0,
-                 seed=0, workers=0, device="cpu")
-    assert (out / "cam" / "last.pt").stat().st_mtime == mtime  # a finished run is reused
+    run_ablation(data=synth_set, out=out, only=["cam"], resume=True, arch="resnet18", epochs=1,
+                 batch_size=8, img_size=SIZE, lr=0.01, head_lr=0.01, lr_schedule="step",
+                 warmup_epochs=0, seed=0, workers=0, device="cpu")
+    assert (out / "cam" / "last.pt").stat().st_mtime == mtime  # with --resume a finished run is reused
     with pytest.raises(UserError, match="unknown ablation variant"):
         run_ablation(data=synth_set, out=out, only=["resnet-magic"])

@@ -71,8 +71,8 @@ def test_metadata_parsing_rules():
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("model.pt", b"x", "a PyTorch training checkpoint; .* run `python cli.py export"),
-    ("model.bin", b"x", "unknown model type '.bin'"),
+    ("model.pt", b"x", r"model\.pt: a PyTorch training checkpoint; .* run `python cli\.py export .*model\.pt` first"),
+    ("model.tflite", b"x", "unknown model type '.tflite'"),
     ("model.onnx", b"garbage", "ONNX Runtime cannot load this model"),
 ])
 def test_unloadable_models_are_one_line(tmp_path, name, content, message):
