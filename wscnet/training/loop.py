@@ -221,12 +221,8 @@ class Trainer:
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         common = dict(class_names=self.class_names, input_size=self.options.img_size,
                       epoch=epoch, metrics=metrics, contract=input_contract(self.options),
-<<<<<<< HEAD
                       data_source=self.options.to_dict(),
                       batchnorm=dict(self.batchnorm))
-=======
-                      data_source=self.options.to_dict())
->>>>>>> i16
         state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
                             self.best, self.history)
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))

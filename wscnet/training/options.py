@@ -5,12 +5,7 @@ from pathlib import Path
 
 from runtime.contract import GEOMETRIES
 
-<<<<<<< HEAD
 from ..choices import AUGMENTS, LR_SCHEDULES, TRAIN_DEVICES as DEVICES
-=======
-from ..choices import LR_SCHEDULES, TRAIN_DEVICES as DEVICES
-from ..data.transforms import AUGMENTS
->>>>>>> i16
 from ..errors import UserError
 
 # What a run folder holds; finding any of them means --out is a run already.
