@@ -61,12 +61,11 @@ def compare_ort_option(model: Path, calib: Path, n: int, method: str, option: st
     from export.calibration import CalibrationImages, ort_method
     from export.images import find_images
     from export.int8 import QUANTIZED_OPS, prepare_for_calibration, qdq_scales
-    from export.metadata import read_metadata
+    from export.metadata import model_contract
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    meta = read_metadata(onnx.load(str(model), load_external_data=False))
-    images = CalibrationImages(find_images(calib, n), "image", int(meta["input_size"]),
-                               json.loads(meta["mean"]), json.loads(meta["std"]))
+    contract = model_contract(onnx.load(str(model), load_external_data=False), str(model))
+    images = CalibrationImages(find_images(calib, n), "image", contract)
     feeds = list(images)
     extra = {"max-intermediate": {"CalibMaxIntermediateOutputs": chunk}, "strided": {"CalibStridedMinMax": chunk}}[option]
     scales = {}

@@ -39,15 +39,14 @@ CALIB_METHODS = ("entropy", "max", "percentile")
 
 
 class CalibrationImages:
-    """Calibration inputs read one file at a time (never all held), re-iterable for a second pass."""
+    """Calibration inputs read one file at a time (never all held), re-iterable for a second pass;
+    each image made into a model input by the model's input contract."""
 
-    def __init__(self, files: list[Path], input_name: str, size: int, mean, std) -> None:
+    def __init__(self, files: list[Path], input_name: str, contract) -> None:
         if not files:
             raise UserError("no calibration images")
-        if size < 1:
-            raise UserError(f"input size must be positive; got {size}")
-        self.files, self.input_name = list(files), input_name
-        self.size, self.mean, self.std = size, mean, std
+        self.files, self.input_name, self.contract = list(files), input_name, contract
+        self.size = int(contract.input_size)
         self.desc = "calibrating"
 
     def __len__(self) -> int:
@@ -55,7 +54,7 @@ class CalibrationImages:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for path in tqdm(self.files, desc=self.desc, unit="img", leave=False):
-            yield {self.input_name: load_image(path, self.size, self.mean, self.std)[None]}
+            yield {self.input_name: load_image(path, self.contract)[None]}
 
 
 class _OneFeed:

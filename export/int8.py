@@ -19,9 +19,8 @@ from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
 from .calibration import CALIB_METHODS, CalibrationImages, check_calibration_memory, collect_ranges, ort_method
-from .fp16 import _load
-from .images import find_images
-from .metadata import read_metadata, set_precision
+from .images import ImageSet, folder_images
+from .metadata import load_onnx, model_contract, read_metadata, set_precision
 
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
@@ -50,10 +49,11 @@ class ImageCalibrationReader:
 
 
 def quantize_int8(
-    fp32_onnx: Path, out: Path, calib_dir: Path, *, n: int = 256, method: str = "entropy",
+    fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
     bounded: bool = True,
 ) -> Path:
-    """INT8 Q/DQ model of ``fp32_onnx`` calibrated on ``n`` images of ``calib_dir``, written atomically.
+    """INT8 Q/DQ model of ``fp32_onnx`` calibrated on ``images`` (an ImageSet, or a folder of which
+    ``n`` images are used), written atomically.
 
     ``bounded`` (default): ranges from ``export.calibration`` (memory flat in ``n``, the same
     ranges); ``bounded=False``: onnxruntime's one-shot calibration, kept for comparison.
@@ -62,14 +62,13 @@ def quantize_int8(
         raise UserError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}; got {method!r}")
     if n < 1:
         raise UserError(f"--calib-n must be at least 1; got {n}")
-    model = _load(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
-    images = CalibrationImages(
-        find_images(calib_dir, n), model.graph.input[0].name, int(metadata["input_size"]),
-        _json_list(metadata["mean"]), _json_list(metadata["std"]),
-    )
+    if not isinstance(images, ImageSet):
+        images = folder_images(Path(images), n)
+    images = CalibrationImages(list(images.files), model.graph.input[0].name, model_contract(model, str(fp32_onnx)))
     if bounded:
         check_calibration_memory(model, method, QUANTIZED_OPS, images.size, Path(fp32_onnx).name)
     with tempfile.TemporaryDirectory(prefix="wscnet-int8-") as tmp:
@@ -127,12 +126,6 @@ def _restore_functions(result: onnx.ModelProto, source: onnx.ModelProto) -> None
     del result.metadata_props[:]
     result.metadata_props.extend(source.metadata_props)
     result.ir_version = source.ir_version
-
-
-def _json_list(value: str) -> list[float]:
-    import json
-
-    return [float(v) for v in json.loads(value)]
 
 
 def dedicate_qdq_pairs(model: onnx.ModelProto) -> None:
