@@ -1,6 +1,11 @@
 """Scales of the bounded INT8 calibration against onnxruntime's one-shot one, same images.
 
     python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR [--n 16] [--method entropy] [--json OUT]
+    python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR --ort-option max-intermediate|strided [--chunk 4]
+
+``--ort-option``: instead of ours, onnxruntime's own ways to bound calibration memory, against
+its one-shot run: ``CalibMaxIntermediateOutputs`` (min-max only) or ``CalibStridedMinMax``
+(``collect_data`` per chunk of images, any method).
 
 Prints (and writes) whether every QuantizeLinear scale is equal, the largest relative
 difference, and each calibration's peak RSS (the bounded one runs first: the process's
@@ -33,6 +38,56 @@ def compare(model: Path, calib: Path, n: int, method: str) -> dict:
             "one_shot_peak_mb": round(max(one_shot_peak, bounded_peak))}
 
 
+class _ListReader:
+    """Calibration inputs from a list, with the ``set_range`` that CalibStridedMinMax needs."""
+
+    def __init__(self, feeds: list) -> None:
+        self.feeds, self._todo = feeds, iter(feeds)
+
+    def get_next(self):
+        return next(self._todo, None)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._todo = iter(self.feeds[start_index:end_index])
+
+
+def compare_ort_option(model: Path, calib: Path, n: int, method: str, option: str, chunk: int) -> dict:
+    """One of onnxruntime's memory options against its one-shot calibration (scales only)."""
+    import onnx
+
+    from export.calibration import CalibrationImages, ort_method
+    from export.images import find_images
+    from export.int8 import QUANTIZED_OPS, prepare_for_calibration, qdq_scales
+    from export.metadata import model_contract
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    contract = model_contract(onnx.load(str(model), load_external_data=False), str(model))
+    images = CalibrationImages(find_images(calib, n), "image", contract)
+    feeds = list(images)
+    extra = {"max-intermediate": {"CalibMaxIntermediateOutputs": chunk}, "strided": {"CalibStridedMinMax": chunk}}[option]
+    scales = {}
+    with tempfile.TemporaryDirectory(prefix="ort-option-") as tmp:
+        prepared = prepare_for_calibration(model, Path(tmp))
+        for name, options in (("one-shot", {}), (option, extra)):
+            out = Path(tmp) / f"{name}.onnx"
+            try:
+                quantize_static(str(prepared), str(out), _ListReader(feeds), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=ort_method(method),
+                                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, **options})
+            except Exception as exc:  # what the option does is the finding
+                return {"option": option, "method": method, "error": f"{type(exc).__name__}: {exc}"[:200]}
+            scales[name] = qdq_scales(out)
+    ref, got = scales["one-shot"], scales[option]
+    rel = [float(np.max(np.abs(got[k] - v) / np.maximum(np.abs(v), 1e-30))) for k, v in ref.items()]
+    return {"option": option, "method": method, "chunk": chunk, "scales": len(rel),
+            "equal_scales": all(np.array_equal(got[k], v) for k, v in ref.items()), "max_rel_diff": max(rel)}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
@@ -40,8 +95,13 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--method", default="entropy")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--ort-option", choices=["max-intermediate", "strided"])
+    ap.add_argument("--chunk", type=int, default=4)
     args = ap.parse_args(argv)
-    result = compare(args.model, args.calib, args.n, args.method)
+    if args.ort_option:
+        result = compare_ort_option(args.model, args.calib, args.n, args.method, args.ort_option, args.chunk)
+    else:
+        result = compare(args.model, args.calib, args.n, args.method)
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")

@@ -38,7 +38,8 @@ from .images import load_image
 
 
 class CalibrationImages:
-    """Calibration inputs read one file at a time (never all held), re-iterable for a second pass."""
+    """Calibration inputs read one file at a time (never all held), re-iterable for a second pass;
+    each image made into a model input by the model's input contract."""
 
     def __init__(self, files: list[Path], input_name: str, contract) -> None:
         if not files:
@@ -225,14 +226,15 @@ def calibration_bytes(footprint: ModelFootprint, method: str, op_types: list[str
 
 def check_calibration_memory(model, method: str, op_types: list[str], size: int, what: str) -> None:
     """Stop before calibrating, with the setting that would fit, when calibration will not fit."""
-    from wscnet.memory import GB, fits, require
+    from wscnet.memory import GB, current_rss_bytes, fits, require
 
     footprint = ModelFootprint(model)
     need = calibration_bytes(footprint, method, op_types)
     if fits(need):
         return
     if method != "max" and fits(calibration_bytes(footprint, "max", op_types)):
-        fix = f"--calib-method max would fit (about {calibration_bytes(footprint, 'max', op_types) / GB:.1f} GB more)"
+        total = current_rss_bytes() + calibration_bytes(footprint, "max", op_types)
+        fix = f"--calib-method max would fit (about {total / GB:.1f} GB)"
     else:
         sides = [s for s in range(size - 32, 31, -32)
                  if fits(calibration_bytes(footprint, method, op_types, (s / size) ** 2))]
