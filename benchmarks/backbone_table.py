@@ -83,7 +83,8 @@ def latency_and_memory(backend: str, path: Path, images: Path, workdir: Path, th
     result = run_worker(SPECS[backend], path, 1, images, settings, workdir, predict=False)
     if "error" in result:
         return {"error": result["error"]}
-    return {"median_ms": result["host_ms"]["median"], "p90_ms": result["host_ms"]["p90"],
+    return {"median_ms": result["host_ms"]["median"], "min_ms": result["host_ms"]["min"],
+            "p90_ms": result["host_ms"]["p90"],
             "peak_mem_mb": result["peak_mem_mb"]}
 
 
@@ -143,16 +144,16 @@ def _f(value, digits: int) -> str:
 
 def markdown(rows: list[dict], machine: str) -> str:
     lines = ["| backbone | trained | input | precision | test acc | det F | parity (top-1, map corr) "
-             "| batch-1 ms | video fps | model MB | peak MB |",
+             "| batch-1 ms median / min | video fps | model MB | peak MB |",
              "|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         trained = {True: "from scratch", False: "pretrained", None: "?"}[r["from_scratch"]]
-        trained += f", {r['epochs']} ep"
+        trained += f", epoch {r['epochs']}"
         parity = "reference" if "parity_passed" not in r else (
             f"{'pass' if r['parity_passed'] else 'FAIL'} ({r['top1_agreement'] * 100:.1f} %, {r['map_correlation']:.3f})")
         lines.append(
             f"| {r['backbone']} | {trained} | {r['img_size']} | {r['precision']} | {_f(r['accuracy'], 3)} "
-            f"| {_f(r['detection_f'], 3)} | {parity} | {_f(r.get('median_ms'), 2)} | {_f(r.get('video_fps'), 1)} "
+            f"| {_f(r['detection_f'], 3)} | {parity} | {_f(r.get('median_ms'), 2)} / {_f(r.get('min_ms'), 2)} | {_f(r.get('video_fps'), 1)} "
             f"| {_f(r['size_mb'], 1)} | {_f(r.get('peak_mem_mb'), 0)} |"
         )
     return "\n".join(lines) + f"\n\n{machine}\n"

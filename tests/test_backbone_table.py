@@ -34,4 +34,4 @@ def test_table_over_a_trained_mobilenet(tmp_path):
         assert 0.0 <= row["accuracy"] <= 1.0 and row["median_ms"] > 0 and row["peak_mem_mb"] > 0
     assert all(r["video_fps"] > 0 for r in (fp32, fp16, int8))
     table = (out / "backbones.md").read_text()
-    assert table.count("| mobilenet_v3_small | from scratch, 1 ep |") == 4
+    assert table.count("| mobilenet_v3_small | from scratch, epoch 1 |") == 4
