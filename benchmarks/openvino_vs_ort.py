@@ -5,8 +5,8 @@
 
 For the fused-op export and the ``--no-fused-op`` export of one checkpoint, each with its INT8
 Q/DQ copy, every runner goes through ``runtime.backends.open_backend`` as the runtime uses it:
-``ort`` and ``ort-int8`` (ONNX Runtime CPU), ``ov`` (OpenVINO, f32 hint), ``ov-bf16`` and
-``ov-int8`` (the Q/DQ file, float ops in f32). Beside them, ``openvino-direct`` is OpenVINO as
+``ort`` and ``ort-int8`` (ONNX Runtime CPU), ``ov`` (OpenVINO, f32 hint), ``ov-bf16``,
+``ov-int8`` (the Q/DQ file, float ops in f32) and ``ov-int8-bf16`` (its float ops in BF16). Beside them, ``openvino-direct`` is OpenVINO as
 a user gets it without this runtime: its default settings (BF16 on CPUs that have it, the INT8
 file's reductions left to its low-precision passes), called directly. The runners of one thread
 count take turns call by call (``export_latency.time_interleaved``), so a shared CPU's load hits
@@ -54,6 +54,7 @@ def open_runners(files: dict[str, Path], threads: int) -> tuple[dict, dict]:
         "ov-bf16": open_backend(files["ort-fp32"], device="openvino", threads=threads, precision="bf16"),
         "ort-int8": open_backend(files["ort-int8"], device="cpu", threads=threads),
         "ov-int8": open_backend(files["ort-int8"], device="openvino", threads=threads),
+        "ov-int8-bf16": open_backend(files["ort-int8"], device="openvino", threads=threads, precision="bf16"),
         "openvino-direct": DirectOpenVino(files["ort-fp32"], threads),
         "openvino-direct-int8": DirectOpenVino(files["ort-int8"], threads),
     }
@@ -90,7 +91,7 @@ def best_paths(group: dict) -> dict:
     stats = group["stats"]
     median = {name: s["median_ms"] for name, s in stats.items()}
     ort = min(("ort", "ort-int8"), key=median.get)
-    ov = min(("ov", "ov-bf16", "ov-int8"), key=median.get)
+    ov = min(("ov", "ov-bf16", "ov-int8", "ov-int8-bf16"), key=median.get)
     return {"best_ort": ort, "best_openvino": ov, "openvino_over_ort": median[ov] / median[ort]}
 
 
