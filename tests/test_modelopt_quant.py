@@ -4,7 +4,6 @@ The ModelOpt run itself is skipped unless that environment exists (it cannot sha
 pins); the parts around it run everywhere.
 """
 
-import json
 import os
 import sys
 
@@ -12,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.images import find_images, load_image
-from export.metadata import read_metadata
+from export.images import folder_images, load_image
+from export.metadata import model_contract, read_metadata
 from export.modelopt_quant import PYTHON_ENV, modelopt_python, quantize_modelopt, write_calibration_array
 from wscnet.errors import UserError
 
@@ -32,10 +31,10 @@ def plain(tmp_path_factory):
 
 
 def test_calibration_array_holds_the_preprocessed_images(plain, tmp_path):
-    path = write_calibration_array(plain["onnx"], plain["images"], 5, tmp_path / "calib.npy")
+    images = folder_images(plain["images"], 5)
+    path = write_calibration_array(plain["onnx"], images, tmp_path / "calib.npy")
     array = np.load(path)
-    meta = read_metadata(onnx.load(str(plain["onnx"])))
-    first = load_image(find_images(plain["images"], 5)[0], 64, json.loads(meta["mean"]), json.loads(meta["std"]))
+    first = load_image(images.files[0], model_contract(onnx.load(str(plain["onnx"]))))
     assert array.shape == (5, 3, 64, 64) and array.dtype == np.float32
     np.testing.assert_array_equal(array[0], first)
 
