@@ -171,6 +171,7 @@ def _smoke_torch(spec, tiny: dict, workdir: Path) -> tuple[str, bool]:
     import numpy as np
 
     from export.images import find_images, load_batch
+    from wscnet.checkpoint import checkpoint_contract
 
     from .torch_runner import TorchRunner
 
@@ -178,8 +179,7 @@ def _smoke_torch(spec, tiny: dict, workdir: Path) -> tuple[str, bool]:
     for device in ("cpu", spec.device):
         runner = TorchRunner(device=device)
         runner.load(tiny["ckpt"])
-        meta = runner.checkpoint
-        batch = load_batch(find_images(tiny["images"], SMOKE_IMAGES), SMOKE_SIZE, meta["mean"], meta["std"])
+        batch = load_batch(find_images(tiny["images"], SMOKE_IMAGES), checkpoint_contract(runner.checkpoint))
         outputs.append(runner.infer(batch))
     diff = float(np.abs(outputs[0]["probs"] - outputs[1]["probs"]).max())
     ok = all(np.isfinite(o["probs"]).all() for o in outputs) and diff < 1e-3

@@ -49,11 +49,13 @@ def scale_and_offsets(metadata: dict) -> tuple[float, list[float]]:
 
 
 def geometry(metadata: dict) -> str:
-    """The resize the model expects: the input contract's geometry, else the runtime's letterbox."""
+    """The resize the model expects: its input contract's geometry (files from before contracts: squash)."""
+    from runtime.contract import FALLBACK_GEOMETRY
+
     contract = metadata.get("input_contract")
     if contract:
-        return str((json.loads(contract) if isinstance(contract, str) else contract).get("geometry", "letterbox"))
-    return "letterbox"
+        return str((json.loads(contract) if isinstance(contract, str) else contract).get("geometry", FALLBACK_GEOMETRY))
+    return FALLBACK_GEOMETRY
 
 
 def nvinfer_config(sidecar: dict, engine_name: str, labels_name: str) -> str:
@@ -70,6 +72,8 @@ def nvinfer_config(sidecar: dict, engine_name: str, labels_name: str) -> str:
     ]
     if shape == "crop":
         lines.append("# The model expects a centre crop, which nvinfer cannot do: it letterboxes instead.")
+    if shape == "letterbox":
+        lines.append("# Letterbox: nvinfer pads with black pixels, the runtime with the mean colour.")
     lines += [
         "[property]",
         "gpu-id=0",

@@ -22,7 +22,7 @@ import onnx
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
-from .images import ImageSet, find_images, load_image
+from .images import ImageSet, folder_images, load_image
 from .metadata import model_contract, read_metadata, write_metadata
 from .qdq_layout import LAYOUT_KEY
 
@@ -50,29 +50,31 @@ def modelopt_python(given: str | None = None) -> str:
     return candidate
 
 
-def write_calibration_array(plain_onnx: Path, images, n: int, out: Path) -> Path:
-    """The calibration images (an ImageSet, or ``n`` of a folder) as one N×3×S×S float32 .npy,
-    each made by the model's own input contract, written image by image."""
-    model = onnx.load(str(plain_onnx), load_external_data=False)
-    contract = model_contract(model, str(plain_onnx))
-    files = list(images.files) if isinstance(images, ImageSet) else find_images(images, n)
+def write_calibration_array(plain_onnx: Path, images: ImageSet, out: Path) -> Path:
+    """The calibration images as one N×3×S×S float32 .npy (the model's input contract), written image by image."""
+    contract = model_contract(onnx.load(str(plain_onnx), load_external_data=False), str(plain_onnx))
     size = contract.input_size
-    array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(files), 3, size, size))
-    for i, path in enumerate(files):
+    array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(images), 3, size, size))
+    for i, path in enumerate(images.files):
         array[i] = load_image(path, contract)
     array.flush()
     return out
 
 
 def quantize_modelopt(
-    plain_onnx: Path, out: Path, calib_dir, *, n: int = 256, method: str = "entropy", python: str | None = None,
+    plain_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
+    python: str | None = None,
 ) -> Path:
-    """INT8 Q/DQ of a plain-ops FP32 model by ModelOpt; metadata copied, precision int8, layout modelopt."""
+    """INT8 Q/DQ of a plain-ops FP32 model by ModelOpt; metadata copied, precision int8, layout modelopt.
+
+    ``images``: an ImageSet, or a folder of which ``n`` images are used."""
     if method not in METHODS:
         raise UserError(f"--quantizer modelopt calibrates with {' or '.join(METHODS)}, not {method!r}")
+    if not isinstance(images, ImageSet):
+        images = folder_images(Path(images), n)
     interpreter = modelopt_python(python)
     with tempfile.TemporaryDirectory(prefix="wscnet-modelopt-") as tmp:
-        calib = write_calibration_array(plain_onnx, calib_dir, n, Path(tmp) / "calib.npy")
+        calib = write_calibration_array(plain_onnx, images, Path(tmp) / "calib.npy")
         quantized = Path(tmp) / "int8.onnx"
         run = subprocess.run([interpreter, "-c", _SCRIPT, str(plain_onnx), str(calib), str(quantized), method],
                              capture_output=True, text=True, cwd=tmp)

@@ -6,6 +6,7 @@ agreement of ``probs`` (and of ``det_scores``) and the Pearson correlation of th
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
 
 from .images import ImageSet, folder_images, load_batch
-from .metadata import export_contract
 from .onnx_export import OUTPUT_NAMES, DeployModel
 from .provenance import check_model_matches
 
@@ -108,13 +108,13 @@ def run_parity(
     check_parity_memory(ckpt["model_config"], runner.contract.input_size, step, fixed=bool(runner.fixed_batch))
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
-    reference_contract = export_contract(ckpt, runner.contract.input_size)
-    same_input = (runner.contract.mean, runner.contract.std) == (reference_contract.mean, reference_contract.std)
+    # PyTorch takes the checkpoint's normalisation: the file's differs when it is folded into the graph
+    torch_contract = replace(runner.contract, mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]))
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
     for start in range(0, len(files), step):
         paths = files[start : start + step]
-        chunk = load_batch(paths, runner.contract)  # the file's own contract (raw pixels when normalisation is folded in)
-        torch_in = chunk if same_input else load_batch(paths, reference_contract)
+        chunk = load_batch(paths, runner.contract)
+        torch_in = chunk if torch_contract == runner.contract else load_batch(paths, torch_contract)
         real = len(chunk)
         if runner.fixed_batch and real < step:  # a fixed-batch model needs full batches
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])

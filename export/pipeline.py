@@ -237,7 +237,7 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
     return out
 
 
-def _modelopt_int8(req: ExportRequest, calib: ImageSet, echo=print) -> Path:
+def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=print) -> Path:
     """``model.int8-modelopt.onnx``: ModelOpt on the plain-ops export (it drops local functions)."""
     import tempfile
 
@@ -249,7 +249,7 @@ def _modelopt_int8(req: ExportRequest, calib: ImageSet, echo=print) -> Path:
     with tempfile.TemporaryDirectory(prefix="wscnet-plain-") as tmp:
         plain = export_onnx(req.checkpoint, Path(tmp) / "model.plain.onnx", img_size=req.img_size, batch=req.batch,
                             dynamic_batch=req.dynamic_batch, fused_op=False)
-        quantize_modelopt(plain, out, calib, n=req.calib_n, method=req.calib_method, python=req.modelopt_python)
+        quantize_modelopt(plain, out, calibration, method=req.calib_method, python=req.modelopt_python)
     echo(check_layout(onnx.load(str(out))).line(out.name))
     return out
 

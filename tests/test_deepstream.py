@@ -16,7 +16,8 @@ from export.metadata import metadata_from_checkpoint, read_metadata
 
 CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
                          "map_weight": "softmax", "coupling": "both"},
-        "class_names": ["amusement", "anger", "awe"], "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.25, 0.25]}
+        "class_names": ["amusement", "anger", "awe"], "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.25, 0.25],
+        "input_size": 96}
 
 
 def _sidecar(ckpt=CKPT, precision="fp16", batch=(1, 4, 8), folded=False) -> dict:
@@ -48,6 +49,13 @@ def test_config_keys_match_the_sidecar(tmp_path, precision, mode):
     assert float(keys["net-scale-factor"]) == pytest.approx(1 / 63.75)  # 1 / (255 × 0.25)
     assert [float(v) for v in keys["offsets"].split(";")] == pytest.approx([127.5, 102.0, 76.5])  # 255 × mean
     assert labels.read_text() == "amusement;anger;awe\n"
+    assert keys["maintain-aspect-ratio"] == "0"  # no recorded contract: squash, like nvinfer's default
+
+
+def test_letterbox_contract_keeps_the_aspect():
+    contract = {"input_size": 96, "mean": CKPT["mean"], "std": CKPT["std"], "geometry": "letterbox"}
+    keys = _parse(nvinfer_config(_sidecar({**CKPT, "input_contract": contract}), "m.engine", "m.labels.txt"))
+    assert keys["maintain-aspect-ratio"] == "1" and keys["symmetric-padding"] == "1"
 
 
 def test_nvinfer_preprocessing_equals_the_models():

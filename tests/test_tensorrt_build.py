@@ -21,7 +21,7 @@ from wscnet.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
                          "map_weight": "softmax", "coupling": "both"},
-        "class_names": ["a", "b", "c"], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+        "class_names": ["a", "b", "c"], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "input_size": 64}
 
 
 def _model_with_batch(dim) -> onnx.ModelProto:
