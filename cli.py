@@ -1,17 +1,15 @@
 """wscnet-edge command line: python cli.py --help.
 
-Each area registers its own commands; their heavy imports (torch, onnx) happen inside the command
-bodies, so `python cli.py webcam` never loads torch.
+Only wiring: each area registers its own commands (``register(app)`` in its ``commands.py``);
+their heavy imports (torch, onnx) happen inside the command bodies, so `python cli.py webcam`
+never loads torch. Bad input (a ``user_facing`` error) is one ``error:`` line and its exit code.
 """
 
-import subprocess
 import sys
-from pathlib import Path
 
 import typer
 
 from benchmarks.commands import register as register_bench
-from benchmarks.demo_summary import CLOCK as DEMO_CLOCK
 from export.commands import register as register_export
 from runtime.commands import register as register_runtime
 from wscnet.commands import register as register_core
@@ -24,58 +22,6 @@ app = typer.Typer(
 )
 for register in (register_core, register_export, register_runtime, register_bench):
     register(app)
-
-
-# The demo's short training: a few CPU minutes, far above chance (README: the full-quality command).
-DEMO_SYNTH = ["--n-per-class", "120", "--size", "192", "--seed", "1"]
-DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "8", "--batch-size", "16",
-              "--lr", "0.02", "--head-lr", "0.02", "--lr-schedule", "cosine", "--warmup-epochs", "1",
-              "--grad-clip", "2", "--workers", "0"]
-
-
-def _step(title: str, *args: str) -> None:
-    command = [sys.executable, str(Path(__file__).resolve()), *args]
-    typer.secho(f"\n== {title}: python cli.py {' '.join(args)}", fg="cyan", err=True)
-    with DEMO_CLOCK.step(title):
-        returncode = subprocess.run(command).returncode
-    if returncode != 0:
-        typer.secho(f"error: demo step '{title}' failed", fg="red", err=True)
-        raise typer.Exit(1)
-
-
-@app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything the demo writes.")) -> None:
-    """The whole chain on built-in synthetic data: synth → train → eval → predict → export INT8 →
-    a video through the torch-free runtime with the overlay saved, then the figures it reached."""
-    data, run, export_dir = out / "data", out / "run", out / "export"
-    _step("synthetic data", "synth", str(data), *DEMO_SYNTH, "--overwrite")
-    _step("train", "train", "--data", str(data), "--out", str(run), *DEMO_TRAIN, "--overwrite")
-    _step("evaluate", "eval", str(run / "best.pt"), "--data", str(data), "--json", str(out / "eval.json"))
-    samples = sorted((data / "images").glob("*/*.jpg"))[::40][:6]
-    _step("predict", "predict", str(run / "best.pt"), *map(str, samples), "--out", str(out / "predict"))
-    _step("export FP32 + INT8", "export", str(run / "best.pt"), "--int8", "--out", str(export_dir),
-          "--parity-n", "120", "--overwrite")
-    video = out / "input.mp4"
-    _write_demo_video(data, video)
-    _step("runtime on video", "webcam", "--model", str(export_dir / "model.int8.onnx"), "--source",
-          str(video), "--save", str(out / "overlay.mp4"), "--jsonl",
-          str(out / "frames.jsonl"), "--no-display")
-    _print_demo_figures(out, export_dir)
-
-
-def _write_demo_video(data: Path, video: Path) -> None:
-    from wscnet.data import load_index
-    from wscnet.synth_video import write_slideshow_video
-
-    test = load_index(data, split="test")
-    frames = write_slideshow_video([s.path for s in test.samples[::6][:10]], video, frames_per_image=24)
-    typer.secho(f"\n== wrote {video} ({frames} frames, 640x480, 30 fps)", fg="cyan", err=True)
-
-
-def _print_demo_figures(out: Path, export_dir: Path) -> None:
-    from benchmarks.demo_summary import format_demo_summary, write_demo_summary
-
-    print("\n" + "\n".join(format_demo_summary(write_demo_summary(out, export_dir), out)))
 
 
 def main() -> None:

@@ -168,8 +168,10 @@ def video_run(model: Path, samples, out: Path) -> dict:
 
 def markdown(table: dict, video: dict | None) -> str:
     geometries = ("default", *GEOMETRIES)
+    contract = table["contract"]
+    views = " + ".join([contract["geometry"], *contract.get("extra_views", [])])
     lines = [f"eval top-1 on the pictures: {table['eval_accuracy']:.3f}; model contract: "
-             f"{table['contract']['geometry']} to {table['contract']['input_size']} px", "",
+             f"{views} at {contract['input_size']} px", "",
              "| frame | kind | " + " | ".join(f"runtime {g}" for g in geometries) + " | default vs eval (points) |",
              "|---|---|" + "---:|" * (len(geometries) + 1)]
     for row in table["rows"]:

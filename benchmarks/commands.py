@@ -106,6 +106,15 @@ def doctor(
         raise typer.Exit(1)
 
 
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything the demo writes.")) -> None:
+    """The whole chain on built-in synthetic data: synth → train → eval → predict → export INT8 →
+    a video through the torch-free runtime with the overlay saved, then the figures it reached."""
+    from .demo import demo as run_demo
+
+    run_demo(out)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
     app.command("bench")(bench)
     app.command("doctor")(doctor)
