@@ -58,6 +58,14 @@ def geometry(metadata: dict) -> str:
     return FALLBACK_GEOMETRY
 
 
+def extra_views(metadata: dict) -> list[str]:
+    """The contract's further views (the runtime averages them with the first; nvinfer cannot)."""
+    contract = metadata.get("input_contract")
+    if not contract:
+        return []
+    return list((json.loads(contract) if isinstance(contract, str) else contract).get("extra_views", []))
+
+
 def nvinfer_config(sidecar: dict, engine_name: str, labels_name: str) -> str:
     """The ``[property]`` group of a Gst-nvinfer config for the engine that ``sidecar`` describes."""
     meta = sidecar["metadata"]
@@ -74,6 +82,8 @@ def nvinfer_config(sidecar: dict, engine_name: str, labels_name: str) -> str:
         lines.append("# The model expects a centre crop, which nvinfer cannot do: it letterboxes instead.")
     if shape == "letterbox":
         lines.append("# Letterbox: nvinfer pads with black pixels, the runtime with the mean colour.")
+    if extra_views(meta):
+        lines.append(f"# nvinfer runs the {shape} view only; the runtime also averages {'+'.join(extra_views(meta))}.")
     lines += [
         "[property]",
         "gpu-id=0",
