@@ -34,7 +34,7 @@ from runtime.pipeline import Pipeline, PipelineOptions
 from runtime.sources import Frame, Source, open_source
 
 from .measure import summarise, time_calls
-from .video_pipeline import DEFAULT_WORKDIR, _rss_mb, default_int8_model, read_frames, write_test_video
+from .video_pipeline import DEFAULT_WORKDIR, _rss_mb, add_video_arguments, default_int8_model, read_frames, write_test_video
 
 STREAM_FPS = 30.0
 MAX_DROP = 0.05  # a live stream that loses more than this share of its frames is not held
@@ -189,16 +189,12 @@ def markdown(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.multistream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="ONNX model with a dynamic batch, or an engine (default: INT8 resnet18@224)")
-    parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
+    add_video_arguments(parser, "ONNX model with a dynamic batch, or an engine (default: INT8 resnet18@224)", threads=1)
     parser.add_argument("--streams", default="1,2,4,8", help="stream counts, comma-separated")
-    parser.add_argument("--frames", type=int, default=150, help="frames of the test video")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per stream count")
     parser.add_argument("--live-seconds", type=float, default=5.0, help="length of the paced live run (0: none)")
     parser.add_argument("--model-iters", type=int, default=20, help="timed model-only calls per round")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (0 = its default)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache for the default model and video")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     model_path = args.model or default_int8_model(args.workdir, dynamic_batch=True)

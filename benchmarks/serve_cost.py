@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from runtime.backends import open_backend
-from runtime.pipeline import PipelineOptions, run_pipeline
+from runtime.pipeline import Pipeline, PipelineOptions
 from runtime.serve import LiveServer, model_info
+from runtime.serve.attach import LiveSink
 from runtime.sources import open_source
 
-from .video_pipeline import DEFAULT_WORKDIR, default_int8_model, write_test_video
+from .video_pipeline import DEFAULT_WORKDIR, add_video_arguments, default_int8_model, write_test_video
 
 CONDITIONS = (("no serve", None, False), ("serve, 0 viewers", 0, False), ("serve, 1 viewer", 1, False),
               ("serve, 4 viewers", 4, False), ("serve, 20 viewers", 20, False),
@@ -130,9 +131,12 @@ def measure_serve_cost(model_path, video_path, *, frames: int = 150, rounds: int
 
 def _run(backend, video_path, live, frames: int, out_dir: Path) -> tuple[dict, float]:
     options = PipelineOptions(save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl", display=False,
-                              progress=False, max_frames=frames, live=live)
+                              progress=False, max_frames=frames)
+    pipeline = Pipeline(backend, open_source(str(video_path)), options)
+    if live is not None:  # what webcam --serve attaches (runtime/serve/attach.py)
+        pipeline.streams[0].sinks.append(LiveSink(live, pipeline.streams[0], "0"))
     cpu = time.process_time()
-    stats = run_pipeline(backend, open_source(str(video_path)), options).as_dict()
+    stats = pipeline.run().as_dict()
     return stats, (time.process_time() - cpu) * 1000.0 / max(stats["frames_out"], 1)
 
 
@@ -170,12 +174,8 @@ def markdown_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="ONNX model (default: INT8 resnet18@224, as video_pipeline)")
-    parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
-    parser.add_argument("--frames", type=int, default=150, help="frames per run")
+    add_video_arguments(parser, "ONNX model (default: INT8 resnet18@224, as video_pipeline)", threads=1)
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all conditions")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--watch", help=argparse.SUPPRESS)  # the viewer child process
     parser.add_argument("--viewers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--slow", action="store_true", help=argparse.SUPPRESS)

@@ -206,16 +206,21 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def add_video_arguments(parser, model_help: str, threads: int) -> None:
+    """The options every video benchmark takes: model, video, frames, threads, cache folder."""
+    parser.add_argument("--model", type=Path, help=model_help)
+    parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
+    parser.add_argument("--frames", type=int, default=150, help="frames of the test video / frames per run")
+    parser.add_argument("--threads", type=int, default=threads, help="inference threads (0 = the back-end's default)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache for the default model and video")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.video_pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="ONNX model or TensorRT engine (default: INT8 resnet18@224)")
-    parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
-    parser.add_argument("--frames", type=int, default=150, help="frames of the test video / frames per round")
+    add_video_arguments(parser, "ONNX model or TensorRT engine (default: INT8 resnet18@224)", threads=0)
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, tensorrt, openvino or openvino:GPU")
     parser.add_argument("--precision", default=None, help="OpenVINO only: fp32 (default) or bf16")
-    parser.add_argument("--threads", type=int, default=0, help="inference threads (0 = the back-end's default)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating model-only / pipeline rounds")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache for the default model and video")
     args = parser.parse_args(argv)
     model = args.model or default_int8_model(args.workdir)
     video = args.video

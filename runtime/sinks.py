@@ -53,7 +53,27 @@ def writable_video_suffixes() -> tuple[str, ...]:
     return tuple(found)
 
 
-class VideoSink:
+class _PartFileSink:
+    """Writes into a ``.part`` file beside ``path``; ``close`` moves it to ``path`` (complete),
+    ``discard`` removes it (``path`` left as it was). Subclasses release their handle in ``_release``."""
+
+    path: Path
+    _tmp: Path
+
+    def _release(self) -> bool:
+        """Close the open handle; False when there was none (already closed)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._release():
+            os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        self._release()
+        self._tmp.unlink(missing_ok=True)
+
+
+class VideoSink(_PartFileSink):
     """Frames at the source's size and frame rate; the container follows the suffix (.mp4, .avi, …)."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
@@ -77,22 +97,15 @@ class VideoSink:
         self.writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def _release(self) -> bool:
         if self.writer is None:
-            return
+            return False
         self.writer.release()
         self.writer = None
-        os.replace(self._tmp, self.path)
-
-    def discard(self) -> None:
-        """Give up before any frame: remove the temporary file, leave ``path`` as it was."""
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-        self._tmp.unlink(missing_ok=True)
+        return True
 
 
-class JsonlSink:
+class JsonlSink(_PartFileSink):
     """One JSON object per line, flushed as it goes; moved to its name when the run ends."""
 
     def __init__(self, path: str | Path) -> None:
@@ -106,20 +119,14 @@ class JsonlSink:
         self._file.flush()
         self.records += 1
 
-    def close(self) -> None:
+    def _release(self) -> bool:
         if self._file is None:
-            return
+            return False
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
-
-    def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
+        return True
 
 
 def display_available() -> bool:

@@ -49,6 +49,13 @@ class Backend(ABC):
         outputs = self.infer_impl(np.ascontiguousarray(chunk))
         return {name: outputs[name][:real] for name in OUTPUT_NAMES}
 
+    @staticmethod
+    def loaded(handle):
+        """``handle`` (a session, compiled model, execution context) or one clear RuntimeError."""
+        if handle is None:
+            raise RuntimeError("infer() before load() or after close()")
+        return handle
+
     def check_batch(self, batch: np.ndarray) -> None:
         """N×3×S×S float32 with N ≥ 1 and S the model's input size; a ValueError says what is wrong."""
         size = getattr(getattr(self, "metadata", None), "input_size", None)

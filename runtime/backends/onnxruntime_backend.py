@@ -90,8 +90,7 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime[{','.join(self.providers)}]"
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if self.session is None:
-            raise RuntimeError("infer() before load() or after close()")
+        self.loaded(self.session)
         results = self.session.run(OUTPUT_NAMES, {self.input_name: batch})
         return dict(zip(OUTPUT_NAMES, results))
 

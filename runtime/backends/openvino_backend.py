@@ -142,8 +142,7 @@ class OpenVinoBackend(Backend):
         return f"openvino[{self.target},{self._executed if self.compiled else '?'}]"
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if self.compiled is None:
-            raise RuntimeError("infer() before load() or after close()")
+        self.loaded(self.compiled)
         self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         # the request reuses its output tensors on the next call: hand out copies
         return {name: self.request.get_tensor(output).data.astype(np.float32, copy=True)

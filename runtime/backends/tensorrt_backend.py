@@ -191,8 +191,7 @@ class TensorRTBackend(Backend):
         self._shape = tuple(batch_shape)
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if self.context is None:
-            raise RuntimeError("infer() before load() or after close()")
+        self.loaded(self.context)
         if tuple(batch.shape) != self._shape:
             self._allocate(tuple(batch.shape))
         host_in = self._host[self.input_name]

@@ -45,11 +45,8 @@ class _Transform:
     """PIL image (and optional PIL maps) -> normalised 3×S×S tensor (and S×S map tensors)."""
 
     def __init__(self, contract: InputContract) -> None:
-        if not isinstance(contract, InputContract):
-            raise TypeError(f"transforms take an InputContract, got {type(contract).__name__}")
-        self.contract = contract
-        self.size = contract.input_size
-        self.pre = Preprocessor(contract)
+        self.pre = Preprocessor(contract)  # checks the contract
+        self.contract, self.size = contract, contract.input_size
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.with_maps(image, [])[0]
