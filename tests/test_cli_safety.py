@@ -230,8 +230,8 @@ def test_a_moved_training_folder_is_named_as_moved(work, tmp_path):
     torch.save(ckpt, tmp_path / "run" / "best.pt")
     model = export_onnx(tmp_path / "run" / "best.pt", tmp_path / "model.onnx")
     line = one_error_line(cli("parity", model, "--n", 2))
-    assert line.startswith(f"error: {tmp_path / 'run' / 'best.pt'}: its training data {moved} is not "
-                           "there any more (moved or deleted?)")
+    assert line == (f"error: {tmp_path / 'run' / 'best.pt'}: its training data folder {moved} is gone "
+                    "(moved or deleted); pass --data DIR")
 
 
 # --- 3. exit codes tell the truth ---------------------------------------------------------------

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
-    ckpt = make_trained_checkpoint(root / "run" / "best.pt", size=64)
+    ckpt = make_trained_checkpoint(root / "run" / "best.pt", size=64, steps=40)  # confident: INT8 keeps its top-1
     images = write_image_folder(root / "images", num_classes=6, per_class=3, size=64, seed=5)
     held_out = write_image_folder(root / "held_out", num_classes=6, per_class=2, size=64, seed=6)
     return {"root": root, "ckpt": ckpt, "images": images, "held_out": held_out}

@@ -69,7 +69,7 @@ def held_out_batch(files: dict, n: int) -> np.ndarray:
 
     with open_backend(files["fp32"], device="cpu") as backend:
         meta: ModelMetadata = backend.metadata
-    return load_batch(find_images(files["held_out"], n), meta.input_size, meta.mean, meta.std).astype(np.float32)
+    return load_batch(find_images(files["held_out"], n), meta.contract).astype(np.float32)
 
 
 @needs_openvino

@@ -369,7 +369,8 @@ def test_webcam_serve_on_a_taken_port_exits_2(model, tmp_path):
 def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
     """--realtime: 10 frames of a 10 fps file take at least 0.9 s (the 10th is due at 0.9 s)."""
     from runtime.backends import open_backend
-    from runtime.pipeline import PipelineOptions, run_pipeline
+    from runtime.pipeline import Pipeline, PipelineOptions
+    from runtime.serve.attach import LiveSink
     from runtime.sources import open_source
     from runtime_fixtures import write_video
 
@@ -378,8 +379,10 @@ def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
     try:
         live = LiveServer(port=0).start()
         try:
-            stats = run_pipeline(backend, open_source(str(video)),
-                                 PipelineOptions(display=False, progress=False, realtime=True, live=live))
+            pipeline = Pipeline(backend, open_source(str(video)),
+                                PipelineOptions(display=False, progress=False, realtime=True))
+            pipeline.streams[0].sinks.append(LiveSink(live, pipeline.streams[0], "0"))
+            stats = pipeline.run()
         finally:
             live.stop()
     finally:
