@@ -177,3 +177,13 @@ def test_bench_rows_name_the_precision_they_ran(files, tmp_path):
         assert by_name["ov-bf16"]["model_file"] == by_name["ov"]["model_file"]  # BF16 from the fp32 file
     else:
         assert by_name["ov-bf16"]["status"] == "skipped"
+
+
+@needs_openvino
+def test_openvino_back_end_runs_without_torch(files):
+    code = ("import sys; from runtime.backends import open_backend; "
+            f"b = open_backend({str(files['fp32'])!r}, device='openvino', threads=1); "
+            "print(b.description, sorted(m for m in ('torch', 'wscnet', 'export') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["openvino[CPU,fp32]", "[]"]
