@@ -81,9 +81,9 @@ class Prediction:
         })
         return record
 
-    def plot(self, frame: np.ndarray, alpha: float = 0.45, readout: str = "") -> np.ndarray:
+    def plot(self, frame: np.ndarray, opacity: float = 0.45, readout: str = "") -> np.ndarray:
         """A copy of ``frame`` with the sentiment map, the top-3 bars and ``readout`` drawn on it."""
-        return self.framing.draw(frame.copy(), self.probs, self.raw_map, self.geometry, alpha, readout)
+        return self.framing.draw(frame.copy(), self.probs, self.raw_map, self.geometry, opacity, readout)
 
 
 def _rounded(value) -> float | None:

@@ -21,7 +21,7 @@ def webcam(
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON record per frame: label, probabilities, timings; several streams: a name with {stream}"),
     no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
-    alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
+    opacity: float = typer.Option(0.45, "--opacity", min=0.0, max=1.0, help="Opacity of the sentiment map (0: not drawn)"),
     resize: Optional[ResizeMode] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
     device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers), or openvino / openvino:CPU / openvino:GPU"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="Inference threads (-1 = all cores but one, left to capture and drawing; 0 = the back-end's default)"),
@@ -49,7 +49,7 @@ def webcam(
     specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
     all_stats = run_videos(
         model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, precision=precision, resize=resize,
-        save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, alpha=alpha,
+        save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, opacity=opacity,
         max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
         serve=live, realtime=realtime,
     )

@@ -60,7 +60,7 @@ class Framing:
         return on_frame
 
     def draw(self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None, geometry: Geometry,
-             alpha: float = 0.45, readout: str = "") -> np.ndarray:
-        """The overlay, in place: map (unless None or alpha 0), top-3 bars, readout."""
-        alpha = min(max(float(alpha), 0.0), 1.0)
-        return Overlay(self.class_names, alpha).draw(frame, probs, sentiment_map, geometry, readout)
+             opacity: float = 0.45, readout: str = "") -> np.ndarray:
+        """The overlay, in place: map (unless None or opacity 0), top-3 bars, readout."""
+        opacity = min(max(float(opacity), 0.0), 1.0)
+        return Overlay(self.class_names, opacity).draw(frame, probs, sentiment_map, geometry, readout)

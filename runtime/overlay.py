@@ -35,16 +35,16 @@ def map_to_frame_colors(sentiment_map: np.ndarray, geo: Geometry) -> np.ndarray:
 
 
 class Overlay:
-    def __init__(self, class_names, alpha: float = 0.45, top_k: int = 3) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    def __init__(self, class_names, opacity: float = 0.45, top_k: int = 3) -> None:
+        if not 0.0 <= opacity <= 1.0:
+            raise ValueError(f"opacity must be in [0, 1], got {opacity}")
         self.class_names = list(class_names)
-        self.alpha = alpha
+        self.opacity = opacity
         self.top_k = min(top_k, len(self.class_names))
 
     def draw(self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None,
              geo: Geometry, readout: str = "") -> np.ndarray:
-        if sentiment_map is not None and self.alpha > 0:
+        if sentiment_map is not None and self.opacity > 0:
             self._blend_map(frame, sentiment_map, geo)
         if self.top_k:
             self._draw_labels(frame, probs)
@@ -57,9 +57,9 @@ class Overlay:
         region = frame[fy : fy + fh, fx : fx + fw]
         colours = map_to_frame_colors(sentiment_map, geo)
         if region.flags.c_contiguous:
-            cv2.addWeighted(colours, self.alpha, region, 1.0 - self.alpha, 0.0, dst=region)
+            cv2.addWeighted(colours, self.opacity, region, 1.0 - self.opacity, 0.0, dst=region)
         else:  # a centre-crop region is a strided view, which OpenCV will not write into
-            region[...] = cv2.addWeighted(colours, self.alpha, region, 1.0 - self.alpha, 0.0)
+            region[...] = cv2.addWeighted(colours, self.opacity, region, 1.0 - self.opacity, 0.0)
 
     def _draw_labels(self, frame: np.ndarray, probs: np.ndarray) -> None:
         scale = max(0.4, frame.shape[0] / 900)

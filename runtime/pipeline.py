@@ -56,7 +56,7 @@ STREAM_FIELD = "{stream}"
 class Controls:
     """What a viewer may change while a stream runs; the render stage reads it once per frame."""
 
-    alpha: float = 0.45  # opacity of the sentiment map
+    opacity: float = 0.45  # of the sentiment map
     smooth: float = 0.0  # EMA factor for the overlay's probabilities and map, in [0, 1)
     show_map: bool = True
 
@@ -65,7 +65,7 @@ class Controls:
 class PipelineOptions:
     resize: str | None = None  # a geometry overriding the model's input contract; only with a bare Backend
     smooth: float = 0.0  # initial Controls of every stream
-    alpha: float = 0.45
+    opacity: float = 0.45
     save: Path | None = None  # with several streams the name must hold "{stream}"
     jsonl: Path | None = None
     display: bool | None = None  # None: a window when a display exists
@@ -174,7 +174,7 @@ class Stream:
     def __init__(self, index: int, name: str, source: Source, model: Model, options: PipelineOptions,
                  ready: threading.Condition) -> None:
         self.index, self.name, self.source = index, name, source
-        self.controls = Controls(alpha=options.alpha, smooth=options.smooth)
+        self.controls = Controls(opacity=options.opacity, smooth=options.smooth)
         self.sinks: list = []
         self.smoother = EmaSmoother(options.smooth)
         self.stats = RunStats(source=source.description, backend=model.description, stream=name)
@@ -386,10 +386,10 @@ class Pipeline:
 
     def _draw(self, stream: Stream, image: np.ndarray, prediction: Prediction, readout: str) -> None:
         controls = stream.controls
-        stream.smoother.alpha = min(max(float(controls.smooth), 0.0), MAX_SMOOTH)
+        stream.smoother.factor = min(max(float(controls.smooth), 0.0), MAX_SMOOTH)
         probs = stream.smoother("probs", prediction.probs)
         smap = stream.smoother("map", prediction.raw_map) if controls.show_map else None
-        self.model.framing.draw(image, probs, smap, prediction.geometry, controls.alpha, readout)
+        self.model.framing.draw(image, probs, smap, prediction.geometry, controls.opacity, readout)
 
     def _show(self, _unused) -> None:
         window = WindowSink()

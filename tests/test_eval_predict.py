@@ -177,7 +177,7 @@ def test_overlay_blends_jet_colours():
     rgb = np.zeros((4, 4, 3), np.uint8)
     smap = np.zeros((4, 4), np.float32)
     smap[0, 0] = 1.0
-    bgr = overlay_map(rgb, smap, alpha=1.0)
+    bgr = overlay_map(rgb, smap, opacity=1.0)
     assert tuple(bgr[0, 0]) == tuple(cv2.applyColorMap(np.uint8([[255]]), cv2.COLORMAP_JET)[0, 0])
     assert bgr[3, 3, 0] > bgr[3, 3, 2]  # low values are blue in jet
 

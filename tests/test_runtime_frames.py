@@ -110,16 +110,16 @@ def test_sentiment_map_lands_where_it_belongs():
     assert left[0] > left[2] and right[2] > right[0]  # BGR: blue left, red right
 
 
-def test_overlay_blends_with_alpha_and_writes_top3():
+def test_overlay_blends_with_opacity_and_writes_top3():
     frame = np.full((240, 320, 3), 128, np.uint8)
     geo = plan_geometry(320, 240, 64, "letterbox")
     smap = np.random.default_rng(0).random((2, 2)).astype(np.float32)
     probs = np.array([0.1, 0.6, 0.05, 0.25], np.float32)
     names = ["amusement", "anger", "awe", "contentment"]
-    untouched = Overlay(names, alpha=0.0).draw(frame.copy(), probs, smap, geo)
+    untouched = Overlay(names, opacity=0.0).draw(frame.copy(), probs, smap, geo)
     assert np.array_equal(untouched[120:220], frame[120:220])  # only the label box changed
     assert not np.array_equal(untouched[:40, :80], frame[:40, :80])
-    blended = Overlay(names, alpha=0.45).draw(frame.copy(), probs, smap, geo, readout="30.0 fps")
+    blended = Overlay(names, opacity=0.45).draw(frame.copy(), probs, smap, geo, readout="30.0 fps")
     assert np.abs(blended[120:200].astype(int) - 128).mean() > 10
     assert not np.array_equal(blended[-10:, :60], untouched[-10:, :60])  # the readout
 
@@ -127,7 +127,7 @@ def test_overlay_blends_with_alpha_and_writes_top3():
 def test_crop_overlay_touches_only_the_crop():
     frame = np.full((100, 200, 3), 128, np.uint8)
     geo = plan_geometry(200, 100, 64, "crop")
-    out = Overlay(["a", "b"], alpha=0.5, top_k=0).draw(frame.copy(), np.array([0.5, 0.5]), np.eye(2, dtype=np.float32), geo)
+    out = Overlay(["a", "b"], opacity=0.5, top_k=0).draw(frame.copy(), np.array([0.5, 0.5]), np.eye(2, dtype=np.float32), geo)
     assert np.array_equal(out[:, :50], frame[:, :50]) and np.array_equal(out[:, 150:], frame[:, 150:])
     assert not np.array_equal(out[:, 50:150], frame[:, 50:150])
 

@@ -73,18 +73,18 @@ def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
     assert diff > 10
 
 
-def test_smoothing_and_alpha_change_the_overlay_only(model, tmp_path):
+def test_smoothing_and_opacity_change_the_overlay_only(model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=12, size=(320, 240))
     plain, smooth = tmp_path / "plain.jsonl", tmp_path / "smooth.jsonl"
-    run_video(model, str(video), jsonl=plain, display=False, progress=False, alpha=0.0,
+    run_video(model, str(video), jsonl=plain, display=False, progress=False, opacity=0.0,
               save=tmp_path / "a0.avi")
-    run_video(model, str(video), jsonl=smooth, display=False, progress=False, smooth=0.9, alpha=0.45,
+    run_video(model, str(video), jsonl=smooth, display=False, progress=False, smooth=0.9, opacity=0.45,
               save=tmp_path / "a45.avi")
     strip = lambda rows: [(r["label"], r["probabilities"]) for r in rows]  # noqa: E731
     assert strip(read_jsonl(plain)) == strip(read_jsonl(smooth))  # records are the raw predictions
     no_map, with_map = read_all(tmp_path / "a0.avi"), read_all(tmp_path / "a45.avi")
     src = read_all(video)
-    # away from the text boxes (top-left labels, bottom readout) alpha 0 leaves the picture alone
+    # away from the text boxes (top-left labels, bottom readout) opacity 0 leaves the picture alone
     body = (slice(80, 200), slice(0, 320))
     untouched = np.abs(no_map[5][body].astype(int) - src[5][body].astype(int)).mean()
     blended = np.abs(with_map[5][body].astype(int) - src[5][body].astype(int)).mean()

@@ -83,7 +83,7 @@ def check_chart(chart: dict, records: dict) -> None:
 def test_page_in_headless_chromium(model, tmp_path):
     video = write_video(tmp_path / "clip.avi", 300, fps=15.0, size=SIZE)  # 20 s at --realtime
     source = read_all(video)
-    proc, url = start_webcam(model, video, tmp_path, TOKEN, "--realtime", "--alpha", "0.8")
+    proc, url = start_webcam(model, video, tmp_path, TOKEN, "--realtime", "--opacity", "0.8")
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(

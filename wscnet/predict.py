@@ -11,11 +11,11 @@ from .atomic import atomic_write_bytes
 from .errors import UserError
 
 
-def overlay_map(rgb: np.ndarray, smap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay_map(rgb: np.ndarray, smap: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """RGB H×W×3 uint8 + map H×W in [0, 1] -> BGR uint8, jet colour map blended over the image."""
     heat = cv2.applyColorMap((np.clip(smap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    return cv2.addWeighted(bgr, 1.0 - alpha, heat, alpha, 0.0)
+    return cv2.addWeighted(bgr, 1.0 - opacity, heat, opacity, 0.0)
 
 
 def map_over_picture(sentiment_map, transform, shape: tuple[int, int]) -> np.ndarray:

@@ -15,7 +15,7 @@ class LiveSink:
         self.server.publish(frame, prediction.to_dict(), stream=self.hub, dropped=self.stream.stats.dropped)
         settings = self.server.controls.current()
         controls = self.stream.controls
-        controls.alpha, controls.smooth, controls.show_map = settings.opacity, settings.smoothing, settings.map
+        controls.opacity, controls.smooth, controls.show_map = settings.opacity, settings.smoothing, settings.map
 
 
 def serve_pipeline(pipeline, serve: dict, resize: str | None = None) -> LiveServer:
@@ -24,7 +24,7 @@ def serve_pipeline(pipeline, serve: dict, resize: str | None = None) -> LiveServ
     info = model_info(model.metadata, model.description, resize)
     hubs = [str(i) for i in range(len(pipeline.streams))]
     server = LiveServer(**serve, model_info=info, streams=hubs,
-                        controls=Controls(OverlaySettings(options.alpha, options.smooth)))
+                        controls=Controls(OverlaySettings(options.opacity, options.smooth)))
     server.start()
     for hub, stream in zip(hubs, pipeline.streams):
         stream.sinks.append(LiveSink(server, stream, hub))
