@@ -56,7 +56,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything
     video = out / "input.mp4"
     _write_demo_video(data, video)
     _step("runtime on video", "webcam", "--model", str(export_dir / "model.int8.onnx"), "--source",
-          str(video), "--resize", "crop", "--save", str(out / "overlay.mp4"), "--jsonl",
+          str(video), "--save", str(out / "overlay.mp4"), "--jsonl",
           str(out / "frames.jsonl"), "--no-display")
     _print_demo_figures(out, export_dir)
 

@@ -61,12 +61,12 @@ def export_all(ckpt: Path, data: Path, heldout: Path, calib_n: int, parity_n: in
     return json.loads((out / "parity.json").read_text())
 
 
-def split_accuracy(model, data: Path, size: int, num_classes: int) -> dict:
+def split_accuracy(model, data: Path, contract, num_classes: int) -> dict:
     """Accuracy and detection F on the test split, images as ``eval`` loads them."""
     from wscnet.data import ImageDataset, eval_transform, load_index
     from wscnet.evaluate import evaluate_dataset
 
-    test_set = ImageDataset(load_index(str(data), split="test"), eval_transform(size), with_maps=True)
+    test_set = ImageDataset(load_index(str(data), split="test"), eval_transform(contract), with_maps=True)
     with torch.no_grad():
         result = evaluate_dataset(model, test_set, num_classes=num_classes, batch_size=8, desc="test")
     return {"accuracy": result["accuracy"], "detection_f": result.get("detection", {}).get("f")}
@@ -108,13 +108,14 @@ def from_scratch(ckpt: Path) -> bool | None:
 
 def checkpoint_rows(ckpt: Path, opts: dict, workdir: Path) -> list[dict]:
     from export.images import find_images, load_batch
-    from wscnet.checkpoint import load_checkpoint
+    from wscnet.checkpoint import checkpoint_contract, load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
+    contract = checkpoint_contract(meta, ckpt)
     arch, size = meta["model_config"]["arch"], int(meta["input_size"])
     parity = export_all(ckpt, opts["data"], opts["heldout"], opts["calib_n"], opts["parity_n"])
     images = workdir / f"check_{arch}.npy"
-    np.save(images, load_batch(find_images(opts["heldout"], 4), size, meta["mean"], meta["std"]))
+    np.save(images, load_batch(find_images(opts["heldout"], 4), contract))
     common = {"backbone": arch, "img_size": size, "from_scratch": from_scratch(ckpt),
               "epochs": meta.get("epoch"), "checkpoint": str(ckpt), "checkpoint_mtime": ckpt.stat().st_mtime}
     rows = []
@@ -122,7 +123,7 @@ def checkpoint_rows(ckpt: Path, opts: dict, workdir: Path) -> list[dict]:
         path = ckpt if name is None else ckpt.parent / "export" / name
         row = {**common, "backend": backend, "model_file": str(path), "size_mb": path.stat().st_size / 1e6}
         runner = model if name is None else ExportedModel(path, opts["threads"])
-        row.update(split_accuracy(runner, opts["data"], size, meta["model_config"]["num_classes"]))
+        row.update(split_accuracy(runner, opts["data"], contract, meta["model_config"]["num_classes"]))
         row.update(latency_and_memory(backend, path, images, workdir, opts["threads"], opts["duration"]))
         if name is not None:
             report = parity[name]

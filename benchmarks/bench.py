@@ -135,6 +135,7 @@ def synthetic_images(folder: Path, n: int) -> Path:
 def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> dict:
     """Check images (as the model input), the reference's probs and the model's FLOPs, once per case."""
     from export.images import load_batch
+    from export.metadata import export_contract
 
     from .flops import count_flops
     from .measure import predict_in_batches
@@ -145,15 +146,15 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
         runner = TorchRunner("cpu")
         runner.load(case.checkpoint)
         ckpt = runner.checkpoint
-        images = load_batch(image_paths, case.img_size, ckpt["mean"], ckpt["std"])
+        images = load_batch(image_paths, export_contract(ckpt, case.img_size))
         context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
         if not all(np.isfinite(v).all() for v in context["reference"].values()):
             raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
                             "(broken weights); nothing to compare the back-ends with")
         context["flops"] = count_flops(runner.model, case.img_size)
         runner.close()
-    else:  # a model file without --reference: normalisation from its metadata, no agreement
-        images = load_batch(image_paths, case.img_size, case.mean, case.std)
+    else:  # a model file without --reference: its own input contract, no agreement
+        images = load_batch(image_paths, case.contract)
         if case.config is not None:
             from wscnet.model import WSCNet, WSCNetConfig
 

@@ -50,7 +50,7 @@ def batch1_latency(model: Path, heldout: Path) -> float:
 
     backend = open_backend(model, device="cpu")
     meta = backend.metadata
-    batch = load_batch(find_images(heldout, 1), meta.input_size, meta.mean, meta.std)
+    batch = load_batch(find_images(heldout, 1), meta.contract)
     host, _ = time_calls(backend, batch, warmup=3, iters=30)
     backend.close()
     return summarise(host)["median"]

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from runtime.contract import InputContract
 from wscnet.backbones import ARCHITECTURES
 from wscnet.errors import UserError
 
@@ -34,8 +35,7 @@ class Case:
     model_file: Path | None = None  # a given ONNX / engine file, measured as it is
     model_precision: str | None = None
     model_engine: str | None = None  # "onnx" | "tensorrt"
-    mean: tuple[float, ...] | None = None  # a given file's normalisation (its metadata)
-    std: tuple[float, ...] | None = None
+    contract: InputContract | None = None  # a given file's input contract (its metadata)
     config: dict | None = None  # a given file's WSCNetConfig, from its metadata (for FLOPs)
 
 
@@ -118,7 +118,7 @@ def model_file_case(path: Path, reference: Path | None) -> Case:
         meta = read_sidecar(path).metadata
         engine = "tensorrt"
     return Case(path.stem, meta.input_size, reference, path, meta.precision, engine,
-                tuple(meta.mean), tuple(meta.std), config_from_metadata(meta))
+                meta.contract, config_from_metadata(meta))
 
 
 def config_from_metadata(meta) -> dict | None:

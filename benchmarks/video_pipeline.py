@@ -74,10 +74,10 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
     return quantize_int8(fp32, int8, calib, n=32)
 
 
-def model_only_ms(backend, frames: list[np.ndarray], resize: str = "letterbox") -> tuple[float, float]:
+def model_only_ms(backend, frames: list[np.ndarray], resize: str | None = None) -> tuple[float, float]:
     """Mean (wall, process-CPU) milliseconds of backend.infer alone on the video's pre-processed frames."""
     meta = backend.metadata
-    pre = Preprocessor(meta.input_size, meta.mean, meta.std, resize)
+    pre = Preprocessor(meta.contract_for(resize))
     buffers = []
     for frame in frames:
         buffer = pre.new_buffer()
@@ -104,7 +104,7 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threads: int = 0,
                            frames: int | None = None, model_only_frames: int = 30, warmup: int = 10,
-                           rounds: int = 5, out_dir: Path | None = None, resize: str = "letterbox") -> dict:
+                           rounds: int = 5, out_dir: Path | None = None, resize: str | None = None) -> dict:
     """Run the full pipeline (overlay, mp4 and JSONL writing, no window) over ``video_path``, and the
     model alone on its frames right before and right after each pipeline run, for ``rounds`` rounds
     in one process. A round's cost is pipeline ms/frame ÷ the mean of its two model-only figures,

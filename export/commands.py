@@ -11,7 +11,7 @@ def export(
     format: str = typer.Option("onnx", "--format", help="onnx | engine (TensorRT, needs a GPU)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (default: the training set)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", help="Calibration images used."),
     calib_method: str = typer.Option("entropy", "--calib-method", help="entropy | max | percentile."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side (default: the checkpoint's)."),
@@ -20,7 +20,7 @@ def export(
     max_batch: int = typer.Option(16, "--max-batch", help="Engine profile's largest batch (--dynamic-batch)."),
     no_fused_op: bool = typer.Option(False, "--no-fused-op", help="Plain ONNX ops instead of the fused node."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/export)."),
-    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="Held-out images for parity (default: --calib or the training set)."),
+    parity_data: Optional[Path] = typer.Option(None, "--parity-data", help="A folder of held-out images for parity. Default: the test split of the data set the checkpoint was trained on; never calibration images."),
     parity_n: int = typer.Option(200, "--parity-n", help="Images the parity check uses."),
     skip_parity: bool = typer.Option(False, "--skip-parity", help="Do not run the parity check."),
     workspace_mb: int = typer.Option(2048, "--workspace-mb", help="TensorRT workspace limit."),
@@ -47,22 +47,23 @@ def export(
 def parity(
     model: Path = typer.Argument(..., help="Exported model (.onnx or .engine)."),
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the newest best.pt under runs/)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Held-out images (default: the training set)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A folder of held-out images (default: the test split of the data set the checkpoint was trained on)."),
     n: int = typer.Option(200, "--n", help="Images compared."),
 ) -> None:
     """Compare an exported model with the PyTorch reference on real images; writes parity.json."""
     from wscnet.errors import UserError
 
     from .parity import format_report, run_parity, save_parity
-    from .pipeline import newest_checkpoint, training_data_dir
+    from .pipeline import newest_checkpoint, parity_images
 
     if checkpoint is None:
         checkpoint = newest_checkpoint()
         typer.echo(f"using the newest checkpoint: {checkpoint}", err=True)
-    data = data or training_data_dir(checkpoint)
-    if data is None:
-        raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
-    report = run_parity(model, checkpoint, data, n=n)
+    images = parity_images(checkpoint, data, n)
+    if images is None:
+        raise UserError(f"{checkpoint}: no training data recorded in it; pass --data DIR")
+    typer.echo(f"parity images: {images.description}", err=True)
+    report = run_parity(model, checkpoint, images, n=n)
     path = save_parity(report, model)
     typer.echo(format_report(report))
     typer.echo(f"saved {path}")

@@ -15,14 +15,14 @@ from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import set_precision
+from .metadata import load_onnx, set_precision
 
 FP32_OPS = {("", "Softmax"), ("", "ReduceMax"), ("", "ReduceMean"), ("", "ReduceSum"), (DOMAIN, OP_TYPE)}
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
 def convert_fp16(fp32_onnx: Path, out: Path) -> Path:
-    model = _load(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     precision = {p.key: p.value for p in model.metadata_props}.get("precision", "fp32")
     if precision != "fp32":
         raise UserError(f"{fp32_onnx}: FP16 conversion starts from the FP32 model, this one is {precision}")
@@ -30,13 +30,6 @@ def convert_fp16(fp32_onnx: Path, out: Path) -> Path:
     onnx.checker.check_model(half, full_check=True)
     atomic_write_bytes(out, half.SerializeToString())
     return Path(out)
-
-
-def _load(path: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf decode errors, missing file
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
 
 
 def _runs_fp32(node: onnx.NodeProto) -> bool:

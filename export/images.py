@@ -1,18 +1,59 @@
-"""Real images for calibration and parity: found recursively, preprocessed like the checkpoint.
+"""Real images for calibration, parity and bench: found (a folder, or a split of the data set a
+checkpoint was trained on) and turned into model inputs by the runtime's one frame → tensor
+function under the model's input contract, exactly as a camera frame would be."""
 
-RGB, resized to S×S, ``(pixel / 255 - mean) / std``, N×3×S×S float32.
-"""
-
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from runtime.contract import InputContract
+from runtime.preprocess import Preprocessor
 from wscnet.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Folders of a data set that hold maps, not pictures (EmotionROI's ground_truth/, EMOd's maps).
 NOT_PICTURES = ("ground_truth", "masks", "fixation_maps", "maps")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images for a step (calibration, parity, bench), with a line saying where they came from."""
+
+    files: tuple[Path, ...]
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def folder_images(root: Path, n: int | None = None) -> ImageSet:
+    files = find_images(root, n)
+    return ImageSet(tuple(files), f"{root} (folder, {len(files)} images)")
+
+
+def split_images(args: dict, split: str, n: int | None = None) -> ImageSet:
+    """Images of one split of the data set a run trained on (``args``: the run's train options)."""
+    from wscnet.data import load_index
+
+    root = Path(args["data"])
+    index = load_index(root, split=split, layout=args.get("layout"), fold=args.get("fold", 1),
+                       seed=args.get("split_seed", 0), csv_file=args.get("csv_file"))
+    files = [s.path for s in index.samples]
+    if not files:
+        raise UserError(f"{root}: no images in its {split} split")
+    total = len(files)
+    files = spread(files, n)
+    return ImageSet(tuple(files), f"{root}, {split} split ({len(files)} of {total} images)")
+
+
+def spread(files: list[Path], n: int | None) -> list[Path]:
+    """``n`` of ``files`` spread evenly (all of them when n is None or larger)."""
+    if n is None or n >= len(files):
+        return list(files)
+    picks = np.linspace(0, len(files) - 1, n).round().astype(int)
+    return [files[i] for i in picks]
 
 
 def find_images(root: Path, n: int | None = None) -> list[Path]:
@@ -27,21 +68,16 @@ def find_images(root: Path, n: int | None = None) -> list[Path]:
     )
     if not files:
         raise UserError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found in it or below")
-    if n is not None and n < len(files):
-        picks = np.linspace(0, len(files) - 1, n).round().astype(int)
-        files = [files[i] for i in picks]
-    return files
+    return spread(files, n)
 
 
-def load_image(path: Path, size: int, mean, std) -> np.ndarray:
-    """One image as a 3×S×S float32 array."""
+def load_image(path: Path, contract: InputContract) -> np.ndarray:
+    """One image as the model's 3×S×S float32 input."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise UserError(f"{path}: not a readable image")
-    rgb = cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    x = (rgb.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return Preprocessor(contract).tensor(bgr)[0]
 
 
-def load_batch(paths: list[Path], size: int, mean, std) -> np.ndarray:
-    return np.stack([load_image(p, size, mean, std) for p in paths])
+def load_batch(paths: list[Path], contract: InputContract) -> np.ndarray:
+    return np.stack([load_image(p, contract) for p in paths])

@@ -19,9 +19,8 @@ from tqdm import tqdm
 from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
-from .fp16 import _load
-from .images import find_images, load_image
-from .metadata import read_metadata, set_precision
+from .images import ImageSet, folder_images, load_image
+from .metadata import load_onnx, model_contract, read_metadata, set_precision
 
 CALIB_METHODS = ("entropy", "max", "percentile")
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
@@ -30,11 +29,11 @@ QUANTIZED_OPS = ["Conv", "Add", "MaxPool"]
 
 
 class ImageCalibrationReader:
-    """onnxruntime.quantization CalibrationDataReader over image files, one image per batch."""
+    """onnxruntime.quantization CalibrationDataReader over image files, one image per batch, each
+    made into a model input by the model's own input contract."""
 
-    def __init__(self, files: list[Path], input_name: str, size: int, mean, std) -> None:
-        self.files, self.input_name = files, input_name
-        self.size, self.mean, self.std = size, mean, std
+    def __init__(self, files: list[Path], input_name: str, contract) -> None:
+        self.files, self.input_name, self.contract = files, input_name, contract
         self._iter = None
         self._bar = None
 
@@ -47,17 +46,18 @@ class ImageCalibrationReader:
             self._bar.close()
             return None
         self._bar.update(1)
-        return {self.input_name: load_image(path, self.size, self.mean, self.std)[None]}
+        return {self.input_name: load_image(path, self.contract)[None]}
 
     def rewind(self) -> None:
         self._iter = None
 
 
 def quantize_int8(
-    fp32_onnx: Path, out: Path, calib_dir: Path, *, n: int = 256, method: str = "entropy",
+    fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
     keep_float: str | None = None,
 ) -> Path:
-    """``keep_float`` names a FLOAT_LAYOUTS entry (None: the architecture's, ``float_layout``)."""
+    """``images``: an ImageSet, or a folder of which ``n`` images are used. ``keep_float`` names a
+    FLOAT_LAYOUTS entry (None: the architecture's, ``float_layout``)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -70,15 +70,15 @@ def quantize_int8(
         raise UserError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}; got {method!r}")
     if n < 1:
         raise UserError(f"--calib-n must be at least 1; got {n}")
-    model = _load(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
     excluded = float_nodes(model, keep_float or float_layout(metadata.get("arch", "")))
-    files = find_images(calib_dir, n)
-    size = int(metadata["input_size"])
-    mean, std = _json_list(metadata["mean"]), _json_list(metadata["std"])
-    reader = ImageCalibrationReader(files, model.graph.input[0].name, size, mean, std)
+    if not isinstance(images, ImageSet):
+        images = folder_images(Path(images), n)
+    reader = ImageCalibrationReader(list(images.files), model.graph.input[0].name,
+                                    model_contract(model, str(fp32_onnx)))
     calibrate_method = {
         "entropy": CalibrationMethod.Entropy,
         "max": CalibrationMethod.MinMax,
@@ -168,12 +168,6 @@ def _restore_functions(result: onnx.ModelProto, source: onnx.ModelProto) -> None
     del result.metadata_props[:]
     result.metadata_props.extend(source.metadata_props)
     result.ir_version = source.ir_version
-
-
-def _json_list(value: str) -> list[float]:
-    import json
-
-    return [float(v) for v in json.loads(value)]
 
 
 def dedicate_qdq_pairs(model: onnx.ModelProto) -> None:

@@ -3,24 +3,37 @@
 import json
 from typing import Any
 
+from dataclasses import replace
+
 import onnx
 
 import wscnet
+from runtime.contract import InputContract
+from runtime.metadata import CONTRACT_KEY, ModelMetadata
+from wscnet.checkpoint import checkpoint_contract
 
 PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_KEYS = (
     "class_names", "mean", "std", "input_size", "arch", "k", "head", "pool", "map_weight",
-    "coupling", "precision", "fused_op", "wscnet_version",
+    "coupling", "precision", "fused_op", "wscnet_version", CONTRACT_KEY,
 )
+
+
+def export_contract(ckpt: dict[str, Any], img_size: int | None = None) -> InputContract:
+    """The checkpoint's input contract, at ``img_size`` when export overrides the side."""
+    contract = checkpoint_contract(ckpt)
+    return replace(contract, input_size=int(img_size)) if img_size else contract
 
 
 def metadata_from_checkpoint(ckpt: dict[str, Any], *, img_size: int, fused_op: bool) -> dict[str, str]:
     config = ckpt["model_config"]
+    contract = export_contract(ckpt, img_size)
     return {
         "class_names": json.dumps(list(ckpt["class_names"])),
-        "mean": json.dumps([float(m) for m in ckpt["mean"]]),
-        "std": json.dumps([float(s) for s in ckpt["std"]]),
-        "input_size": str(int(img_size)),
+        "mean": json.dumps(list(contract.mean)),
+        "std": json.dumps(list(contract.std)),
+        "input_size": str(contract.input_size),
+        CONTRACT_KEY: contract.to_json(),
         "arch": str(config["arch"]),
         "k": str(int(config["k"])),
         "head": str(config["head"]),
@@ -33,6 +46,16 @@ def metadata_from_checkpoint(ckpt: dict[str, Any], *, img_size: int, fused_op: b
     }
 
 
+def load_onnx(path) -> onnx.ModelProto:
+    """An ONNX model from disk; an unreadable file is one UserError line naming it."""
+    from wscnet.errors import UserError
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf decode errors, missing file
+        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+
+
 def write_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     """Replace the model's metadata_props by ``metadata`` (string values)."""
     del model.metadata_props[:]
@@ -43,6 +66,11 @@ def write_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def model_contract(model: onnx.ModelProto, source: str = "<model>") -> InputContract:
+    """The input contract an exported model carries (the documented fallback for older files)."""
+    return ModelMetadata.from_props(read_metadata(model), source).contract
 
 
 def set_precision(model: onnx.ModelProto, precision: str) -> None:
@@ -58,7 +86,7 @@ def decoded(metadata: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         try:
-            out[key] = json.loads(value) if key in ("class_names", "mean", "std", "input_size", "k") else value
+            out[key] = json.loads(value) if key in ("class_names", "mean", "std", "input_size", "k", CONTRACT_KEY) else value
         except json.JSONDecodeError:
             out[key] = value
     return out

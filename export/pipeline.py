@@ -8,6 +8,7 @@ import onnx
 
 from wscnet.errors import UserError
 
+from .images import ImageSet, folder_images, split_images
 from .metadata import read_metadata
 
 RUNS_GLOB = "runs/**/best.pt"
@@ -21,9 +22,11 @@ def newest_checkpoint(root: Path = Path(".")) -> Path:
     return found[-1]
 
 
-def training_data_dir(checkpoint: Path) -> Path | None:
-    """The --data folder the checkpoint was trained on, from its (or its run's last.pt) train_state."""
+def recorded_data(checkpoint: Path) -> dict | None:
+    """The data set the checkpoint was trained on (its data_source; older runs: their last.pt)."""
     import torch
+
+    from wscnet.checkpoint import recorded_data_source
 
     for candidate in (checkpoint, checkpoint.with_name("last.pt")):
         if not candidate.is_file():
@@ -32,10 +35,38 @@ def training_data_dir(checkpoint: Path) -> Path | None:
             ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
         except Exception:  # an unreadable sibling is not this command's problem
             continue
-        data = ((ckpt.get("train_state") or {}).get("args") or {}).get("data")
-        if data and Path(data).is_dir():
-            return Path(data)
+        source = recorded_data_source(ckpt) if isinstance(ckpt, dict) else None
+        if source:
+            if not Path(source["data"]).is_dir():
+                raise UserError(f"{checkpoint}: its training data {source['data']} is not there any more "
+                                "(moved or deleted?); pass the images explicitly")
+            return source
     return None
+
+
+def calibration_images(req: "ExportRequest") -> ImageSet:
+    """--calib DIR (every image below it), else the training split of the recorded data set."""
+    if req.calib is not None:
+        return folder_images(req.calib, req.calib_n)
+    source = recorded_data(req.checkpoint)
+    if source is None:
+        raise UserError(f"{req.checkpoint}: no training data recorded in it; pass --calib DIR")
+    return split_images(source, "train", req.calib_n)
+
+
+def parity_images(checkpoint: Path, folder: Path | None, n: int) -> ImageSet | None:
+    """A folder of held-out images, else the test split of the recorded data set (never train)."""
+    if folder is not None:
+        return folder_images(folder, n)
+    source = recorded_data(checkpoint)
+    return split_images(source, "test", n) if source else None
+
+
+def check_disjoint(calibration: ImageSet, parity: ImageSet) -> None:
+    shared = set(map(Path.resolve, calibration.files)) & set(map(Path.resolve, parity.files))
+    if shared:
+        raise UserError(f"parity images ({parity.description}) include {len(shared)} calibration images "
+                        f"({calibration.description}): pass held-out images with --parity-data")
 
 
 @dataclass
@@ -71,7 +102,6 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     from .fp16 import convert_fp16
     from .int8 import quantize_int8
     from .onnx_export import export_onnx
-    from .parity import format_report, run_parity, save_parity
 
     if req.format not in ("onnx", "engine"):
         raise UserError(f"--format must be onnx or engine; got {req.format!r}")
@@ -81,6 +111,10 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         from .tensorrt_build import import_tensorrt
 
         import_tensorrt()  # one clear line before any work when TensorRT is missing
+    calibration = calibration_images(req) if req.int8 else None
+    held_out = parity_images(req.checkpoint, req.parity_data, req.parity_n) if req.parity else None
+    if calibration is not None and held_out is not None:
+        check_disjoint(calibration, held_out)
     result = ExportResult()
     fp32 = export_onnx(
         req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
@@ -91,21 +125,16 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     if req.fp16:
         final = convert_fp16(fp32, req.out / "model.fp16.onnx")
         result.files.append(final)
-    if req.int8:
-        calib = req.calib or training_data_dir(req.checkpoint)
-        if calib is None:
-            raise UserError(f"{req.checkpoint}: no training data folder recorded in it; pass --calib DIR")
-        final = quantize_int8(fp32, req.out / "model.int8.onnx", calib, n=req.calib_n, method=req.calib_method)
+    if calibration is not None:
+        echo(f"calibration images: {calibration.description}")
+        final = quantize_int8(fp32, req.out / "model.int8.onnx", calibration, method=req.calib_method)
         result.files.append(final)
-    parity_data = req.parity_data or req.calib or training_data_dir(req.checkpoint)
-    if req.parity and parity_data is None:
-        result.notes.append("parity skipped: no image folder (pass --parity-data DIR)")
-    elif req.parity:
+    if req.parity and held_out is None:
+        result.notes.append("parity skipped: no held-out images (pass --parity-data DIR)")
+    if held_out is not None:
+        echo(f"parity images: {held_out.description}")
         for model in result.files:
-            report = run_parity(model, req.checkpoint, parity_data, n=req.parity_n)
-            save_parity(report, model)
-            result.parity[model.name] = report
-            echo(format_report(report))
+            result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
         from .tensorrt_build import build_engine
 
@@ -117,12 +146,18 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             use_plugin=req.trt_plugin,
         )
         result.files += [engine, engine.with_name(engine.name + ".json")]
-        if req.parity and parity_data is not None:
-            report = run_parity(engine, req.checkpoint, parity_data, n=req.parity_n)
-            save_parity(report, engine)
-            result.parity[engine.name] = report
-            echo(format_report(report))
+        if held_out is not None:
+            result.parity[engine.name] = _checked(engine, req.checkpoint, held_out, echo)
     return result
+
+
+def _checked(model: Path, checkpoint: Path, images: ImageSet, echo) -> dict:
+    from .parity import format_report, run_parity, save_parity
+
+    report = run_parity(model, checkpoint, images)
+    save_parity(report, model)
+    echo(format_report(report))
+    return report
 
 
 def summary_lines(result: ExportResult) -> list[str]:

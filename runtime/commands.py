@@ -19,7 +19,7 @@ def webcam(
     no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
     smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
     alpha: float = typer.Option(0.45, "--alpha", min=0.0, max=1.0, help="Opacity of the sentiment map"),
-    resize: str = typer.Option("letterbox", "--resize", help="letterbox (keep the whole frame) or crop (centre square)"),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers)"),
     threads: int = typer.Option(-1, "--threads", min=-1, help="ONNX Runtime intra-op threads (-1 = all cores but one, left to capture and drawing; 0 = ONNX Runtime's default)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames"),
@@ -28,8 +28,10 @@ def webcam(
     from .errors import RuntimeUserError
     from .video import run_video
 
-    if resize not in ("letterbox", "crop"):
-        raise RuntimeUserError(f"--resize must be letterbox or crop, got {resize!r}")
+    from .contract import GEOMETRIES
+
+    if resize is not None and resize not in GEOMETRIES:
+        raise RuntimeUserError(f"--resize must be one of {', '.join(GEOMETRIES)}; got {resize!r}")
     stats = run_video(
         model, source, save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth,
         alpha=alpha, resize=resize, device=device, threads=threads, max_frames=max_frames,

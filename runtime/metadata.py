@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .contract import InputContract
 from .errors import RuntimeUserError
 
 REQUIRED_KEYS = ("class_names", "input_size", "mean", "std")
+CONTRACT_KEY = "input_contract"  # JSON of InputContract.to_dict(); absent in files before it existed
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,27 @@ class ModelMetadata:
     std: tuple[float, float, float]
     precision: str = "fp32"
     extra: dict = field(default_factory=dict, compare=False)  # every other key, as stored
+    contract: InputContract | None = None  # None only while constructing: from_props always sets it
+
+    def __post_init__(self) -> None:
+        if self.contract is None:
+            object.__setattr__(self, "contract", InputContract.fallback(self.input_size, self.mean, self.std))
+
+    def contract_for(self, geometry: str | None = None) -> InputContract:
+        """The model's contract, or a copy with ``geometry`` when the user overrides it."""
+        return self.contract if geometry in (None, self.contract.geometry) else self.contract.with_geometry(geometry)
+
+    def override_note(self, geometry: str | None) -> str | None:
+        """One line when ``geometry`` overrides the contract, naming what the model was trained with."""
+        if geometry in (None, self.contract.geometry):
+            return None
+        trained = self.contract.geometry + ("" if self.contract_recorded else " (fallback: no contract recorded)")
+        return f"note: --resize {geometry} overrides the model's input contract; it was trained with {trained}"
+
+    @property
+    def contract_recorded(self) -> bool:
+        """False for files written before the contract existed (read with the documented fallback)."""
+        return CONTRACT_KEY in self.extra
 
     @property
     def num_classes(self) -> int:
@@ -53,7 +76,21 @@ class ModelMetadata:
             raise RuntimeUserError(f"{source}: metadata needs >= 2 class names and input_size >= 32")
         extra = {k: v for k, v in props.items() if k not in REQUIRED_KEYS and k != "precision"}
         precision = str(_decode(props.get("precision", "fp32")))
-        return cls(class_names, input_size, mean, std, precision, extra)
+        contract = _contract(props, input_size, mean, std, source)
+        return cls(class_names, input_size, mean, std, precision, extra, contract)
+
+
+def _contract(props: dict, input_size: int, mean, std, source) -> InputContract:
+    """The recorded contract, or the documented fallback for files without one."""
+    if CONTRACT_KEY not in props:
+        return InputContract.fallback(input_size, mean, std)
+    try:
+        contract = InputContract.from_dict(_decode(props[CONTRACT_KEY]))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RuntimeUserError(f"{source}: unreadable input contract in the model metadata ({exc})") from None
+    if (contract.input_size, contract.mean, contract.std) != (input_size, mean, std):
+        raise RuntimeUserError(f"{source}: the input contract disagrees with input_size/mean/std in the metadata")
+    return contract
 
 
 def _decode(value):

@@ -8,14 +8,27 @@ from .preprocess import Geometry
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def map_to_frame_colors(sentiment_map: np.ndarray, geo: Geometry) -> np.ndarray:
-    """h×w map → colour-mapped BGR image of the frame region it covers (geo.frame_rect)."""
+def _map_content(sentiment_map: np.ndarray, geo: Geometry) -> tuple[np.ndarray, float, float]:
+    """The map upsampled to the S×S input, letterbox bars dropped, with its min and max."""
     s = geo.input_size
     cx, cy, cw, ch = geo.content
     full = cv2.resize(sentiment_map.astype(np.float32, copy=False), (s, s), interpolation=cv2.INTER_LINEAR)
-    content = full[cy : cy + ch, cx : cx + cw]  # drop the letterbox bars
-    lo, hi = float(content.min()), float(content.max())
-    scaled = cv2.convertScaleAbs(content, alpha=255.0 / max(hi - lo, 1e-6), beta=-lo * 255.0 / max(hi - lo, 1e-6))
+    content = full[cy : cy + ch, cx : cx + cw]
+    return content, float(content.min()), float(content.max())
+
+
+def map_to_frame(sentiment_map: np.ndarray, geo: Geometry) -> np.ndarray:
+    """h×w map → float32 map over the frame region it covers (geo.frame_rect), min–max to [0, 1]."""
+    content, lo, hi = _map_content(sentiment_map, geo)
+    _, _, fw, fh = geo.frame_rect
+    return cv2.resize((content - lo) / max(hi - lo, 1e-6), (fw, fh), interpolation=cv2.INTER_LINEAR)
+
+
+def map_to_frame_colors(sentiment_map: np.ndarray, geo: Geometry) -> np.ndarray:
+    """h×w map → colour-mapped BGR image of the frame region it covers (geo.frame_rect)."""
+    content, lo, hi = _map_content(sentiment_map, geo)
+    span = max(hi - lo, 1e-6)
+    scaled = cv2.convertScaleAbs(content, alpha=255.0 / span, beta=-lo * 255.0 / span)
     colours = cv2.applyColorMap(scaled, cv2.COLORMAP_JET)  # at model resolution: cheap
     _, _, fw, fh = geo.frame_rect
     return cv2.resize(colours, (fw, fh), interpolation=cv2.INTER_LINEAR)

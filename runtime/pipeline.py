@@ -36,7 +36,7 @@ LATENCY_WINDOW = 4096  # recent latencies kept for percentiles: bounded, memory 
 
 @dataclass
 class PipelineOptions:
-    resize: str = "letterbox"  # or "crop"
+    resize: str | None = None  # None: the model's input contract; else a geometry that overrides it
     smooth: float = 0.0  # EMA factor for the overlay's probabilities and map, in [0, 1)
     alpha: float = 0.45  # opacity of the sentiment map
     save: Path | None = None
@@ -110,7 +110,7 @@ class Pipeline:
         self.options = options or PipelineOptions()
         meta = backend.metadata
         self.class_names = list(meta.class_names)
-        self.pre = Preprocessor(meta.input_size, meta.mean, meta.std, self.options.resize)
+        self.pre = Preprocessor(meta.contract_for(self.options.resize))
         self.overlay = Overlay(self.class_names, self.options.alpha)
         self.smoother = EmaSmoother(self.options.smooth)
         self.stop = threading.Event()  # graceful: stop reading, finish what is queued

@@ -1,11 +1,14 @@
-"""BGR frame → normalised RGB NCHW float32, once per frame, straight into a reusable buffer."""
+"""The one frame → tensor function for exported models: a BGR frame of any shape → the model's
+normalised RGB NCHW float32 input, following the model's InputContract, written straight into a
+reusable buffer. The runtime, calibration, parity, bench and the training/eval transforms all
+call this; nothing else turns pictures into model inputs."""
 
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-RESIZE_MODES = ("letterbox", "crop")
+from .contract import GEOMETRIES, InputContract
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,7 @@ class Geometry:
 
     ``content`` (x, y, w, h) is the part of the S×S input that holds picture (letterbox bars are
     outside it); ``frame_rect`` (x, y, w, h) is the part of the frame it shows (the whole frame for
-    letterbox, the centre square for crop).
+    squash and letterbox, the centre square for crop).
     """
 
     input_size: int
@@ -22,30 +25,32 @@ class Geometry:
     frame_rect: tuple[int, int, int, int]
 
 
-def plan_geometry(frame_w: int, frame_h: int, input_size: int, mode: str) -> Geometry:
+def plan_geometry(frame_w: int, frame_h: int, input_size: int, geometry: str) -> Geometry:
     s = input_size
-    if mode == "letterbox":
+    if geometry == "squash":
+        return Geometry(s, (0, 0, s, s), (0, 0, frame_w, frame_h))
+    if geometry == "letterbox":
         scale = s / max(frame_w, frame_h)
         w, h = max(1, round(frame_w * scale)), max(1, round(frame_h * scale))
         return Geometry(s, ((s - w) // 2, (s - h) // 2, w, h), (0, 0, frame_w, frame_h))
-    if mode == "crop":
+    if geometry == "crop":
         side = min(frame_w, frame_h)
         return Geometry(s, (0, 0, s, s), ((frame_w - side) // 2, (frame_h - side) // 2, side, side))
-    raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}; got {geometry!r}")
 
 
 class Preprocessor:
-    """``pre(frame_bgr, out)`` fills ``out`` (1×3×S×S float32) and returns the frame's Geometry."""
+    """``pre(frame_bgr, out, index)`` fills ``out[index]`` (3×S×S float32) and returns the Geometry."""
 
-    def __init__(self, input_size: int, mean, std, mode: str = "letterbox") -> None:
-        if mode not in RESIZE_MODES:
-            raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
-        self.input_size = input_size
-        self.mode = mode
-        std = np.asarray(std, dtype=np.float32)
+    def __init__(self, contract: InputContract) -> None:
+        if not isinstance(contract, InputContract):
+            raise TypeError(f"Preprocessor needs an InputContract, got {type(contract).__name__}")
+        self.contract = contract
+        self.input_size = contract.input_size
+        std = np.asarray(contract.std, dtype=np.float32)
         # (pixel / 255 - mean) / std  ==  pixel * scale - offset, per RGB channel
         self.scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self.offset = (np.asarray(mean, dtype=np.float32) / std).astype(np.float32)
+        self.offset = (np.asarray(contract.mean, dtype=np.float32) / std).astype(np.float32)
         self._geometry: Geometry | None = None
         self._frame_size: tuple[int, int] | None = None
 
@@ -54,7 +59,7 @@ class Preprocessor:
 
     def geometry(self, frame_w: int, frame_h: int) -> Geometry:
         if self._frame_size != (frame_w, frame_h):
-            self._geometry = plan_geometry(frame_w, frame_h, self.input_size, self.mode)
+            self._geometry = plan_geometry(frame_w, frame_h, self.input_size, self.contract.geometry)
             self._frame_size = (frame_w, frame_h)
         return self._geometry
 
@@ -65,7 +70,7 @@ class Preprocessor:
         fx, fy, fw, fh = geo.frame_rect
         cx, cy, cw, ch = geo.content
         region = frame_bgr[fy : fy + fh, fx : fx + fw]  # a view: crop costs nothing
-        resized = shrink(region, cw, ch)
+        resized = resize_picture(region, cw, ch, self.contract.interpolation)
         if (cw, ch) != (self.input_size, self.input_size):
             out[index].fill(0.0)  # buffers are reused across frames of different sizes
         target = out[index, :, cy : cy + ch, cx : cx + cw]  # 3×ch×cw view into the buffer
@@ -74,6 +79,37 @@ class Preprocessor:
             np.multiply(resized[:, :, 2 - rgb], self.scale[rgb], out=channel, casting="unsafe")
             np.subtract(channel, self.offset[rgb], out=channel)
         return geo
+
+    def tensor(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        """A fresh 3×S×S input for one frame, and its Geometry."""
+        out = self.new_buffer()
+        geo = self(frame_bgr, out)
+        return out[0], geo
+
+
+def place_plane(plane: np.ndarray, geo: Geometry, interpolation: str = "area") -> np.ndarray:
+    """A single-channel image (a ground-truth map, say) moved exactly as a frame of its size is:
+    S×S float32, zeros outside the picture (letterbox bars)."""
+    fx, fy, fw, fh = geo.frame_rect
+    cx, cy, cw, ch = geo.content
+    out = np.zeros((geo.input_size, geo.input_size), dtype=np.float32)
+    region = np.asarray(plane[fy : fy + fh, fx : fx + fw], dtype=np.float32)
+    out[cy : cy + ch, cx : cx + cw] = resize_picture(region, cw, ch, interpolation)
+    return out
+
+
+def frame_to_tensor(frame_bgr: np.ndarray, contract: InputContract) -> np.ndarray:
+    """One BGR uint8 frame → its 3×S×S float32 model input under ``contract``."""
+    return Preprocessor(contract).tensor(frame_bgr)[0]
+
+
+def resize_picture(image: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
+    """Resize as the contract says: ``area`` shrinks anti-aliased, ``linear`` samples bilinearly."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    if interpolation == "linear":
+        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
+    return shrink(np.ascontiguousarray(image), width, height)
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -63,19 +63,3 @@ def read_all(path: Path) -> list[np.ndarray]:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-def reference_input(frame_bgr: np.ndarray, size: int, mean, std) -> np.ndarray:
-    """Letterbox exactly as ARCHITECTURE.md describes it, written plainly: the oracle for preprocess."""
-    h, w = frame_bgr.shape[:2]
-    scale = size / max(w, h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    k = min(w // nw, h // nh)  # whole-number block average first, then bilinear the rest
-    if k >= 2:
-        frame_bgr = cv2.resize(frame_bgr[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
-    rgb = cv2.cvtColor(cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    normalised = (rgb.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
-    canvas = np.zeros((size, size, 3), np.float32)  # bars: zero = the mean colour
-    x0, y0 = (size - nw) // 2, (size - nh) // 2
-    canvas[y0 : y0 + nh, x0 : x0 + nw] = normalised
-    return canvas.transpose(2, 0, 1)[None].copy()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from export.testing import write_image_folder
+from runtime.contract import InputContract
 from wscnet.checkpoint import load_checkpoint, read_checkpoint
 from wscnet.data import ImageDataset, eval_transform, load_index
 from wscnet.model import WSCNet, WSCNetConfig
@@ -73,7 +74,7 @@ def test_short_mobilenet_run_is_as_accurate_in_eval_mode(tmp_path):
     train(options)  # 6 epochs × 4 steps of 16 images (76 training images)
     model, ckpt = load_checkpoint(out / "last.pt")
     index = load_index(str(data), split="train")
-    batch = [ImageDataset(index, eval_transform(64))[i] for i in range(len(index.samples))]
+    batch = [ImageDataset(index, eval_transform(InputContract(64)))[i] for i in range(len(index.samples))]
     images = torch.stack([item["image"] for item in batch])
     labels = torch.tensor([item["label"] for item in batch])
     train_mode, eval_mode = accuracies(model, images, labels)

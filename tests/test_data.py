@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from runtime.contract import InputContract
 from wscnet.data import (
     LAYOUTS,
     ImageDataset,
@@ -194,7 +195,7 @@ def test_odd_image_modes_load_as_rgb(tmp_path):
     write_image(root / "a" / "rgba.png", mode="RGBA")
     write_image(root / "b" / "cmyk.jpg", mode="CMYK", fmt="JPEG")
     write_image(root / "b" / "rgb.jpg")
-    data = ImageDataset(load_index(root, "all"), eval_transform(32))
+    data = ImageDataset(load_index(root, "all"), eval_transform(InputContract(32)))
     items = [data[i] for i in range(len(data))]
     assert all(item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32 for item in items)
 
@@ -204,7 +205,7 @@ def test_corrupt_jpeg_is_skipped_with_one_warning(tmp_path, capsys):
     bad = root / "anger" / "anger01.jpg"
     bad.write_bytes(bad.read_bytes()[:40])  # truncated: header only
     index = load_index(root, "all")
-    data = ImageDataset(index, eval_transform(16))
+    data = ImageDataset(index, eval_transform(InputContract(16)))
     loader = DataLoader(data, batch_size=4, collate_fn=collate_skip_bad)
     for _epoch in range(2):
         seen = sum(len(batch["label"]) for batch in loader)
@@ -222,7 +223,7 @@ def test_unreadable_map_keeps_the_image_and_flags_the_map(tmp_path, capsys):
     (root / "ground_truth" / "joy" / "1.png").write_bytes(b"not a png")
     (root / "training_testing_split").mkdir()
     (root / "training_testing_split" / "testing.txt").write_text("joy/0.jpg\njoy/1.jpg\n")
-    data = ImageDataset(load_index(root, "test"), eval_transform(16), with_maps=True)
+    data = ImageDataset(load_index(root, "test"), eval_transform(InputContract(16)), with_maps=True)
     batch = collate_skip_bad([data[0], data[1]])
     assert batch["has_gt_map"].tolist() == [True, False]
     assert batch["gt_map"][0].max() == 1.0 and batch["gt_map"][1].max() == 0.0
@@ -243,7 +244,8 @@ def test_items_carry_maps_aligned_with_the_image(tmp_path):
         (root / "training_testing_split" / name).write_text("joy/a.png\n")
     index = load_index(root, "test")
     torch.manual_seed(0)
-    for transform in (train_transform(32, (0, 0, 0), (1, 1, 1)), eval_transform(32, (0, 0, 0), (1, 1, 1))):
+    plain = InputContract(32, (0, 0, 0), (1, 1, 1))
+    for transform in (train_transform(plain), train_transform(plain, "paper"), eval_transform(plain)):
         for _ in range(4):  # random crops and flips
             item = ImageDataset(index, transform, with_maps=True)[0]
             assert item["gt_map"].shape == (32, 32) and item["has_gt_map"]
@@ -253,7 +255,7 @@ def test_items_carry_maps_aligned_with_the_image(tmp_path):
 
 def test_ten_crop_gives_ten_crops_and_mirrors(tmp_path):
     image = Image.fromarray(RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8))
-    crops = ten_crop_transform(28, (0, 0, 0), (1, 1, 1))(image)
+    crops = ten_crop_transform(InputContract(28, (0, 0, 0), (1, 1, 1)))(image)
     assert crops.shape == (10, 3, 28, 28)
     # crops 5-9 are the five crops of the mirrored image: its top-left is the top-right, flipped
     assert torch.equal(crops[5], crops[1].flip(-1))
@@ -262,7 +264,7 @@ def test_ten_crop_gives_ten_crops_and_mirrors(tmp_path):
 
 def test_train_transform_is_random_and_normalised():
     image = Image.fromarray(RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8))
-    t = train_transform(32)
+    t = train_transform(InputContract(32))
     torch.manual_seed(1)
     a, b = t(image), t(image)
     assert a.shape == (3, 32, 32) and not torch.equal(a, b)

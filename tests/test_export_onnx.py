@@ -12,6 +12,7 @@ from export.images import find_images, load_batch
 from export.metadata import METADATA_KEYS, read_metadata
 from export.onnx_export import OPSET, export_onnx
 from export.testing import make_trained_checkpoint, write_image_folder
+from runtime.contract import InputContract
 from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
 from wscnet.model import deploy_outputs
@@ -77,7 +78,7 @@ def test_removing_the_function_makes_onnx_runtime_refuse_the_model(work):
 
 
 def test_fused_and_plain_graphs_agree_with_pytorch_and_each_other(work):
-    x = load_batch(find_images(work["images"]), 64, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    x = load_batch(find_images(work["images"]), InputContract(64))
     ref = _reference(work["ckpt"], x)
     fused = _session(work["fused"]).run(None, {"image": x})
     plain = _session(work["plain"]).run(None, {"image": x})

@@ -5,42 +5,91 @@ import numpy as np
 import pytest
 
 from runtime.overlay import Overlay, map_to_frame_colors
-from runtime.preprocess import Preprocessor, plan_geometry
+from runtime.contract import InputContract
+from runtime.preprocess import Preprocessor, frame_to_tensor, plan_geometry
 from runtime.smoothing import EmaSmoother
-from runtime_fixtures import reference_input, scene
+from runtime_fixtures import scene
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.mark.parametrize("w, h", [(128, 96), (96, 128), (64, 64), (640, 480)])
-def test_letterbox_equals_the_plain_reference(w, h):
-    frame = scene(3, w, h)
-    pre = Preprocessor(64, MEAN, STD, "letterbox")
+BLUE, RED, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)  # BGR
+
+
+def normalised(bgr) -> np.ndarray:
+    """The model-input value of one BGR colour: RGB, /255, minus mean, over std (3 floats)."""
+    rgb = np.array(bgr[::-1], np.float32) / 255.0
+    return (rgb - np.float32(MEAN)) / np.float32(STD)
+
+
+def halves(w: int, h: int) -> np.ndarray:
+    """A frame blue in its left half, red in its right half."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:, : w // 2], frame[:, w // 2 :] = BLUE, RED
+    return frame
+
+
+def assert_colour(block: np.ndarray, bgr) -> None:
+    """Every pixel of a 3×h×w block of the model input is the colour ``bgr``."""
+    expected = normalised(bgr)[:, None, None]
+    np.testing.assert_allclose(block, np.broadcast_to(expected, block.shape), atol=1e-5)
+
+
+@pytest.mark.parametrize("w, h", [(128, 96), (96, 128), (640, 360), (64, 64), (201, 67)])
+def test_squash_puts_the_whole_frame_in_the_input(w, h):
+    pre = Preprocessor(InputContract(64, MEAN, STD, "squash"))
     out = pre.new_buffer()
-    geo = pre(frame, out)
-    np.testing.assert_allclose(out, reference_input(frame, 64, MEAN, STD), atol=1e-5)
-    assert geo.frame_rect == (0, 0, w, h)
+    geo = pre(halves(w, h), out)
+    assert geo.frame_rect == (0, 0, w, h) and geo.content == (0, 0, 64, 64)
+    assert_colour(out[0, :, :, :30], BLUE)  # a pixel or two at the seam may blend
+    assert_colour(out[0, :, :, 34:], RED)
 
 
-def test_centre_crop():
-    frame = scene(1, 160, 96)
-    pre = Preprocessor(64, MEAN, STD, "crop")
+@pytest.mark.parametrize("w, h, content", [(640, 480, (0, 8, 64, 48)), (480, 640, (8, 0, 48, 64)),
+                                            (640, 360, (0, 14, 64, 36))])
+def test_letterbox_keeps_the_aspect_with_mean_colour_bars(w, h, content):
+    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox"))
+    out = pre.new_buffer()
+    geo = pre(halves(w, h), out)
+    x, y, cw, ch = content
+    assert geo.content == content
+    picture = np.zeros((64, 64), bool)
+    picture[y : y + ch, x : x + cw] = True
+    assert np.all(out[0][:, ~picture] == 0.0)  # bars: zero, which is the mean colour
+    inside = out[0, :, y + 1 : y + ch - 1, x : x + cw]
+    assert_colour(inside[:, :, : cw // 2 - 2], BLUE)
+    assert_colour(inside[:, :, cw // 2 + 2 :], RED)
+
+
+def test_crop_takes_the_centre_square():
+    frame = np.zeros((96, 160, 3), np.uint8)
+    frame[:, :32] = frame[:, 128:] = GREEN  # outside the centre square: must not show
+    frame[:, 32:80], frame[:, 80:128] = BLUE, RED
+    pre = Preprocessor(InputContract(64, MEAN, STD, "crop"))
     out = pre.new_buffer()
     geo = pre(frame, out)
     assert geo.frame_rect == (32, 0, 96, 96) and geo.content == (0, 0, 64, 64)
-    square = cv2.resize(frame[:, 32:128], (64, 64), interpolation=cv2.INTER_LINEAR)  # 1.5×: no block step
-    rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
-    expected = ((rgb - np.float32(MEAN)) / np.float32(STD)).transpose(2, 0, 1)
-    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    assert_colour(out[0, :, :, :30], BLUE)
+    assert_colour(out[0, :, :, 34:], RED)
 
 
 def test_reused_buffer_gets_clean_bars_when_the_frame_size_changes():
-    pre = Preprocessor(64, MEAN, STD, "letterbox")
+    pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox"))
     out = pre.new_buffer()
-    pre(scene(0, 64, 64), out)  # fills the whole input
-    tall = scene(1, 48, 96)
-    pre(tall, out)
-    np.testing.assert_allclose(out, reference_input(tall, 64, MEAN, STD), atol=1e-5)
+    pre(np.full((64, 64, 3), 255, np.uint8), out)  # fills the whole input
+    pre(halves(48, 96), out)  # tall: bars left and right
+    assert np.all(out[0, :, :, :15] == 0.0) and np.all(out[0, :, :, 49:] == 0.0)
+
+
+def test_frame_to_tensor_follows_the_contract_it_is_given():
+    frame = halves(128, 64)
+    squash = frame_to_tensor(frame, InputContract(32, MEAN, STD, "squash"))
+    crop = frame_to_tensor(frame, InputContract(32, MEAN, STD, "crop"))
+    assert squash.shape == crop.shape == (3, 32, 32)
+    assert_colour(squash[:, :, :14], BLUE)
+    assert_colour(crop[:, :, :14], BLUE)  # the centre square is half blue, half red as well
+    letterbox = frame_to_tensor(frame, InputContract(32, MEAN, STD, "letterbox"))
+    assert np.all(letterbox[:, :8] == 0.0)  # 128×64 → 32×16: 8 rows of bar above
 
 
 def test_geometry_plans():

@@ -15,10 +15,12 @@ import pytest
 
 from runtime.backends import open_backend
 from runtime.errors import RuntimeUserError
+from runtime.metadata import ModelMetadata
 from runtime.pipeline import Pipeline, PipelineOptions, run_pipeline
+from runtime.preprocess import frame_to_tensor
 from runtime.sources import open_source
 from runtime.video import run_video
-from runtime_fixtures import exported_model, read_all, read_jsonl, reference_input, scene, write_video
+from runtime_fixtures import exported_model, read_all, read_jsonl, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,12 +48,12 @@ def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
     assert [r["index"] for r in rows] == list(range(24))
     assert [r["timestamp"] for r in rows] == pytest.approx([i / 12.0 for i in range(24)], abs=1e-3)
 
-    # the oracle: the same decoded frames, letterboxed by plain code, through a bare ORT session
+    # the oracle: the same decoded frames, one at a time under the model's own contract (the
+    # frame → tensor function is tested on known pixels in test_runtime_frames), through a bare ORT session
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    names, size = json.loads(meta["class_names"]), int(meta["input_size"])
-    mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
-    expected = [session.run(["probs"], {"image": reference_input(f, size, mean, std)})[0][0] for f in frames_in]
+    meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, model)
+    names = list(meta.class_names)
+    expected = [session.run(["probs"], {"image": frame_to_tensor(f, meta.contract)[None]})[0][0] for f in frames_in]
     assert [r["label"] for r in rows] == [names[int(np.argmax(p))] for p in expected]
     got = np.array([[r["probabilities"][n] for n in names] for r in rows])
     np.testing.assert_allclose(got, np.array(expected), atol=2e-5)

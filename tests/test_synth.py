@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.contract import InputContract
 from wscnet.data import ImageDataset, detect_layout, eval_transform, load_index
 from wscnet.errors import UserError
 from wscnet.synth import CLASS_NAMES, SynthConfig, render, write_synth_set
@@ -25,7 +26,7 @@ def test_set_loads_as_emotionroi_with_every_image_and_map(tiny_roi_set):
         assert s.path.suffix == ".jpg" and s.gt_map is not None and s.gt_map.suffix == ".png"
         with Image.open(s.path) as img:
             assert img.size == (64, 64) and img.mode == "RGB" and img.format == "JPEG"
-    item = ImageDataset(test, eval_transform(32), with_maps=True)[0]
+    item = ImageDataset(test, eval_transform(InputContract(32)), with_maps=True)[0]
     assert item["image"].shape == (3, 32, 32) and item["gt_map"].max() == 1.0
 
 

@@ -8,9 +8,15 @@ loads it)::
     class_names                     list[str], index = class id
     input_size                      int, square side the model was trained at
     mean, std                       list[float] (RGB, inputs scaled to [0, 1] first)
+    input_contract                  runtime.contract.InputContract.to_dict(): geometry, size,
+                                    interpolation, colour order, mean, std (absent before v1.1:
+                                    read with InputContract.fallback)
     epoch, metrics                  int (1-based, completed), dict[str, float]
     versions                        wscnet, torch, torchvision, python
     state_dict                      model weights
+    data_source                     optional: the data set trained on (data, layout, fold,
+                                    split_seed, csv_file), so calibration takes its train split
+                                    and parity its test split
     train_state                     optional: optimizer/scheduler/scaler state, rng, args (resume)
     batchnorm                       optional (written by training): momentum, precise_bn_images,
                                     recalibrated_images (0: running averages as trained)
@@ -23,6 +29,8 @@ from typing import Any
 import torch
 import torchvision
 
+from runtime.contract import IMAGENET_MEAN, IMAGENET_STD, InputContract
+
 from . import __version__
 from .atomic import atomic_write
 from .errors import UserError
@@ -30,8 +38,7 @@ from .model import WSCNet, WSCNetConfig
 
 FORMAT = "wscnet-edge-checkpoint"
 FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+DATA_SOURCE_KEYS = ("data", "layout", "fold", "split_seed", "csv_file")
 REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "state_dict")
 
 
@@ -54,8 +61,12 @@ def make_checkpoint(
     epoch: int = 0,
     metrics: dict[str, float] | None = None,
     train_state: dict[str, Any] | None = None,
+    contract: InputContract | None = None,
+    data_source: dict[str, Any] | None = None,
     batchnorm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``contract`` defaults to the training default (squash) at ``input_size`` with ``mean``/``std``."""
+    contract = contract or InputContract(input_size, tuple(mean), tuple(std))
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} classes")
     bare = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -64,14 +75,17 @@ def make_checkpoint(
         "format_version": FORMAT_VERSION,
         "model_config": bare.config.to_dict(),
         "class_names": list(class_names),
-        "input_size": int(input_size),
-        "mean": [float(m) for m in mean],
-        "std": [float(s) for s in std],
+        "input_size": contract.input_size,
+        "mean": list(contract.mean),
+        "std": list(contract.std),
+        "input_contract": contract.to_dict(),
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
         "versions": library_versions(),
         "state_dict": {k: v.detach().cpu() for k, v in bare.state_dict().items()},
     }
+    if data_source is not None:
+        ckpt["data_source"] = {k: data_source.get(k) for k in DATA_SOURCE_KEYS}
     if train_state is not None:
         ckpt["train_state"] = train_state
     if batchnorm is not None:
@@ -124,6 +138,24 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise UserError(f"{path}: weights do not match its config ({detail[:160]})") from None
     return model
+
+
+def checkpoint_contract(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") -> InputContract:
+    """The checkpoint's input contract; the documented fallback for checkpoints without one."""
+    if "input_contract" not in ckpt:
+        return InputContract.fallback(int(ckpt["input_size"]), ckpt["mean"], ckpt["std"])
+    try:
+        return InputContract.from_dict(dict(ckpt["input_contract"]))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: bad input contract: {exc}") from None
+
+
+def recorded_data_source(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the checkpoint's training data is: its ``data_source``, else its train_state args."""
+    recorded = ckpt.get("data_source") or ((ckpt.get("train_state") or {}).get("args") or {})
+    if not recorded.get("data"):
+        return None
+    return {k: recorded.get(k) for k in DATA_SOURCE_KEYS}
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[WSCNet, dict[str, Any]]:

@@ -127,7 +127,11 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
                         csv_file=None, split_seed: int = 0, ten_crop: bool = False,
                         batch_size: int = 32, workers: int = 0, device: str = "auto",
                         img_size: int | None = None) -> dict:
-    from .checkpoint import load_checkpoint
+    """Classification under the checkpoint's input contract (what the runtime does with a frame);
+    detection maps always over the whole image (squash), where the ground truth is."""
+    from dataclasses import replace
+
+    from .checkpoint import checkpoint_contract, load_checkpoint
     from .data import ImageDataset, eval_transform, load_index, ten_crop_transform
     from .errors import UserError
 
@@ -140,16 +144,24 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
     if labelled and list(index.class_names) != list(ckpt["class_names"]):
         raise UserError(
             f"{data}: classes {index.class_names} differ from the checkpoint's {ckpt['class_names']}")
-    size = img_size or int(ckpt["input_size"])
-    mean, std = ckpt["mean"], ckpt["std"]
+    contract = checkpoint_contract(ckpt, ckpt_path)
+    if img_size:
+        contract = replace(contract, input_size=img_size)
     with_maps = any(s.gt_map is not None or s.fixation is not None for s in index.samples)
-    dataset = ImageDataset(index, eval_transform(size, mean, std), with_maps=with_maps)
-    crops = ImageDataset(index, ten_crop_transform(size, mean, std)) if ten_crop else None
-    result = evaluate_dataset(model, dataset, num_classes=len(ckpt["class_names"]), device=dev,
-                              batch_size=batch_size, workers=workers, ten_crop_dataset=crops)
+    whole = contract.with_geometry("squash")
+    common = dict(num_classes=len(ckpt["class_names"]), device=dev, batch_size=batch_size, workers=workers)
+    crops = ImageDataset(index, ten_crop_transform(contract)) if ten_crop else None
+    if contract == whole or not with_maps:
+        dataset = ImageDataset(index, eval_transform(contract), with_maps=with_maps)
+        result = evaluate_dataset(model, dataset, ten_crop_dataset=crops, **common)
+    else:
+        result = evaluate_dataset(model, ImageDataset(index, eval_transform(contract)), ten_crop_dataset=crops, **common)
+        maps = evaluate_dataset(model, ImageDataset(index, eval_transform(whole), with_maps=True),
+                                desc="maps (whole image)", **common)
+        result.update({k: maps[k] for k in ("detection", "error_modes", "attention") if k in maps})
     result.update({"checkpoint": str(ckpt_path), "data": str(data), "split": split,
-                   "class_names": list(ckpt["class_names"]), "input_size": size,
-                   "model_config": ckpt["model_config"]})
+                   "class_names": list(ckpt["class_names"]), "input_size": contract.input_size,
+                   "input_contract": contract.to_dict(), "model_config": ckpt["model_config"]})
     return result
 
 

@@ -1,5 +1,5 @@
 """WSCNet (She et al.): a detection branch that finds sentiment regions and a classification
-branch coupled to them. The CAM baseline and every ablation of METHOD.md are configurations."""
+branch coupled to them. The CAM baseline and every ablation of docs/method.md are configurations."""
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path

@@ -10,7 +10,6 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .errors import UserError
-from .maps import normalised_maps
 
 
 def overlay_map(rgb: np.ndarray, smap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -20,16 +19,29 @@ def overlay_map(rgb: np.ndarray, smap: np.ndarray, alpha: float = 0.5) -> np.nda
     return cv2.addWeighted(bgr, 1.0 - alpha, heat, alpha, 0.0)
 
 
+def map_over_picture(sentiment_map, transform, shape: tuple[int, int]) -> np.ndarray:
+    """The h×w map over the H×W picture, placed as the input contract placed the picture (zeros
+    where the model did not look, e.g. outside a centre crop)."""
+    from runtime.overlay import map_to_frame
+
+    h, w = shape
+    geo = transform.pre.geometry(w, h)
+    fx, fy, fw, fh = geo.frame_rect
+    full = np.zeros((h, w), dtype=np.float32)
+    full[fy : fy + fh, fx : fx + fw] = map_to_frame(sentiment_map, geo)
+    return full
+
+
 @torch.no_grad()
 def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> list[dict]:
     """One dict per image: label, probabilities (both branches), overlay path; or an error."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import checkpoint_contract, load_checkpoint
     from .data import eval_transform, open_rgb
 
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     names = list(ckpt["class_names"])
-    transform = eval_transform(int(ckpt["input_size"]), ckpt["mean"], ckpt["std"])
+    transform = eval_transform(checkpoint_contract(ckpt, checkpoint))
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
@@ -55,7 +67,7 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
         }
         if out_dir is not None:
             rgb = np.asarray(image)
-            smap = normalised_maps(out.sentiment_map.float().cpu(), rgb.shape[:2])[0].numpy()
+            smap = map_over_picture(out.sentiment_map[0, ...].float().cpu().numpy(), transform, rgb.shape[:2])
             target = out_dir / f"{path.stem}_map.png"
             ok, png = cv2.imencode(".png", overlay_map(rgb, smap))
             if not ok:

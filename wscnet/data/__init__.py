@@ -1,20 +1,14 @@
 """Sentiment data sets in their published layouts, splits, transforms and a skip-bad Dataset.
 
     index = load_index(root, split="train")          # layout detected from the folder
-    data = ImageDataset(index, train_transform(224, mean, std), with_maps=False)
+    data = ImageDataset(index, train_transform(InputContract(224)), with_maps=False)
     loader = DataLoader(data, batch_size=32, collate_fn=collate_skip_bad)
 """
 
 from wscnet.data.dataset import ImageDataset, collate_skip_bad, open_map, open_rgb
 from wscnet.data.index import SPLITS, DatasetIndex, Sample
 from wscnet.data.layouts import LAYOUTS, detect_layout, load_index
-from wscnet.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    eval_transform,
-    ten_crop_transform,
-    train_transform,
-)
+from wscnet.data.transforms import AUGMENTS, eval_transform, ten_crop_transform, train_transform
 
 __all__ = [
     "LAYOUTS",
@@ -30,6 +24,5 @@ __all__ = [
     "ten_crop_transform",
     "open_rgb",
     "open_map",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "AUGMENTS",
 ]

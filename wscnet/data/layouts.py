@@ -1,4 +1,4 @@
-"""Find and read the published layouts of the sentiment data sets (METHOD.md's table)."""
+"""Find and read the published layouts of the sentiment data sets (docs/method.md, Data)."""
 
 import csv
 import os
@@ -92,7 +92,7 @@ def detect_layout(root: Path) -> str:
     if sum(1 for d in subfolders(root) if list_images(d)) >= 2:
         return "folder"
     raise UserError(
-        f"{root}: no known data set layout (expected one of {', '.join(LAYOUTS)}; see METHOD.md)"
+        f"{root}: no known data set layout (expected one of {', '.join(LAYOUTS)}; see docs/method.md)"
     )
 
 

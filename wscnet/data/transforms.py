@@ -1,41 +1,55 @@
-"""Image transforms of the paper: random crop + flip for training, whole-image resize or ten
-crops for testing. Each also moves ground-truth / fixation maps along with the image
-(``with_maps``), so a predicted map stays aligned with its ground truth.
+"""Image transforms for training and evaluation. Every one ends in the runtime's frame → tensor
+function (``runtime.preprocess.Preprocessor``) under the model's InputContract, so training,
+eval, calibration, parity and the camera all see a picture the same way. Ground-truth and
+fixation maps move with the image (``with_maps``), so a predicted map stays aligned with them.
+
+Training augmentations (``AUGMENTS``):
+- ``aspect`` (default): a random window of 60–100 % of the picture's area with an aspect ratio
+  between 9:16 and 16:9 (reflect-padded where it leaves the picture), then the contract's
+  geometry. Under the default ``squash`` geometry this shows the model objects compressed as a
+  4:3, 16:9 or 9:16 camera frame compresses them, so the whole frame can be classified.
+- ``paper``: the paper's square crop of 7/8 of the shorter side (448 from 512) at a random place.
+Both flip half the time.
 """
 
-from collections.abc import Sequence
+import math
 
+import cv2
+import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_RATIO = 8 / 7  # 448 crops from 512 px images, as in the paper
+from runtime.contract import InputContract
+from runtime.preprocess import Geometry, Preprocessor, place_plane, resize_picture
+
+AUGMENTS = ("aspect", "paper")
+ASPECT_RANGE = (9 / 16, 16 / 9)
+AREA_RANGE = (0.6, 1.0)
+PAPER_CROP = 7 / 8  # 448 crops from 512 px images, as in the paper
+TEN_CROP_RESIZE = 8 / 7
 
 
-def _to_tensor(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    return TF.normalize(TF.to_tensor(image), list(mean), list(std))
+def picture_bgr(image: Image.Image) -> np.ndarray:
+    """A PIL RGB image as the BGR uint8 frame the runtime would get from a camera."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
 
 
-def _map_tensor(image: Image.Image) -> torch.Tensor:
-    """A grayscale map as S×S float in [0, 1]."""
-    return TF.to_tensor(image)[0]
-
-
-def _resize_shorter(image: Image.Image, side: int) -> Image.Image:
-    w, h = image.size
-    scale = side / min(w, h)
-    size = (max(side, round(w * scale)), max(side, round(h * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR)
+def map_plane(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A grayscale map as float32 in [0, 1] at the picture's size (w, h)."""
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 class _Transform:
-    """PIL image (and optional PIL maps) -> normalised tensor (and map tensors)."""
+    """PIL image (and optional PIL maps) -> normalised 3×S×S tensor (and S×S map tensors)."""
 
-    def __init__(self, size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
-        self.resize_to = round(size * RESIZE_RATIO)
+    def __init__(self, contract: InputContract) -> None:
+        if not isinstance(contract, InputContract):
+            raise TypeError(f"transforms take an InputContract, got {type(contract).__name__}")
+        self.contract = contract
+        self.size = contract.input_size
+        self.pre = Preprocessor(contract)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.with_maps(image, [])[0]
@@ -43,61 +57,98 @@ class _Transform:
     def with_maps(self, image: Image.Image, maps: list[Image.Image]):
         raise NotImplementedError
 
+    def _apply(self, bgr: np.ndarray, planes: list[np.ndarray]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        tensor, geo = self.pre.tensor(bgr)
+        return torch.from_numpy(tensor), [self._plane(p, geo) for p in planes]
 
-class TrainTransform(_Transform):
-    """Resize the shorter side to size·8/7, take a random size×size crop, flip half the time."""
-
-    def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        image = _resize_shorter(image, self.resize_to)
-        w, h = image.size
-        # torch's RNG, so DataLoader workers get distinct, seedable crops
-        left = int(torch.randint(0, w - self.size + 1, ()).item())
-        top = int(torch.randint(0, h - self.size + 1, ()).item())
-        flip = bool(torch.rand(()) < 0.5)
-
-        def geometry(img: Image.Image) -> Image.Image:
-            img = img.resize((w, h), Image.Resampling.BILINEAR).crop((left, top, left + self.size, top + self.size))
-            return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
-
-        return _to_tensor(geometry(image), self.mean, self.std), [_map_tensor(geometry(m)) for m in maps]
+    def _plane(self, plane: np.ndarray, geo: Geometry) -> torch.Tensor:
+        return torch.from_numpy(place_plane(plane, geo, self.contract.interpolation))
 
     def __repr__(self) -> str:
-        return f"TrainTransform(size={self.size}, resize_to={self.resize_to})"
+        return f"{type(self).__name__}({self.contract.describe()})"
+
+
+class TrainTransform(_Transform):
+    """A random window (see AUGMENTS), flipped half the time, then the contract's geometry."""
+
+    def __init__(self, contract: InputContract, augment: str = "aspect") -> None:
+        super().__init__(contract)
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}; got {augment!r}")
+        self.augment = augment
+
+    def window(self, w: int, h: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of the window in picture pixels; it may reach past the edges."""
+        if self.augment == "paper":
+            cw = ch = max(1, round(min(w, h) * PAPER_CROP))
+        else:
+            area = w * h * float(torch.empty(()).uniform_(*AREA_RANGE))
+            ratio = math.exp(float(torch.empty(()).uniform_(*(math.log(r) for r in ASPECT_RANGE))))
+            cw, ch = max(1, round(math.sqrt(area * ratio))), max(1, round(math.sqrt(area / ratio)))
+        # torch's RNG, so DataLoader workers get distinct, seedable windows
+        x = int(torch.randint(min(0, w - cw), max(0, w - cw) + 1, ()).item())
+        y = int(torch.randint(min(0, h - ch), max(0, h - ch) + 1, ()).item())
+        return x, y, cw, ch
+
+    def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        bgr = picture_bgr(image)
+        h, w = bgr.shape[:2]
+        x, y, cw, ch = self.window(w, h)
+        flip = bool(torch.rand(()) < 0.5)
+        views = [cut_window(a, x, y, cw, ch, flip) for a in [bgr, *(map_plane(m, (w, h)) for m in maps)]]
+        return self._apply(views[0], views[1:])
 
 
 class EvalTransform(_Transform):
-    """Resize the whole image to size×size (no crop), so maps cover the whole image."""
+    """The whole picture under the contract: exactly what the runtime does with a frame."""
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        square = (self.size, self.size)
-        resized = [m.resize(square, Image.Resampling.BILINEAR) for m in maps]
-        return _to_tensor(image.resize(square, Image.Resampling.BILINEAR), self.mean, self.std), [_map_tensor(m) for m in resized]
-
-    def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size})"
+        bgr = picture_bgr(image)
+        h, w = bgr.shape[:2]
+        return self._apply(bgr, [map_plane(m, (w, h)) for m in maps])
 
 
 class TenCropTransform(_Transform):
-    """10×3×S×S: four corners + centre of the image resized (shorter side) to size·8/7, and
-    their mirror images. Maps are returned for the whole image, resized to size×size."""
+    """10×3×S×S: four corners + centre of the picture resized (shorter side) to S·8/7, and their
+    mirror images (the paper's test-time crops). Maps come back for the whole picture (squash)."""
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        crops = TF.ten_crop(_resize_shorter(image, self.resize_to), [self.size, self.size])
-        stacked = torch.stack([_to_tensor(c, self.mean, self.std) for c in crops])  # 10×3×S×S
-        square = (self.size, self.size)
-        return stacked, [_map_tensor(m.resize(square, Image.Resampling.BILINEAR)) for m in maps]
-
-    def __repr__(self) -> str:
-        return f"TenCropTransform(size={self.size}, resize_to={self.resize_to})"
-
-
-def train_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> TrainTransform:
-    return TrainTransform(size, mean, std)
-
-
-def eval_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> EvalTransform:
-    return EvalTransform(size, mean, std)
+        bgr = picture_bgr(image)
+        h, w = bgr.shape[:2]
+        side = round(self.size * TEN_CROP_RESIZE)
+        scale = side / min(w, h)
+        big = resize_picture(bgr, max(side, round(w * scale)), max(side, round(h * scale)),
+                             self.contract.interpolation)
+        mirrored = np.ascontiguousarray(big[:, ::-1])
+        crops = [torch.from_numpy(self.pre.tensor(c)[0]) for c in five_crops(big, self.size) + five_crops(mirrored, self.size)]
+        whole = Geometry(self.size, (0, 0, self.size, self.size), (0, 0, w, h))
+        return torch.stack(crops), [self._plane(map_plane(m, (w, h)), whole) for m in maps]
 
 
-def ten_crop_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> TenCropTransform:
-    return TenCropTransform(size, mean, std)
+def cut_window(image: np.ndarray, x: int, y: int, w: int, h: int, flip: bool = False) -> np.ndarray:
+    """The w×h window at (x, y), reflect-padded where it leaves the image, mirrored if ``flip``."""
+    ih, iw = image.shape[:2]
+    pad = (max(0, -y), max(0, y + h - ih), max(0, -x), max(0, x + w - iw))
+    if any(pad):
+        image = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REFLECT_101)
+        x, y = x + pad[2], y + pad[0]
+    window = image[y : y + h, x : x + w]
+    return np.ascontiguousarray(window[:, ::-1] if flip else window)
+
+
+def five_crops(image: np.ndarray, size: int) -> list[np.ndarray]:
+    h, w = image.shape[:2]
+    corners = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size), ((w - size) // 2, (h - size) // 2)]
+    return [np.ascontiguousarray(image[y : y + size, x : x + size]) for x, y in corners]
+
+
+def train_transform(contract: InputContract, augment: str = "aspect") -> TrainTransform:
+    return TrainTransform(contract, augment)
+
+
+def eval_transform(contract: InputContract) -> EvalTransform:
+    return EvalTransform(contract)
+
+
+def ten_crop_transform(contract: InputContract) -> TenCropTransform:
+    return TenCropTransform(contract)

@@ -1,4 +1,4 @@
-"""Sentiment-region detection metrics on EmotionROI (METHOD.md, paper Eq. 8-9 and Fig. 12).
+"""Sentiment-region detection metrics on EmotionROI (docs/method.md, paper Eq. 8-9 and Fig. 12).
 
 Both maps are H×W arrays in [0, 1]. Each is binarised with its own Otsu threshold (256 bins).
 Edge cases, decided here once:

@@ -12,6 +12,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from runtime.contract import InputContract
+
 from ..atomic import atomic_write_text
 from ..checkpoint import make_checkpoint, save_checkpoint
 from ..errors import UserError
@@ -40,7 +42,7 @@ class Trainer:
         self.ctx = ctx
         self.out = Path(options.out)
         self.train_set, self.val_set, self.class_names = build_datasets(options)
-        self.batchnorm_set = batchnorm_dataset(self.train_set, options.img_size)
+        self.batchnorm_set = batchnorm_dataset(self.train_set, input_contract(options))
         config = WSCNetConfig(
             arch=options.arch, num_classes=len(self.class_names), k=options.k, pool=options.pool,
             map_weight=options.map_weight, coupling=options.coupling, head=options.head,
@@ -218,7 +220,8 @@ class Trainer:
             self.best = {"epoch": epoch, "score": score}
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
         common = dict(class_names=self.class_names, input_size=self.options.img_size,
-                      epoch=epoch, metrics=metrics, batchnorm=dict(self.batchnorm))
+                      epoch=epoch, metrics=metrics, contract=input_contract(self.options),
+                      data_source=self.options.to_dict(), batchnorm=dict(self.batchnorm))
         state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
                             self.best, self.history)
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
@@ -232,6 +235,11 @@ class Trainer:
         print(shown + ("  *best*" if improved else ""), file=sys.stderr)
 
 
+def input_contract(options: TrainOptions) -> InputContract:
+    """The contract this run trains under (ImageNet mean/std, the chosen geometry)."""
+    return InputContract(options.img_size, geometry=options.geometry)
+
+
 def build_datasets(options: TrainOptions):
     from ..data import ImageDataset, eval_transform, load_index, train_transform
 
@@ -243,19 +251,20 @@ def build_datasets(options: TrainOptions):
     if any(s.label < 0 for s in train_index.samples):
         raise UserError(f"{options.data}: this set has no class labels; it cannot be trained on")
     val_index = load_index(options.data, split="val", **common)
-    train_set = ImageDataset(train_index, train_transform(options.img_size))
+    contract = input_contract(options)
+    train_set = ImageDataset(train_index, train_transform(contract, options.augment))
     with_maps = any(s.gt_map is not None for s in val_index.samples)
-    val_set = ImageDataset(val_index, eval_transform(options.img_size), with_maps=with_maps)
+    val_set = ImageDataset(val_index, eval_transform(contract), with_maps=with_maps)
     return train_set, val_set, list(train_index.class_names)
 
 
-def batchnorm_dataset(train_set, img_size: int):
+def batchnorm_dataset(train_set, contract: InputContract):
     """The training images as evaluation sees them (whole image resized, no crop or flip): the
     statistics eval mode normalises with. Random crops zoom in by 8/7, and statistics taken
     through them made a short MobileNetV3 run lose 13 points of eval-mode accuracy."""
     from ..data import ImageDataset, eval_transform
 
-    return ImageDataset(train_set.index, eval_transform(img_size))
+    return ImageDataset(train_set.index, eval_transform(contract))
 
 
 def build_optimizer(model: WSCNet, options: TrainOptions) -> torch.optim.Optimizer:

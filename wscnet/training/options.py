@@ -1,8 +1,11 @@
-"""Every training setting in one dataclass; the defaults are METHOD.md's (paper, section IV-B)."""
+"""Every training setting in one dataclass; the defaults are the paper's (docs/method.md, Training)."""
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from runtime.contract import GEOMETRIES
+
+from ..data.transforms import AUGMENTS
 from ..errors import UserError
 
 LR_SCHEDULES = ("step", "cosine")
@@ -23,6 +26,8 @@ class TrainOptions:
     epochs: int = 25
     batch_size: int = 32  # global: split over the torchrun processes
     img_size: int = 448
+    geometry: str = "squash"  # the input contract: how any frame becomes the S×S input
+    augment: str = "aspect"  # random window: "aspect" (9:16–16:9, for squash) or "paper" (square 7/8 crop)
     lr: float = 1e-3  # backbone
     head_lr: float = 1e-2  # new layers: 1×1 detector conv and the FC
     momentum: float = 0.9
@@ -58,6 +63,10 @@ class TrainOptions:
             raise UserError("--out is required")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        if self.geometry not in GEOMETRIES:
+            raise UserError(f"--geometry must be one of {', '.join(GEOMETRIES)}; got {self.geometry!r}")
+        if self.augment not in AUGMENTS:
+            raise UserError(f"--augment must be one of {', '.join(AUGMENTS)}; got {self.augment!r}")
         if self.device not in DEVICES:
             raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         positive = {"epochs": self.epochs, "batch-size": self.batch_size, "k": self.k, "lr-step": self.lr_step}
@@ -85,6 +94,6 @@ class TrainOptions:
 
     # Changing any of these under --resume would silently train a different model.
     FIXED_ON_RESUME = (
-        "data", "arch", "head", "k", "pool", "map_weight", "coupling", "img_size", "layout",
+        "data", "arch", "head", "k", "pool", "map_weight", "coupling", "img_size", "geometry", "layout",
         "fold", "csv_file", "split_seed", "seed",
     )

@@ -1,0 +1,151 @@
+"""One input contract from training to the camera: stored once, read by every consumer, and the
+training / eval transforms, the runtime and the exported-model tools all see a picture alike."""
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from export.metadata import read_metadata, write_metadata
+from export.onnx_export import export_onnx
+from export.testing import make_trained_checkpoint, synthetic_image
+from runtime.backends import open_backend
+from runtime.contract import InputContract
+from runtime.errors import RuntimeUserError
+from runtime.metadata import ModelMetadata
+from runtime.preprocess import Preprocessor, frame_to_tensor
+from wscnet.checkpoint import checkpoint_contract, load_checkpoint, make_checkpoint, save_checkpoint
+from wscnet.data import eval_transform, train_transform
+from wscnet.data.transforms import cut_window
+
+SIZES = [(96, 72), (128, 72), (72, 128), (101, 67), (64, 64)]  # 4:3, 16:9, 9:16, odd, square
+RNG = np.random.default_rng(3)
+
+
+def picture(w: int, h: int) -> np.ndarray:
+    """A BGR picture with structure at every scale (noise on top of smooth gradients)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
+    return np.clip(smooth + RNG.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("contract")
+    ckpt = make_trained_checkpoint(root / "best.pt", size=64, steps=30, num_classes=4)
+    return {"ckpt": ckpt, "onnx": export_onnx(ckpt, root / "model.onnx"), "root": root}
+
+
+def test_contract_travels_from_checkpoint_to_onnx_to_runtime(tmp_path):
+    model = torch.nn.Module()
+    from wscnet.model import WSCNet, WSCNetConfig
+
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2))
+    contract = InputContract(64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), geometry="crop", interpolation="linear")
+    save_checkpoint(tmp_path / "c.pt", make_checkpoint(model, class_names=["a", "b"], input_size=64, contract=contract))
+    _, ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert checkpoint_contract(ckpt) == contract
+    path = export_onnx(tmp_path / "c.pt", tmp_path / "c.onnx")
+    backend = open_backend(path, device="cpu")
+    assert backend.metadata.contract == contract and backend.metadata.contract_recorded
+    backend.close()
+
+
+def test_files_without_a_contract_use_the_documented_fallback(tmp_path, trained):
+    model = onnx.load(str(trained["onnx"]))
+    props = read_metadata(model)
+    del props["input_contract"]
+    write_metadata(model, props)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    meta = open_backend(tmp_path / "old.onnx", device="cpu").metadata
+    assert not meta.contract_recorded
+    assert (meta.contract.geometry, meta.contract.input_size) == ("squash", 64)
+    _, ckpt = load_checkpoint(trained["ckpt"])
+    del ckpt["input_contract"]
+    assert checkpoint_contract(ckpt).geometry == "squash"
+
+
+@pytest.mark.parametrize("stored, message", [
+    ({"input_size": 64, "geometry": "stretch"}, "geometry must be one of"),
+    ({"input_size": 64, "colour": "BGR"}, "unknown input-contract keys"),
+    ({"input_size": 32}, "disagrees with input_size"),
+])
+def test_a_bad_contract_in_a_model_is_one_clear_error(stored, message):
+    props = {"class_names": '["a", "b"]', "input_size": "64", "mean": "[0.485, 0.456, 0.406]",
+             "std": "[0.229, 0.224, 0.225]", "input_contract": json.dumps(stored)}
+    with pytest.raises(RuntimeUserError, match=message):
+        ModelMetadata.from_props(props, "m.onnx")
+
+
+def test_overriding_the_geometry_names_what_the_model_was_trained_with():
+    meta = ModelMetadata.from_props({"class_names": '["a", "b"]', "input_size": "64", "mean": "[0, 0, 0]",
+                                     "std": "[1, 1, 1]"}, "m.onnx")
+    assert meta.override_note(None) is None and meta.override_note("squash") is None
+    assert "trained with squash" in meta.override_note("letterbox")
+    assert meta.contract_for("crop").geometry == "crop"
+
+
+@pytest.mark.parametrize("geometry", ["squash", "crop", "letterbox"])
+@pytest.mark.parametrize("w, h", SIZES)
+def test_eval_transform_gives_the_runtime_tensor(geometry, w, h):
+    contract = InputContract(32, geometry=geometry)
+    bgr = picture(w, h)
+    rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    np.testing.assert_allclose(eval_transform(contract)(rgb).numpy(), frame_to_tensor(bgr, contract), atol=1e-6)
+
+
+@pytest.mark.parametrize("augment", ["aspect", "paper"])
+@pytest.mark.parametrize("w, h", SIZES)
+def test_train_transform_is_the_runtime_on_a_random_window(augment, w, h):
+    """A training sample is what the runtime would make of a camera frame showing that window."""
+    contract = InputContract(32)
+    transform = train_transform(contract, augment)
+    bgr = picture(w, h)
+    rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    torch.manual_seed(11)
+    sample = transform(rgb)
+    torch.manual_seed(11)  # replay the same window and flip
+    x, y, cw, ch = transform.window(w, h)
+    flip = bool(torch.rand(()) < 0.5)
+    expected = frame_to_tensor(cut_window(bgr, x, y, cw, ch, flip), contract)
+    np.testing.assert_allclose(sample.numpy(), expected, atol=1e-6)
+    if augment == "paper":
+        assert cw == ch == round(min(w, h) * 7 / 8)
+    else:
+        assert 9 / 16 - 0.05 <= cw / ch <= 16 / 9 + 0.05
+
+
+def stretched_frames(image_bgr: np.ndarray) -> dict[str, np.ndarray]:
+    """The picture as a camera would deliver it in other shapes (stretched to the frame)."""
+    s = image_bgr.shape[0]
+    shapes = {"1:1": (s, s), "4:3": (s * 4 // 3, s), "16:9": (s * 16 // 9, s), "9:16": (s, s * 16 // 9), "odd": (s + 37, s - 9)}
+    return {name: cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR) for name, size in shapes.items()}
+
+
+def test_runtime_top1_equals_eval_top1_for_every_frame_shape(trained):
+    """The default runtime path (the model's contract) agrees with `eval` on >= 99 % of pictures
+    for each frame shape. (With the old letterbox default this held for square frames only.)"""
+    model, ckpt = load_checkpoint(trained["ckpt"])
+    transform = eval_transform(checkpoint_contract(ckpt))
+    backend = open_backend(trained["onnx"], device="cpu")
+    pre = Preprocessor(backend.metadata.contract_for(None))
+    rng = np.random.default_rng(5)
+    pictures = [cv2.cvtColor(synthetic_image(i % 4, 64, rng), cv2.COLOR_RGB2BGR) for i in range(60)]
+    with torch.inference_mode():
+        batch = torch.stack([transform(Image.fromarray(cv2.cvtColor(p, cv2.COLOR_BGR2RGB))) for p in pictures])
+        reference = model(batch).logits.argmax(1).numpy()
+    assert len(set(reference.tolist())) >= 3, "the model must tell the classes apart for this to mean anything"
+    agreement = {}
+    for name in stretched_frames(pictures[0]):
+        got = []
+        for p in pictures:
+            x = pre.new_buffer()
+            pre(stretched_frames(p)[name], x)
+            got.append(int(np.argmax(backend.infer(x)["probs"][0])))
+        agreement[name] = float((np.array(got) == reference).mean())
+    backend.close()
+    assert all(v >= 0.99 for v in agreement.values()), agreement
