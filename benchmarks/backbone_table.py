@@ -111,6 +111,7 @@ def checkpoint_rows(ckpt: Path, opts: dict, workdir: Path) -> list[dict]:
     from wscnet.checkpoint import checkpoint_contract, load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
+    contract = checkpoint_contract(meta, ckpt)
     arch, size = meta["model_config"]["arch"], int(meta["input_size"])
     parity = export_all(ckpt, opts["data"], opts["heldout"], opts["calib_n"], opts["parity_n"])
     images = workdir / f"check_{arch}.npy"

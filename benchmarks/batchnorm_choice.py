@@ -26,7 +26,7 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
     from wscnet.data import train_transform
     from wscnet.training import TrainOptions
     from wscnet.training.distributed import setup
-    from wscnet.training.loop import Trainer
+    from wscnet.training.loop import Trainer, input_contract
 
     options = TrainOptions(
         data=str(data), out=str(out / f"{arch}-m{momentum}"), arch=arch, img_size=img_size,
@@ -40,7 +40,7 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
             scores = {f"ema_{k}": v for k, v in super()._validate().items()}
             saved = copy.deepcopy(self.model.state_dict())
             self.batchnorm["precise_bn_images"] = precise_images
-            for name, transform in (("train", train_transform(InputContract(img_size))), ("eval", None)):
+            for name, transform in (("train", train_transform(input_contract(options), options.augment)), ("eval", None)):
                 kept = self.batchnorm_set.transform
                 self.batchnorm_set.transform = transform or kept
                 self._recalibrate_batchnorm(len(self.history))

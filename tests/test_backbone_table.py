@@ -27,9 +27,8 @@ def test_table_over_a_trained_mobilenet(tmp_path):
     # the FP32 file computes what PyTorch computes: same decisions on the same test images
     assert fp32["parity_passed"] and fp32["accuracy"] == torch_row["accuracy"]
     assert abs(fp32["detection_f"] - torch_row["detection_f"]) < 0.02
-    # MobileNetV3's INT8 keeps its hard-swish convs in float (export.int8.float_layout): smaller
-    # than FP32, not necessarily smaller than FP16
-    assert int8["size_mb"] < fp32["size_mb"] and fp16["size_mb"] < fp32["size_mb"]
+    # fp16 halves the weights; int8 quantizes all but MobileNetV3's hard-swish neighbour convs
+    assert fp16["size_mb"] < 0.6 * fp32["size_mb"] and int8["size_mb"] < 0.7 * fp32["size_mb"]
     for row in rows:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["median_ms"] > 0 and row["peak_mem_mb"] > 0
     assert all(r["video_fps"] > 0 for r in (fp32, fp16, int8))
