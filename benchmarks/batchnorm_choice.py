@@ -16,7 +16,6 @@ from pathlib import Path
 
 import typer
 
-from runtime.contract import InputContract
 from wscnet.atomic import atomic_write_text
 
 
