@@ -32,6 +32,10 @@ class TrainOptions:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0  # linear warm-up; helps from-scratch runs at a high rate
     det_weight: float = 1.0  # Eq. (7): L = L_cls + det_weight · L_dec
+    pool_warmup_epochs: float = 0.0  # training only: Eq. (1) blends GAP -> GMP over these epochs
+    det_warmup_epochs: float = 0.0  # training only: detection-loss weight det_weight_start -> det_weight
+    det_weight_start: float = 1.0
+    clip_per_loss: bool = False  # WSCNet: the clip budget is grad_clip per loss term (1 + det weight)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     layout: str | None = None
@@ -44,6 +48,8 @@ class TrainOptions:
     amp: bool = True  # mixed precision, used on CUDA only
     resume: bool = False
     val_every: int = 1
+    recipe: str = "paper"  # the preset these options started from (recipes.py); informational
+    diagnostics_every: int = 0  # every N steps a line of diagnostics.jsonl (0 = off); see diagnostics.py
     max_train_batches: int | None = None  # smoke tests: stop each epoch early
 
     def validate(self) -> None:
@@ -65,6 +71,9 @@ class TrainOptions:
             raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
+        if min(self.pool_warmup_epochs, self.det_warmup_epochs, self.det_weight_start, self.diagnostics_every) < 0:
+            raise UserError("--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
+                            "--diagnostics-every must not be negative")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise UserError(f"{self.pretrained}: pretrained weights file not found")
 
