@@ -196,13 +196,17 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
         assert row["accuracy"] == pytest.approx((mine[0] + mine[1]) / 2)
         assert row["accuracy_std"] == pytest.approx(abs(mine[0] - mine[1]) / 2 ** 0.5)
         assert 0 <= row["f"] <= 1
-    assert f"| {synth_set.name} | scratch-flags | wscnet-k1 |" in table and "over 2 seeds" in table
+    assert f"| {synth_set.name} | scratch-flags | wscnet-k1 | 2 |" in table and "up to 2 seeds" in table
     last = out / synth_set.name / "scratch-flags" / "cam" / "seed0" / "last.pt"
     mtime = last.stat().st_mtime
     # the head warm-up does not touch CAM: under "scratch" its finished runs are reused, not retrained
     again = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 1], recipes=["scratch"], **common)
     assert last.stat().st_mtime == mtime and not (out / synth_set.name / "scratch").exists()
     assert again.splitlines()[-1].replace("| scratch |", "| scratch-flags |") == table.splitlines()[-1]
+    partial = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 2], train_missing=False, **common)
+    assert f"| {synth_set.name} | scratch-flags | cam | 1 |" in partial
+    assert partial.endswith(f"left out: {synth_set.name}/scratch-flags/cam/seed2.")
+    assert not (out / synth_set.name / "scratch-flags" / "cam" / "seed2").exists()
     with pytest.raises(UserError, match="unknown ablation variant"):
         run_ablation(data=synth_set, out=out, only=["resnet-magic"])
     with pytest.raises(UserError, match="unknown recipe"):

@@ -24,9 +24,10 @@ METRICS = ("accuracy", "f", "mae", "accuracy_detection_branch", "precision", "re
 
 
 def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",), split: str = "test",
-                 **train_settings) -> str:
+                 train_missing: bool = True, **train_settings) -> str:
     """Train (or reuse a finished run of) every set × recipe × variant × seed, evaluate each on
-    ``split``; write ablation.md, ablation.json and ablation.png into ``out``."""
+    ``split``; write ablation.md, ablation.json and ablation.png into ``out``. With
+    ``train_missing=False`` runs not yet finished are left out of the table and listed."""
     from .training.recipes import RECIPES
 
     sets = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
@@ -40,22 +41,27 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     if len({s.name for s in sets}) < len(sets):
         raise UserError("--data folders must have different names (they name the table's rows)")
     out = Path(out)
-    runs = []
+    runs, missing = [], []
     for data_dir in sets:
         for recipe in recipes:
             for name in names:
                 for seed in seeds:
                     run_dir = out / data_dir.name / _run_recipe(name, recipe) / name / f"seed{seed}"
+                    if not train_missing and not _finished(run_dir, train_settings.get("epochs", 1)):
+                        missing.append(f"{data_dir.name}/{recipe}/{name}/seed{seed}")
+                        continue
                     result = _train_and_evaluate(run_dir, data_dir, name, recipe, seed, split, train_settings)
                     runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
                                  **VARIANTS[name], **_metrics(result)})
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
+    if missing:
+        table += "\n\nNot finished, left out: " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", table + "\n")
     atomic_write_text(out / "ablation.json", json.dumps(
         {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
-         "rows": rows, "runs": runs}, indent=2))
+         "rows": rows, "runs": runs, "missing": missing}, indent=2))
     write_chart(out / "ablation.png", rows)
     return table
 
@@ -131,14 +137,14 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict], split: str, seeds: int) -> str:
-    spread = f"mean ± standard deviation over {seeds} seeds" if seeds > 1 else "one seed"
+    spread = f"mean ± sample standard deviation over up to {seeds} seeds" if seeds > 1 else "one seed"
     images = rows[0]["num_images"] if rows else 0
-    head = ("| set | recipe | variant | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = ("| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [f"Ablation on the {split} split ({images} images per set; {spread}; classification "
              "branch = the model's answer; CAM's detection column is its classifier).", "", head]
     for r in rows:
-        cells = [r["set"], r["recipe"], r["variant"]] + [_fmt(r[m], r[f"{m}_std"]) for m in METRICS]
+        cells = [r["set"], r["recipe"], r["variant"], str(r["seeds"])] + [_fmt(r[m], r[f"{m}_std"]) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

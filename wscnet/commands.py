@@ -161,12 +161,14 @@ def ablation(
     workers: int = typer.Option(2, "--workers"),
     device: str = typer.Option("auto", "--device"),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
+    train_missing: bool = typer.Option(True, "--train/--no-train", help="--no-train: tabulate finished runs only, list the rest."),
 ) -> None:
     """Train and evaluate WSCNet variants and the CAM baseline per set, recipe and seed; write the table and chart."""
     from wscnet.ablation import run_ablation
 
     table = run_ablation(
         data=data, out=out, only=only, seeds=seeds or [0], recipes=recipes or ["scratch-flags"], split=split,
+        train_missing=train_missing,
         arch=arch, pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
         img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule, val_every=val_every,
         warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device,
