@@ -50,13 +50,14 @@ class Diagnostics:
             row.update(_map_statistics(out, self._features))
         return row
 
-    def after_backward(self, row: dict, step: int, epoch: int, clip: float) -> None:
+    def after_backward(self, row: dict, step: int, epoch: int, clip: float, loss_scale: float = 1.0) -> None:
+        """Parameter-gradient norms before clipping (divided by the AMP loss scale, if any)."""
         groups = {"backbone": self.model.backbone.parameters(), "classifier": self.model.classifier.parameters()}
         if hasattr(self.model, "detector"):
             groups["detector"] = self.model.detector.parameters()
         total = 0.0
         for name, params in groups.items():
-            norm = _grad_norm(params)
+            norm = _grad_norm(params) / loss_scale
             row[f"grad_{name}"] = norm
             total += norm**2
         total = math.sqrt(total)

@@ -168,7 +168,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             clip = self.warmup.grad_clip(global_step)
             if probe:
-                self.diagnostics.after_backward(row, step, epoch, clip)
+                scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                self.diagnostics.after_backward(row, step, epoch, clip, scale)
             if clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
