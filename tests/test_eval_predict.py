@@ -182,7 +182,7 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     from wscnet.ablation import run_ablation
 
     out = tmp_path / "ablation"
-    common = dict(arch="resnet18", epochs=1, batch_size=8, img_size=SIZE, lr=0.01, head_lr=0.01,
+    common = dict(arch="resnet18", epochs=1, batch_size=8, img_size=32, lr=0.01, head_lr=0.01,
                   lr_schedule="step", warmup_epochs=0, workers=0, device="cpu")
     table = run_ablation(data=[synth_set], out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], **common)
     assert (out / "ablation.md").read_text().strip() == table.strip()
