@@ -182,25 +182,37 @@ def test_overlay_blends_jet_colours():
     assert bgr[3, 3, 0] > bgr[3, 3, 2]  # low values are blue in jet
 
 
-def test_ablation_writes_table_and_json(synth_set, tmp_path):
+def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     from wscnet.ablation import run_ablation
 
     out = tmp_path / "ablation"
-    table = run_ablation(
-        data=synth_set, out=out, only=["wscnet-k1", "cam"], arch="resnet18", epochs=1,
-        batch_size=8, img_size=SIZE, lr=0.01, head_lr=0.01, lr_schedule="step", warmup_epochs=0,
-        seed=0, workers=0, device="cpu",
-    )
+    common = dict(arch="resnet18", epochs=1, batch_size=8, img_size=32, lr=0.01, head_lr=0.01,
+                  lr_schedule="step", warmup_epochs=0, workers=0, device="cpu")
+    table = run_ablation(data=[synth_set], out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], **common)
     assert (out / "ablation.md").read_text().strip() == table.strip()
-    rows = json.loads((out / "ablation.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["wscnet-k1", "cam"]
-    for r in rows:
-        assert 0 <= r["accuracy"] <= 1 and 0 <= r["f"] <= 1
-    assert "| wscnet-k1 | wscnet | 1 | both |" in table
-    mtime = (out / "cam" / "last.pt").stat().st_mtime
-    run_ablation(data=synth_set, out=out, only=["cam"], resume=True, arch="resnet18", epochs=1,
-                 batch_size=8, img_size=SIZE, lr=0.01, head_lr=0.01, lr_schedule="step",
-                 warmup_epochs=0, seed=0, workers=0, device="cpu")
-    assert (out / "cam" / "last.pt").stat().st_mtime == mtime  # with --resume a finished run is reused
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "ablation.json").read_text())
+    rows, runs = report["rows"], report["runs"]
+    assert [(r["recipe"], r["variant"], r["seeds"]) for r in rows] == [
+        ("scratch-flags", "wscnet-k1", 2), ("scratch-flags", "cam", 2)]
+    for row in rows:  # mean and sample std of the two seeds' figures, from the per-run records
+        mine = [r["accuracy"] for r in runs if r["variant"] == row["variant"]]
+        assert row["accuracy"] == pytest.approx((mine[0] + mine[1]) / 2)
+        assert row["accuracy_std"] == pytest.approx(abs(mine[0] - mine[1]) / 2 ** 0.5)
+        assert 0 <= row["f"] <= 1
+    assert f"| {synth_set.name} | scratch-flags | wscnet-k1 | 2 |" in table and "up to 2 seeds" in table
+    last = out / synth_set.name / "scratch-flags" / "cam" / "seed0" / "last.pt"
+    mtime = last.stat().st_mtime
+    # the head warm-up does not touch CAM: under "scratch" its finished runs are reused, not retrained
+    again = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 1], recipes=["scratch"], resume=True,
+                         **common)
+    assert last.stat().st_mtime == mtime and not (out / synth_set.name / "scratch").exists()
+    assert again.splitlines()[-1].replace("| scratch |", "| scratch-flags |") == table.splitlines()[-1]
+    partial = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 2], train_missing=False, **common)
+    assert f"| {synth_set.name} | scratch-flags | cam | 1 |" in partial
+    assert partial.endswith(f"left out: {synth_set.name}/scratch-flags/cam/seed2.")
+    assert not (out / synth_set.name / "scratch-flags" / "cam" / "seed2").exists()
     with pytest.raises(UserError, match="unknown ablation variant"):
         run_ablation(data=synth_set, out=out, only=["resnet-magic"])
+    with pytest.raises(UserError, match="unknown recipe"):
+        run_ablation(data=synth_set, out=out, only=["cam"], recipes=["magic"])

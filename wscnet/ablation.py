@@ -1,12 +1,13 @@
-"""The ablation table (paper Tables III-IV on one set): WSCNet k=1 / k=4, with and without
-coupling, and the CAM baseline, trained alike and measured on the same split."""
+"""The ablation table (paper Tables III-IV): WSCNet k=1 / k=4, with and without coupling, and
+the CAM baseline, trained alike and measured on the same split; over several data sets,
+training recipes and seeds, reported as mean ± standard deviation over the seeds."""
 
 import json
+import statistics
 import sys
-from enum import Enum
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
 
 # name -> model settings; everything else is shared by all variants
@@ -19,47 +20,93 @@ VARIANTS = {
     "cam": {"head": "cam", "k": 1, "coupling": "none"},
 }
 DEFAULT_VARIANTS = ("wscnet-k4", "wscnet-k1", "wscnet-k4-no-coupling", "wscnet-k1-no-coupling", "cam")
-AblationVariant = Enum("AblationVariant", {name: name for name in VARIANTS}, type=str)  # --only's choices
+METRICS = ("accuracy", "f", "mae", "accuracy_detection_branch", "precision", "recall")
+
+
 TABLE_FILES = ("ablation.md", "ablation.json")
 
 
-def run_ablation(*, data, out, only=None, split: str = "test", resume: bool = False,
-                 overwrite: bool = False, **train_settings) -> str:
-    """Train each variant (with ``resume``: reuse a finished run, continue an unfinished one),
-    evaluate it, write ablation.md/.json."""
-    from .evaluate import evaluate_checkpoint
-    from .training import TrainOptions, train
+def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",), split: str = "test",
+                 train_missing: bool = True, resume: bool = False, overwrite: bool = False,
+                 **train_settings) -> str:
+    """Train (or reuse a finished run of) every set × recipe × variant × seed, evaluate each on
+    ``split``; write ablation.md, ablation.json and ablation.png into ``out``. With
+    ``train_missing=False`` runs not yet finished are left out of the table and listed."""
+    from .training.recipes import RECIPES
 
+    sets = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
     names = list(only) if only else list(DEFAULT_VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise UserError(f"unknown ablation variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    bad = [r for r in recipes if r not in RECIPES]
+    if bad:
+        raise UserError(f"unknown recipe(s) {', '.join(bad)}; choose from {', '.join(RECIPES)}")
+    if len({s.name for s in sets}) < len(sets):
+        raise UserError("--data folders must have different names (they name the table's rows)")
     out = Path(out)
-    check_ablation_out(out, resume, overwrite)
-    rows = []
-    for name in names:
-        run_dir = out / name
-        options = TrainOptions(data=str(data), out=str(run_dir), **train_settings, **VARIANTS[name])
-        if resume and _finished(run_dir, options.epochs):
-            print(f"ablation {name}: reusing the finished run in {run_dir}", file=sys.stderr)
-        else:
-            options.resume = resume and (run_dir / "last.pt").is_file()
-            options.overwrite = overwrite
-            print(f"ablation {name}: training", file=sys.stderr)
-            train(options)
-        result = evaluate_checkpoint(run_dir / "last.pt", data, split=split,
-                                     workers=options.workers, device=options.device)
-        rows.append(_row(name, VARIANTS[name], result))
-    table = markdown_table(rows, split)
+    check_ablation_out(out, resume or not train_missing, overwrite)
+    train_settings = {**train_settings, "overwrite": overwrite}
+    runs, missing = [], []
+    for data_dir in sets:
+        for recipe in recipes:
+            for name in names:
+                for seed in seeds:
+                    run_dir = out / data_dir.name / _run_recipe(name, recipe) / name / f"seed{seed}"
+                    if not train_missing and not _finished(run_dir, train_settings.get("epochs", 1)):
+                        missing.append(f"{data_dir.name}/{recipe}/{name}/seed{seed}")
+                        continue
+                    result = _train_and_evaluate(run_dir, data_dir, name, recipe, seed, split, train_settings)
+                    runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
+                                 **VARIANTS[name], **_metrics(result)})
+    rows = summarise(runs)
+    table = markdown_table(rows, split, len(seeds))
+    if missing:
+        table += "\n\nNot finished, left out: " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", table + "\n")
     atomic_write_text(out / "ablation.json", json.dumps(
-        {"split": split, "settings": {k: v for k, v in train_settings.items()}, "rows": rows}, indent=2))
+        {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
+         "rows": rows, "runs": runs, "missing": missing}, indent=2))
+    write_chart(out / "ablation.png", rows)
     return table
 
 
+def _run_recipe(variant: str, recipe: str) -> str:
+    """CAM has no detection branch, so recipes that differ only in the head warm-up train the
+    same CAM: they share one run folder, named after the first such recipe."""
+    from .training.recipes import HEAD_WARMUP_FIELDS, RECIPES
+
+    if VARIANTS[variant]["head"] != "cam":
+        return recipe
+
+    def rest(name: str) -> dict:
+        return {k: v for k, v in RECIPES[name].items() if k not in HEAD_WARMUP_FIELDS}
+
+    return next(r for r in RECIPES if rest(r) == rest(recipe))
+
+
+def _train_and_evaluate(run_dir: Path, data_dir: Path, name: str, recipe: str, seed: int, split: str,
+                        train_settings: dict) -> dict:
+    from .evaluate import evaluate_checkpoint
+    from .training import TrainOptions, train
+    from .training.recipes import apply_recipe
+
+    settings = {**train_settings, **VARIANTS[name], "seed": seed}
+    options = apply_recipe(TrainOptions(data=str(data_dir), out=str(run_dir), **settings), recipe)
+    label = f"{data_dir.name} / {recipe} / {name} / seed {seed}"
+    if not options.overwrite and _finished(run_dir, options.epochs):
+        print(f"ablation {label}: reusing the finished run in {run_dir}", file=sys.stderr)
+    else:
+        options.resume = not options.overwrite and (run_dir / "last.pt").is_file()
+        print(f"ablation {label}: training", file=sys.stderr)
+        train(options)
+    return evaluate_checkpoint(run_dir / "last.pt", data_dir, split=split,
+                              workers=options.workers, device=options.device)
+
+
 def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a folder that holds an ablation (its table or a variant's run) unless asked."""
+    """Refuse a folder that holds an ablation (its table or any run) unless asked."""
     from runtime.validate import check_output_folder
 
     from .training.options import RUN_FILES
@@ -68,9 +115,9 @@ def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume reuses the runs in --out and --overwrite replaces them: pass one")
     found = [name for name in TABLE_FILES if (out / name).exists()]
-    found += [name for name in VARIANTS if any((out / name / f).exists() for f in RUN_FILES)]
+    found += sorted({str(p.parent.relative_to(out)) for f in RUN_FILES for p in out.rglob(f)}) if out.is_dir() else []
     if found and not (resume or overwrite):
-        raise UserError(f"{out}: already holds an ablation ({', '.join(found)}); pass --resume to "
+        raise UserError(f"{out}: already holds an ablation ({', '.join(found[:4])}); pass --resume to "
                         "reuse and continue its runs or --overwrite to train them again")
 
 
@@ -84,29 +131,77 @@ def _finished(run_dir: Path, epochs: int) -> bool:
         return False
 
 
-def _row(name: str, settings: dict, result: dict) -> dict:
+def _metrics(result: dict) -> dict:
     det = result.get("detection", {})
     return {
-        "variant": name, **settings,
         "accuracy": result.get("accuracy"),
         "accuracy_detection_branch": result.get("accuracy_detection_branch"),
-        "mae": det.get("mae"), "precision": det.get("precision"),
-        "recall": det.get("recall"), "f": det.get("f"),
-        "correct_maps": result.get("error_modes", {}).get("fractions", {}).get("correct"),
+        "mae": det.get("mae"), "precision": det.get("precision"), "recall": det.get("recall"),
+        "f": det.get("f"), "num_images": result.get("num_images"),
     }
 
 
-def markdown_table(rows: list[dict], split: str) -> str:
-    head = ("| variant | head | k | coupling | accuracy (cls) | accuracy (det) | MAE | P | R | F |\n"
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per (set, recipe, variant): mean and sample standard deviation over the seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["set"], run["recipe"], run["variant"]), []).append(run)
+    rows = []
+    for (data_set, recipe, variant), members in groups.items():
+        row = {"set": data_set, "recipe": recipe, "variant": variant, **VARIANTS[variant],
+               "seeds": len(members), "num_images": members[0]["num_images"]}
+        for metric in METRICS:
+            values = [m[metric] for m in members if m[metric] is not None]
+            row[metric] = statistics.fmean(values) if values else None
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], split: str, seeds: int) -> str:
+    spread = f"mean ± sample standard deviation over up to {seeds} seeds" if seeds > 1 else "one seed"
+    images = rows[0]["num_images"] if rows else 0
+    head = ("| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    lines = [f"Ablation on the {split} split (classification branch = the model's answer; "
-             "CAM's detection column is its classifier).", "", head]
+    lines = [f"Ablation on the {split} split ({images} images per set; {spread}; classification "
+             "branch = the model's answer; CAM's detection column is its classifier).", "", head]
     for r in rows:
-        cells = [r["variant"], r["head"], str(r["k"]), r["coupling"]]
-        cells += [_fmt(r[k]) for k in ("accuracy", "accuracy_detection_branch", "mae", "precision", "recall", "f")]
+        cells = [r["set"], r["recipe"], r["variant"], str(r["seeds"])] + [_fmt(r[m], r[f"{m}_std"]) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value, spread) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if spread is None else f"{value:.3f} ± {spread:.3f}"
+
+
+def write_chart(path: Path, rows: list[dict]) -> None:
+    """Accuracy and detection F per set, one bar per recipe/variant, whiskers = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    bars = list(dict.fromkeys((r["recipe"], r["variant"]) for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.6 * len(sets) * len(bars) / 2 + 3), 4.2), squeeze=False)
+    width = 0.8 / max(1, len(bars))
+    for ax, metric, title in zip(axes[0], ("accuracy", "f"), ("accuracy (classification branch)", "detection F")):
+        for j, (recipe, variant) in enumerate(bars):
+            found = {r["set"]: r for r in rows if (r["recipe"], r["variant"]) == (recipe, variant)}
+            mean = [found[s][metric] if s in found and found[s][metric] is not None else np.nan for s in sets]
+            std = [found[s][f"{metric}_std"] or 0.0 if s in found else 0.0 for s in sets]
+            x = np.arange(len(sets)) + (j - (len(bars) - 1) / 2) * width
+            ax.bar(x, mean, width, yerr=std, capsize=3, label=f"{variant} ({recipe})")
+        ax.set_xticks(np.arange(len(sets)), sets)
+        ax.set_title(title)
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

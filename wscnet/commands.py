@@ -4,7 +4,6 @@ from pathlib import Path
 
 import typer
 
-from .ablation import AblationVariant
 from .choices import Arch, Augment, Coupling, Geometry, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
 
 
@@ -15,11 +14,13 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same set."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic set with other settings, or write into a non-empty folder."),
+    distractors: str = typer.Option("plain", "--distractors", help="plain (flat shapes) | salient (textured, object-sized)."),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
     from wscnet.synth import SynthConfig, needs_writing, write_synth_set
 
-    cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction)
+    cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
+                      distractors=distractors)
     if not needs_writing(out, cfg, overwrite):
         typer.echo(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
@@ -31,8 +32,8 @@ def synth(
 
 FROM_SCRATCH_HINT = (
     "Without --pretrained the backbone starts from random weights and the paper's --lr 1e-3 "
-    "learns very slowly: pass e.g. --lr 0.02 --head-lr 0.02 --lr-schedule cosine --warmup-epochs 1 "
-    "--grad-clip 2 --batch-size 16 (the synthetic-set recipe)."
+    "learns very slowly: pass --recipe scratch (lr 0.02, cosine, warm-up, clipping and the WSCNet "
+    "head warm-up; see wscnet/training/recipes.py)."
 )
 
 
@@ -74,9 +75,16 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
     val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
+    recipe: str = typer.Option("paper", "--recipe", help="paper | scratch (from-scratch WSCNet: head warm-up) | scratch-flags; fills the flags left at their default."),
+    pool_warmup_epochs: float = typer.Option(0.0, "--pool-warmup-epochs", help="Training only: Eq. (1) pools GAP -> GMP over these epochs."),
+    det_warmup_epochs: float = typer.Option(0.0, "--det-warmup-epochs", help="Training only: detection-loss weight ramps over these epochs."),
+    det_weight_start: float = typer.Option(1.0, "--det-weight-start", help="Detection-loss weight at step 0 of that ramp."),
+    clip_per_loss: bool = typer.Option(False, "--clip-per-loss", help="WSCNet: clip at grad-clip × (1 + detection-loss weight)."),
+    diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
     from wscnet.training import TrainOptions, train as run_training
+    from wscnet.training.recipes import apply_recipe
 
     options = TrainOptions(
         data=str(data), out=str(out), arch=arch, head=head, k=k, pool=pool, map_weight=map_weight,
@@ -87,9 +95,12 @@ def train(
         bn_momentum=bn_momentum, precise_bn_images=precise_bn_images, layout=layout, fold=fold,
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
         workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
+        pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
+        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, diagnostics_every=diagnostics_every,
     )
+    apply_recipe(options, recipe)
     options.validate()
-    if pretrained is None and lr <= 1e-3:
+    if pretrained is None and options.lr <= 1e-3:
         typer.echo("note: " + FROM_SCRATCH_HINT, err=True)
     summary = run_training(options)
     if summary.get("is_main", True):
@@ -146,8 +157,8 @@ def predict(
 
 
 def ablation(
-    data: Path = typer.Option(..., "--data", help="Data set folder (with GT maps for detection metrics)."),
-    out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md and ablation.json."),
+    data: list[Path] = typer.Option(..., "--data", help="Data set folder(s) with GT maps (repeatable: one table row group each)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md, ablation.json and ablation.png."),
     arch: Arch = typer.Option("resnet18", "--arch"),
     pretrained: Path | None = typer.Option(None, "--pretrained"),
     epochs: int = typer.Option(8, "--epochs"),
@@ -159,21 +170,25 @@ def ablation(
     warmup_epochs: int = typer.Option(1, "--warmup-epochs"),
     grad_clip: float = typer.Option(2.0, "--grad-clip"),
     split: Split = typer.Option("test", "--split", help="Split the table is measured on."),
-    seed: int = typer.Option(0, "--seed"),
+    seeds: list[int] | None = typer.Option(None, "--seed", help="Training seed(s), repeatable (default: 0)."),
+    recipes: list[str] | None = typer.Option(None, "--recipe", help="Recipe(s), repeatable: scratch-flags (default) | scratch | paper."),
+    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
     workers: int = typer.Option(2, "--workers"),
     device: TrainDevice = typer.Option("auto", "--device"),
-    only: list[AblationVariant] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Reuse the finished variants in --out and continue the others."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Train every variant again, replacing what --out holds."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
+    train_missing: bool = typer.Option(True, "--train/--no-train", help="--no-train: tabulate finished runs only, list the rest."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Train every run again, replacing what --out holds."),
 ) -> None:
-    """Train and evaluate WSCNet k=1 / k=4, coupling both / none and the CAM baseline; write the table."""
+    """Train and evaluate WSCNet variants and the CAM baseline per set, recipe and seed; write the table and chart."""
     from wscnet.ablation import run_ablation
 
     table = run_ablation(
-        data=data, out=out, only=[v.value for v in only or []], split=split, resume=resume, overwrite=overwrite, arch=arch,
-        pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
-        img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule,
-        warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed, workers=workers, device=device,
+        data=data, out=out, only=only, seeds=seeds or [0], recipes=recipes or ["scratch-flags"], split=split,
+        train_missing=train_missing, resume=resume, overwrite=overwrite,
+        arch=arch, pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
+        img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule, val_every=val_every,
+        warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device,
     )
     typer.echo(table)
 

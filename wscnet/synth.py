@@ -7,6 +7,8 @@ Each image is a cluttered background, one class object and 1-3 distractors:
   in the backgrounds and distractors of every class, so colour alone is a weak cue, but the
   coloured texture is one a network trained from scratch on a CPU picks up within a few epochs;
 - distractors are bright, flat, outlined shapes, the same for every class: salient, but useless;
+  with ``distractors="salient"`` they are instead as salient as the target: textured two-colour
+  shapes of the object's size, in a texture no class uses (the class shapes and palette, though);
 - the ground-truth map (PNG, 0/255) is exactly the class object's shape.
 
 Images are deterministic per (seed, class, number), whatever else is generated.
@@ -42,6 +44,10 @@ PALETTE = np.array(
 DARK = (6, 3, 4, 2, 0, 7)  # palette entries used as the texture's dark colour
 LIGHT = (5, 1, 9, 8, 2, 0)  # ... and as its light colour; class i uses (DARK[i], LIGHT[i])
 
+DISTRACTORS = ("plain", "salient")
+SHAPES = ("disc", "square", "diamond", "triangle", "ellipse", "hexagon")
+DISTRACTOR_TEXTURES = ("vertical", "grid", "zigzag")  # no class uses these
+
 # class -> (shape, texture); every pair is unique in both parts.
 CLASS_LOOK = {
     "anger": ("triangle", "diagonal"),
@@ -60,6 +66,7 @@ class SynthConfig:
     seed: int = 0
     test_fraction: float = 0.2
     jpeg_quality: int = 92
+    distractors: str = "plain"  # one of DISTRACTORS
 
 
 # --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
@@ -96,6 +103,12 @@ def _texture(kind: str, u: np.ndarray, v: np.ndarray, phase: float, angle: float
     if kind == "dots":
         gu, gv = np.mod(ru * 2.5 + phase, 1.0) - 0.5, np.mod(rv * 2.5 + phase, 1.0) - 0.5
         return gu**2 + gv**2 <= 0.28**2
+    if kind == "vertical":
+        return np.sin(np.pi * freq * ru + phase) > 0
+    if kind == "grid":
+        return (np.abs(np.sin(np.pi * 2.2 * ru + phase)) > 0.8) | (np.abs(np.sin(np.pi * 2.2 * rv + phase)) > 0.8)
+    if kind == "zigzag":
+        return np.sin(np.pi * freq * rv + 1.5 * np.abs(np.sin(np.pi * 2 * ru)) + phase) > 0
     if kind == "pinwheel":
         return np.sin(6 * np.arctan2(v, u) + angle * 3 + phase) > 0
     raise ValueError(kind)
@@ -161,7 +174,7 @@ def _paint_object(img: np.ndarray, rng: np.random.Generator, label: int, box: tu
 def _paint_distractor(img: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int]) -> None:
     """A bright flat shape with a dark outline: salient, identical in law for every class."""
     u, v, where = _local_grid(img.shape[0], box)
-    shape = ("disc", "square", "diamond", "triangle", "ellipse", "hexagon")[rng.integers(6)]
+    shape = SHAPES[rng.integers(len(SHAPES))]
     inner = _shape_mask(shape, u / 0.85, v / 0.85)
     outer = _shape_mask(shape, u, v)
     colour = _jitter(rng, PALETTE[rng.integers(len(PALETTE))] * 0.4 + 150)
@@ -170,8 +183,24 @@ def _paint_distractor(img: np.ndarray, rng: np.random.Generator, box: tuple[int,
     region[inner] = colour
 
 
-def render(seed: int, label: int, number: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _paint_salient_distractor(img: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int]) -> None:
+    """A class-sized shape in a two-colour texture no class uses: as salient as the target."""
+    u, v, where = _local_grid(img.shape[0], box)
+    mask = _shape_mask(SHAPES[rng.integers(len(SHAPES))], u, v)
+    texture = DISTRACTOR_TEXTURES[rng.integers(len(DISTRACTOR_TEXTURES))]
+    pattern = _texture(texture, u, v, phase=rng.uniform(0, 2 * np.pi), angle=rng.uniform(-0.15, 0.15))
+    dark, light = (_jitter(rng, PALETTE[i]) for i in rng.choice(len(PALETTE), size=2, replace=False))
+    if np.abs(dark - light).sum() < 150:
+        light = np.clip(dark + 160, 0, 255)
+    region = img[where]
+    region[mask] = np.where(pattern[..., None], light, dark)[mask]
+
+
+def render(seed: int, label: int, number: int, size: int, distractors: str = "plain") -> tuple[np.ndarray, np.ndarray]:
     """(H×W×3 uint8 image, H×W uint8 ground truth 0/255) of one sample."""
+    if distractors not in DISTRACTORS:
+        raise ValueError(f"distractors must be one of {DISTRACTORS}; got {distractors!r}")
+    salient = distractors == "salient"
     rng = np.random.default_rng([seed, label, number])
     img = _background(rng, size)
     side = int(rng.uniform(0.25, 0.40) * size)
@@ -180,10 +209,10 @@ def render(seed: int, label: int, number: int, size: int) -> tuple[np.ndarray, n
     placed = [obj]
     for _ in range(int(rng.integers(1, 4))):
         for _attempt in range(30):
-            dside = int(rng.uniform(0.12, 0.25) * size)
+            dside = int(rng.uniform(*((0.25, 0.40) if salient else (0.12, 0.25))) * size)
             box = (int(rng.integers(0, size - dside + 1)), int(rng.integers(0, size - dside + 1)), dside)
             if not any(_overlaps(box, other, margin=size // 64) for other in placed):
-                _paint_distractor(img, rng, box)
+                (_paint_salient_distractor if salient else _paint_distractor)(img, rng, box)
                 placed.append(box)
                 break
     return np.clip(img, 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
@@ -238,6 +267,8 @@ def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: 
     out = Path(out)
     if cfg.n_per_class < 2 or cfg.size < 32 or not 0.0 < cfg.test_fraction < 1.0:
         raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
+    if cfg.distractors not in DISTRACTORS:
+        raise UserError(f"--distractors must be one of {', '.join(DISTRACTORS)}; got {cfg.distractors!r}")
     if not needs_writing(out, cfg, overwrite):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +295,7 @@ def _write_all(root: Path, cfg: SynthConfig, progress: bool) -> None:
         (root / "ground_truth" / name).mkdir(parents=True)
     for label, i in tqdm(jobs, desc="synth", unit="img", disable=not progress):
         name = CLASS_NAMES[label]
-        image, gt = render(cfg.seed, label, i, cfg.size)
+        image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors)
         Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=cfg.jpeg_quality)
         Image.fromarray(gt).save(root / "ground_truth" / name / f"{_stem(name, i)}.png")
     split_dir = root / "training_testing_split"

@@ -20,7 +20,9 @@ from ..errors import UserError
 from ..losses import wscnet_loss
 from ..model import WSCNet, WSCNetConfig
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
+from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
+from .head_warmup import HeadWarmup
 from .options import TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
 
@@ -54,8 +56,12 @@ class Trainer:
         self.steps_per_epoch = len(self.train_loader)
         if options.max_train_batches:
             self.steps_per_epoch = min(self.steps_per_epoch, options.max_train_batches)
+        self.diagnostics = None
+        if options.diagnostics_every and ctx.is_main:
+            self.diagnostics = Diagnostics(self.model, self.out, options.diagnostics_every)
         self.optimizer = build_optimizer(self.model, options)
         self.scheduler = build_scheduler(self.optimizer, options, self.steps_per_epoch)
+        self.warmup = HeadWarmup(options, self.steps_per_epoch)
         use_amp = options.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.start_epoch = 0
@@ -151,21 +157,29 @@ class Trainer:
                 bar.update(1)
                 self.scheduler.step()
                 continue
+            global_step = epoch * self.steps_per_epoch + step
+            self.warmup.apply(self.model, global_step)
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
                 out = self.net(images)
-                loss, parts = wscnet_loss(out, labels, self.options.head, self.options.det_weight)
+                loss, parts = wscnet_loss(out, labels, self.options.head, self.warmup.det_weight(global_step))
             if not torch.isfinite(loss):
                 raise UserError(
                     f"training diverged at epoch {epoch + 1} step {step + 1} (loss {loss.item()}); "
                     f"lower --lr / --head-lr"
                 )
+            probe = self.diagnostics is not None and self.diagnostics.wanted(step)
+            row = self.diagnostics.before_backward(out, labels) if probe else None
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            if self.options.grad_clip > 0:
+            clip = self.warmup.grad_clip(global_step)
+            if probe:
+                scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                self.diagnostics.after_backward(row, step, epoch, clip, scale)
+            if clip > 0:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -177,6 +191,8 @@ class Trainer:
             bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", acc=f"{sums[2] / sums[3]:.3f}")
             bar.update(1)
         bar.close()
+        if self.diagnostics is not None:
+            self.diagnostics.flush()
         loss, cls_loss, correct, seen = self.ctx.sum(sums)
         seen = max(seen, 1.0)
         return {"train_loss": loss / seen, "train_loss_cls": cls_loss / seen, "train_accuracy": correct / seen}

@@ -37,6 +37,10 @@ class TrainOptions:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0  # linear warm-up; helps from-scratch runs at a high rate
     det_weight: float = 1.0  # Eq. (7): L = L_cls + det_weight · L_dec
+    pool_warmup_epochs: float = 0.0  # training only: Eq. (1) blends GAP -> GMP over these epochs
+    det_warmup_epochs: float = 0.0  # training only: detection-loss weight det_weight_start -> det_weight
+    det_weight_start: float = 1.0
+    clip_per_loss: bool = False  # WSCNet: the clip budget is grad_clip per loss term (1 + det weight)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -53,6 +57,8 @@ class TrainOptions:
     resume: bool = False
     overwrite: bool = False  # replace a run already in ``out``
     val_every: int = 1
+    recipe: str = "paper"  # the preset these options started from (recipes.py); informational
+    diagnostics_every: int = 0  # every N steps a line of diagnostics.jsonl (0 = off); see diagnostics.py
     max_train_batches: int | None = None  # smoke tests: stop each epoch early
 
     def validate(self) -> None:
@@ -82,6 +88,9 @@ class TrainOptions:
             raise UserError(f"--bn-momentum must be in (0, 1]; got {self.bn_momentum}")
         if self.precise_bn_images is not None and self.precise_bn_images < 0:
             raise UserError(f"--precise-bn-images must be >= 0; got {self.precise_bn_images}")
+        if min(self.pool_warmup_epochs, self.det_warmup_epochs, self.det_weight_start, self.diagnostics_every) < 0:
+            raise UserError("--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
+                            "--diagnostics-every must not be negative")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise UserError(f"{self.pretrained}: pretrained weights file not found")
         self.check_out()

@@ -1,0 +1,98 @@
+"""The from-scratch recipe (issue 13): head warm-up ramps, the GAP->GMP pooling blend that only
+training sees, recipe presets, the diagnostics log, and salient distractors in the generator."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wscnet.errors import UserError
+from wscnet.model import WSCNet, WSCNetConfig, WSCNetOutput
+from wscnet.pool_map import cross_spatial_pool_map
+from wscnet.synth import render
+from wscnet.training import TrainOptions, train
+from wscnet.training.diagnostics import _map_statistics
+from wscnet.training.head_warmup import HeadWarmup
+from wscnet.training.recipes import apply_recipe
+
+
+def test_warmup_ramps_reach_the_paper_settings_and_stay_there():
+    options = TrainOptions(pool_warmup_epochs=2, det_warmup_epochs=4, det_weight_start=0.0, det_weight=1.0)
+    warm = HeadWarmup(options, steps_per_epoch=10)  # pool over 20 steps, det weight over 40
+    assert [warm.max_share(s) for s in (0, 5, 10, 20, 500)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert [warm.det_weight(s) for s in (0, 10, 20, 40, 41)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    plain = HeadWarmup(TrainOptions(), steps_per_epoch=10)  # no warm-up: the paper from step 0
+    assert plain.max_share(0) == 1.0 and plain.det_weight(0) == 1.0 and not plain.active
+
+
+def test_pool_blend_is_gap_at_zero_gmp_at_one_and_ignored_in_eval():
+    fprime = torch.zeros(1, 2, 2, 2)  # k=1, C=2
+    fprime[0, 0] = torch.tensor([[4.0, 0.0], [0.0, 0.0]])  # class 0: max 4, mean 1
+    fprime[0, 1] = torch.tensor([[2.0, 2.0], [2.0, 2.0]])  # class 1: max 2, mean 2
+    for share, expected in ((1.0, [4.0, 2.0]), (0.0, [1.0, 2.0]), (0.5, [2.5, 2.0])):
+        v, _ = cross_spatial_pool_map(fprime, 1, "max", "softmax", share)
+        assert torch.allclose(v, torch.tensor([expected]))
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1))
+    model.pool_map.training_max_share = 0.0
+    model.pool_map.eval()
+    v_eval, _ = model.pool_map(fprime)
+    model.pool_map.train()
+    v_train, _ = model.pool_map(fprime)
+    assert torch.allclose(v_eval, torch.tensor([[4.0, 2.0]])) and torch.allclose(v_train, torch.tensor([[1.0, 2.0]]))
+
+
+def test_recipe_fills_defaults_but_explicit_flags_win():
+    options = apply_recipe(TrainOptions(lr=0.05), "scratch")
+    assert options.lr == 0.05  # given explicitly
+    assert options.head_lr == 0.02 and options.grad_clip == 2.0 and options.lr_schedule == "cosine"
+    assert options.det_weight_start == 0.0 and options.pool_warmup_epochs > 0 and options.recipe == "scratch"
+    paper = apply_recipe(TrainOptions(), "paper")
+    assert paper.lr == 1e-3 and paper.pool_warmup_epochs == 0
+    with pytest.raises(UserError, match="--recipe must be one of"):
+        apply_recipe(TrainOptions(), "magic")
+
+
+def test_map_statistics_on_hand_made_outputs():
+    flat = torch.ones(1, 3, 3)
+    uniform = WSCNetOutput(torch.zeros(1, 4), torch.zeros(1, 4), flat)
+    features = torch.ones(1, 5, 3, 3)
+    stats = _map_statistics(uniform, features)
+    assert stats["entropy_v"] == pytest.approx(1.0)  # softmax of equal scores: uniform
+    assert stats["coupling_scale"] == pytest.approx(1.0)  # M = 1 everywhere: local half = global half
+    peaked = torch.zeros(1, 3, 3)
+    peaked[0, 1, 1] = 9.0  # mean 1, sample std 3, max 9: contrast (9 - 1) / (1 + 3) = 2
+    sure = WSCNetOutput(torch.zeros(1, 4), torch.tensor([[50.0, 0.0, 0.0, 0.0]]), peaked)
+    stats = _map_statistics(sure, None)
+    assert stats["entropy_v"] < 1e-6 and stats["map_contrast"] == pytest.approx(2.0)
+
+
+def test_diagnostics_log_during_a_warm_up_run(make_roi_set, tmp_path):
+    data = make_roi_set(4, 64, 0)
+    options = apply_recipe(TrainOptions(
+        data=str(data), out=str(tmp_path / "run"), arch="resnet18", img_size=64, batch_size=4,
+        epochs=2, workers=0, device="cpu", max_train_batches=2, diagnostics_every=1), "scratch")
+    options.pool_warmup_epochs = options.det_warmup_epochs = 2
+    train(options)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [r["max_share"] for r in rows] == [0.0, 0.25, 0.5, 0.75]  # 4 steps of warm-up
+    for r in rows:
+        assert 0.0 <= r["entropy_v"] <= 1.0 + 1e-6 and 0.0 < r["clipped"] <= 1.0
+        assert r["grad_feat_cls"] > 0 and r["grad_total"] == pytest.approx(
+            math.sqrt(r["grad_backbone"] ** 2 + r["grad_detector"] ** 2 + r["grad_classifier"] ** 2))
+    assert rows[0]["grad_feat_det"] > 0  # measured even while its weight in the loss is 0
+
+
+def test_salient_distractors_keep_the_target_and_add_textured_objects():
+    for label in range(6):
+        plain, gt_plain = render(seed=4, label=label, number=1, size=128)
+        salient, gt_salient = render(seed=4, label=label, number=1, size=128, distractors="salient")
+        assert np.array_equal(gt_plain, gt_salient)  # same background and target, same place
+        changed = (np.abs(plain.astype(int) - salient.astype(int)).sum(axis=2) > 60) & (gt_plain == 0)
+        assert changed.mean() > 0.025  # an object-sized distractor: a triangle in a 25 % box is 3 %
+        inside = salient[changed].astype(float)
+        assert inside.std(axis=0).max() > 30  # a two-colour texture, like the target's
+    with pytest.raises(ValueError, match="distractors must be one of"):
+        render(seed=4, label=0, number=1, size=64, distractors="loud")

@@ -1,0 +1,45 @@
+"""Training-only warm-up of the WSCNet head: the model at inference stays the paper's.
+
+Two linear ramps over the first epochs, both ending before training does:
+
+- ``pool_warmup_epochs``: Eq. (1) pools with share·GMP + (1 - share)·GAP, share 0 → 1, so the
+  detection loss starts with GAP's dense gradient instead of GMP's one location per map;
+- ``det_warmup_epochs``: the detection-loss weight of Eq. (7) goes det_weight_start → det_weight.
+
+And, with ``clip_per_loss``, the gradient-norm clip grows with the detection-loss weight
+(grad_clip · (1 + weight)), so the second loss does not shrink the first one's steps.
+
+Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
+"""
+
+from .options import TrainOptions
+
+
+class HeadWarmup:
+    def __init__(self, options: TrainOptions, steps_per_epoch: int) -> None:
+        self.pool_steps = options.pool_warmup_epochs * steps_per_epoch
+        self.det_steps = options.det_warmup_epochs * steps_per_epoch
+        self.det_start, self.det_end = options.det_weight_start, options.det_weight
+        self.active = options.head == "wscnet" and options.pool == "max" and self.pool_steps > 0
+        self.clip = options.grad_clip
+        self.clip_per_loss = options.clip_per_loss and options.head == "wscnet"
+
+    def max_share(self, step: int) -> float:
+        return _ramp(step, self.pool_steps, 0.0, 1.0)
+
+    def det_weight(self, step: int) -> float:
+        return _ramp(step, self.det_steps, self.det_start, self.det_end)
+
+    def grad_clip(self, step: int) -> float:
+        """The clipping threshold: per loss term, the joint loss gets (1 + det weight) budgets."""
+        return self.clip * (1.0 + self.det_weight(step)) if self.clip_per_loss else self.clip
+
+    def apply(self, model, step: int) -> None:
+        if self.active:
+            model.pool_map.training_max_share = self.max_share(step)
+
+
+def _ramp(step: int, steps: float, start: float, end: float) -> float:
+    if steps <= 0 or step >= steps:
+        return end
+    return start + (end - start) * step / steps

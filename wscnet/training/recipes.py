@@ -1,0 +1,40 @@
+"""Named training recipes: presets of TrainOptions fields.
+
+- ``paper``: METHOD.md's settings, for an ImageNet-pretrained backbone (the defaults).
+- ``scratch-flags``: the older from-scratch flags (high rate, cosine, warm-up, clipping); the
+  WSCNet head is trained as the paper says from the first step.
+- ``scratch``: the same plus the head warm-up of ``head_warmup.py``: for the first epochs the
+  detection loss is ramped in from 0 and Eq. (1) pools GAP -> GMP. The trained model, and every
+  validation and export, is the paper's WSCNet (GMP, softmax weights, coupling).
+
+A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
+"""
+
+from dataclasses import fields
+
+from ..errors import UserError
+from .options import TrainOptions
+
+_SCRATCH_FLAGS = {
+    "lr": 0.02, "head_lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1, "grad_clip": 2.0,
+    "batch_size": 16,
+}
+HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss")  # no-ops for CAM
+RECIPES: dict[str, dict] = {
+    "paper": {},
+    "scratch-flags": _SCRATCH_FLAGS,
+    "scratch": {**_SCRATCH_FLAGS, "det_weight_start": 0.0, "det_warmup_epochs": 2.0,
+                "pool_warmup_epochs": 2.0, "clip_per_loss": True},
+}
+
+
+def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
+    """Set the recipe's fields that ``options`` leaves at their default; returns ``options``."""
+    if name not in RECIPES:
+        raise UserError(f"--recipe must be one of {', '.join(RECIPES)}; got {name!r}")
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    for key, value in RECIPES[name].items():
+        if getattr(options, key) == defaults[key]:
+            setattr(options, key, value)
+    options.recipe = name
+    return options
