@@ -16,9 +16,7 @@ CLI = Path(__file__).resolve().parent.parent / "cli.py"
 
 # The demo's short training: a few CPU minutes, far above chance (README: the full-quality command).
 DEMO_SYNTH = ["--n-per-class", "120", "--size", "192", "--seed", "1"]
-DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "8", "--batch-size", "16",
-              "--lr", "0.02", "--head-lr", "0.02", "--lr-schedule", "cosine", "--warmup-epochs", "1",
-              "--grad-clip", "2", "--workers", "0"]
+DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "8", "--recipe", "scratch", "--workers", "0"]
 
 
 def _step(title: str, *args: str) -> None:
