@@ -27,28 +27,37 @@ def _num(value, digits: int = 1) -> str:
 
 
 def markdown(results: dict) -> str:
-    machine, peak, settings = results["machine"], results["peak"], results["settings"]
-    gpu = machine.get("gpu")
+    """bench.md: the rows table, then the machine and settings, the video table, what was skipped."""
+    lines = _rows_table(results["rows"]) + _machine_notes(results) + _video_table(results.get("video") or [])
+    return "\n".join(lines + _skipped_notes(results["rows"])) + "\n"
+
+
+def _rows_table(rows: list[dict]) -> list[str]:
     lines = [
         "| model | size | back-end | precision | batch | threads | median ms | p90 ms | p99 ms | min ms "
         "| images/s | GFLOP/s | % of peak | peak MB | file MB | top-1 agree | status |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    measured = [r for r in results["rows"] if r["status"] != "skipped"]
-    for r in measured:
+    for r in (r for r in rows if r["status"] != "skipped"):
+        head = (f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
+                f"| {r.get('threads', 0) or 'default'} |")
         if r["status"] == "failed":
-            lines.append(f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} "
-                         f"| {r['batch']} | {r.get('threads', 0) or 'default'} | " + "| " * 11 + f"failed: {r['reason']} |")
+            lines.append(head + " " + "| " * 11 + f"failed: {r['reason']} |")
             continue
         gpu_note = f" (GPU {_num(r['gpu_median_ms'], 2)})" if r.get("gpu_median_ms") is not None else ""
         lines.append(
-            f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
-            f"| {r.get('threads', 0) or 'default'} | {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
+            f"{head} {_num(r['median_ms'], 2)}{gpu_note} | {_num(r['p90_ms'], 2)} | {_num(r['p99_ms'], 2)} "
             f"| {_num(r['min_ms'], 2)} | {_num(r['images_per_s'])} | {_num(r['gflops_per_s'])} "
             f"| {_num(r['pct_of_peak'])} | {_num(r['peak_mem_mb'], 0)} | {_num(r['size_mb'])} "
             f"| {_num(r['top1_agreement'], 3)} | {r['status']}"
             + (f" ({r['reason']})" if r["status"] == "failed validation" else "") + " |"
         )
+    return lines
+
+
+def _machine_notes(results: dict) -> list[str]:
+    machine, peak, settings = results["machine"], results["peak"], results["settings"]
+    gpu = machine.get("gpu")
     cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores "
            f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB, load average "
            f"{machine.get('load_avg_1m_start')} at the start and {machine.get('load_avg_1m_end')} at the end")
@@ -58,7 +67,7 @@ def markdown(results: dict) -> str:
         peak_text += f", fp16 {_num(peak['fp16_gflops'])} GFLOP/s"
     if "int8_gops" in peak:
         peak_text += f", int8 {_num(peak['int8_gops'])} GOP/s"
-    notes = [
+    return [
         "",
         f"Machine: {cpu}; GPU: "
         + (f"{gpu['name']} (driver {gpu['driver']}, CUDA {gpu['cuda_runtime']})" if gpu else "none")
@@ -66,6 +75,12 @@ def markdown(results: dict) -> str:
         f"Measured peak ({peak['matmul_n']}² matrix product, same run): {peak_text}; "
         "% of peak compares each row with the peak of its precision (int8 rows with int8, "
         "others with fp32 on the CPU; GPU rows with the GPU's).",
+        _settings_note(settings, results.get("validation_thresholds", {})),
+    ]
+
+
+def _settings_note(settings: dict, thresholds: dict) -> str:
+    return (
         f"Settings: warm-up {settings['warmup']} calls, then "
         + (f"{settings['iters']} timed calls" if settings.get("iters") else
            f"{settings['duration']} s of timed calls (at least {settings['min_iters']})")
@@ -75,41 +90,46 @@ def markdown(results: dict) -> str:
         f"top-1 agree = share of the {settings['agreement_images']} check images whose top class "
         "equals the PyTorch fp32 reference's (measured once per model file, by `export.parity`); "
         "a row that misses the parity targets of its precision ("
-        + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items())
-                    for p, t in results.get("validation_thresholds", {}).items())
-        + ") is marked `failed validation`.",
-    ]
-    video = results.get("video") or []
-    if video:
-        notes += ["", "| video pipeline | back-end | video | frames | pipeline fps | ms/frame "
-                  "| model-only ms | pipeline cost over model | end-to-end p50 / p95 ms |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
-        for v in video:
-            name = f"{v['model']} @ {v['img_size']}"
-            if v.get("error"):
-                notes.append(f"| {name} | {v['video_backend']} | | | | | | | {v['error']} |")
-                continue
-            threads = f", {v['threads']} threads" if v.get("threads") else ""
-            notes.append(
-                f"| {name} | {v['video_backend']} ({v['model_file']}{threads}) | {v['resolution']} | {v['frames']} "
-                f"| {_num(v['pipeline_fps'])} | {_num(v['pipeline_ms_per_frame'], 2)} "
-                f"| {_num(v['model_only_ms'], 2)} | {v['overhead_pct']:+.1f} % "
-                f"| {v['end_to_end_ms_p50']} / {v['end_to_end_ms_p95']} |"
-            )
+        + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items()) for p, t in thresholds.items())
+        + ") is marked `failed validation`."
+    )
+
+
+def _video_table(video: list[dict]) -> list[str]:
+    if not video:
+        return []
+    lines = ["", "| video pipeline | back-end | video | frames | pipeline fps | ms/frame "
+             "| model-only ms | pipeline cost over model | end-to-end p50 / p95 ms |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for v in video:
+        name = f"{v['model']} @ {v['img_size']}"
+        if v.get("error"):
+            lines.append(f"| {name} | {v['video_backend']} | | | | | | | {v['error']} |")
+            continue
+        threads = f", {v['threads']} threads" if v.get("threads") else ""
+        lines.append(
+            f"| {name} | {v['video_backend']} ({v['model_file']}{threads}) | {v['resolution']} | {v['frames']} "
+            f"| {_num(v['pipeline_fps'])} | {_num(v['pipeline_ms_per_frame'], 2)} "
+            f"| {_num(v['model_only_ms'], 2)} | {v['overhead_pct']:+.1f} % "
+            f"| {v['end_to_end_ms_p50']} / {v['end_to_end_ms_p95']} |"
+        )
+    return lines
+
+
+def _skipped_notes(rows: list[dict]) -> list[str]:
     skipped: dict[tuple[str, str], set[str]] = {}
-    for r in results["rows"]:
+    for r in rows:
         if r["status"] == "skipped":
             skipped.setdefault((r["backend"], r["reason"]), set()).add(r["model"])
+    notes = []
     if skipped:
-        every_model = {r["model"] for r in results["rows"]}
-        items = [
-            f"`{backend}`" + ("" if models == every_model else f" ({', '.join(sorted(models))})") + f": {why}"
-            for (backend, why), models in skipped.items()
-        ]
+        every_model = {r["model"] for r in rows}
+        items = [f"`{backend}`" + ("" if models == every_model else f" ({', '.join(sorted(models))})") + f": {why}"
+                 for (backend, why), models in skipped.items()]
         notes += ["", "Skipped: " + "; ".join(items) + "."]
-    if any(r["top1_agreement"] is None and r["status"] not in ("skipped", "failed") for r in results["rows"]):
+    if any(r["top1_agreement"] is None and r["status"] not in ("skipped", "failed") for r in rows):
         notes += ["", "top-1 agree –: a given model file without a PyTorch reference (--reference CKPT)."]
-    return "\n".join(lines + notes) + "\n"
+    return notes
 
 
 def write_chart(path: Path, rows: list[dict]) -> None:
