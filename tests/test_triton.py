@@ -1,0 +1,119 @@
+"""Triton Inference Server: the repository ``export --format triton`` writes, served by a REAL
+``tritonserver`` (from the nvidia-pytriton wheel) on loopback ports, and the runtime's triton:// back-end.
+
+The wheel's server has only the python backend, so the ``wscnet_python`` model is served; the GPU
+model (``wscnet_onnx``, onnxruntime backend) is NOT served here: its config is checked structurally
+by parsing it into Triton's own ``ModelConfig`` protobuf.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+pytest.importorskip("pytriton", reason="tritonserver comes from the nvidia-pytriton wheel (the triton extra)")
+pytest.importorskip("tritonclient.grpc", reason="the triton extra is not installed")
+
+from export.triton_repo import MAX_QUEUE_DELAY_US, ONNX_MODEL, PYTHON_MODEL  # noqa: E402
+from export.triton_server import LocalTritonServer  # noqa: E402
+from runtime_fixtures import MODEL_SIZE, NUM_CLASSES, exported_model, read_jsonl, write_video  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory) -> Path:
+    from export.pipeline import ExportRequest, run_export
+
+    checkpoint = exported_model(tmp_path_factory).with_name("r18.pt")
+    out = tmp_path_factory.mktemp("triton-repo")
+    run_export(ExportRequest(checkpoint=checkpoint, out=out, format="triton", max_batch=8, parity=False), echo=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(repository, tmp_path_factory):
+    log = tmp_path_factory.mktemp("triton-log") / "server.log"
+    with LocalTritonServer(repository, models=(PYTHON_MODEL,), log=log) as running:
+        yield running
+
+
+def parsed_config(path: Path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("name, backend, kind", [(PYTHON_MODEL, "python", "KIND_CPU"), (ONNX_MODEL, "onnxruntime", "KIND_GPU")])
+def test_configs_follow_tritons_model_config_schema(repository, name, backend, kind):
+    from tritonclient.grpc import model_config_pb2
+
+    config = parsed_config(repository / name / "config.pbtxt")  # unknown fields or bad syntax raise here
+    assert (config.name, config.backend, config.max_batch_size) == (name, backend, 8)
+    assert [(t.name, list(t.dims)) for t in config.input] == [("image", [3, MODEL_SIZE, MODEL_SIZE])]
+    ort_model = onnx.load(str(repository / "model.onnx"))
+    assert [(t.name, t.data_type) for t in config.output] == [
+        (o.name, model_config_pb2.TYPE_FP32) for o in ort_model.graph.output]
+    assert list(config.output[0].dims) == [NUM_CLASSES]
+    assert config.dynamic_batching.max_queue_delay_microseconds == MAX_QUEUE_DELAY_US
+    assert [model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind) for g in config.instance_group] == [kind]
+    metadata = {p.key: p.value for p in ort_model.metadata_props}
+    assert json.loads(config.parameters["class_names"].string_value) == json.loads(metadata["class_names"])
+    assert json.loads(config.parameters["input_contract"].string_value) == json.loads(metadata["input_contract"])
+    assert (repository / name / "1" / "model.onnx").read_bytes() == (repository / "model.onnx").read_bytes()
+
+
+def test_webcam_over_grpc_equals_a_local_onnx_runtime_run(server, repository, tmp_path):
+    video = write_video(tmp_path / "in.avi", frames=6)
+    runs = {}
+    for label, model in (("triton", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"),
+                         ("local", str(repository / "model.onnx"))):
+        records = tmp_path / f"{label}.jsonl"
+        result = cli("webcam", "--model", model, "--source", str(video), "--jsonl", str(records), "--no-display",
+                     "--threads", "1")
+        assert result.returncode == 0, result.stderr
+        runs[label] = read_jsonl(records)
+    assert len(runs["triton"]) == len(runs["local"]) == 6
+    for remote, local in zip(runs["triton"], runs["local"]):
+        assert remote["label"] == local["label"]
+        assert remote["probabilities"].keys() == local["probabilities"].keys()
+        for name, p in local["probabilities"].items():
+            assert abs(remote["probabilities"][name] - p) <= 1e-4
+
+
+def test_http_backend_outputs_equal_onnx_runtime_for_a_batch(server, repository):
+    import onnxruntime as ort
+
+    from runtime.backends import open_backend
+
+    batch = np.random.default_rng(3).normal(size=(5, 3, MODEL_SIZE, MODEL_SIZE)).astype(np.float32)
+    with open_backend(f"triton+http://127.0.0.1:{server.http_port}/{PYTHON_MODEL}") as backend:
+        assert backend.metadata.num_classes == NUM_CLASSES
+        remote = backend.infer(batch)
+    session = ort.InferenceSession(str(repository / "model.onnx"), providers=["CPUExecutionProvider"])
+    local = dict(zip(["probs", "det_scores", "sentiment_map"], session.run(None, {"image": batch})))
+    for name, value in local.items():
+        np.testing.assert_allclose(remote[name], value, atol=1e-5)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("triton://127.0.0.1:{grpc}/no_such_model", "no ready model 'no_such_model'"),
+    ("triton://127.0.0.1:{closed}/wscnet_python", "no Triton server answers"),
+])
+def test_unknown_model_or_no_server_is_one_line_and_exit_2(server, tmp_path, address, message):
+    from export.triton_server import free_port
+
+    model = address.format(grpc=server.grpc_port, closed=free_port())
+    result = cli("webcam", "--model", model, "--source", str(write_video(tmp_path / "v.avi", frames=2)), "--no-display")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
