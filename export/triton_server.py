@@ -24,11 +24,13 @@ LOOPBACK = "127.0.0.1"
 
 def wheel_root() -> Path:
     """``pytriton/tritonserver`` of the installed wheel; one line when it is missing."""
-    try:
-        import pytriton
-    except ImportError:
-        raise UserError("tritonserver comes from the nvidia-pytriton wheel: pip install -e '.[triton]'") from None
-    return Path(pytriton.__file__).parent / "tritonserver"
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")  # located, not imported: its Python API wants numpy < 2
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("tritonserver comes from the nvidia-pytriton wheel: "
+                        "pip install --no-deps -c constraints.txt nvidia-pytriton")
+    return Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
 
 
 def backend_folder(target: Path) -> Path:

@@ -6,6 +6,7 @@ model (``wscnet_onnx``, onnxruntime backend) is NOT served here: its config is c
 by parsing it into Triton's own ``ModelConfig`` protobuf.
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import numpy as np
 import onnx
 import pytest
 
-pytest.importorskip("pytriton", reason="tritonserver comes from the nvidia-pytriton wheel (the triton extra)")
+if importlib.util.find_spec("pytriton") is None:
+    pytest.skip("tritonserver comes from the nvidia-pytriton wheel: pip install --no-deps nvidia-pytriton",
+                allow_module_level=True)
 pytest.importorskip("tritonclient.grpc", reason="the triton extra is not installed")
 
 from export.triton_repo import MAX_QUEUE_DELAY_US, ONNX_MODEL, PYTHON_MODEL  # noqa: E402
@@ -117,3 +120,38 @@ def test_unknown_model_or_no_server_is_one_line_and_exit_2(server, tmp_path, add
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_server_killed_mid_run_ends_cleanly_with_its_files(repository, tmp_path):
+    """A server of its own (this one is killed): webcam retries a bounded number of times, then ends
+    with one line, exit 2, and the JSONL and mp4 it wrote so far complete."""
+    import os
+    import signal
+    import time
+
+    video = write_video(tmp_path / "long.avi", frames=150)
+    records, saved = tmp_path / "out.jsonl", tmp_path / "out.mp4"
+    server = LocalTritonServer(repository, models=(PYTHON_MODEL,)).start()
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "cli.py", "webcam", "--model", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
+             "--source", str(video), "--jsonl", str(records), "--save", str(saved), "--no-display", "--realtime"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(tmp_path.glob(".out.*.jsonl")) + ([records] if records.exists() else []):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.kill(server.process.pid, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=90)
+    finally:
+        server.stop()
+    assert run.returncode == 2, stderr
+    assert "stopped answering after" in stderr.strip().splitlines()[-1]
+    rows = read_jsonl(records)
+    assert 0 < len(rows) < 150
+    assert [row["index"] for row in rows] == list(range(len(rows)))
+    import cv2
+
+    capture = cv2.VideoCapture(str(saved))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+    capture.release()
