@@ -155,3 +155,28 @@ def test_server_killed_mid_run_ends_cleanly_with_its_files(repository, tmp_path)
     capture = cv2.VideoCapture(str(saved))
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
     capture.release()
+
+
+def test_four_webcam_processes_share_one_server(server, tmp_path):
+    """Four clients at once: every run completes, and the server's own statistics count all their frames."""
+    import tritonclient.http as client
+
+    def served() -> int:
+        stats = client.InferenceServerClient(f"127.0.0.1:{server.http_port}").get_inference_statistics(PYTHON_MODEL)
+        return int(stats["model_stats"][0]["inference_count"])
+
+    frames = [3, 4, 5, 6]
+    before = served()
+    runs = []
+    for n in frames:
+        video = write_video(tmp_path / f"v{n}.avi", frames=n)
+        runs.append(subprocess.Popen(
+            [sys.executable, "cli.py", "webcam", "--model", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
+             "--source", str(video), "--jsonl", str(tmp_path / f"v{n}.jsonl"), "--no-display"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for run in runs:
+        _, stderr = run.communicate(timeout=180)
+        assert run.returncode == 0, stderr
+    assert [len(read_jsonl(tmp_path / f"v{n}.jsonl")) for n in frames] == frames
+    # each frame is one request per view of the model's contract (squash + crop here: 2)
+    assert served() - before == sum(frames) * 2
