@@ -13,7 +13,7 @@ NO_FAIL_HELP = "Exit 0 even when a check fails (default: exit code 3, README \"E
 
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Checkpoint (default: the newest best.pt under runs/)."),
-    format: Literal[FORMATS] = typer.Option("onnx", "--format", help="onnx, or engine (TensorRT, needs a GPU)."),
+    format: Literal[FORMATS] = typer.Option("onnx", "--format", help="onnx, engine (TensorRT, needs a GPU), or triton (a Triton model repository in --out)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
@@ -22,7 +22,7 @@ def export(
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side (default: the checkpoint's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Fixed batch size (engine: the optimal batch)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch dimension."),
-    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Engine profile's largest batch (--dynamic-batch)."),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Engine profile's largest batch (--dynamic-batch); Triton: max_batch_size."),
     no_fused_op: bool = typer.Option(False, "--no-fused-op", help="Plain ONNX ops instead of the fused node."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/export)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace model files already in --out."),

@@ -95,6 +95,10 @@ class ExportRequest:
     modelopt_python: str | None = None
     fold_normalization: bool = False
 
+    def __post_init__(self) -> None:
+        if self.format == "triton":  # the server forms batches of any size up to --max-batch
+            self.dynamic_batch = True
+
     def planned_files(self) -> list[Path]:
         """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
         files = [self.out / "model.onnx"]
@@ -104,6 +108,10 @@ class ExportRequest:
         if self.format == "engine":
             engine = self.out / f"model.{'int8' if self.int8 else 'fp16' if self.fp16 else 'fp32'}.engine"
             files += [engine, engine.with_name(engine.name + ".json")]
+        if self.format == "triton":
+            from .triton_repo import MODEL_NAMES
+
+            files += [self.out / name / "config.pbtxt" for name in MODEL_NAMES]
         return files
 
     def validate(self) -> None:
@@ -158,6 +166,10 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
         result.files += [engine, engine.with_name(engine.name + ".json")]
         if held_out is not None:
             result.parity[engine.name] = _checked(engine, req.checkpoint, held_out, echo)
+    if req.format == "triton":
+        from .triton_repo import write_triton_repository
+
+        result.files += write_triton_repository(final, req.out, req.max_batch, tensorrt_fp16=req.fp16)
     return result
 
 
@@ -257,6 +269,9 @@ def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=print) -> Pat
 def summary_lines(result: ExportResult) -> list[str]:
     lines = [f"{'file':<26} {'size MB':>8} {'precision':>9} {'opset':>5}  parity"]
     for path in result.files:
+        if path.suffix == ".pbtxt":
+            lines.append(f"{path.parent.name + '/':<26} Triton model ({path.parent.name}/config.pbtxt, 1/)")
+            continue
         if path.suffix == ".json":
             continue
         precision, opset = "?", "-"

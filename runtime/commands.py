@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def webcam(
-    model: Path = typer.Option(..., "--model", help="Exported model: .onnx, or a TensorRT .engine with its .json"),
+    model: str = typer.Option(..., "--model", help="Exported model: .onnx, or a TensorRT .engine with its .json, or triton://HOST:PORT/MODEL (triton+http:// for HTTP)"),
     source: Optional[List[str]] = typer.Option(None, "--source", help="Camera index, video file, image, folder of images, or rtsp/http URL; repeat for several streams (default: camera 0)"),
     sources: Optional[Path] = typer.Option(None, "--sources", help="A file with one source per line (# comments)"),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4 or .avi); several streams: a name with {stream}"),

@@ -64,6 +64,9 @@ def check_runtime_model(path: Path) -> None:
 
 def check_webcam_paths(model: Path, save: Path | None, jsonl: Path | None) -> None:
     """Everything ``webcam`` can check before it loads the model or opens the source."""
-    check_runtime_model(model)
+    from .backends.triton_backend import is_triton_url
+
+    if not is_triton_url(model):
+        check_runtime_model(Path(model))
     check_video_output(save, "--save")
     check_output_file(jsonl, "--jsonl")

@@ -1,5 +1,6 @@
 """Back-ends: the model file decides which one runs (``.onnx`` → ONNX Runtime, ``.engine``/``.plan`` →
-TensorRT), unless the device asks for OpenVINO (``openvino``, ``openvino:CPU``, ``openvino:GPU``)."""
+TensorRT), unless the device asks for OpenVINO (``openvino``, ``openvino:CPU``, ``openvino:GPU``); a
+``triton://HOST:PORT/MODEL`` address is a model on a Triton Inference Server."""
 
 import os
 from pathlib import Path
@@ -20,6 +21,10 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
     ``inference_threads``). ``precision``: OpenVINO's float type, ``fp32`` (default) or ``bf16``;
     every other back-end runs the file's own precision.
     """
+    from .triton_backend import is_triton_url
+
+    if is_triton_url(path):  # the server runs the model; device and threads are its business
+        return open_triton(str(path))
     path = Path(path)
     openvino = is_openvino_device(device)
     if device not in DEVICES and not openvino:
@@ -51,6 +56,18 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
         check_runtime_model(path)  # a checkpoint: says how to export it
         raise RuntimeUserError(f"{path}: unknown model type {suffix!r}; expected .onnx, .engine or .plan")
     backend.load(path)
+    return backend
+
+
+def open_triton(url: str) -> Backend:
+    from .triton_backend import TritonBackend
+
+    backend = TritonBackend()
+    try:
+        backend.load(url)
+    except BaseException:
+        backend.close()
+        raise
     return backend
 
 
