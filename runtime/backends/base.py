@@ -8,12 +8,14 @@ and the caller gets exactly one output row per input row; callers never pad or s
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ..metadata import ModelMetadata
 
 OUTPUT_NAMES = ("probs", "det_scores", "sentiment_map")
+T = TypeVar("T")
 
 
 class Backend(ABC):
@@ -50,7 +52,7 @@ class Backend(ABC):
         return {name: outputs[name][:real] for name in OUTPUT_NAMES}
 
     @staticmethod
-    def loaded(handle):
+    def loaded(handle: T | None) -> T:
         """``handle`` (a session, compiled model, execution context) or one clear RuntimeError."""
         if handle is None:
             raise RuntimeError("infer() before load() or after close()")

@@ -191,13 +191,13 @@ class TensorRTBackend(Backend):
         self._shape = tuple(batch_shape)
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        self.loaded(self.context)
+        context = self.loaded(self.context)
         if tuple(batch.shape) != self._shape:
             self._allocate(tuple(batch.shape))
         host_in = self._host[self.input_name]
         np.copyto(host_in, batch, casting="same_kind")
         self._cuda.htod_async(self._device[self.input_name], host_in)
-        if not self.context.execute_async_v3(self._cuda.stream_handle):
+        if not context.execute_async_v3(self._cuda.stream_handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         for name in OUTPUT_NAMES:
             self._cuda.dtoh_async(self._host[name], self._device[name])
