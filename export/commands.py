@@ -14,7 +14,7 @@ NO_FAIL_HELP = "Exit 0 even when a check fails (default: exit code 3, README \"E
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Checkpoint (default: the newest best.pt under runs/)."),
     format: Literal[FORMATS] = typer.Option("onnx", "--format", help="onnx, engine (TensorRT, needs a GPU), or triton (a Triton model repository in --out)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it (triton: the GPU model runs the FP32 ONNX in FP16 through TensorRT)."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", min=1, help="Calibration images used."),
