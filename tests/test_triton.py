@@ -327,3 +327,35 @@ def test_a_fixed_batch_engine_is_served_unbatched_and_another_models_engine_is_r
     other = {**metadata, "class_names": json.dumps([f"other_{i}" for i in range(NUM_CLASSES)])}
     with pytest.raises(UserError, match="built from another model"):
         write_tensorrt_model(fake_engine(tmp_path, other, batch=1), fp32, tmp_path, max_batch=8)
+
+
+# ---- parity and bench with a served model ----------------------------------------------------------
+
+def test_parity_checks_a_served_model_against_its_checkpoint(server, tmp_path):
+    """``parity triton://...``: the checkpoint it records, the held-out pictures through the server,
+    the FP32 targets met (top-1 1.0, probabilities within 1e-4 of PyTorch); no parity.json anywhere."""
+    pictures = tmp_path / "held-out"
+    pictures.mkdir()
+    for i in range(5):
+        assert cv2.imwrite(str(pictures / f"{i}.png"), scene(3 * i, 96, 72))
+    url = f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"
+    result = cli("parity", url, "--data", str(pictures), "--n", "5", "--batch", "3")
+    assert result.returncode == 0, result.stderr
+    assert "using the checkpoint wscnet_python was exported from" in result.stderr
+    assert "PASS" in result.stdout and "top-1 agreement 100.00 %" in result.stdout, result.stdout
+    assert not list(tmp_path.rglob("parity.json")) and not (REPO / "parity.json").exists()
+
+
+def test_bench_times_a_served_model_beside_its_pytorch_reference(server, tmp_path):
+    url = f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"
+    result = cli("bench", url, "--backends", "torch,triton,ort", "--batch", "1,3", "--iters", "3",
+                 "--agreement-images", "4", "--peak-n", "64", "--out", str(tmp_path / "bench"), timeout=400)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
+    served = [r for r in rows if r["backend"] == "triton"]
+    assert [r["batch"] for r in served] == [1, 3] and all(r["status"] == "ok" for r in served), served
+    assert all(r["description"].startswith("triton[grpc") and r["images_per_s"] > 0 for r in served)
+    assert all(r["validation_passed"] and r["top1_agreement"] == 1.0 for r in served)
+    assert {r["status"] for r in rows if r["backend"] == "torch"} == {"ok"}
+    assert {r["reason"] for r in rows if r["backend"] == "ort"} == {
+        "a model on a Triton server runs on the triton row (and torch, its reference)"}
