@@ -184,7 +184,7 @@ def _ensemble_step(model: str, inputs: dict[str, str], outputs: dict[str, str]) 
     return f'{{ model_name: "{model}" model_version: -1 {" ".join(maps)} }}'
 
 
-def write_image_ensemble(onnx_file: Path, repo: Path) -> list[Path]:
+def write_image_ensemble(onnx_file: Path, repo: Path, max_batch: int) -> list[Path]:
     """``wscnet_image`` = ``wscnet_preprocess`` → ``wscnet_python`` → ``wscnet_postprocess``.
 
     One request is one encoded picture (``image_bytes``); the preprocessing step decodes it and
@@ -197,6 +197,9 @@ def write_image_ensemble(onnx_file: Path, repo: Path) -> list[Path]:
     model = onnx.load(str(onnx_file), load_external_data=False)
     metadata = read_metadata(model)
     views = len(model_contract(model, str(onnx_file)).views)
+    if views > max_batch:
+        raise UserError(f"--max-batch {max_batch} is below the {views} views a picture takes under the model's "
+                        "input contract (the ensemble sends them as one batch)")
     (image,), outputs = tensor_dims(model)
     out = {name: (dtype, dims) for name, dtype, dims in outputs}
     per_view = [(name, dtype, [views, *dims]) for name, dtype, dims in outputs]
@@ -235,6 +238,6 @@ def write_triton_repository(fp32_onnx: Path, repo: Path, max_batch: int, tensorr
     run (the INT8 export when there is one), the FP32 file otherwise."""
     cpu_onnx = cpu_onnx or fp32_onnx
     folders = [write_python_model(cpu_onnx, repo, max_batch), write_onnx_model(fp32_onnx, repo, max_batch, tensorrt_fp16),
-               *write_image_ensemble(cpu_onnx, repo),
+               *write_image_ensemble(cpu_onnx, repo, max_batch),
                *(write_tensorrt_model(engine, fp32_onnx, repo, max_batch) for engine in engines_beside(repo))]
     return [folder / "config.pbtxt" for folder in folders]

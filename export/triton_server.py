@@ -134,22 +134,24 @@ class LocalTritonServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m export.triton_server REPO``: serve REPO's python-backend model on loopback until Ctrl-C."""
+    """``python -m export.triton_server REPO``: serve REPO's CPU models (python backend and the image
+    ensemble) on loopback until Ctrl-C."""
     import argparse
 
-    from .triton_repo import PYTHON_MODEL
+    from .triton_repo import SERVED_ON_CPU
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("repository", type=Path)
-    parser.add_argument("--models", nargs="+", default=[PYTHON_MODEL], help="models to load (the wheel has only the python backend)")
+    parser.add_argument("--models", nargs="+", default=list(SERVED_ON_CPU), help="models to load (the wheel has only the python backend)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
     try:
         with LocalTritonServer(args.repository, tuple(args.models), args.http_port, args.grpc_port) as server:
-            print(f"serving {', '.join(args.models)}: triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]} "
-                  f"(gRPC), triton+http://{LOOPBACK}:{server.http_port}/{args.models[0]} (HTTP); Ctrl-C stops", flush=True)
+            print(f"serving {', '.join(args.models)} on {LOOPBACK}: gRPC port {server.grpc_port} "
+                  f"(triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]}), HTTP port {server.http_port}; "
+                  "Ctrl-C stops", flush=True)
             server.process.wait()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
