@@ -92,8 +92,9 @@ class LocalTritonServer:
         self._scratch = tempfile.TemporaryDirectory(prefix="wscnet-triton-")
         backends = backend_folder(Path(self._scratch.name))
         output = open(self.log, "wb") if self.log else subprocess.DEVNULL
+        # a process group of its own: stop() ends the python-backend stubs too, even after a SIGKILL
         self.process = subprocess.Popen(self.command(backends), stdout=output, stderr=subprocess.STDOUT,
-                                        env=self.environment())
+                                        env=self.environment(), start_new_session=True)
         self._wait_ready(timeout)
         return self
 
@@ -122,6 +123,11 @@ class LocalTritonServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None:
+            try:  # stubs left behind by a server that was killed
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
