@@ -205,20 +205,8 @@ def write_image_ensemble(onnx_file: Path, repo: Path, max_batch: int) -> list[Pa
     per_view = [(name, dtype, [views, *dims]) for name, dtype, dims in outputs]
     answer = [("label_index", "TYPE_INT32", [1]), ("probabilities", *out["probs"]),
               ("detection_probabilities", *out["det_scores"]), ("sentiment_map", out["sentiment_map"][0], out["sentiment_map"][1][1:])]
-    step_files = {"model.py": Path(__file__).with_name("triton_image_model.py")}
-    steps = ((PREPROCESS_MODEL, [IMAGE_INPUT], [(VIEWS, image[1], [views, *image[2]])]),
-             (POSTPROCESS_MODEL, per_view, answer))
-    folders = []
-    for name, inputs, results in steps:
-        folder = _model_folder(repo, name, step_files)
-        shutil.rmtree(folder / "1" / "runtime", ignore_errors=True)
-        (folder / "1" / "runtime").mkdir()
-        for source in runtime_files():
-            shutil.copy2(source, folder / "1" / "runtime" / source.name)
-        step = name.removeprefix("wscnet_")
-        atomic_write_text(folder / "config.pbtxt", config_text(name, 'backend: "python"', inputs, results, 0, "KIND_CPU",
-                                                               {**metadata, "step": step}))
-        folders.append(folder)
+    folders = [write_step_model(repo, PREPROCESS_MODEL, [IMAGE_INPUT], [(VIEWS, image[1], [views, *image[2]])], metadata),
+               write_step_model(repo, POSTPROCESS_MODEL, per_view, answer, metadata)]
     scheduling = [
         _ensemble_step(PREPROCESS_MODEL, {IMAGE_INPUT[0]: IMAGE_INPUT[0]}, {VIEWS: VIEWS}),
         _ensemble_step(PYTHON_MODEL, {image[0]: VIEWS}, {name: f"view_{name}" for name, _, _ in outputs}),
@@ -230,6 +218,19 @@ def write_image_ensemble(onnx_file: Path, repo: Path, max_batch: int) -> list[Pa
     atomic_write_text(folder / "config.pbtxt", config_text(ENSEMBLE_MODEL, 'platform: "ensemble"', [IMAGE_INPUT], answer,
                                                            0, None, metadata, extra))
     return folders + [folder]
+
+
+def write_step_model(repo: Path, name: str, inputs: list, outputs: list, metadata: dict[str, str]) -> Path:
+    """A pre/post-processing step of the ensemble: ``triton_image_model.py`` as ``1/model.py``, the runtime
+    modules it imports in ``1/runtime/``, its config (``step`` parameter: the name without ``wscnet_``)."""
+    folder = _model_folder(repo, name, {"model.py": Path(__file__).with_name("triton_image_model.py")})
+    shutil.rmtree(folder / "1" / "runtime", ignore_errors=True)
+    (folder / "1" / "runtime").mkdir()
+    for source in runtime_files():
+        shutil.copy2(source, folder / "1" / "runtime" / source.name)
+    parameters = {**metadata, "step": name.removeprefix("wscnet_")}
+    atomic_write_text(folder / "config.pbtxt", config_text(name, 'backend: "python"', inputs, outputs, 0, "KIND_CPU", parameters))
+    return folder
 
 
 def write_triton_repository(fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16: bool = False,
