@@ -41,7 +41,10 @@ class TritonPythonModel:
         """Encoded picture bytes → the model's V input views (an error response if they do not decode)."""
         name = self.input_names[0]
         data = np.from_dlpack(pb_utils.get_input_tensor_by_name(request, name))
-        frame = cv2.imdecode(np.ascontiguousarray(data), cv2.IMREAD_COLOR) if data.size else None
+        try:
+            frame = cv2.imdecode(np.ascontiguousarray(data), cv2.IMREAD_COLOR) if data.size else None
+        except cv2.error:  # a header OpenCV refuses outright (absurd sizes, ...)
+            frame = None
         if frame is None:
             message = f"{name}: {data.size} bytes that are not a picture OpenCV can decode (JPEG, PNG, ...)"
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
