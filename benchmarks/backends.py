@@ -9,9 +9,9 @@ import onnxruntime as ort
 @dataclass(frozen=True)
 class BackendSpec:
     name: str  # as typed in --backends
-    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime), "openvino" or "tensorrt"
+    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime), "openvino", "tensorrt" or "triton"
     precision: str  # fp32 | fp16 | bf16 | int8: what the row asks to compute in
-    device: str  # cpu | cuda
+    device: str  # cpu | cuda | server (the Triton server's own)
 
     @property
     def file_precision(self) -> str:
@@ -41,6 +41,7 @@ SPECS = {
         BackendSpec("ort-cuda-fp16", "onnx", "fp16", "cuda"),
         BackendSpec("trt-fp16", "tensorrt", "fp16", "cuda"),
         BackendSpec("trt-int8", "tensorrt", "int8", "cuda"),
+        BackendSpec("triton", "triton", "fp32", "server"),  # a triton://HOST:PORT/MODEL input, as served
     )
 }
 DEFAULT_BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "ov", "ov-bf16", "ov-int8", "torch-cuda", "ort-cuda",
@@ -57,6 +58,8 @@ def skip_reason(spec: BackendSpec) -> str | None:
     """Why ``spec`` cannot run here (one line), or None when it can."""
     if spec.engine == "openvino":
         return openvino_skip_reason(spec)
+    if spec.engine == "triton":
+        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install -e '.[triton]')"
     if spec.device == "cpu":
         return None
     if not cuda_available():
