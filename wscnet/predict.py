@@ -37,7 +37,7 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     from runtime.validate import check_output_folder
 
     from .checkpoint import checkpoint_contract, load_checkpoint
-    from .data import eval_transform, open_rgb
+    from .data import eval_transform, open_rgb, views_transform
     from .data.dataset import report_bad_file
 
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -46,7 +46,8 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     names = list(ckpt["class_names"])
-    transform = eval_transform(checkpoint_contract(ckpt, checkpoint))
+    contract = checkpoint_contract(ckpt, checkpoint)
+    transform, views = eval_transform(contract), views_transform(contract)
     results = []
     for path in images:
         image = open_rgb(path) if path.is_file() else None  # open_rgb reports a bad file once
@@ -56,9 +57,11 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
                 report_bad_file(path, reason)
             results.append({"image": str(path), "label": None, "error": reason})
             continue
-        out = model(transform(image).unsqueeze(0).to(dev))
-        probs = torch.softmax(out.logits.float(), 1)[0].cpu()
-        det = torch.softmax(out.det_logits.float(), 1)[0].cpu()
+        # every view of the contract in one batch, scores averaged, the map from the first view:
+        # what the runtime and eval do with the same picture
+        out = model(views(image).to(dev))
+        probs = torch.softmax(out.logits.float(), 1).mean(0).cpu()
+        det = torch.softmax(out.det_logits.float(), 1).mean(0).cpu()
         result = {
             "image": str(path),
             "label": names[int(probs.argmax())],
