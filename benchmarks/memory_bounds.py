@@ -26,12 +26,14 @@ from pathlib import Path
 from wscnet.memory import current_rss_bytes
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE_S = 0.5
 
 
 def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict:
-    """Run ``cmd``; its exit code, wall seconds and peak RSS in MB (its own, from wait4).
+    """Run ``cmd``; its exit code, wall seconds, peak RSS in MB (its own, from wait4) and the
+    machine's 1-minute load average as it ended (how shared the CPU was).
 
-    With ``samples``, the child's RSS in MB is appended to it once a second while it runs.
+    With ``samples``, the child's RSS in MB is appended to it every ``SAMPLE_S`` seconds while it runs.
     """
     start = time.perf_counter()
     with open(log, "ab") as out:
@@ -43,10 +45,10 @@ def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict
             if pid:
                 break
             samples.append(current_rss_bytes(child.pid) / 2**20)
-            time.sleep(1.0)
+            time.sleep(SAMPLE_S)
     child.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
-            "peak_mb": round(usage.ru_maxrss / 1024)}
+            "peak_mb": round(usage.ru_maxrss / 1024), "load_1m": round(os.getloadavg()[0], 1)}
 
 
 def _env() -> dict:
@@ -102,12 +104,18 @@ def parity_rows(work: Path, models: list[str], sets: list[int], calib_n: int):
         arch, size = token.split("@")
         model = work / f"{arch}_{size}_n{calib_n}" / "model.int8.onnx"
         for n in sets:
-            cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"),
-                         "--data", str(work / "heldout"), "--n", str(n))
-            row = {"job": "parity (int8)", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
-            report = json.loads((model.parent / "parity.json").read_text())["model.int8.onnx"]
-            row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
-            yield row
+            yield parity_row(work, model, token, n, "parity (int8)")
+
+
+def parity_row(work: Path, model: Path, token: str, n: int, job: str) -> dict:
+    """``parity`` of ``model`` against its checkpoint on ``n`` held-out images, with the agreement it reports."""
+    arch, size = token.split("@")
+    cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"), "--data", str(work / "heldout"),
+                 "--n", str(n))
+    row = {"job": job, "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+    report = json.loads((model.parent / "parity.json").read_text())[model.name]
+    row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
+    return row
 
 
 def eval_rows(work: Path, models: list[str], sets: list[int]):
@@ -124,16 +132,21 @@ def eval_rows(work: Path, models: list[str], sets: list[int]):
             yield {"job": "eval --ten-crop", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
 
 
-def agreement_rows(work: Path, models: list[str], n: int, methods: list[str]):
+def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], parity_n: int):
+    """Scales of the bounded calibration vs onnxruntime's one-shot one (``n`` images), then the
+    bounded model's parity on ``parity_n`` held-out images."""
     for token in models:
         for method in methods:
             arch, size = token.split("@")
+            kept = work / f"agreement_{arch}_{size}"
             cmd = python("-m", "benchmarks.scale_agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
-                         str(work / "calib"), "--n", str(n), "--method", method,
+                         str(work / "calib"), "--n", str(n), "--method", method, "--keep", str(kept),
                          "--json", str(work / f"agreement_{arch}_{size}_{method}.json"))
             row = {"job": f"scale agreement ({method})", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
             row.update(json.loads((work / f"agreement_{arch}_{size}_{method}.json").read_text()))
             yield row
+            if row["rc"] == 0:
+                yield parity_row(work, kept / f"bounded-{method}.int8.onnx", token, parity_n, f"parity (int8, {method})")
 
 
 def runtime_rows(work: Path, frames: list[int]):
@@ -151,19 +164,20 @@ def runtime_rows(work: Path, frames: list[int]):
         row = {"job": "webcam (int8, 640x480 clip)", "model": "resnet18@224", "n": n,
                **run_measured(cmd, work / "log.txt", samples)}
         quarter = max(1, len(samples) // 4)
-        row.update(rss_first_quarter_mb=round(max(samples[quarter:2 * quarter] or samples)),
-                   rss_last_quarter_mb=round(max(samples[-quarter:])))
+        row.update(rss_first_quarter_mb=round(max(samples[:quarter])), rss_last_quarter_mb=round(max(samples[-quarter:])))
         yield row
 
 
 def write_table(rows: list[dict], work: Path, name: str) -> None:
     (work / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| job | model | images | peak RSS MB | wall s | exit | notes |", "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| job | model | images | peak RSS MB | wall s | load | exit | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
                                                        "one_shot_peak_mb", "rss_first_quarter_mb",
                                                        "rss_last_quarter_mb") if k in r)
-        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r['rc']} | {notes} |")
+        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r.get('load_1m', '–')} "
+                     f"| {r['rc']} | {notes} |")
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -190,7 +204,7 @@ def main(argv=None) -> None:
         "fp16": lambda: fp16_rows(args.work, models),
         "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
         "eval": lambda: eval_rows(args.work, models, sets),
-        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(",")),
+        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(","), max(sets)),
         "runtime": lambda: runtime_rows(args.work, [int(v) for v in args.frames.split(",")]),
     }
     for job in jobs:
