@@ -149,23 +149,58 @@ def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], pa
                 yield parity_row(work, kept / f"bounded-{method}.int8.onnx", token, parity_n, f"parity (int8, {method})")
 
 
-def runtime_rows(work: Path, frames: list[int]):
-    """``webcam`` on a long 640×480 clip with the INT8 resnet18: RSS early vs late in the run."""
-    model = work / "resnet18_224_n8" / "model.int8.onnx"
-    for n in frames:
-        clip = work / f"clip_{n}.mp4"
-        if not clip.is_file():
-            subprocess.run(python("-c", "import sys; from pathlib import Path; from benchmarks.video_pipeline "
-                                  "import write_test_video as w; w(Path(sys.argv[1]), frames=int(sys.argv[2]))",
-                                  str(clip), str(n)), cwd=REPO, env=_env(), check=True)
-        samples: list[float] = []
-        cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
-                     "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
-        row = {"job": "webcam (int8, 640x480 clip)", "model": "resnet18@224", "n": n,
-               **run_measured(cmd, work / "log.txt", samples)}
-        quarter = max(1, len(samples) // 4)
-        row.update(rss_first_quarter_mb=round(max(samples[:quarter])), rss_last_quarter_mb=round(max(samples[-quarter:])))
-        yield row
+LOOP_SCRIPT = """
+import sys
+from pathlib import Path
+import cv2
+from benchmarks.video_pipeline import write_test_video
+base, out, frames = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+if not base.is_file():
+    write_test_video(base, frames=LOOP_FRAMES)
+writer, written = None, 0
+while written < frames:
+    capture = cv2.VideoCapture(str(base))
+    ok, frame = capture.read()
+    while ok and written < frames:
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, frame.shape[1::-1])
+        writer.write(frame)
+        written += 1
+        ok, frame = capture.read()
+    capture.release()
+writer.release()
+"""
+LOOP_FRAMES = 300
+
+
+def long_clip(work: Path, frames: int) -> Path:
+    """A ``frames``-long 640×480 clip: ``video_pipeline``'s test scene, its first 300 frames looped
+    (drawing every frame would take longer than the run it feeds). Made in a child process."""
+    clip = work / f"clip_{frames}.mp4"
+    if not clip.is_file():
+        script = LOOP_SCRIPT.replace("LOOP_FRAMES", str(LOOP_FRAMES))
+        subprocess.run(python("-c", script, str(work / f"clip_base_{LOOP_FRAMES}.mp4"), str(clip), str(frames)),
+                       cwd=REPO, env=_env(), check=True)
+    return clip
+
+
+def runtime_rows(work: Path, models: list[str], frames: list[int]):
+    """``webcam`` on a long 640×480 clip (looped) with each model's INT8 file (``--calib-n 8``):
+    RSS in the first vs the last quarter of the run."""
+    for token in models:
+        arch, size = token.split("@")
+        model = work / f"{arch}_{size}_n8" / "model.int8.onnx"
+        for n in frames:
+            clip = long_clip(work, n)
+            samples: list[float] = []
+            cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
+                         "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
+            row = {"job": "webcam (int8, 640x480 clip)", "model": token, "n": n,
+                   **run_measured(cmd, work / "log.txt", samples)}
+            quarter = max(1, len(samples) // 4)
+            row.update(rss_first_quarter_mb=round(max(samples[:quarter])),
+                       rss_last_quarter_mb=round(max(samples[-quarter:])))
+            yield row
 
 
 def write_table(rows: list[dict], work: Path, name: str) -> None:
@@ -205,7 +240,7 @@ def main(argv=None) -> None:
         "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
         "eval": lambda: eval_rows(args.work, models, sets),
         "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(","), max(sets)),
-        "runtime": lambda: runtime_rows(args.work, [int(v) for v in args.frames.split(",")]),
+        "runtime": lambda: runtime_rows(args.work, models, [int(v) for v in args.frames.split(",")]),
     }
     for job in jobs:
         for row in steps[job]():
