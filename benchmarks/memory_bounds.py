@@ -146,7 +146,8 @@ def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], pa
             row.update(json.loads((work / f"agreement_{arch}_{size}_{method}.json").read_text()))
             yield row
             if row["rc"] == 0:
-                yield parity_row(work, kept / f"bounded-{method}.int8.onnx", token, parity_n, f"parity (int8, {method})")
+                bounded = kept / f"bounded-{method}.int8.onnx"
+                yield parity_row(work, bounded, token, parity_n, f"parity (int8, {method})")
 
 
 LOOP_SCRIPT = """
@@ -211,8 +212,8 @@ def write_table(rows: list[dict], work: Path, name: str) -> None:
         notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
                                                        "one_shot_peak_mb", "rss_first_quarter_mb",
                                                        "rss_last_quarter_mb") if k in r)
-        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r.get('load_1m', '–')} "
-                     f"| {r['rc']} | {notes} |")
+        load = r.get("load_1m", "–")
+        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {load} | {r['rc']} | {notes} |")
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
