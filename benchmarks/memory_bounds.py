@@ -213,7 +213,8 @@ def write_table(rows: list[dict], work: Path, name: str) -> None:
                                                        "one_shot_peak_mb", "rss_first_quarter_mb",
                                                        "rss_last_quarter_mb") if k in r)
         load = r.get("load_1m", "–")
-        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {load} | {r['rc']} | {notes} |")
+        cells = [r["job"], r["model"], r["n"], r["peak_mb"], r["wall_s"], load, r["rc"], notes]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
