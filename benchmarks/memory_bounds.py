@@ -26,12 +26,14 @@ from pathlib import Path
 from wscnet.memory import current_rss_bytes
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE_S = 0.5
 
 
 def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict:
-    """Run ``cmd``; its exit code, wall seconds and peak RSS in MB (its own, from wait4).
+    """Run ``cmd``; its exit code, wall seconds, peak RSS in MB (its own, from wait4) and the
+    machine's 1-minute load average as it ended (how shared the CPU was).
 
-    With ``samples``, the child's RSS in MB is appended to it once a second while it runs.
+    With ``samples``, the child's RSS in MB is appended to it every ``SAMPLE_S`` seconds while it runs.
     """
     start = time.perf_counter()
     with open(log, "ab") as out:
@@ -43,10 +45,10 @@ def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict
             if pid:
                 break
             samples.append(current_rss_bytes(child.pid) / 2**20)
-            time.sleep(1.0)
+            time.sleep(SAMPLE_S)
     child.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
-            "peak_mb": round(usage.ru_maxrss / 1024)}
+            "peak_mb": round(usage.ru_maxrss / 1024), "load_1m": round(os.getloadavg()[0], 1)}
 
 
 def _env() -> dict:
@@ -102,12 +104,18 @@ def parity_rows(work: Path, models: list[str], sets: list[int], calib_n: int):
         arch, size = token.split("@")
         model = work / f"{arch}_{size}_n{calib_n}" / "model.int8.onnx"
         for n in sets:
-            cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"),
-                         "--data", str(work / "heldout"), "--n", str(n))
-            row = {"job": "parity (int8)", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
-            report = json.loads((model.parent / "parity.json").read_text())["model.int8.onnx"]
-            row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
-            yield row
+            yield parity_row(work, model, token, n, "parity (int8)")
+
+
+def parity_row(work: Path, model: Path, token: str, n: int, job: str) -> dict:
+    """``parity`` of ``model`` against its checkpoint on ``n`` held-out images, with the agreement it reports."""
+    arch, size = token.split("@")
+    cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"), "--data", str(work / "heldout"),
+                 "--n", str(n))
+    row = {"job": job, "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
+    report = json.loads((model.parent / "parity.json").read_text())[model.name]
+    row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
+    return row
 
 
 def eval_rows(work: Path, models: list[str], sets: list[int]):
@@ -124,46 +132,89 @@ def eval_rows(work: Path, models: list[str], sets: list[int]):
             yield {"job": "eval --ten-crop", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
 
 
-def agreement_rows(work: Path, models: list[str], n: int, methods: list[str]):
+def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], parity_n: int):
+    """Scales of the bounded calibration vs onnxruntime's one-shot one (``n`` images), then the
+    bounded model's parity on ``parity_n`` held-out images."""
     for token in models:
         for method in methods:
             arch, size = token.split("@")
+            kept = work / f"agreement_{arch}_{size}"
             cmd = python("-m", "benchmarks.scale_agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
-                         str(work / "calib"), "--n", str(n), "--method", method,
+                         str(work / "calib"), "--n", str(n), "--method", method, "--keep", str(kept),
                          "--json", str(work / f"agreement_{arch}_{size}_{method}.json"))
             row = {"job": f"scale agreement ({method})", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
             row.update(json.loads((work / f"agreement_{arch}_{size}_{method}.json").read_text()))
             yield row
+            if row["rc"] == 0:
+                bounded = kept / f"bounded-{method}.int8.onnx"
+                yield parity_row(work, bounded, token, parity_n, f"parity (int8, {method})")
 
 
-def runtime_rows(work: Path, frames: list[int]):
-    """``webcam`` on a long 640×480 clip with the INT8 resnet18: RSS early vs late in the run."""
-    model = work / "resnet18_224_n8" / "model.int8.onnx"
-    for n in frames:
-        clip = work / f"clip_{n}.mp4"
-        if not clip.is_file():
-            subprocess.run(python("-c", "import sys; from pathlib import Path; from benchmarks.video_pipeline "
-                                  "import write_test_video as w; w(Path(sys.argv[1]), frames=int(sys.argv[2]))",
-                                  str(clip), str(n)), cwd=REPO, env=_env(), check=True)
-        samples: list[float] = []
-        cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
-                     "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
-        row = {"job": "webcam (int8, 640x480 clip)", "model": "resnet18@224", "n": n,
-               **run_measured(cmd, work / "log.txt", samples)}
-        quarter = max(1, len(samples) // 4)
-        row.update(rss_first_quarter_mb=round(max(samples[quarter:2 * quarter] or samples)),
-                   rss_last_quarter_mb=round(max(samples[-quarter:])))
-        yield row
+LOOP_SCRIPT = """
+import sys
+from pathlib import Path
+import cv2
+from benchmarks.video_pipeline import write_test_video
+base, out, frames = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+if not base.is_file():
+    write_test_video(base, frames=LOOP_FRAMES)
+writer, written = None, 0
+while written < frames:
+    capture = cv2.VideoCapture(str(base))
+    ok, frame = capture.read()
+    while ok and written < frames:
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, frame.shape[1::-1])
+        writer.write(frame)
+        written += 1
+        ok, frame = capture.read()
+    capture.release()
+writer.release()
+"""
+LOOP_FRAMES = 300
+
+
+def long_clip(work: Path, frames: int) -> Path:
+    """A ``frames``-long 640×480 clip: ``video_pipeline``'s test scene, its first 300 frames looped
+    (drawing every frame would take longer than the run it feeds). Made in a child process."""
+    clip = work / f"clip_{frames}.mp4"
+    if not clip.is_file():
+        script = LOOP_SCRIPT.replace("LOOP_FRAMES", str(LOOP_FRAMES))
+        subprocess.run(python("-c", script, str(work / f"clip_base_{LOOP_FRAMES}.mp4"), str(clip), str(frames)),
+                       cwd=REPO, env=_env(), check=True)
+    return clip
+
+
+def runtime_rows(work: Path, models: list[str], frames: list[int]):
+    """``webcam`` on a long 640×480 clip (looped) with each model's INT8 file (``--calib-n 8``):
+    RSS in the first vs the last quarter of the run."""
+    for token in models:
+        arch, size = token.split("@")
+        model = work / f"{arch}_{size}_n8" / "model.int8.onnx"
+        for n in frames:
+            clip = long_clip(work, n)
+            samples: list[float] = []
+            cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
+                         "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
+            row = {"job": "webcam (int8, 640x480 clip)", "model": token, "n": n,
+                   **run_measured(cmd, work / "log.txt", samples)}
+            quarter = max(1, len(samples) // 4)
+            row.update(rss_first_quarter_mb=round(max(samples[:quarter])),
+                       rss_last_quarter_mb=round(max(samples[-quarter:])))
+            yield row
 
 
 def write_table(rows: list[dict], work: Path, name: str) -> None:
     (work / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| job | model | images | peak RSS MB | wall s | exit | notes |", "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| job | model | images | peak RSS MB | wall s | load | exit | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
                                                        "one_shot_peak_mb", "rss_first_quarter_mb",
                                                        "rss_last_quarter_mb") if k in r)
-        lines.append(f"| {r['job']} | {r['model']} | {r['n']} | {r['peak_mb']} | {r['wall_s']} | {r['rc']} | {notes} |")
+        load = r.get("load_1m", "–")
+        cells = [r["job"], r["model"], r["n"], r["peak_mb"], r["wall_s"], load, r["rc"], notes]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -190,8 +241,8 @@ def main(argv=None) -> None:
         "fp16": lambda: fp16_rows(args.work, models),
         "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
         "eval": lambda: eval_rows(args.work, models, sets),
-        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(",")),
-        "runtime": lambda: runtime_rows(args.work, [int(v) for v in args.frames.split(",")]),
+        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(","), max(sets)),
+        "runtime": lambda: runtime_rows(args.work, models, [int(v) for v in args.frames.split(",")]),
     }
     for job in jobs:
         for row in steps[job]():

@@ -1,6 +1,6 @@
 """Scales of the bounded INT8 calibration against onnxruntime's one-shot one, same images.
 
-    python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR [--n 16] [--method entropy] [--json OUT]
+    python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR [--n 16] [--method entropy] [--json OUT] [--keep DIR]
     python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR --ort-option max-intermediate|strided [--chunk 4]
 
 ``--ort-option``: instead of ours, onnxruntime's own ways to bound calibration memory, against
@@ -14,6 +14,7 @@ high-water mark after it is its own).
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,12 +25,17 @@ from export.int8 import qdq_scales, quantize_int8
 from .worker import peak_rss_mb
 
 
-def compare(model: Path, calib: Path, n: int, method: str) -> dict:
+def compare(model: Path, calib: Path, n: int, method: str, keep: Path | None = None) -> dict:
+    """``keep``: a folder to keep the bounded model in (``bounded-METHOD.int8.onnx``), for parity."""
     with tempfile.TemporaryDirectory(prefix="agreement-") as tmp:
-        bounded = qdq_scales(quantize_int8(model, Path(tmp) / "b.onnx", calib, n=n, method=method))
+        bounded_path = quantize_int8(model, Path(tmp) / "b.onnx", calib, n=n, method=method)
+        bounded = qdq_scales(bounded_path)
         bounded_peak = peak_rss_mb()
         one_shot = qdq_scales(quantize_int8(model, Path(tmp) / "u.onnx", calib, n=n, method=method, bounded=False))
         one_shot_peak = peak_rss_mb()
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bounded_path, keep / f"bounded-{method}.int8.onnx")
     if bounded.keys() != one_shot.keys():
         raise SystemExit("the two models quantize different tensors")
     rel = [float(np.max(np.abs(bounded[k] - v) / np.maximum(np.abs(v), 1e-30))) for k, v in one_shot.items()]
@@ -95,13 +101,14 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--method", default="entropy")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="Keep the bounded model in this folder (bounded-METHOD.int8.onnx).")
     ap.add_argument("--ort-option", choices=["max-intermediate", "strided"])
     ap.add_argument("--chunk", type=int, default=4)
     args = ap.parse_args(argv)
     if args.ort_option:
         result = compare_ort_option(args.model, args.calib, args.n, args.method, args.ort_option, args.chunk)
     else:
-        result = compare(args.model, args.calib, args.n, args.method)
+        result = compare(args.model, args.calib, args.n, args.method, args.keep)
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")
