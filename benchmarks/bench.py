@@ -157,7 +157,7 @@ def failed_rows(results: dict) -> list[str]:
 
 
 def synthetic_images(folder: Path, n: int) -> Path:
-    from export.testing import write_image_folder
+    from wscnet.tiny_model import write_image_folder
 
     per_class = math.ceil(n / models.DEFAULT_CLASSES)
     if not folder.is_dir():

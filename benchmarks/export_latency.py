@@ -65,23 +65,24 @@ def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: st
     return "\n".join(rows)
 
 
-def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
+def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
                     fp16: bool = True) -> tuple[Path, dict[str, Path]]:
-    from export.fp16 import convert_fp16
-    from export.int8 import quantize_int8
-    from export.onnx_export import export_onnx
-    from export.testing import make_trained_checkpoint, write_image_folder
+    """The checkpoint (a tiny trained one unless given) and its FP32, INT8 (and FP16) ONNX files,
+    made by the export pipeline."""
+    from export.pipeline import ExportRequest, run_export
+    from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     if ckpt is None:
         ckpt = make_trained_checkpoint(work / "ckpt.pt", arch=arch, size=size, steps=2)
     calib = write_image_folder(work / "calib", num_classes=6, per_class=4, size=size, seed=1)
-    stem = "model" if fused_op else "model-no-fused-op"
-    fp32 = export_onnx(ckpt, work / f"{stem}.onnx", img_size=size, fused_op=fused_op)
+    req = ExportRequest(ckpt, work, name="model" if fused_op else "model-no-fused-op", img_size=size,
+                        fused_op=fused_op, fp16=fp16, int8=True, calib=calib, calib_n=24, parity=False,
+                        overwrite=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints its histogram steps
-        int8 = quantize_int8(fp32, work / f"{stem}.int8.onnx", calib, n=24, method="entropy")
-    models = {"ort-fp32": fp32, "ort-int8": int8}
+        run_export(req, echo=lambda line: None)
+    models = {"ort-fp32": req.file("fp32"), "ort-int8": req.file("int8")}
     if fp16:
-        models["ort-fp16"] = convert_fp16(fp32, work / f"{stem}.fp16.onnx")
+        models["ort-fp16"] = req.file("fp16")
     return ckpt, models
 
 
@@ -95,7 +96,7 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="wscnet-export-latency-") as tmp:
-        ckpt, models = _prepare_models(ckpt, arch, size, Path(tmp))
+        ckpt, models = prepare_models(ckpt, arch, size, Path(tmp))
         model, meta = load_checkpoint(ckpt)
         reference = DeployModel(model).eval()
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)

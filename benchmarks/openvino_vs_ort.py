@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export_latency import _prepare_models, latency_stats, markdown_table, time_interleaved
+from .export_latency import prepare_models, latency_stats, markdown_table, time_interleaved
 
 FILE_KINDS = {"fused": True, "no-fused-op": False}
 
@@ -69,7 +69,7 @@ def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], round
     with tempfile.TemporaryDirectory(prefix="wscnet-ov-vs-ort-") as tmp:
         files = {}
         for kind, fused in FILE_KINDS.items():
-            ckpt, files[kind] = _prepare_models(ckpt, arch, size, Path(tmp) / kind, fused_op=fused, fp16=False)
+            ckpt, files[kind] = prepare_models(ckpt, arch, size, Path(tmp) / kind, fused_op=fused, fp16=False)
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
         for threads in thread_counts:
             for kind in FILE_KINDS:

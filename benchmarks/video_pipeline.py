@@ -54,26 +54,27 @@ def write_test_video(path: Path, frames: int = 300, size: tuple[int, int] = (640
 
 def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224,
                        dynamic_batch: bool = False) -> Path:
-    """The INT8 Q/DQ model of the reference case, built once and cached until the exporter
-    changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
-    from export import fused_op, int8 as int8_module, onnx_export
-    from export.int8 import quantize_int8
-    from export.onnx_export import export_onnx
-    from export.testing import make_trained_checkpoint, write_image_folder
+    """The INT8 Q/DQ model of the reference case, made by the export pipeline once and cached until
+    the exporter changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
+    from export import fused_op, int8 as int8_module, onnx_export, pipeline
+    from export.pipeline import ExportRequest, run_export
+    from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
-    tag = "-dynamic" if dynamic_batch else ""
-    int8 = workdir / f"{arch}@{size}-int8{tag}.onnx"
-    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export)]
+    ckpt = workdir / f"{arch}-synthetic.pt"
+    req = ExportRequest(ckpt, workdir, name=f"{arch}@{size}{'-dynamic' if dynamic_batch else ''}", img_size=size,
+                        dynamic_batch=dynamic_batch, int8=True, calib=workdir / "calib", calib_n=32, parity=False,
+                        overwrite=True)
+    int8 = req.file("int8")
+    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, pipeline)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = workdir / f"{arch}-synthetic.pt"
     if not ckpt.is_file():
         make_trained_checkpoint(ckpt, arch=arch, num_classes=8, size=64)
-    fp32 = export_onnx(ckpt, workdir / f"{arch}@{size}-fp32{tag}.onnx", img_size=size, dynamic_batch=dynamic_batch)
-    calib = write_image_folder(workdir / "calib", num_classes=8, per_class=4, size=size)
-    return quantize_int8(fp32, int8, calib, n=32)
+    write_image_folder(req.calib, num_classes=8, per_class=4, size=size)
+    run_export(req, echo=lambda line: None)
+    return int8
 
 
 def model_only_ms(backend, frames: list[np.ndarray], resize: str | None = None) -> tuple[float, float]:

@@ -104,7 +104,7 @@ def test_video_pipeline_is_measured_next_to_the_model(bench_run):
     assert video["frames"] == 6 and video["resolution"] == "640x480"
     assert video["pipeline_fps"] > 0 and video["model_only_ms"] > 0
     assert (out / "test-640x480.mp4").is_file()
-    assert "| tiny @ 64 | ort (tiny_64_fp32.onnx) | 640x480 | 6 |" in (out / "bench.md").read_text()
+    assert "| tiny @ 64 | ort (tiny_64.onnx) | 640x480 | 6 |" in (out / "bench.md").read_text()
 
 
 def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
