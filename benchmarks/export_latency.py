@@ -8,8 +8,8 @@ Without ``--ckpt`` it trains a tiny checkpoint of ``--arch`` for two steps on sy
 gets the same number of intra-op threads (``--threads``, 1 by default). The runners
 are timed interleaved, round by round, so that load from other processes hits them alike.
 Prints a Markdown table (median / p90 ms, ratio to PyTorch eager and to ONNX Runtime FP32) and
-writes the same figures as JSON. The timing helpers are reusable: ``time_interleaved``,
-``latency_stats``, ``markdown_table``.
+writes the same figures as JSON. The rounds are ``benchmarks.measure.time_interleaved`` (the one
+timing loop), the statistics ``measure.summarise``.
 """
 
 import argparse
@@ -19,37 +19,14 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .measure import summarise, time_interleaved
+
 TARGETS = {"ort-fp32 / torch": 0.6, "ort-int8 / ort-fp32": 0.5}
-
-
-def time_interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Per runner, ``rounds`` latencies in ms; each round calls every runner once, in turn."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def latency_stats(samples_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(samples_ms, dtype=np.float64)
-    return {
-        "median_ms": float(np.median(values)),
-        "p90_ms": float(np.percentile(values, 90)),
-        "min_ms": float(values.min()),
-        "mean_ms": float(values.mean()),
-    }
 
 
 def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: str | None = None) -> str:
@@ -57,10 +34,10 @@ def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: st
     rule = "|---|---:|---:|---:|---:|" + ("---:|" if second else "")
     rows = [head, rule]
     for name, s in stats.items():
-        row = (f"| {name} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {s['min_ms']:.2f} | "
-               f"{s['median_ms'] / stats[baseline]['median_ms']:.2f} |")
+        row = (f"| {name} | {s['median']:.2f} | {s['p90']:.2f} | {s['min']:.2f} | "
+               f"{s['median'] / stats[baseline]['median']:.2f} |")
         if second:
-            row += f" {s['median_ms'] / stats[second]['median_ms']:.2f} |"
+            row += f" {s['median'] / stats[second]['median']:.2f} |"
         rows.append(row)
     return "\n".join(rows)
 
@@ -114,10 +91,10 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
             runners[name] = (lambda b: (lambda: b.infer(x)))(backend)
         times = time_interleaved(runners, rounds=rounds, warmup=warmup)
         sizes = {name: path.stat().st_size / 2**20 for name, path in models.items()}
-    stats = {name: latency_stats(samples) for name, samples in times.items()}
+    stats = {name: summarise(samples) for name, samples in times.items()}
     ratios = {
-        "ort-fp32 / torch": stats["ort-fp32"]["median_ms"] / stats["torch-eager"]["median_ms"],
-        "ort-int8 / ort-fp32": stats["ort-int8"]["median_ms"] / stats["ort-fp32"]["median_ms"],
+        "ort-fp32 / torch": stats["ort-fp32"]["median"] / stats["torch-eager"]["median"],
+        "ort-int8 / ort-fp32": stats["ort-int8"]["median"] / stats["ort-fp32"]["median"],
     }
     return {
         "arch": meta["model_config"]["arch"], "img_size": size, "batch": 1, "threads": threads,

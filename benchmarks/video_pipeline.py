@@ -25,6 +25,8 @@ from runtime.backends import open_backend
 from runtime.pipeline import PipelineOptions, run_pipeline
 from runtime.sources import open_source
 
+from .measure import time_interleaved
+
 TARGET_FPS = 30.0
 MAX_OVERHEAD = 0.25
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "wscnet-edge-bench"
@@ -79,18 +81,17 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
 
 def model_only_ms(backend, frames: list[np.ndarray], resize: str | None = None) -> tuple[float, float]:
     """Mean (wall, process-CPU) milliseconds of backend.infer alone on the video's pre-processed
-    frames (each frame's every view, as the pipeline runs it)."""
+    frames (each frame's every view, as the pipeline runs it), one timed round per frame."""
     model = Model.from_backend(backend, resize)
     buffers = []
     for frame in frames:
         buffer = model.framing.new_batch(1)
         model.prepare(frame, buffer)
         buffers.append(buffer)
-    start, cpu = time.perf_counter(), time.process_time()
-    for buffer in buffers:
-        backend.infer(buffer)
-    n = len(buffers)
-    return (time.perf_counter() - start) * 1000.0 / n, (time.process_time() - cpu) * 1000.0 / n
+    next_buffer = iter(buffers).__next__
+    cpu = time.process_time()
+    wall = time_interleaved({"model": lambda: backend.infer(next_buffer())}, warmup=0, rounds=len(buffers))
+    return float(np.mean(wall["model"])), (time.process_time() - cpu) * 1000.0 / len(buffers)
 
 
 def read_frames(video: Path, n: int) -> list[np.ndarray]:
