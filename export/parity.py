@@ -115,14 +115,13 @@ def run_parity(
         paths = files[start : start + step]
         chunk = load_batch(paths, runner.contract)
         torch_in = chunk if torch_contract == runner.contract else load_batch(paths, torch_contract)
-        real = len(chunk)
         outputs = runner.infer(np.ascontiguousarray(chunk))  # a fixed-batch model: the back-end pads
         with torch.inference_mode():
             expected = [t.numpy() for t in reference(torch.from_numpy(np.ascontiguousarray(torch_in)))]
         for name, value in zip(OUTPUT_NAMES, expected):
-            ref[name].append(value[:real])
-            got[name].append(np.asarray(outputs[name], dtype=np.float32)[:real])
-        bar.update(real)
+            ref[name].append(value)
+            got[name].append(np.asarray(outputs[name], dtype=np.float32))
+        bar.update(len(chunk))
     bar.close()
     ref_all = {k: np.concatenate(v) for k, v in ref.items()}
     got_all = {k: np.concatenate(v) for k, v in got.items()}

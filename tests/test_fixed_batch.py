@@ -18,11 +18,12 @@ SIZE = 32
 FIXED = 2
 
 
-def fixed_batch_model(path) -> str:
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [FIXED, 3, SIZE, SIZE])
-    outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [FIXED, 3]),
-               helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [FIXED, 3]),
-               helper.make_tensor_value_info("sentiment_map", TensorProto.FLOAT, [FIXED, 1, SIZE, SIZE])]
+def fixed_batch_model(path, batch: int | str = FIXED) -> str:
+    """The hand-made model with batch ``batch`` (a number: fixed; a name: any size)."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])
+    outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 3]),
+               helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [batch, 3]),
+               helper.make_tensor_value_info("sentiment_map", TensorProto.FLOAT, [batch, 1, SIZE, SIZE])]
     nodes = [helper.make_node("ReduceMean", ["image"], ["probs"], axes=[2, 3], keepdims=0),
              helper.make_node("ReduceMax", ["image"], ["det_scores"], axes=[2, 3], keepdims=0),
              helper.make_node("ReduceMean", ["image"], ["sentiment_map"], axes=[1], keepdims=1)]
@@ -48,16 +49,36 @@ def expected(n: int) -> dict[str, np.ndarray]:
     return {"probs": probs, "det_scores": probs, "sentiment_map": maps}
 
 
+def counted(backend) -> list[int]:
+    """The batch size of every ``infer_impl`` call the back-end makes from now on."""
+    calls: list[int] = []
+    run = backend.infer_impl
+    backend.infer_impl = lambda batch: calls.append(len(batch)) or run(batch)
+    return calls
+
+
 def test_the_backend_slices_and_pads_any_batch_for_a_fixed_batch_model(tmp_path):
     with open_backend(fixed_batch_model(tmp_path / "b2.onnx"), device="cpu") as backend:
         assert backend.fixed_batch == FIXED
-        calls = []
-        run = backend.infer_impl
-        backend.infer_impl = lambda batch: calls.append(len(batch)) or run(batch)
+        calls = counted(backend)
         for n in (1, 2, 3, 5):
             calls.clear()
             got = backend.infer(constant_images(n))
             assert calls == [FIXED] * -(-n // FIXED)  # whole slices of 2, the last one padded
+            for name, value in expected(n).items():
+                np.testing.assert_allclose(got[name], value, rtol=1e-6)
+
+
+def test_a_bounded_batch_is_sliced_without_padding(tmp_path):
+    # a Triton model's max_batch_size; a dynamic-batch ONNX file stands in for the server here
+    with open_backend(fixed_batch_model(tmp_path / "dynamic.onnx", batch="N"), device="cpu") as backend:
+        assert backend.fixed_batch is None
+        backend.max_batch = 2
+        calls = counted(backend)
+        for n, slices in ((1, [1]), (2, [2]), (5, [2, 2, 1])):
+            calls.clear()
+            got = backend.infer(constant_images(n))
+            assert calls == slices
             for name, value in expected(n).items():
                 np.testing.assert_allclose(got[name], value, rtol=1e-6)
 
