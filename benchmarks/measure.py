@@ -13,9 +13,6 @@ from typing import Callable
 
 import numpy as np
 
-STAT_NAMES = ("min", "mean", "median", "p90", "p99", "max")
-
-
 def time_interleaved(
     calls: dict[str, Callable[[], object]],
     *,

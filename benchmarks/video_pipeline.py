@@ -131,7 +131,7 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
             cpu = time.process_time()
             runs.append(run_pipeline(backend, source, options).as_dict())
             run_cpu.append((time.process_time() - cpu) * 1000.0 / max(runs[-1]["frames_out"], 1))
-            rss.append(_rss_mb())
+            rss.append(rss_mb())
             after = model_only_ms(backend, sample[:model_only_frames], resize)
             model_ms.append((before[0] + after[0]) / 2)
             model_cpu.append((before[1] + after[1]) / 2)
@@ -178,7 +178,7 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     }
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     """Resident memory now (not the peak): flat across rounds means nothing accumulates."""
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[1])
