@@ -78,13 +78,40 @@ class BenchSettings:
 
 def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: bool = False) -> dict:
     """Measure everything, write bench.json / bench.md / bench.png into ``out``; return the results."""
-    from export.images import find_images
-
     from .machine import describe_machine, measure_peak
     from .report import write_reports
 
     settings.validate()
     check_bench_out(out, overwrite)
+    cases, image_dir, image_paths = prepare_inputs(inputs, out, settings)
+    machine = describe_machine()
+    peak = measure_peak(settings.peak_n)
+    if machine["gpu"] is not None:
+        peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
+    rows, video = measure_cases(cases, settings, image_paths, image_dir, out)
+    # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
+    for key, value in measure_peak(settings.peak_n).items():
+        peak[key] = max(peak.get(key, value), value)
+    for row in rows:
+        row["pct_of_peak"] = pct_of_peak(row, peak)
+    machine["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    results = {
+        "machine": machine,
+        "peak": peak,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "rows": rows,
+        "video": video,
+        "validation_thresholds": parity_thresholds(),
+    }
+    results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
+    return results
+
+
+def prepare_inputs(inputs: list[str], out: Path, settings: BenchSettings) -> tuple[list, Path, list[Path]]:
+    """(cases, image folder, check images): every input checked first, then default models, images
+    and the test video made."""
+    from export.images import find_images
+
     for token in inputs:
         models.classify(token)  # a typo fails before anything is built
     workdir = out / "models"
@@ -92,16 +119,17 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
     cases = models.resolve_cases(inputs, settings.img_sizes, workdir, settings.reference)
     workdir.mkdir(parents=True, exist_ok=True)
     image_dir = settings.data or synthetic_images(out / "images", settings.agreement_images)
-    image_paths = find_images(image_dir, settings.agreement_images)
     if settings.video == TEST_VIDEO:
         from .video_pipeline import write_test_video
 
         settings.video = write_test_video(out / "test-640x480.mp4", frames=settings.video_frames)
-    machine = describe_machine()
-    gpu = machine["gpu"] is not None
-    peak = measure_peak(settings.peak_n)
-    if gpu:
-        peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
+    return cases, image_dir, find_images(image_dir, settings.agreement_images)
+
+
+def measure_cases(cases: list, settings: BenchSettings, image_paths: list[Path], image_dir: Path,
+                  out: Path) -> tuple[list[dict], list[dict]]:
+    """(table rows, video rows): every case × thread count × back-end × batch, with a progress bar."""
+    workdir = out / "models"
     specs = [SPECS[name] for name in settings.backends]
     rows, video = [], []
     thread_counts = settings.thread_counts()
@@ -119,22 +147,7 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
                 video += [measure_video(case, SPECS[name], settings, image_dir, workdir, out, threads)
                           for name in settings.video_backends()]
     progress.close()
-    # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
-    for key, value in measure_peak(settings.peak_n).items():
-        peak[key] = max(peak.get(key, value), value)
-    for row in rows:
-        row["pct_of_peak"] = pct_of_peak(row, peak)
-    machine["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    results = {
-        "machine": machine,
-        "peak": peak,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "rows": rows,
-        "video": video,
-        "validation_thresholds": parity_thresholds(),
-    }
-    results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
-    return results
+    return rows, video
 
 
 def check_bench_out(out: Path, overwrite: bool) -> None:
