@@ -22,6 +22,7 @@ from wscnet.errors import UserError
 
 from . import models
 from .backends import SPECS, BackendSpec, skip_reason
+from .measure import STAT_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_VIDEO = Path("test")
@@ -235,18 +236,8 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         return empty_row(row, "failed", result["error"], path)
     # the precision the back-end reports it computed in, never the one asked for
     row["precision"] = result.get("executed_precision") or spec.precision
-    host = result["host_ms"]
-    row.update({
-        "description": result["description"], "model_file": str(path), "iters": result["iters"],
-        **{f"{k}_ms": host[k] for k in ("min", "mean", "median", "p90", "p99", "max")},
-        "images_per_s": batch * 1000.0 / host["mean"],
-        "ms_per_image": host["median"] / batch,
-        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
-        "size_mb": path.stat().st_size / 1e6,
-    })
-    device = result["device_ms"] or {}
-    row.update({f"gpu_{k}_ms": device.get(k) for k in ("min", "mean", "median", "p90", "p99")})
-    row.update(throughput(context["flops"], batch, host["median"]))
+    row.update(measured_fields(result, path, batch))
+    row.update(throughput(context["flops"], batch, row["median_ms"]))
     if known is None:
         with np.load(result["outputs"]) as outputs:
             known = validate(context["reference"], dict(outputs), path, row["precision"])
@@ -259,6 +250,20 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         row["status"] = "other precision"
         row["reason"] = f"asked for {spec.precision}, the back-end ran {row['precision']}"
     return row
+
+
+def measured_fields(result: dict, path: Path, batch: int) -> dict:
+    """A worker's timings and memory as row fields (``median_ms``, ``gpu_median_ms``, ...)."""
+    host, device = result["host_ms"], result["device_ms"] or {}
+    return {
+        "description": result["description"], "model_file": str(path), "iters": result["iters"],
+        **{f"{k}_ms": host[k] for k in STAT_NAMES},
+        "images_per_s": batch * 1000.0 / host["mean"],
+        "ms_per_image": host["median"] / batch,
+        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
+        "size_mb": path.stat().st_size / 1e6,
+        **{f"gpu_{k}_ms": device.get(k) for k in STAT_NAMES if k != "max"},
+    }
 
 
 # A worker process before its model and batch: the interpreter and the libraries it imports.

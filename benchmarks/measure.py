@@ -2,16 +2,18 @@
 statistics, and how bench feeds a back-end.
 
 The loop only makes the calls it is given; ``time_calls`` times ``runner.infer(batch)`` and
-never asks which back-end it holds. A runner
-that can time its device work keeps ``last_device_ms`` after each call (the GPU compute time,
-without copies); the host latency measured here always includes the copies, as trtexec's
-"Latency" does.
+never asks which back-end it holds. A runner that can time its device work keeps
+``last_device_ms`` after each call (the GPU compute time, without copies); the host latency
+measured here always includes the copies, as trtexec's "Latency" does.
 """
 
 import time
 from typing import Callable
 
 import numpy as np
+
+STAT_NAMES = ("min", "mean", "median", "p90", "p99", "max")  # what ``summarise`` reports
+
 
 def time_interleaved(
     calls: dict[str, Callable[[], object]],

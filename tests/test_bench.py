@@ -179,6 +179,12 @@ def test_summary_percentiles():
     assert stats["p99"] == pytest.approx(99.01)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"backends": ["tensorflow"]}, "unknown back-end"),
+    ({"iters": 3, "duration": 2.0}, "not both"),
+    ({"img_sizes": [100]}, "multiple of 32"),
+    ({"video": Path("/nonexistent/clip.mp4")}, "video file not found"),
+])
 def test_bad_settings_are_one_line_user_errors(kwargs, message):
     settings = BenchSettings(**{"backends": ["ort"], "batches": [1], **kwargs})
     with pytest.raises(UserError, match=message):
