@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnx
 
+from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.errors import UserError
 
 from .choices import FORMATS, QUANTIZERS
@@ -118,7 +119,7 @@ class ExportRequest:
         files += [self.file("int8-modelopt")] if self.int8 and self.quantizer == "modelopt" else []
         if self.format == "engine":
             engine = self.engine_file("int8" if self.int8 else "fp16" if self.fp16 else "fp32")
-            files += [engine, engine.with_name(engine.name + ".json")]
+            files += [engine, sidecar_path(engine)]
         if self.format == "triton":
             from .triton_repo import MODEL_NAMES
 
@@ -174,7 +175,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
         engine = export_engine(req, final, echo)
-        result.files += [engine, engine.with_name(engine.name + ".json")]
+        result.files += [engine, sidecar_path(engine)]
         if held_out is not None:
             result.parity[engine.name] = _checked(engine, req.checkpoint, held_out, echo)
     if req.format == "triton":
@@ -308,7 +309,7 @@ def summary_lines(result: ExportResult) -> list[str]:
             precision = read_metadata(model).get("precision", "?")
             opset = str(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
         else:
-            sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+            sidecar = json.loads(sidecar_path(path).read_text())
             precision = sidecar["metadata"].get("precision", "?")
         report = result.parity.get(path.name)
         parity = "-"
