@@ -7,9 +7,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class BackendSpec:
     name: str  # as typed in --backends
-    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime), "openvino" or "tensorrt"
+    engine: str  # "torch" (eager reference), "onnx" (ONNX Runtime), "openvino", "tensorrt" or "triton"
     precision: str  # fp32 | fp16 | bf16 | int8: what the row asks to compute in
-    device: str  # cpu | cuda
+    device: str  # cpu | cuda | server (the Triton server's own)
 
     @property
     def file_precision(self) -> str:
@@ -31,8 +31,10 @@ ENGINES = {
     "onnx": ("ort", {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp32", "fp16")}),
     "openvino": ("ov", {"cpu": ("fp32", "bf16", "int8")}),
     "tensorrt": ("trt", {"cuda": ("fp16", "int8")}),
+    "triton": ("triton", {"server": ("fp32",)}),  # a triton://HOST:PORT/MODEL input, as served
 }
-OPT_IN = ("ort-cuda-fp16",)  # measured only when asked for: TensorRT's row is the GPU's fp16 figure
+# measured only when asked for: TensorRT's row is the GPU's fp16 figure; triton needs a server
+OPT_IN = ("ort-cuda-fp16", "triton")
 
 
 def spec_name(engine: str, precision: str, device: str) -> str:
@@ -41,11 +43,11 @@ def spec_name(engine: str, precision: str, device: str) -> str:
     return prefix + on_cuda + ("" if precision == "fp32" else f"-{precision}")
 
 
-SPECS = {  # CPU rows first, then GPU rows: the order of bench's tables
+SPECS = {  # CPU rows first, then GPU rows, then the server's: the order of bench's tables
     spec.name: spec
     for spec in (
         BackendSpec(spec_name(engine, precision, device), engine, precision, device)
-        for device in ("cpu", "cuda")
+        for device in ("cpu", "cuda", "server")
         for engine, (_, devices) in ENGINES.items()
         for precision in devices.get(device, ())
     )
@@ -63,6 +65,8 @@ def skip_reason(spec: BackendSpec) -> str | None:
     """Why ``spec`` cannot run here (one line), or None when it can."""
     if spec.engine == "openvino":
         return openvino_skip_reason(spec)
+    if spec.engine == "triton":
+        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install -e '.[triton]')"
     if spec.device == "cpu":
         return None
     if not cuda_available():

@@ -261,7 +261,7 @@ def measured_fields(result: dict, path: Path, batch: int) -> dict:
         "images_per_s": batch * 1000.0 / host["mean"],
         "ms_per_image": host["median"] / batch,
         "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
-        "size_mb": path.stat().st_size / 1e6,
+        "size_mb": model_bytes(path) / 1e6 if model_bytes(path) else None,
         **{f"gpu_{k}_ms": device.get(k) for k in STAT_NAMES if k != "max"},
     }
 
@@ -276,12 +276,19 @@ def worker_memory_shortfall(spec: BackendSpec, path: Path, batch: int, size: int
 
     if config is None:
         return None
-    need = WORKER_BASE_MB.get(spec.engine, 700) * MB + 2 * path.stat().st_size
+    need = WORKER_BASE_MB.get(spec.engine, 700) * MB + 2 * (model_bytes(path) or 0)
     need += batch * forward_bytes_per_image(config, size)
     room = memory_limit_bytes() - current_rss_bytes()
     if need <= room:
         return None
     return f"needs about {need / GB:.1f} GB of memory, {room / GB:.1f} GB free: a smaller --batch would fit"
+
+
+def model_bytes(path) -> int | None:
+    """The model file's size; None for a triton:// model (its file is on the server)."""
+    from runtime.backends.triton_backend import is_triton_url
+
+    return None if is_triton_url(path) else Path(path).stat().st_size
 
 
 def parity_thresholds() -> dict:

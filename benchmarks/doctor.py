@@ -119,9 +119,12 @@ def smoke_items(report: Report, requested: list[str] | None, workdir: Path) -> N
     for name in unknown:
         report.add(f"smoke {name}", "FAIL", f"unknown back-end; known: {', '.join(SPECS)}")
         report.failed_requests.append(name)
+    from .models import Case, not_applicable
+
     tiny: dict = {}
+    bare = Case(label="tiny", img_size=SMOKE_SIZE, checkpoint=None)  # a checkpoint's case: no triton:// model
     for name in [n for n in names if n in SPECS]:
-        reason = skip_reason(SPECS[name])
+        reason = skip_reason(SPECS[name]) or not_applicable(bare, SPECS[name])
         if reason is not None:
             report.add(f"smoke {name}", "skipped", reason)
             if requested:

@@ -32,9 +32,9 @@ class Case:
     label: str  # names the model in tables, e.g. "resnet18" or a checkpoint's stem
     img_size: int
     checkpoint: Path | None  # the PyTorch reference (and the export source)
-    model_file: Path | None = None  # a given ONNX / engine file, measured as it is
+    model_file: Path | str | None = None  # a given ONNX / engine file, measured as it is (str: a triton:// model)
     model_precision: str | None = None
-    model_engine: str | None = None  # "onnx" | "tensorrt"
+    model_engine: str | None = None  # "onnx" | "tensorrt" | "triton"
     contract: InputContract | None = None  # a given file's input contract (its metadata)
     config: dict | None = None  # a given file's WSCNetConfig, from its metadata (for FLOPs)
 
@@ -53,7 +53,7 @@ def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
             sizes = img_sizes or [checkpoint_input_size(path)]
             cases += [Case(path.stem, s, path) for s in sizes]
         elif kind == "model":
-            cases.append(model_file_case(path, reference))
+            cases.append(model_file_case(token, reference))
         else:
             arch, size = parse_arch(token)
             ckpt = default_checkpoint(arch, workdir)
@@ -74,7 +74,11 @@ def unique_labels(cases: list[Case]) -> list[Case]:
 
 def classify(token: str) -> tuple[str, str]:
     """("checkpoint" | "model" | "arch", token), or a UserError naming the input."""
+    from runtime.backends.triton_backend import is_triton_url
+
     path = Path(token)
+    if is_triton_url(token):
+        return "model", token
     if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
         return "checkpoint", token
     if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES:
@@ -106,20 +110,23 @@ def checkpoint_input_size(path: Path) -> int:
     return int(read_checkpoint(path)["input_size"])
 
 
-def model_file_case(path: Path, reference: Path | None) -> Case:
-    """A given ONNX model or engine: size, precision and normalisation from its own metadata;
-    its reference is ``reference`` (refused unless the file came from it) or the checkpoint the
-    file records, when that is still there."""
+def model_file_case(token: str, reference: Path | None) -> Case:
+    """A given ONNX model or engine (or a triton:// model on a server): size, precision and
+    normalisation from its own metadata; its reference is ``reference`` (refused unless the file
+    came from it) or the checkpoint the file records, when that is still there."""
     from export.provenance import check_model_matches, model_file_metadata
+    from runtime.backends.triton_backend import is_triton_url
     from wscnet.checkpoint import read_checkpoint
 
-    meta = model_file_metadata(path)
-    engine = "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
+    served = is_triton_url(token)
+    meta = model_file_metadata(token)
+    path = Path(token)  # names it in messages and tables (a served model: its name)
+    engine = "triton" if served else "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
     if reference is not None:
         check_model_matches(path, meta, reference, read_checkpoint(reference))
     else:
         reference = recorded_reference(path, meta)
-    return Case(path.stem, meta.input_size, reference, path, meta.precision, engine,
+    return Case(path.stem, meta.input_size, reference, token if served else path, meta.precision, engine,
                 meta.contract, config_from_metadata(meta))
 
 
@@ -204,11 +211,15 @@ def save_random_checkpoint(arch: str, path: Path) -> None:
 
 def not_applicable(case: Case, spec: BackendSpec) -> str | None:
     """Why ``spec`` has no file for ``case`` (a given fp16 ONNX has no int8 row), or None."""
+    if spec.engine == "triton" and case.model_engine != "triton":
+        return "the triton row measures a triton://HOST:PORT/MODEL input"
+    if case.model_engine == "triton" and spec.engine not in ("triton", "torch"):
+        return "a model on a Triton server runs on the triton row (and torch, its reference)"
     if case.model_file is None:
         return None
     if spec.engine == "torch":
         return None if case.checkpoint else "a model file has no PyTorch model; give --reference CKPT"
-    kind = {"onnx": "ONNX model", "tensorrt": "TensorRT engine"}[case.model_engine]
+    kind = {"onnx": "ONNX model", "tensorrt": "TensorRT engine", "triton": "Triton model"}[case.model_engine]
     if spec.file_precision != case.model_precision:
         return f"the given {kind} is {case.model_precision}, not {spec.file_precision}"
     if case.model_engine == "tensorrt" and spec.engine != "tensorrt":

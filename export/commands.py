@@ -14,7 +14,7 @@ NO_FAIL_HELP = "Exit 0 even when a check fails (default: exit code 3, README \"E
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Checkpoint (default: the newest best.pt under runs/)."),
     format: Literal[FORMATS] = typer.Option("onnx", "--format", help="onnx, engine (TensorRT, needs a GPU), or triton (a Triton model repository in --out)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write the FP16 ONNX (float32 I/O) and use it (triton: the GPU model runs the FP32 ONNX in FP16 through TensorRT)."),
     int8: bool = typer.Option(False, "--int8", help="Also write the INT8 Q/DQ ONNX (needs images: --calib)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", min=1, help="Calibration images used."),
@@ -59,7 +59,7 @@ def export(
 
 
 def parity(
-    model: Path = typer.Argument(..., help="Exported model (.onnx or .engine)."),
+    model: str = typer.Argument(..., help="Exported model (.onnx or .engine), or triton://HOST:PORT/MODEL on a Triton server."),
     checkpoint: Optional[Path] = typer.Argument(None, metavar="[CKPT]", help="Reference checkpoint (default: the one the model was exported from, as it records)."),
     data: Optional[Path] = typer.Option(None, "--data", help="A folder of held-out images (default: the test split of the data set the checkpoint was trained on)."),
     n: int = typer.Option(200, "--n", min=1, help="Images compared."),
@@ -77,21 +77,27 @@ def parity(
     from .pipeline import parity_images
     from .provenance import check_model_matches, model_file_metadata, recorded_checkpoint
 
-    metadata = model_file_metadata(model)
+    from runtime.backends.triton_backend import is_triton_url
+
+    served = is_triton_url(model)  # a model on a server: no folder here for parity.json
+    model_path = model if served else Path(model)
+    name = Path(model).name  # a file's name, or the served model's
+    metadata = model_file_metadata(model_path)
     recorded = checkpoint is None
-    checkpoint = checkpoint or recorded_checkpoint(model, metadata)
-    check_model_matches(model, metadata, checkpoint, read_checkpoint(checkpoint))  # before any output
+    checkpoint = checkpoint or recorded_checkpoint(model_path, metadata)
+    check_model_matches(model_path, metadata, checkpoint, read_checkpoint(checkpoint))  # before any output
     images = parity_images(checkpoint, data, n, "--data")
     if images is None:
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
-    report = run_parity(model, checkpoint, images, n=n, batch=batch, device=device, precision=precision)
+    report = run_parity(model_path, checkpoint, images, n=n, batch=batch, device=device, precision=precision)
     if recorded:
-        typer.echo(f"using the checkpoint {model.name} was exported from: {checkpoint}", err=True)
+        typer.echo(f"using the checkpoint {name} was exported from: {checkpoint}", err=True)
     typer.echo(f"parity images: {images.description}", err=True)
-    path = save_parity(report, model, key=f"{model.name} [{report['backend']}]" if device else None)
     typer.echo(format_report(report))
-    typer.echo(f"saved {path}")
-    fail_unless(no_fail, [] if report["passed"] else [model.name])
+    if not served:
+        key = f"{name} [{report['backend']}]" if device else None
+        typer.echo(f"saved {save_parity(report, model_path, key=key)}")
+    fail_unless(no_fail, [] if report["passed"] else [name])
 
 
 def fail_unless(no_fail: bool, failed: list[str]) -> None:

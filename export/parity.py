@@ -50,11 +50,11 @@ def thresholds_for(precision: str) -> dict:
 class _Runner:
     """The exported file through the runtime's back-end for it: what a deployment runs."""
 
-    def __init__(self, path: Path, device: str | None = None, precision: str | None = None) -> None:
+    def __init__(self, path: str | Path, device: str | None = None, precision: str | None = None) -> None:
         from runtime.backends import open_backend
 
         # ONNX on the CPU provider by default, so parity measures the file, not a GPU provider's arithmetic
-        device = device or ("cpu" if path.suffix.lower() == ".onnx" else "auto")
+        device = device or ("cpu" if str(path).lower().endswith(".onnx") else "auto")
         try:
             self.backend = open_backend(path, device=device, precision=precision)
         except Exception as exc:
@@ -72,10 +72,14 @@ class _Runner:
         return self.backend.infer(batch)
 
 
-def open_runner(model_path: Path, device: str | None = None, precision: str | None = None) -> _Runner:
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: model file not found")
+def open_runner(model_path: str | Path, device: str | None = None, precision: str | None = None) -> _Runner:
+    """The model file, or a ``triton://HOST:PORT/MODEL`` on a server, through the runtime's back-end."""
+    from runtime.backends.triton_backend import is_triton_url
+
+    if not is_triton_url(model_path):
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise UserError(f"{model_path}: model file not found")
     return _Runner(model_path, device, precision)
 
 
@@ -97,9 +101,9 @@ def run_parity(
         raise UserError(f"--n must be at least 1; got {n}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1; got {batch}")
-    runner = open_runner(Path(model_path), device, precision)
+    runner = open_runner(model_path, device, precision)
     model, ckpt = load_checkpoint(checkpoint_path)
-    check_model_matches(Path(model_path), runner.backend.metadata, Path(checkpoint_path), ckpt)
+    check_model_matches(model_path, runner.backend.metadata, Path(checkpoint_path), ckpt)
     reference = DeployModel(model).eval()
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)

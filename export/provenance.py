@@ -52,12 +52,18 @@ def provenance_metadata(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, str
 
 
 def model_file_metadata(path: Path):
-    """``runtime.metadata.ModelMetadata`` of an ONNX model or TensorRT engine, without running it."""
+    """``runtime.metadata.ModelMetadata`` of an ONNX model or TensorRT engine, without running it
+    (a ``triton://`` model: what its server's config says)."""
     import onnx
 
+    from runtime.backends import open_backend
     from runtime.backends.tensorrt_backend import read_sidecar
+    from runtime.backends.triton_backend import is_triton_url
     from runtime.metadata import ModelMetadata
 
+    if is_triton_url(path):
+        with open_backend(path) as served:
+            return served.metadata
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found")

@@ -92,8 +92,9 @@ class LocalTritonServer:
         self._scratch = tempfile.TemporaryDirectory(prefix="wscnet-triton-")
         backends = backend_folder(Path(self._scratch.name))
         output = open(self.log, "wb") if self.log else subprocess.DEVNULL
+        # a process group of its own: stop() ends the python-backend stubs too, even after a SIGKILL
         self.process = subprocess.Popen(self.command(backends), stdout=output, stderr=subprocess.STDOUT,
-                                        env=self.environment())
+                                        env=self.environment(), start_new_session=True)
         self._wait_ready(timeout)
         return self
 
@@ -122,6 +123,11 @@ class LocalTritonServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None:
+            try:  # stubs left behind by a server that was killed
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -134,22 +140,24 @@ class LocalTritonServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m export.triton_server REPO``: serve REPO's python-backend model on loopback until Ctrl-C."""
+    """``python -m export.triton_server REPO``: serve REPO's CPU models (python backend and the image
+    ensemble) on loopback until Ctrl-C."""
     import argparse
 
-    from .triton_repo import PYTHON_MODEL
+    from .triton_repo import SERVED_ON_CPU
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("repository", type=Path)
-    parser.add_argument("--models", nargs="+", default=[PYTHON_MODEL], help="models to load (the wheel has only the python backend)")
+    parser.add_argument("--models", nargs="+", default=list(SERVED_ON_CPU), help="models to load (the wheel has only the python backend)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
     try:
         with LocalTritonServer(args.repository, tuple(args.models), args.http_port, args.grpc_port) as server:
-            print(f"serving {', '.join(args.models)}: triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]} "
-                  f"(gRPC), triton+http://{LOOPBACK}:{server.http_port}/{args.models[0]} (HTTP); Ctrl-C stops", flush=True)
+            print(f"serving {', '.join(args.models)} on {LOOPBACK}: gRPC port {server.grpc_port} "
+                  f"(triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]}), HTTP port {server.http_port}; "
+                  "Ctrl-C stops", flush=True)
             server.process.wait()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

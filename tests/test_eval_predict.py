@@ -216,3 +216,20 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
         run_ablation(data=synth_set, out=out, only=["resnet-magic"])
     with pytest.raises(UserError, match="unknown recipe"):
         run_ablation(data=synth_set, out=out, only=["cam"], recipes=["magic"])
+
+
+def test_predict_gives_what_the_runtime_gives_for_a_wide_picture(checkpoint, tmp_path):
+    """`cli.py predict` (PyTorch) and the lean runtime on the exported model see a 16:9 picture the
+    same way: every view of the contract, scores averaged (not the first view alone)."""
+    from export.onnx_export import export_onnx
+    from runtime.api import Model
+
+    rng = np.random.default_rng(3)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(rng.integers(0, 256, (54, 96, 3), dtype=np.uint8)).save(wide)
+    ours = predict_images(checkpoint, [wide], device="cpu")[0]
+    model = Model(export_onnx(checkpoint, tmp_path / "model.onnx"), device="cpu")
+    assert len(model.metadata.contract.views) > 1  # the case where the first view alone differed
+    theirs = model.predict(wide)
+    assert list(ours["probabilities"].values()) == pytest.approx(theirs.probs.tolist(), abs=1e-4)
+    assert list(ours["detection_probabilities"].values()) == pytest.approx(theirs.det_scores.tolist(), abs=1e-4)

@@ -38,7 +38,7 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     from runtime.validate import check_output_folder
 
     from .checkpoint import checkpoint_contract, load_checkpoint
-    from .data import eval_transform, open_rgb
+    from .data import eval_transform, open_rgb, views_transform
     from .data.dataset import report_bad_file
 
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -47,7 +47,8 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     names = list(ckpt["class_names"])
-    transform = eval_transform(checkpoint_contract(ckpt, checkpoint))
+    contract = checkpoint_contract(ckpt, checkpoint)
+    transform, views = eval_transform(contract), views_transform(contract)
     results = []
     for path in images:
         image = open_rgb(path) if path.is_file() else None  # open_rgb reports a bad file once
@@ -57,7 +58,9 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
                 report_bad_file(path, reason)
             results.append({"image": str(path), "label": None, "error": reason})
             continue
-        out = model(transform(image).unsqueeze(0).to(dev))
+        # every view of the contract in one batch, scores averaged, the map from the first view:
+        # what the runtime and eval do with the same picture
+        out = model(views(image).to(dev))
         result = {"image": str(path), **prediction_fields(out, names)}
         if out_dir is not None:
             result["overlay"] = str(write_overlay(out_dir / f"{path.stem}_map.png", out, transform, np.asarray(image)))
@@ -66,9 +69,9 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
 
 
 def prediction_fields(out, names: list[str]) -> dict:
-    """One image's label, confidence and both branches' probabilities from the model's output."""
-    probs = torch.softmax(out.logits.float(), 1)[0].cpu()
-    det = torch.softmax(out.det_logits.float(), 1)[0].cpu()
+    """One image's label, confidence and both branches' probabilities, averaged over its views."""
+    probs = torch.softmax(out.logits.float(), 1).mean(0).cpu()
+    det = torch.softmax(out.det_logits.float(), 1).mean(0).cpu()
     return {
         "label": names[int(probs.argmax())],
         "label_index": int(probs.argmax()),
