@@ -3,8 +3,6 @@
 import importlib.util
 from dataclasses import dataclass
 
-import onnxruntime as ort
-
 
 @dataclass(frozen=True)
 class BackendSpec:
@@ -26,26 +24,35 @@ class BackendSpec:
         return {"device": self.device, "precision": None}
 
 
-SPECS = {
+# engine -> (name prefix, {device: precisions}). A row's name is the prefix, then "-cuda" where the
+# engine also runs on the CPU, then the precision unless fp32: "ort", "ort-cuda-fp16", "trt-int8".
+ENGINES = {
+    "torch": ("torch", {"cpu": ("fp32",), "cuda": ("fp32",)}),
+    "onnx": ("ort", {"cpu": ("fp32", "fp16", "int8"), "cuda": ("fp32", "fp16")}),
+    "openvino": ("ov", {"cpu": ("fp32", "bf16", "int8")}),
+    "tensorrt": ("trt", {"cuda": ("fp16", "int8")}),
+    "triton": ("triton", {"server": ("fp32",)}),  # a triton://HOST:PORT/MODEL input, as served
+}
+# measured only when asked for: TensorRT's row is the GPU's fp16 figure; triton needs a server
+OPT_IN = ("ort-cuda-fp16", "triton")
+
+
+def spec_name(engine: str, precision: str, device: str) -> str:
+    prefix, devices = ENGINES[engine]
+    on_cuda = "-cuda" if device == "cuda" and "cpu" in devices else ""
+    return prefix + on_cuda + ("" if precision == "fp32" else f"-{precision}")
+
+
+SPECS = {  # CPU rows first, then GPU rows, then the server's: the order of bench's tables
     spec.name: spec
     for spec in (
-        BackendSpec("torch", "torch", "fp32", "cpu"),
-        BackendSpec("ort", "onnx", "fp32", "cpu"),
-        BackendSpec("ort-fp16", "onnx", "fp16", "cpu"),
-        BackendSpec("ort-int8", "onnx", "int8", "cpu"),
-        BackendSpec("ov", "openvino", "fp32", "cpu"),
-        BackendSpec("ov-bf16", "openvino", "bf16", "cpu"),
-        BackendSpec("ov-int8", "openvino", "int8", "cpu"),
-        BackendSpec("torch-cuda", "torch", "fp32", "cuda"),
-        BackendSpec("ort-cuda", "onnx", "fp32", "cuda"),
-        BackendSpec("ort-cuda-fp16", "onnx", "fp16", "cuda"),
-        BackendSpec("trt-fp16", "tensorrt", "fp16", "cuda"),
-        BackendSpec("trt-int8", "tensorrt", "int8", "cuda"),
-        BackendSpec("triton", "triton", "fp32", "server"),  # a triton://HOST:PORT/MODEL input, as served
+        BackendSpec(spec_name(engine, precision, device), engine, precision, device)
+        for device in ("cpu", "cuda", "server")
+        for engine, (_, devices) in ENGINES.items()
+        for precision in devices.get(device, ())
     )
 }
-DEFAULT_BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "ov", "ov-bf16", "ov-int8", "torch-cuda", "ort-cuda",
-                    "trt-fp16", "trt-int8")
+DEFAULT_BACKENDS = tuple(name for name in SPECS if name not in OPT_IN)
 
 
 def cuda_available() -> bool:
@@ -64,11 +71,17 @@ def skip_reason(spec: BackendSpec) -> str | None:
         return None
     if not cuda_available():
         return "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
-    if spec.engine == "onnx" and "CUDAExecutionProvider" not in ort.get_available_providers():
+    if spec.engine == "onnx" and "CUDAExecutionProvider" not in onnxruntime_providers():
         return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
     if spec.engine == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed (pip install tensorrt)"
     return None
+
+
+def onnxruntime_providers() -> list[str]:
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
 
 
 def openvino_skip_reason(spec: BackendSpec) -> str | None:

@@ -22,6 +22,7 @@ from wscnet.errors import UserError
 
 from . import models
 from .backends import SPECS, BackendSpec, skip_reason
+from .measure import STAT_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_VIDEO = Path("test")
@@ -78,13 +79,40 @@ class BenchSettings:
 
 def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: bool = False) -> dict:
     """Measure everything, write bench.json / bench.md / bench.png into ``out``; return the results."""
-    from export.images import find_images
-
     from .machine import describe_machine, measure_peak
     from .report import write_reports
 
     settings.validate()
     check_bench_out(out, overwrite)
+    cases, image_dir, image_paths = prepare_inputs(inputs, out, settings)
+    machine = describe_machine()
+    peak = measure_peak(settings.peak_n)
+    if machine["gpu"] is not None:
+        peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
+    rows, video = measure_cases(cases, settings, image_paths, image_dir, out)
+    # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
+    for key, value in measure_peak(settings.peak_n).items():
+        peak[key] = max(peak.get(key, value), value)
+    for row in rows:
+        row["pct_of_peak"] = pct_of_peak(row, peak)
+    machine["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    results = {
+        "machine": machine,
+        "peak": peak,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "rows": rows,
+        "video": video,
+        "validation_thresholds": parity_thresholds(),
+    }
+    results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
+    return results
+
+
+def prepare_inputs(inputs: list[str], out: Path, settings: BenchSettings) -> tuple[list, Path, list[Path]]:
+    """(cases, image folder, check images): every input checked first, then default models, images
+    and the test video made."""
+    from export.images import find_images
+
     for token in inputs:
         models.classify(token)  # a typo fails before anything is built
     workdir = out / "models"
@@ -92,16 +120,17 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
     cases = models.resolve_cases(inputs, settings.img_sizes, workdir, settings.reference)
     workdir.mkdir(parents=True, exist_ok=True)
     image_dir = settings.data or synthetic_images(out / "images", settings.agreement_images)
-    image_paths = find_images(image_dir, settings.agreement_images)
     if settings.video == TEST_VIDEO:
         from .video_pipeline import write_test_video
 
         settings.video = write_test_video(out / "test-640x480.mp4", frames=settings.video_frames)
-    machine = describe_machine()
-    gpu = machine["gpu"] is not None
-    peak = measure_peak(settings.peak_n)
-    if gpu:
-        peak.update({f"gpu_{k}": v for k, v in measure_peak(settings.peak_n * 4, device="cuda").items()})
+    return cases, image_dir, find_images(image_dir, settings.agreement_images)
+
+
+def measure_cases(cases: list, settings: BenchSettings, image_paths: list[Path], image_dir: Path,
+                  out: Path) -> tuple[list[dict], list[dict]]:
+    """(table rows, video rows): every case × thread count × back-end × batch, with a progress bar."""
+    workdir = out / "models"
     specs = [SPECS[name] for name in settings.backends]
     rows, video = [], []
     thread_counts = settings.thread_counts()
@@ -119,22 +148,7 @@ def run_bench(inputs: list[str], out: Path, settings: BenchSettings, overwrite: 
                 video += [measure_video(case, SPECS[name], settings, image_dir, workdir, out, threads)
                           for name in settings.video_backends()]
     progress.close()
-    # the CPU may be shared: a second peak measurement after the rows, keeping the best of each
-    for key, value in measure_peak(settings.peak_n).items():
-        peak[key] = max(peak.get(key, value), value)
-    for row in rows:
-        row["pct_of_peak"] = pct_of_peak(row, peak)
-    machine["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    results = {
-        "machine": machine,
-        "peak": peak,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "rows": rows,
-        "video": video,
-        "validation_thresholds": parity_thresholds(),
-    }
-    results["files"] = {k: str(v) for k, v in write_reports(out, results).items()}
-    return results
+    return rows, video
 
 
 def check_bench_out(out: Path, overwrite: bool) -> None:
@@ -157,7 +171,7 @@ def failed_rows(results: dict) -> list[str]:
 
 
 def synthetic_images(folder: Path, n: int) -> Path:
-    from export.testing import write_image_folder
+    from wscnet.tiny_model import write_image_folder
 
     per_class = math.ceil(n / models.DEFAULT_CLASSES)
     if not folder.is_dir():
@@ -222,18 +236,8 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         return empty_row(row, "failed", result["error"], path)
     # the precision the back-end reports it computed in, never the one asked for
     row["precision"] = result.get("executed_precision") or spec.precision
-    host = result["host_ms"]
-    row.update({
-        "description": result["description"], "model_file": str(path), "iters": result["iters"],
-        **{f"{k}_ms": host[k] for k in ("min", "mean", "median", "p90", "p99", "max")},
-        "images_per_s": batch * 1000.0 / host["mean"],
-        "ms_per_image": host["median"] / batch,
-        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
-        "size_mb": model_bytes(path) / 1e6 if model_bytes(path) else None,
-    })
-    device = result["device_ms"] or {}
-    row.update({f"gpu_{k}_ms": device.get(k) for k in ("min", "mean", "median", "p90", "p99")})
-    row.update(throughput(context["flops"], batch, host["median"]))
+    row.update(measured_fields(result, path, batch))
+    row.update(throughput(context["flops"], batch, row["median_ms"]))
     if known is None:
         with np.load(result["outputs"]) as outputs:
             known = validate(context["reference"], dict(outputs), path, row["precision"])
@@ -246,6 +250,20 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         row["status"] = "other precision"
         row["reason"] = f"asked for {spec.precision}, the back-end ran {row['precision']}"
     return row
+
+
+def measured_fields(result: dict, path: Path, batch: int) -> dict:
+    """A worker's timings and memory as row fields (``median_ms``, ``gpu_median_ms``, ...)."""
+    host, device = result["host_ms"], result["device_ms"] or {}
+    return {
+        "description": result["description"], "model_file": str(path), "iters": result["iters"],
+        **{f"{k}_ms": host[k] for k in STAT_NAMES},
+        "images_per_s": batch * 1000.0 / host["mean"],
+        "ms_per_image": host["median"] / batch,
+        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
+        "size_mb": model_bytes(path) / 1e6 if model_bytes(path) else None,
+        **{f"gpu_{k}_ms": device.get(k) for k in STAT_NAMES if k != "max"},
+    }
 
 
 # A worker process before its model and batch: the interpreter and the libraries it imports.

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-DEFAULT_BACKENDS = "torch,ort,ort-fp16,ort-int8,ov,ov-bf16,ov-int8,torch-cuda,ort-cuda,trt-fp16,trt-int8"
+from .backends import DEFAULT_BACKENDS, SPECS
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -20,8 +20,6 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def _backend_list(text: str) -> str:
     """--backends: every name must be one bench knows (a typo fails before anything runs)."""
-    from .backends import SPECS
-
     unknown = [b.strip() for b in text.split(",") if b.strip() and b.strip() not in SPECS]
     if unknown:
         raise typer.BadParameter(f"unknown back-end {', '.join(unknown)}; choose from {', '.join(SPECS)}")
@@ -34,7 +32,7 @@ def bench(
         help="Checkpoints (exported as needed), ONNX/engine files (measured as they are) or "
         "architecture names for default models. Default: resnet18@224 resnet101@448.",
     ),
-    backends: str = typer.Option(DEFAULT_BACKENDS, callback=_backend_list, help="Comma-separated "
+    backends: str = typer.Option(",".join(DEFAULT_BACKENDS), callback=_backend_list, help="Comma-separated "
                                  "back-ends (an unknown name is refused with the full list); ones "
                                  "this machine cannot run are listed as skipped, with the reason."),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),

@@ -137,7 +137,7 @@ def smoke_items(report: Report, requested: list[str] | None, workdir: Path) -> N
 
 
 def _tiny_model(workdir: Path) -> dict:
-    from export.testing import make_trained_checkpoint, write_image_folder
+    from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     started = time.perf_counter()
     ckpt = make_trained_checkpoint(workdir / "tiny.pt", size=SMOKE_SIZE)

@@ -8,8 +8,8 @@ Without ``--ckpt`` it trains a tiny checkpoint of ``--arch`` for two steps on sy
 gets the same number of intra-op threads (``--threads``, 1 by default). The runners
 are timed interleaved, round by round, so that load from other processes hits them alike.
 Prints a Markdown table (median / p90 ms, ratio to PyTorch eager and to ONNX Runtime FP32) and
-writes the same figures as JSON. The timing helpers are reusable: ``time_interleaved``,
-``latency_stats``, ``markdown_table``.
+writes the same figures as JSON. The rounds are ``benchmarks.measure.time_interleaved`` (the one
+timing loop), the statistics ``measure.summarise``.
 """
 
 import argparse
@@ -19,37 +19,14 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .measure import summarise, time_interleaved
+
 TARGETS = {"ort-fp32 / torch": 0.6, "ort-int8 / ort-fp32": 0.5}
-
-
-def time_interleaved(runners: dict[str, Callable[[], object]], *, rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Per runner, ``rounds`` latencies in ms; each round calls every runner once, in turn."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def latency_stats(samples_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(samples_ms, dtype=np.float64)
-    return {
-        "median_ms": float(np.median(values)),
-        "p90_ms": float(np.percentile(values, 90)),
-        "min_ms": float(values.min()),
-        "mean_ms": float(values.mean()),
-    }
 
 
 def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: str | None = None) -> str:
@@ -57,31 +34,32 @@ def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: st
     rule = "|---|---:|---:|---:|---:|" + ("---:|" if second else "")
     rows = [head, rule]
     for name, s in stats.items():
-        row = (f"| {name} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {s['min_ms']:.2f} | "
-               f"{s['median_ms'] / stats[baseline]['median_ms']:.2f} |")
+        row = (f"| {name} | {s['median']:.2f} | {s['p90']:.2f} | {s['min']:.2f} | "
+               f"{s['median'] / stats[baseline]['median']:.2f} |")
         if second:
-            row += f" {s['median_ms'] / stats[second]['median_ms']:.2f} |"
+            row += f" {s['median'] / stats[second]['median']:.2f} |"
         rows.append(row)
     return "\n".join(rows)
 
 
-def _prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
+def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
                     fp16: bool = True) -> tuple[Path, dict[str, Path]]:
-    from export.fp16 import convert_fp16
-    from export.int8 import quantize_int8
-    from export.onnx_export import export_onnx
-    from export.testing import make_trained_checkpoint, write_image_folder
+    """The checkpoint (a tiny trained one unless given) and its FP32, INT8 (and FP16) ONNX files,
+    made by the export pipeline."""
+    from export.pipeline import ExportRequest, run_export
+    from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     if ckpt is None:
         ckpt = make_trained_checkpoint(work / "ckpt.pt", arch=arch, size=size, steps=2)
     calib = write_image_folder(work / "calib", num_classes=6, per_class=4, size=size, seed=1)
-    stem = "model" if fused_op else "model-no-fused-op"
-    fp32 = export_onnx(ckpt, work / f"{stem}.onnx", img_size=size, fused_op=fused_op)
+    req = ExportRequest(ckpt, work, name="model" if fused_op else "model-no-fused-op", img_size=size,
+                        fused_op=fused_op, fp16=fp16, int8=True, calib=calib, calib_n=24, parity=False,
+                        overwrite=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints its histogram steps
-        int8 = quantize_int8(fp32, work / f"{stem}.int8.onnx", calib, n=24, method="entropy")
-    models = {"ort-fp32": fp32, "ort-int8": int8}
+        run_export(req, echo=lambda line: None)
+    models = {"ort-fp32": req.file("fp32"), "ort-int8": req.file("int8")}
     if fp16:
-        models["ort-fp16"] = convert_fp16(fp32, work / f"{stem}.fp16.onnx")
+        models["ort-fp16"] = req.file("fp16")
     return ckpt, models
 
 
@@ -95,7 +73,7 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="wscnet-export-latency-") as tmp:
-        ckpt, models = _prepare_models(ckpt, arch, size, Path(tmp))
+        ckpt, models = prepare_models(ckpt, arch, size, Path(tmp))
         model, meta = load_checkpoint(ckpt)
         reference = DeployModel(model).eval()
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
@@ -113,10 +91,10 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
             runners[name] = (lambda b: (lambda: b.infer(x)))(backend)
         times = time_interleaved(runners, rounds=rounds, warmup=warmup)
         sizes = {name: path.stat().st_size / 2**20 for name, path in models.items()}
-    stats = {name: latency_stats(samples) for name, samples in times.items()}
+    stats = {name: summarise(samples) for name, samples in times.items()}
     ratios = {
-        "ort-fp32 / torch": stats["ort-fp32"]["median_ms"] / stats["torch-eager"]["median_ms"],
-        "ort-int8 / ort-fp32": stats["ort-int8"]["median_ms"] / stats["ort-fp32"]["median_ms"],
+        "ort-fp32 / torch": stats["ort-fp32"]["median"] / stats["torch-eager"]["median"],
+        "ort-int8 / ort-fp32": stats["ort-int8"]["median"] / stats["ort-fp32"]["median"],
     }
     return {
         "arch": meta["model_config"]["arch"], "img_size": size, "batch": 1, "threads": threads,

@@ -10,7 +10,6 @@ import os
 import platform
 import shutil
 import subprocess
-import time
 
 LIBRARIES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "openvino",
@@ -84,15 +83,10 @@ def describe_machine() -> dict:
 
 def _best_rate(step, flops: float, reps: int, sync=lambda: None) -> float:
     """GFLOP/s of the fastest of ``reps`` calls (the ceiling, not the typical call)."""
-    step()
-    sync()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return flops / best / 1e9
+    from .measure import time_interleaved
+
+    times = time_interleaved({"step": lambda: (step(), sync())}, warmup=1, rounds=reps)["step"]
+    return flops / (min(times) / 1e3) / 1e9
 
 
 def measure_peak(n: int = 2048, reps: int = 10, device: str = "cpu") -> dict[str, float]:

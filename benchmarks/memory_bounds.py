@@ -11,7 +11,7 @@ job's RSS high-water mark from ``os.wait4`` (this driver imports no torch, so a 
 only this small process's footprint). Results go to ``--work/NAME.json`` and ``NAME.md`` (``--results``),
 row by row, so a long run can be read while it goes.
 
-The checkpoints come from ``export.testing.make_trained_checkpoint`` (trained at 64 px, 30 SGD
+The checkpoints come from ``wscnet.tiny_model.make_trained_checkpoint`` (trained at 64 px, 30 SGD
 steps, as ``bench`` does; the input size is then set to the target: the weights fit any size).
 """
 
@@ -64,7 +64,7 @@ def prepare(work: Path, models: list[str]) -> None:
     script = (
         "import sys, torch\n"
         "from pathlib import Path\n"
-        "from export.testing import make_trained_checkpoint, write_image_folder\n"
+        "from wscnet.tiny_model import make_trained_checkpoint, write_image_folder\n"
         "from wscnet.checkpoint import save_checkpoint\n"
         "work = Path(sys.argv[1])\n"
         "for token in sys.argv[2:]:\n"
@@ -124,7 +124,7 @@ def eval_rows(work: Path, models: list[str], sets: list[int]):
         for n in sets:
             data = work / f"evalset_{n}"
             if not data.is_dir():
-                subprocess.run(python("-c", "import sys; from export.testing import write_image_folder as w; "
+                subprocess.run(python("-c", "import sys; from wscnet.tiny_model import write_image_folder as w; "
                                       "w(sys.argv[1], 8, int(sys.argv[2]) // 8, 256, seed=5)", str(data), str(n)),
                                cwd=REPO, env=_env(), check=True)
             cmd = python("cli.py", "eval", str(work / f"{arch}_{size}.pt"), "--data", str(data),

@@ -6,7 +6,7 @@ model file (``.onnx``/``.engine``/``.plan``: measured as it is, on the back-ends
 precision), or an architecture name, ``resnet18`` or ``resnet18@224``, for which a default
 model is made: latency does not need trained weights, but top-1 agreement needs confident
 predictions, so it is trained for 30 SGD steps on the synthetic images at 64 px
-(``export.testing.make_trained_checkpoint``; the weights fit any input size).
+(``wscnet.tiny_model.make_trained_checkpoint``; the weights fit any input size).
 """
 
 import re
@@ -168,7 +168,7 @@ def default_checkpoint(arch: str, workdir: Path) -> Path:
     for path in (trained, random):
         if path.is_file():
             return path
-    from export.testing import make_trained_checkpoint
+    from wscnet.tiny_model import make_trained_checkpoint
 
     print(f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
           f"images (once; kept as {trained})", file=sys.stderr, flush=True)
@@ -196,7 +196,7 @@ def save_random_checkpoint(arch: str, path: Path) -> None:
     from wscnet.checkpoint import make_checkpoint, save_checkpoint
     from wscnet.model import WSCNet, WSCNetConfig
 
-    from export.testing import synthetic_batches
+    from wscnet.tiny_model import synthetic_batches
     from wscnet.training.batchnorm import recalibrate_batchnorm
 
     torch.manual_seed(0)
@@ -233,54 +233,48 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
         return case.checkpoint
     if case.model_file is not None and not (spec.engine == "tensorrt" and case.model_engine == "onnx"):
         return case.model_file
-    stem = f"{case.label}_{case.img_size}"
-    if case.model_file is not None:
-        source = case.model_file  # a given ONNX file, built into an engine
-    else:
-        onnx_fp32 = cached(workdir / f"{stem}_fp32.onnx", case.checkpoint, lambda out: export_fp32(case, out))
-        source = onnx_fp32
-        if spec.file_precision != "fp32":
-            out = workdir / f"{stem}_{spec.file_precision}.onnx"
-            source = lower_precision(onnx_fp32, spec.file_precision, out, calib_dir, calib_n)
+    req = export_request(case, workdir, calib_dir, calib_n)
+    source = case.model_file or exported_onnx(req, spec.file_precision)  # a given ONNX file is built as it is
     if spec.engine in ("onnx", "openvino"):
         return source
     if spec.precision == "int8" and case.model_file is None:  # engines take the TensorRT Q/DQ layout
-        source = cached(workdir / f"{stem}_int8-trt.onnx", source, lambda out: _trt_layout(onnx_fp32, source, out))
+        source = req.file("int8-trt")
     # TensorRT takes fp16 as the fp16 ONNX and int8 as the Q/DQ ONNX; one static-batch engine
     # per batch, as trtexec measures a fixed shape
-    return cached(workdir / f"{stem}_{spec.precision}_b{batch}.engine", source,
-                  lambda out: build_trt(source, out, spec.precision, batch, workdir / "trt-timing.cache"))
+    engine = req.engine_file(spec.precision).with_suffix(f".b{batch}.engine")
+    return cached(engine, source, lambda: build_trt(source, engine, spec.precision, batch, workdir / "trt-timing.cache"))
+
+
+def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
+    """The export pipeline's request for ``case``'s files: any batch size, no parity (bench
+    measures agreement itself), files named after the case (``resnet18_224.int8.onnx``)."""
+    from export.pipeline import ExportRequest
+
+    return ExportRequest(case.checkpoint, workdir, name=f"{case.label}_{case.img_size}", img_size=case.img_size,
+                         dynamic_batch=True, calib=calib_dir, calib_n=calib_n, parity=False)
+
+
+def exported_onnx(req, precision: str) -> Path:
+    """The ONNX file of ``precision`` (fp32, fp16 or int8), made by the export pipeline's steps
+    unless it is newer than what it is made from."""
+    from export.pipeline import calibration_images, export_fp16, export_fp32, export_int8
+
+    fp32 = cached(req.file("fp32"), req.checkpoint, lambda: export_fp32(req))
+    if precision == "fp16":
+        return cached(req.file("fp16"), fp32, lambda: export_fp16(req, fp32))
+    if precision == "int8":
+        quiet = lambda line: None  # noqa: E731
+        return cached(req.file("int8"), fp32, lambda: export_int8(req, fp32, calibration_images(req), quiet)[0])
+    return fp32
 
 
 def cached(out: Path, source: Path, make) -> Path:
-    """``out`` if it is newer than ``source``, else made by ``make(out)``."""
+    """``out`` if it is newer than ``source``, else made by ``make()``."""
     if out.is_file() and out.stat().st_mtime >= source.stat().st_mtime:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    make(out)
+    make()
     return out
-
-
-def export_fp32(case: Case, out: Path) -> None:
-    from export.onnx_export import export_onnx
-
-    export_onnx(case.checkpoint, out, img_size=case.img_size, dynamic_batch=True)
-
-
-def lower_precision(onnx_fp32: Path, precision: str, out: Path, calib_dir: Path, calib_n: int) -> Path:
-    if precision == "fp16":
-        from export.fp16 import convert_fp16
-
-        return cached(out, onnx_fp32, lambda o: convert_fp16(onnx_fp32, o))
-    from export.int8 import quantize_int8
-
-    return cached(out, onnx_fp32, lambda o: quantize_int8(onnx_fp32, o, calib_dir, n=calib_n))
-
-
-def _trt_layout(onnx_fp32: Path, ort_int8: Path, out: Path) -> None:
-    from export.pipeline import write_trt_int8
-
-    write_trt_int8(onnx_fp32, ort_int8, out, echo=lambda line: None)
 
 
 def build_trt(onnx_path: Path, out: Path, precision: str, batch: int, timing_cache: Path) -> None:

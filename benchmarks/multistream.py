@@ -34,11 +34,10 @@ from runtime.pipeline import Pipeline, PipelineOptions
 from runtime.sources import Frame, Source, open_source
 
 from .measure import summarise, time_calls
-from .video_pipeline import DEFAULT_WORKDIR, _rss_mb, add_video_arguments, default_int8_model, read_frames, write_test_video
+from .video_pipeline import DEFAULT_WORKDIR, rss_mb, add_video_arguments, default_int8_model, read_frames, write_test_video
 
 STREAM_FPS = 30.0
 MAX_DROP = 0.05  # a live stream that loses more than this share of its frames is not held
-TARGET_SHARE = 0.75  # aggregate pipeline throughput at N = 4 within 25 % of the model's own
 
 
 class PacedSource(Source):
@@ -75,7 +74,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._done.is_set():
-            self.samples.append(_rss_mb())
+            self.samples.append(rss_mb())
             self._done.wait(self.period)
 
     def __enter__(self) -> "RssSampler":
@@ -85,7 +84,7 @@ class RssSampler:
     def __exit__(self, *exc) -> None:
         self._done.set()
         self._thread.join()
-        self.samples.append(_rss_mb())
+        self.samples.append(rss_mb())
 
 
 def model_only(model: Model, frames: list[np.ndarray], batch: int, iters: int) -> dict:

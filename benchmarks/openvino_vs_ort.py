@@ -9,7 +9,7 @@ Q/DQ copy, every runner goes through ``runtime.backends.open_backend`` as the ru
 ``ov-int8`` (the Q/DQ file, float ops in f32) and ``ov-int8-bf16`` (its float ops in BF16). Beside them, ``openvino-direct`` is OpenVINO as
 a user gets it without this runtime: its default settings (BF16 on CPUs that have it, the INT8
 file's reductions left to its low-precision passes), called directly. The runners of one thread
-count take turns call by call (``export_latency.time_interleaved``), so a shared CPU's load hits
+count take turns call by call (``measure.time_interleaved``), so a shared CPU's load hits
 them alike; ratios are of medians from the same rounds.
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .export_latency import _prepare_models, latency_stats, markdown_table, time_interleaved
+from .export_latency import markdown_table, prepare_models
+from .measure import summarise, time_interleaved
 
 FILE_KINDS = {"fused": True, "no-fused-op": False}
 
@@ -69,7 +70,7 @@ def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], round
     with tempfile.TemporaryDirectory(prefix="wscnet-ov-vs-ort-") as tmp:
         files = {}
         for kind, fused in FILE_KINDS.items():
-            ckpt, files[kind] = _prepare_models(ckpt, arch, size, Path(tmp) / kind, fused_op=fused, fp16=False)
+            ckpt, files[kind] = prepare_models(ckpt, arch, size, Path(tmp) / kind, fused_op=fused, fp16=False)
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
         for threads in thread_counts:
             for kind in FILE_KINDS:
@@ -78,7 +79,7 @@ def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], round
                 times = time_interleaved(runners, rounds=rounds, warmup=warmup)
                 results["groups"].append({
                     "threads": threads, "file": kind, "ran": ran,
-                    "stats": {name: latency_stats(samples) for name, samples in times.items()},
+                    "stats": {name: summarise(samples) for name, samples in times.items()},
                 })
                 for backend in backends.values():
                     getattr(backend, "close", lambda: None)()
@@ -89,7 +90,7 @@ def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], round
 def best_paths(group: dict) -> dict:
     """Fastest ONNX Runtime and OpenVINO runner of a group (through the runtime), and their ratio."""
     stats = group["stats"]
-    median = {name: s["median_ms"] for name, s in stats.items()}
+    median = {name: s["median"] for name, s in stats.items()}
     ort = min(("ort", "ort-int8"), key=median.get)
     ov = min(("ov", "ov-bf16", "ov-int8", "ov-int8-bf16"), key=median.get)
     return {"best_ort": ort, "best_openvino": ov, "openvino_over_ort": median[ov] / median[ort]}

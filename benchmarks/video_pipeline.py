@@ -15,6 +15,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,8 @@ from runtime.api import Model
 from runtime.backends import open_backend
 from runtime.pipeline import PipelineOptions, run_pipeline
 from runtime.sources import open_source
+
+from .measure import time_interleaved
 
 TARGET_FPS = 30.0
 MAX_OVERHEAD = 0.25
@@ -54,42 +57,42 @@ def write_test_video(path: Path, frames: int = 300, size: tuple[int, int] = (640
 
 def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224,
                        dynamic_batch: bool = False) -> Path:
-    """The INT8 Q/DQ model of the reference case, built once and cached until the exporter
-    changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
-    from export import fused_op, int8 as int8_module, onnx_export
-    from export.int8 import quantize_int8
-    from export.onnx_export import export_onnx
-    from export.testing import make_trained_checkpoint, write_image_folder
+    """The INT8 Q/DQ model of the reference case, made by the export pipeline once and cached until
+    the exporter changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
+    from export import fused_op, int8 as int8_module, onnx_export, pipeline
+    from export.pipeline import ExportRequest, run_export
+    from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
-    tag = "-dynamic" if dynamic_batch else ""
-    int8 = workdir / f"{arch}@{size}-int8{tag}.onnx"
-    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export)]
+    ckpt = workdir / f"{arch}-synthetic.pt"
+    req = ExportRequest(ckpt, workdir, name=f"{arch}@{size}{'-dynamic' if dynamic_batch else ''}", img_size=size,
+                        dynamic_batch=dynamic_batch, int8=True, calib=workdir / "calib", calib_n=32, parity=False,
+                        overwrite=True)
+    int8 = req.file("int8")
+    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, pipeline)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = workdir / f"{arch}-synthetic.pt"
     if not ckpt.is_file():
         make_trained_checkpoint(ckpt, arch=arch, num_classes=8, size=64)
-    fp32 = export_onnx(ckpt, workdir / f"{arch}@{size}-fp32{tag}.onnx", img_size=size, dynamic_batch=dynamic_batch)
-    calib = write_image_folder(workdir / "calib", num_classes=8, per_class=4, size=size)
-    return quantize_int8(fp32, int8, calib, n=32)
+    write_image_folder(req.calib, num_classes=8, per_class=4, size=size)
+    run_export(req, echo=lambda line: None)
+    return int8
 
 
 def model_only_ms(backend, frames: list[np.ndarray], resize: str | None = None) -> tuple[float, float]:
     """Mean (wall, process-CPU) milliseconds of backend.infer alone on the video's pre-processed
-    frames (each frame's every view, as the pipeline runs it)."""
+    frames (each frame's every view, as the pipeline runs it), one timed round per frame."""
     model = Model.from_backend(backend, resize)
     buffers = []
     for frame in frames:
         buffer = model.framing.new_batch(1)
         model.prepare(frame, buffer)
         buffers.append(buffer)
-    start, cpu = time.perf_counter(), time.process_time()
-    for buffer in buffers:
-        backend.infer(buffer)
-    n = len(buffers)
-    return (time.perf_counter() - start) * 1000.0 / n, (time.process_time() - cpu) * 1000.0 / n
+    next_buffer = iter(buffers).__next__
+    cpu = time.process_time()
+    wall = time_interleaved({"model": lambda: backend.infer(next_buffer())}, warmup=0, rounds=len(buffers))
+    return float(np.mean(wall["model"])), (time.process_time() - cpu) * 1000.0 / len(buffers)
 
 
 def read_frames(video: Path, n: int) -> list[np.ndarray]:
@@ -104,6 +107,23 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
+@dataclass
+class Round:
+    """One pipeline run over the video, and the model alone around it (the mean of before and after)."""
+
+    pipeline: dict  # PipelineStats.as_dict()
+    pipeline_ms: float  # wall ms per frame
+    pipeline_cpu_ms: float  # process CPU ms per frame, all threads
+    model_ms: float
+    model_cpu_ms: float
+    rss_mb: float
+
+    @property
+    def cost(self) -> float:
+        """Pipeline time over model time: 1.0 means the pipeline adds nothing."""
+        return self.pipeline_ms / self.model_ms
+
+
 def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threads: int = 0,
                            precision: str | None = None,
                            frames: int | None = None, model_only_frames: int = 30, warmup: int = 10,
@@ -115,68 +135,68 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     round. The fastest round is reported too: what the pipeline does when the CPU is free."""
     model_path, video_path = Path(model_path), Path(video_path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="wscnet-video-bench-"))
-    backend = open_backend(model_path, device=device, threads=threads, precision=precision)
-    model_ms, model_cpu, runs, run_cpu, rss = [], [], [], [], []
-    try:
+    options = PipelineOptions(resize=resize, save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl",
+                              display=False, progress=False, max_frames=frames)
+    with open_backend(model_path, device=device, threads=threads, precision=precision) as backend:
         sample = read_frames(video_path, max(model_only_frames, warmup))
         model_only_ms(backend, sample[:warmup], resize)  # warm-up: allocations, kernel choice
-        for _ in range(rounds):
-            before = model_only_ms(backend, sample[:model_only_frames], resize)
-            source = open_source(str(video_path))
-            size = (source.width, source.height)
-            options = PipelineOptions(resize=resize, save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl",
-                                      display=False, progress=False, max_frames=frames)
-            cpu = time.process_time()
-            runs.append(run_pipeline(backend, source, options).as_dict())
-            run_cpu.append((time.process_time() - cpu) * 1000.0 / max(runs[-1]["frames_out"], 1))
-            rss.append(_rss_mb())
-            after = model_only_ms(backend, sample[:model_only_frames], resize)
-            model_ms.append((before[0] + after[0]) / 2)
-            model_cpu.append((before[1] + after[1]) / 2)
-        description = backend.description
-    finally:
-        backend.close()
-    pipeline_ms = [1000.0 / r["fps"] if r["fps"] else float("inf") for r in runs]
-    ratios = [p / m for p, m in zip(pipeline_ms, model_ms)]
-    median = int(np.argsort(ratios)[len(ratios) // 2])  # the median round, its figures together
-    best = int(np.argmin(pipeline_ms))
-    run = runs[median]
+        measured = [one_round(backend, video_path, sample[:model_only_frames], options) for _ in range(rounds)]
+        source = open_source(str(video_path))
+        described = {"model": str(model_path), "precision": backend.metadata.precision,
+                     "input_size": backend.metadata.input_size, "video": str(video_path),
+                     "resolution": f"{source.width}x{source.height}", "backend": backend.description,
+                     "threads": threads}
+        source.close()
+    outputs = {"video": str(options.save), "jsonl": str(options.jsonl)}
+    return {**described, **summarise_rounds(measured), "outputs": outputs}
+
+
+def one_round(backend, video_path: Path, sample: list[np.ndarray], options: PipelineOptions) -> Round:
+    before = model_only_ms(backend, sample, options.resize)
+    cpu = time.process_time()
+    stats = run_pipeline(backend, open_source(str(video_path)), options).as_dict()
+    frames = max(stats["frames_out"], 1)
+    pipeline_cpu_ms = (time.process_time() - cpu) * 1000.0 / frames
+    rss = rss_mb()
+    after = model_only_ms(backend, sample, options.resize)
+    return Round(stats, 1000.0 / stats["fps"] if stats["fps"] else float("inf"), pipeline_cpu_ms,
+                 (before[0] + after[0]) / 2, (before[1] + after[1]) / 2, rss)
+
+
+def summarise_rounds(rounds: list[Round]) -> dict:
+    """The median round's figures (by cost, kept together), the fastest round's, and every round's."""
+    median = sorted(rounds, key=lambda r: r.cost)[len(rounds) // 2]
+    best = min(rounds, key=lambda r: r.pipeline_ms)
+    run = median.pipeline
+    cpu_cost = float(np.median([r.pipeline_cpu_ms / r.model_cpu_ms for r in rounds]))
     return {
-        "model": str(model_path),
-        "precision": backend.metadata.precision,
-        "input_size": backend.metadata.input_size,
-        "video": str(video_path),
-        "resolution": f"{size[0]}x{size[1]}",
-        "backend": description,
-        "threads": threads,
         "frames": run["frames_out"],
-        "rounds": rounds,
-        "model_only_ms": round(model_ms[median], 3),
-        "model_only_fps": round(1000.0 / model_ms[median], 2),
-        "pipeline_ms_per_frame": round(pipeline_ms[median], 3),
+        "rounds": len(rounds),
+        "model_only_ms": round(median.model_ms, 3),
+        "model_only_fps": round(1000.0 / median.model_ms, 2),
+        "pipeline_ms_per_frame": round(median.pipeline_ms, 3),
         "pipeline_fps": run["fps"],
         "pipeline_infer_ms_mean": run["infer_ms_mean"],
-        "overhead_pct": round(100.0 * (ratios[median] - 1.0), 1),
+        "overhead_pct": round(100.0 * (median.cost - 1.0), 1),
         "end_to_end_ms_p50": run["end_to_end_ms_p50"],
         "end_to_end_ms_p95": run["end_to_end_ms_p95"],
         # CPU time per frame, all threads: what the pipeline adds in work, whatever the machine's load
-        "model_only_cpu_ms": round(float(np.median(model_cpu)), 3),
-        "pipeline_cpu_ms_per_frame": round(float(np.median(run_cpu)), 3),
-        "cpu_overhead_pct": round(100.0 * (float(np.median([p / m for p, m in zip(run_cpu, model_cpu)])) - 1.0), 1),
-        "best_round": {"pipeline_fps": runs[best]["fps"], "model_only_ms": round(model_ms[best], 3),
-                       "overhead_pct": round(100.0 * (ratios[best] - 1.0), 1)},
-        "model_only_ms_rounds": [round(v, 3) for v in model_ms],
-        "pipeline_ms_rounds": [round(v, 3) for v in pipeline_ms],
-        "overhead_pct_rounds": [round(100.0 * (r - 1.0), 1) for r in ratios],
-        "rss_mb_after_rounds": rss,
+        "model_only_cpu_ms": round(float(np.median([r.model_cpu_ms for r in rounds])), 3),
+        "pipeline_cpu_ms_per_frame": round(float(np.median([r.pipeline_cpu_ms for r in rounds])), 3),
+        "cpu_overhead_pct": round(100.0 * (cpu_cost - 1.0), 1),
+        "best_round": {"pipeline_fps": best.pipeline["fps"], "model_only_ms": round(best.model_ms, 3),
+                       "overhead_pct": round(100.0 * (best.cost - 1.0), 1)},
+        "model_only_ms_rounds": [round(r.model_ms, 3) for r in rounds],
+        "pipeline_ms_rounds": [round(r.pipeline_ms, 3) for r in rounds],
+        "overhead_pct_rounds": [round(100.0 * (r.cost - 1.0), 1) for r in rounds],
+        "rss_mb_after_rounds": [r.rss_mb for r in rounds],
         "meets_30_fps": run["fps"] >= TARGET_FPS,
-        "best_round_meets_30_fps": runs[best]["fps"] >= TARGET_FPS,
-        "meets_25pct_overhead": ratios[median] - 1.0 <= MAX_OVERHEAD,
-        "outputs": {"video": str(out_dir / "overlay.mp4"), "jsonl": str(out_dir / "frames.jsonl")},
+        "best_round_meets_30_fps": best.pipeline["fps"] >= TARGET_FPS,
+        "meets_25pct_overhead": median.cost - 1.0 <= MAX_OVERHEAD,
     }
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     """Resident memory now (not the peak): flat across rounds means nothing accumulates."""
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[1])

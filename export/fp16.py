@@ -55,13 +55,34 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     float_names = _float_tensor_names(model)
-    dtype: dict[str, int] = {}  # float tensor -> the type it has after conversion
+    dtype = _half_initializers(graph)  # float tensor -> the type it has after conversion
+    dtype.update({value.name: FLOAT for value in graph.input})
+    nodes = _CastingNodes()
+    for node in graph.node:
+        want = FLOAT if _runs_fp32(node) else HALF
+        _to_half_attributes(node, want)
+        for i, name in enumerate(node.input):
+            if name in dtype and dtype[name] != want:
+                node.input[i] = nodes.cast(name, want)
+        nodes.append(node)
+        dtype.update({name: want for name in node.output if name in float_names})
+    for value in graph.output:
+        if dtype.get(value.name) == HALF:
+            nodes.cast_output_back(value.name)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    set_precision(model, "fp16")
+    return model
 
+
+def _half_initializers(graph: onnx.GraphProto) -> dict[str, int]:
+    """Float initializers become float16 unless a consumer runs in fp32; their types after that."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-
+    dtype: dict[str, int] = {}
     for init in graph.initializer:
         if init.data_type != FLOAT:
             continue
@@ -71,41 +92,29 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             dtype[init.name] = HALF
         else:
             dtype[init.name] = FLOAT
-    for value in graph.input:
-        dtype[value.name] = FLOAT
+    return dtype
 
-    new_nodes: list[onnx.NodeProto] = []
-    casts: dict[tuple[str, int], str] = {}
 
-    def cast(name: str, to: int) -> str:
+class _CastingNodes(list):
+    """The converted graph's nodes, with one Cast per (tensor, type) inserted where needed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.casts: dict[tuple[str, int], str] = {}
+
+    def cast(self, name: str, to: int) -> str:
         key = (name, to)
-        if key not in casts:
-            casts[key] = f"{name}__to_{'fp16' if to == HALF else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [casts[key]], to=to, name=casts[key]))
-        return casts[key]
+        if key not in self.casts:
+            self.casts[key] = f"{name}__to_{'fp16' if to == HALF else 'fp32'}"
+            self.append(helper.make_node("Cast", [name], [self.casts[key]], to=to, name=self.casts[key]))
+        return self.casts[key]
 
-    for node in graph.node:
-        want = FLOAT if _runs_fp32(node) else HALF
-        _to_half_attributes(node, want)
-        for i, name in enumerate(node.input):
-            if name in dtype and dtype[name] != want:
-                node.input[i] = cast(name, want)
-        new_nodes.append(node)
-        for name in node.output:
-            if name in float_names:
-                dtype[name] = want
-
-    for value in graph.output:
-        if dtype.get(value.name) == HALF:
-            internal = f"{value.name}__fp16"
-            for node in new_nodes:
-                _rename(node, value.name, internal)
-            new_nodes.append(helper.make_node("Cast", [internal], [value.name], to=FLOAT, name=f"{value.name}__out"))
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    del graph.value_info[:]
-    set_precision(model, "fp16")
-    return model
+    def cast_output_back(self, output: str) -> None:
+        """A float16 graph output: computed under another name, then cast to float32 under its own."""
+        internal = f"{output}__fp16"
+        for node in self:
+            _rename(node, output, internal)
+        self.append(helper.make_node("Cast", [internal], [output], to=FLOAT, name=f"{output}__out"))
 
 
 def _float_tensor_names(model: onnx.ModelProto) -> set[str]:

@@ -75,10 +75,25 @@ def make_function(pool: str, map_weight: str, opset: int) -> FunctionProto:
         raise ValueError(f"unsupported pool={pool!r} / map_weight={map_weight!r}")
     if opset < 18:
         raise ValueError("the CrossSpatialPoolMap function body needs opset 18 or newer")
+    nodes = _class_score_nodes(pool) + _weight_nodes(map_weight) + _map_nodes()
+    return helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        inputs=["F"],
+        outputs=["v", "M"],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=["k", "pool", "map_weight", "plugin_namespace"],
+    )
+
+
+def _class_score_nodes(pool: str) -> list[NodeProto]:
+    """F (N×kC×h×w) grouped by class: v (N×C, each map pooled, then averaged over its k maps) and
+    class_maps (N×C×h×w, the k maps' mean)."""
     k_scalar = helper.make_node("Constant", [], ["k_scalar"])
     k_scalar.attribute.append(helper.make_attribute_ref("value_int", AttributeProto.INT, ref_attr_name="k"))
     pooling = "ReduceMax" if pool == "max" else "ReduceMean"
-    nodes = [
+    return [
         k_scalar,
         _const_ints("axis0", [0]),
         helper.make_node("Unsqueeze", ["k_scalar", "axis0"], ["k_1d"]),
@@ -92,30 +107,28 @@ def make_function(pool: str, map_weight: str, opset: int) -> FunctionProto:
         helper.make_node("ReduceMean", ["per_map", "axes_k"], ["v"], keepdims=0),  # N×C
         helper.make_node("ReduceMean", ["G", "axes_k"], ["class_maps"], keepdims=0),  # N×C×h×w
     ]
+
+
+def _weight_nodes(map_weight: str) -> list[NodeProto]:
+    """The class weights of the map: softmax(v), or the official code's v / C."""
     if map_weight == "softmax":
-        nodes.append(helper.make_node("Softmax", ["v"], ["weights"], axis=1))
-    else:  # the official code: v / C
-        nodes += [
-            helper.make_node("Shape", ["v"], ["c_dim"], start=1, end=2),
-            helper.make_node("CastLike", ["c_dim", "v"], ["c_float"]),
-            helper.make_node("Div", ["v", "c_float"], ["weights"]),
-        ]
-    nodes += [
+        return [helper.make_node("Softmax", ["v"], ["weights"], axis=1)]
+    return [
+        helper.make_node("Shape", ["v"], ["c_dim"], start=1, end=2),
+        helper.make_node("CastLike", ["c_dim", "v"], ["c_float"]),
+        helper.make_node("Div", ["v", "c_float"], ["weights"]),
+    ]
+
+
+def _map_nodes() -> list[NodeProto]:
+    """M (N×h×w): the class maps summed with their weights."""
+    return [
         _const_ints("axes_hw_w", [2, 3]),
         helper.make_node("Unsqueeze", ["weights", "axes_hw_w"], ["weights_4d"]),  # N×C×1×1
         helper.make_node("Mul", ["weights_4d", "class_maps"], ["weighted"]),
         _const_ints("axis1", [1]),
         helper.make_node("ReduceSum", ["weighted", "axis1"], ["M"], keepdims=0),  # N×h×w
     ]
-    return helper.make_function(
-        DOMAIN,
-        OP_TYPE,
-        inputs=["F"],
-        outputs=["v", "M"],
-        nodes=nodes,
-        opset_imports=[helper.make_opsetid("", opset)],
-        attributes=["k", "pool", "map_weight", "plugin_namespace"],
-    )
 
 
 def reference(fprime: torch.Tensor, k: int, pool: str, map_weight: str):

@@ -10,9 +10,9 @@ import numpy as np
 
 from runtime.contract import InputContract
 from runtime.preprocess import Preprocessor
+from runtime.sources import IMAGE_SUFFIXES
 from wscnet.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Folders of a data set that hold maps, not pictures (EmotionROI's ground_truth/, EMOd's maps).
 NOT_PICTURES = ("ground_truth", "masks", "fixation_maps", "maps")
 

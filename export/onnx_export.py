@@ -18,6 +18,8 @@ from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
 from wscnet.model import WSCNet, deploy_outputs
 
+from runtime.backends.base import OUTPUT_NAMES
+
 from .fused_op import DOMAIN, DOMAIN_VERSION, ExportablePoolMap, make_function
 from .metadata import metadata_from_checkpoint, write_metadata
 from .provenance import provenance_metadata
@@ -25,7 +27,6 @@ from .provenance import provenance_metadata
 OPSET = 18
 IR_VERSION = 10  # ONNX Runtime 1.31 reads up to 13, TensorRT 10's parser up to 10
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("probs", "det_scores", "sentiment_map")
 MIN_IMG_SIZE = 32
 
 

@@ -107,33 +107,36 @@ def run_parity(
     reference = DeployModel(model).eval()
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)
-    files = list(images.files)
     step = runner.fixed_batch or batch
     check_parity_memory(ckpt["model_config"], runner.contract.input_size, step, fixed=bool(runner.fixed_batch))
-    got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
-    ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     # PyTorch takes the checkpoint's normalisation: the file's differs when it is folded into the graph
     torch_contract = replace(runner.contract, mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]))
+    ref_all, got_all = _outputs_of_both(runner, reference, torch_contract, list(images.files), step, progress)
+    report = summarise(ref_all, got_all, model=str(model_path), precision=runner.metadata.get("precision", "fp32"))
+    report["images"] = images.description
+    report["backend"] = runner.backend.description
+    return report
+
+
+def _outputs_of_both(runner: _Runner, reference, torch_contract, files: list[Path], step: int,
+                     progress: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(PyTorch's, the file's) outputs on every image, ``step`` images at a time."""
+    got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
+    ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     bar = tqdm(total=len(files), desc="parity", unit="img", disable=not progress, leave=False)
     for start in range(0, len(files), step):
         paths = files[start : start + step]
         chunk = load_batch(paths, runner.contract)
         torch_in = chunk if torch_contract == runner.contract else load_batch(paths, torch_contract)
-        real = len(chunk)
         outputs = runner.infer(np.ascontiguousarray(chunk))  # a fixed-batch model: the back-end pads
         with torch.inference_mode():
             expected = [t.numpy() for t in reference(torch.from_numpy(np.ascontiguousarray(torch_in)))]
         for name, value in zip(OUTPUT_NAMES, expected):
-            ref[name].append(value[:real])
-            got[name].append(np.asarray(outputs[name], dtype=np.float32)[:real])
-        bar.update(real)
+            ref[name].append(value)
+            got[name].append(np.asarray(outputs[name], dtype=np.float32))
+        bar.update(len(chunk))
     bar.close()
-    ref_all = {k: np.concatenate(v) for k, v in ref.items()}
-    got_all = {k: np.concatenate(v) for k, v in got.items()}
-    report = summarise(ref_all, got_all, model=str(model_path), precision=runner.metadata.get("precision", "fp32"))
-    report["images"] = images.description
-    report["backend"] = runner.backend.description
-    return report
+    return ({k: np.concatenate(v) for k, v in ref.items()}, {k: np.concatenate(v) for k, v in got.items()})
 
 
 def check_parity_memory(model_config: dict, size: int, batch: int, *, fixed: bool) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnx
 
+from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.errors import UserError
 
 from .choices import FORMATS, QUANTIZERS
@@ -13,6 +14,9 @@ from .images import ImageSet, folder_images, split_images
 from .metadata import read_metadata
 
 RUNS_GLOB = "runs/**/best.pt"
+# what each export step writes, after the request's file stem (``model`` by default)
+FILE_SUFFIXES = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx", "int8-trt": ".int8-trt.onnx",
+                 "int8-modelopt": ".int8-modelopt.onnx"}
 
 
 def newest_checkpoint(root: Path = Path(".")) -> Path:
@@ -94,20 +98,28 @@ class ExportRequest:
     quantizer: str = "ort"  # "ort": onnxruntime's ranges, both layouts; "modelopt": also NVIDIA ModelOpt's
     modelopt_python: str | None = None
     fold_normalization: bool = False
+    name: str = "model"  # the files' stem: model.onnx, model.fp16.onnx, ...
 
     def __post_init__(self) -> None:
         if self.format == "triton":  # the server forms batches of any size up to --max-batch
             self.dynamic_batch = True
 
+    def file(self, kind: str) -> Path:
+        """Where the step ``kind`` (a FILE_SUFFIXES key) writes its model."""
+        return self.out / (self.name + FILE_SUFFIXES[kind])
+
+    def engine_file(self, precision: str) -> Path:
+        return self.out / f"{self.name}.{precision}.engine"
+
     def planned_files(self) -> list[Path]:
         """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
-        files = [self.out / "model.onnx"]
-        files += [self.out / "model.fp16.onnx"] if self.fp16 else []
-        files += [self.out / "model.int8.onnx", self.out / "model.int8-trt.onnx"] if self.int8 else []
-        files += [self.out / "model.int8-modelopt.onnx"] if self.int8 and self.quantizer == "modelopt" else []
+        files = [self.file("fp32")]
+        files += [self.file("fp16")] if self.fp16 else []
+        files += [self.file("int8"), self.file("int8-trt")] if self.int8 else []
+        files += [self.file("int8-modelopt")] if self.int8 and self.quantizer == "modelopt" else []
         if self.format == "engine":
-            engine = self.out / f"model.{'int8' if self.int8 else 'fp16' if self.fp16 else 'fp32'}.engine"
-            files += [engine, engine.with_name(engine.name + ".json")]
+            engine = self.engine_file("int8" if self.int8 else "fp16" if self.fp16 else "fp32")
+            files += [engine, sidecar_path(engine)]
         if self.format == "triton":
             from .triton_repo import MODEL_NAMES
 
@@ -163,7 +175,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
             result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
         engine = export_engine(req, final, echo)
-        result.files += [engine, engine.with_name(engine.name + ".json")]
+        result.files += [engine, sidecar_path(engine)]
         if held_out is not None:
             result.parity[engine.name] = _checked(engine, req.checkpoint, held_out, echo)
     if req.format == "triton":
@@ -177,23 +189,14 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
 
 def export_onnx_files(req: ExportRequest, calibration: ImageSet | None, result: ExportResult, echo) -> Path:
     """FP32 (and FP16 / INT8) ONNX files into ``result.files``; returns the one an engine builds from."""
-    from .fp16 import convert_fp16
-    from .int8 import quantize_int8
-    from .onnx_export import export_onnx
-
-    fp32 = export_onnx(req.checkpoint, req.out / "model.onnx", img_size=req.img_size, batch=req.batch,
-                       dynamic_batch=req.dynamic_batch, fused_op=req.fused_op)
-    if req.fold_normalization:
-        _fold_normalization(fp32)
+    fp32 = export_fp32(req)
     result.files.append(fp32)
     final = fp32
     if req.fp16:
-        final = convert_fp16(fp32, req.out / "model.fp16.onnx")
+        final = export_fp16(req, fp32)
         result.files.append(final)
     if calibration is not None:
-        echo(f"calibration images: {calibration.description}")
-        ort_int8 = quantize_int8(fp32, req.out / "model.int8.onnx", calibration, method=req.calib_method)
-        trt_int8 = write_trt_int8(fp32, ort_int8, req.out / "model.int8-trt.onnx", echo)
+        ort_int8, trt_int8 = export_int8(req, fp32, calibration, echo)
         result.files += [ort_int8, trt_int8]
         final = trt_int8 if req.format == "engine" else ort_int8
         if req.quantizer == "modelopt":
@@ -202,12 +205,38 @@ def export_onnx_files(req: ExportRequest, calibration: ImageSet | None, result: 
     return final
 
 
+def export_fp32(req: ExportRequest) -> Path:
+    """The FP32 ONNX model every other file is made from."""
+    from .onnx_export import export_onnx
+
+    fp32 = export_onnx(req.checkpoint, req.file("fp32"), img_size=req.img_size, batch=req.batch,
+                       dynamic_batch=req.dynamic_batch, fused_op=req.fused_op)
+    if req.fold_normalization:
+        _fold_normalization(fp32)
+    return fp32
+
+
+def export_fp16(req: ExportRequest, fp32: Path) -> Path:
+    from .fp16 import convert_fp16
+
+    return convert_fp16(fp32, req.file("fp16"))
+
+
+def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=print) -> tuple[Path, Path]:
+    """The INT8 Q/DQ model (onnxruntime's layout) and its TensorRT-layout twin, one calibration."""
+    from .int8 import quantize_int8
+
+    echo(f"calibration images: {calibration.description}")
+    ort_int8 = quantize_int8(fp32, req.file("int8"), calibration, method=req.calib_method)
+    return ort_int8, write_trt_int8(fp32, ort_int8, req.file("int8-trt"), echo)
+
+
 def export_engine(req: ExportRequest, onnx_file: Path, echo) -> Path:
     from .tensorrt_build import build_engine
 
     precision = read_metadata(onnx.load(str(onnx_file), load_external_data=False))["precision"]
     return build_engine(
-        onnx_file, req.out / f"model.{precision}.engine", precision=precision,
+        onnx_file, req.engine_file(precision), precision=precision,
         min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
         workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
         use_plugin=req.trt_plugin, echo=echo,
@@ -259,7 +288,7 @@ def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=print) -> Pat
     from .onnx_export import export_onnx
     from .qdq_layout import check_layout
 
-    out = req.out / "model.int8-modelopt.onnx"
+    out = req.file("int8-modelopt")
     with tempfile.TemporaryDirectory(prefix="wscnet-plain-") as tmp:
         plain = export_onnx(req.checkpoint, Path(tmp) / "model.plain.onnx", img_size=req.img_size, batch=req.batch,
                             dynamic_batch=req.dynamic_batch, fused_op=False)
@@ -282,7 +311,7 @@ def summary_lines(result: ExportResult) -> list[str]:
             precision = read_metadata(model).get("precision", "?")
             opset = str(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
         else:
-            sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+            sidecar = json.loads(sidecar_path(path).read_text())
             precision = sidecar["metadata"].get("precision", "?")
         report = result.parity.get(path.name)
         parity = "-"

@@ -20,7 +20,6 @@ placement composes with any calibration: ``amax_from_qdq_model`` reads it from a
 model (the onnxruntime variant), ``amax_from_tensors_data`` from onnxruntime's ``TensorsData``.
 """
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -305,10 +304,3 @@ def _all_dequantized(name: str, graph) -> bool:
 def _int8_conv(node, dq) -> bool:
     return node is not None and node.op_type == "Conv" and dq(node.input[0]) is not None
 
-
-def layout_of(model: onnx.ModelProto) -> str:
-    return read_metadata(model).get(LAYOUT_KEY, "onnxruntime")
-
-
-def summary_json(summary: LayoutSummary) -> str:
-    return json.dumps(summary.to_dict())

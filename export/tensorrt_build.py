@@ -19,18 +19,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.atomic import atomic_write_bytes, atomic_write_text
 from wscnet.errors import UserError
 
 from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import read_metadata
+from .metadata import PRECISIONS, read_metadata
 from .trt_plugin import plugin_mode
 
 if TYPE_CHECKING:
     import tensorrt
 
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def import_tensorrt():
@@ -235,7 +235,7 @@ def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Pa
         built_from=onnx_path, input_size=int(metadata["input_size"]), batch=batches or int(fixed),
         plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
     )
-    atomic_write_text(engine.with_name(engine.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
+    atomic_write_text(sidecar_path(engine), json.dumps(sidecar, indent=2) + "\n")
     for path in write_deepstream_files(engine, sidecar, echo):
         echo(f"DeepStream: {path}")
     return engine

@@ -20,6 +20,3 @@ class EmaSmoother:
             previous *= self.factor
             previous += (1.0 - self.factor) * value
         return self._state[name]
-
-    def reset(self) -> None:
-        self._state.clear()

@@ -22,7 +22,7 @@ from .errors import RuntimeUserError
 # runtime counts and reports bad frames itself (set OPENCV_FFMPEG_LOGLEVEL to see them again).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what OpenCV reads as a picture
 URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DEFAULT_FPS = 30.0
 
@@ -238,7 +238,7 @@ class ImageFolderSource(Source):
         if path.is_dir():
             self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.paths:
-                raise RuntimeUserError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise RuntimeUserError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         else:
             self.paths = [path]
         first = next((image for image in map(_read_image, self.paths) if image is not None), None)

@@ -6,6 +6,7 @@ Tiny on purpose (resnet18 at 64 px, a few timed calls); no assertion is about sp
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench import BenchSettings, run_bench
-from benchmarks.measure import predict_in_batches, summarise, time_calls
+from benchmarks.measure import summarise, time_calls, time_interleaved
 from benchmarks.report import REQUIRED_COLUMNS
 from wscnet.errors import UserError
 
@@ -104,7 +105,7 @@ def test_video_pipeline_is_measured_next_to_the_model(bench_run):
     assert video["frames"] == 6 and video["resolution"] == "640x480"
     assert video["pipeline_fps"] > 0 and video["model_only_ms"] > 0
     assert (out / "test-640x480.mp4").is_file()
-    assert "| tiny @ 64 | ort (tiny_64_fp32.onnx) | 640x480 | 6 |" in (out / "bench.md").read_text()
+    assert "| tiny @ 64 | ort (tiny_64.onnx) | 640x480 | 6 |" in (out / "bench.md").read_text()
 
 
 def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
@@ -156,17 +157,26 @@ def test_duration_mode_keeps_at_least_min_iters():
     assert len(host) == 4
 
 
+def test_interleaved_rounds_call_each_in_turn_and_time_only_the_calls():
+    log = []
+
+    def call(name, seconds):
+        return lambda: (log.append(name), time.sleep(seconds))
+
+    times = time_interleaved({"a": call("a", 0.02), "b": call("b", 0.0)}, warmup=2, rounds=3,
+                             after=lambda name: (log.append(f"after {name}"), time.sleep(0.05)))
+    assert log[:4] == ["a", "a", "b", "b"]  # warm-up: each call alone, untimed
+    assert log[4:] == ["a", "after a", "b", "after b"] * 3
+    assert len(times["a"]) == len(times["b"]) == 3
+    assert min(times["a"]) >= 20.0  # the call's own sleep is timed ...
+    assert min(times["b"]) < 50.0  # ... the after-hook's 50 ms are not
+
+
 def test_summary_percentiles():
     stats = summarise(list(range(1, 101)))
     assert (stats["min"], stats["max"], stats["mean"], stats["median"]) == (1, 100, 50.5, 50.5)
     assert stats["p90"] == pytest.approx(np.percentile(range(1, 101), 90))
     assert stats["p99"] == pytest.approx(99.01)
-
-
-def test_predictions_pad_the_last_batch_and_drop_the_padding():
-    runner = CountingRunner()
-    outputs = predict_in_batches(runner, np.zeros((5, 3, 8, 8), np.float32), batch=4)
-    assert outputs["probs"].shape == (5, 3) and runner.calls == 2
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -171,7 +171,7 @@ def test_bench_rows_name_the_precision_they_ran(files, tmp_path):
     assert by_name["ov"]["precision"] == "fp32" and by_name["ov"]["status"] == "ok"
     assert by_name["ov"]["description"] == "openvino[CPU,fp32]"
     assert by_name["ov-int8"]["precision"] == "int8" and by_name["ov-int8"]["status"] == "ok"
-    assert Path(by_name["ov-int8"]["model_file"]).name.endswith("_int8.onnx")
+    assert Path(by_name["ov-int8"]["model_file"]).name.endswith(".int8.onnx")
     if has_bf16():
         assert by_name["ov-bf16"]["precision"] == "bf16" and by_name["ov-bf16"]["status"] == "ok"
         assert by_name["ov-bf16"]["model_file"] == by_name["ov"]["model_file"]  # BF16 from the fp32 file

@@ -143,7 +143,7 @@ def test_controls_change_without_restart(server):
     status, body = post_json(server.url + "controls", {"opacity": 0.2, "map": False}, headers=AUTH)
     assert status == 200
     settings = server.controls.current()
-    assert (settings.opacity, settings.map, settings.map_opacity) == (0.2, False, 0.0)
+    assert (settings.opacity, settings.map) == (0.2, False)
     assert get(server.url + "controls", AUTH)[2] == b'{"opacity": 0.2, "smoothing": 0.0, "map": false}'
     assert post_json(server.url + "controls", {"opacity": 1.5}, headers=AUTH)[0] == 400
     assert post_json(server.url + "controls", {"brightness": 1}, headers=AUTH)[0] == 400

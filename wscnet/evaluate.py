@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_write_text
 from .maps import normalised_maps
+from .training.distributed import pick_device
 
 
 @torch.no_grad()
@@ -138,7 +139,7 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
     from .data import ImageDataset, eval_transform, load_index, ten_crop_transform
     from .errors import UserError
 
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    dev = pick_device(device)
     model, ckpt = load_checkpoint(ckpt_path, dev)
     index = load_index(data, split=split, layout=layout, fold=fold, seed=split_seed, csv_file=csv_file)
     if not len(index):

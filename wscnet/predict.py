@@ -9,6 +9,7 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .errors import UserError
+from .training.distributed import pick_device
 
 
 def overlay_map(rgb: np.ndarray, smap: np.ndarray, opacity: float = 0.5) -> np.ndarray:
@@ -43,7 +44,7 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
     out_dir = Path(out_dir) if out_dir is not None else None
     check_output_folder(out_dir, "--out")
     images = expand_inputs(images)
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint, dev)
     names = list(ckpt["class_names"])
     contract = checkpoint_contract(ckpt, checkpoint)
@@ -60,28 +61,35 @@ def predict_images(checkpoint, images, out_dir=None, device: str = "auto") -> li
         # every view of the contract in one batch, scores averaged, the map from the first view:
         # what the runtime and eval do with the same picture
         out = model(views(image).to(dev))
-        probs = torch.softmax(out.logits.float(), 1).mean(0).cpu()
-        det = torch.softmax(out.det_logits.float(), 1).mean(0).cpu()
-        result = {
-            "image": str(path),
-            "label": names[int(probs.argmax())],
-            "label_index": int(probs.argmax()),
-            "confidence": float(probs.max()),
-            "probabilities": {n: float(p) for n, p in zip(names, probs)},
-            "detection_label": names[int(det.argmax())],
-            "detection_probabilities": {n: float(p) for n, p in zip(names, det)},
-        }
+        result = {"image": str(path), **prediction_fields(out, names)}
         if out_dir is not None:
-            rgb = np.asarray(image)
-            smap = map_over_picture(out.sentiment_map[0, ...].float().cpu().numpy(), transform, rgb.shape[:2])
-            target = out_dir / f"{path.stem}_map.png"
-            ok, png = cv2.imencode(".png", overlay_map(rgb, smap))
-            if not ok:
-                raise UserError(f"{target}: could not encode the overlay")
-            atomic_write_bytes(target, png.tobytes())
-            result["overlay"] = str(target)
+            result["overlay"] = str(write_overlay(out_dir / f"{path.stem}_map.png", out, transform, np.asarray(image)))
         results.append(result)
     return results
+
+
+def prediction_fields(out, names: list[str]) -> dict:
+    """One image's label, confidence and both branches' probabilities, averaged over its views."""
+    probs = torch.softmax(out.logits.float(), 1).mean(0).cpu()
+    det = torch.softmax(out.det_logits.float(), 1).mean(0).cpu()
+    return {
+        "label": names[int(probs.argmax())],
+        "label_index": int(probs.argmax()),
+        "confidence": float(probs.max()),
+        "probabilities": {n: float(p) for n, p in zip(names, probs)},
+        "detection_label": names[int(det.argmax())],
+        "detection_probabilities": {n: float(p) for n, p in zip(names, det)},
+    }
+
+
+def write_overlay(target: Path, out, transform, rgb: np.ndarray) -> Path:
+    """The sentiment map over the whole picture, as a PNG written atomically."""
+    smap = map_over_picture(out.sentiment_map[0, ...].float().cpu().numpy(), transform, rgb.shape[:2])
+    ok, png = cv2.imencode(".png", overlay_map(rgb, smap))
+    if not ok:
+        raise UserError(f"{target}: could not encode the overlay")
+    atomic_write_bytes(target, png.tobytes())
+    return target
 
 
 def expand_inputs(paths) -> list[Path]:

@@ -59,14 +59,24 @@ CLASS_LOOK = {
 }
 
 
-@dataclass
+JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
 class SynthConfig:
+    """What makes one synthetic set: the same config writes the same files."""
+
     n_per_class: int = 200
     size: int = 256
     seed: int = 0
     test_fraction: float = 0.2
-    jpeg_quality: int = 92
     distractors: str = "plain"  # one of DISTRACTORS
+
+    def __post_init__(self) -> None:
+        if self.n_per_class < 2 or self.size < 32 or not 0.0 < self.test_fraction < 1.0:
+            raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
+        if self.distractors not in DISTRACTORS:
+            raise UserError(f"--distractors must be one of {', '.join(DISTRACTORS)}; got {self.distractors!r}")
 
 
 # --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
@@ -265,10 +275,6 @@ def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: 
     is replaced only with ``overwrite`` (the same set already there is left as it is)."""
     cfg = cfg or SynthConfig()
     out = Path(out)
-    if cfg.n_per_class < 2 or cfg.size < 32 or not 0.0 < cfg.test_fraction < 1.0:
-        raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
-    if cfg.distractors not in DISTRACTORS:
-        raise UserError(f"--distractors must be one of {', '.join(DISTRACTORS)}; got {cfg.distractors!r}")
     if not needs_writing(out, cfg, overwrite):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +302,7 @@ def _write_all(root: Path, cfg: SynthConfig, progress: bool) -> None:
     for label, i in tqdm(jobs, desc="synth", unit="img", disable=not progress):
         name = CLASS_NAMES[label]
         image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors)
-        Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=cfg.jpeg_quality)
+        Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=JPEG_QUALITY)
         Image.fromarray(gt).save(root / "ground_truth" / name / f"{_stem(name, i)}.png")
     split_dir = root / "training_testing_split"
     split_dir.mkdir()

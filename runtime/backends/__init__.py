@@ -34,29 +34,33 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
                                "ONNX Runtime and TensorRT run the precision of the model file")
     if not path.is_file():
         raise RuntimeUserError(f"{path}: model file not found")
-    threads = inference_threads(threads)
+    backend = backend_for(path, device, inference_threads(threads), precision)
+    backend.load(path)
+    return backend
+
+
+def backend_for(path: Path, device: str, threads: int, precision: str | None) -> Backend:
+    """The (not yet loaded) back-end for the file's suffix, or an OpenVINO device's."""
     suffix = path.suffix.lower()
+    openvino = is_openvino_device(device)
     if suffix == ".onnx" and openvino:
         from .openvino_backend import OpenVinoBackend
 
-        backend: Backend = OpenVinoBackend(device=device, threads=threads, precision=precision)
-    elif suffix == ".onnx":
+        return OpenVinoBackend(device=device, threads=threads, precision=precision)
+    if suffix == ".onnx":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        backend = OnnxRuntimeBackend(device=device, threads=threads)
-    elif suffix in ENGINE_SUFFIXES:
+        return OnnxRuntimeBackend(device=device, threads=threads)
+    if suffix in ENGINE_SUFFIXES:
         if device == "cpu" or openvino:
             raise RuntimeUserError(f"{path}: a TensorRT engine runs only on a GPU with TensorRT, not with --device {device}")
         from .tensorrt_backend import TensorRTBackend
 
-        backend = TensorRTBackend()
-    else:
-        from ..validate import check_runtime_model
+        return TensorRTBackend()
+    from ..validate import check_runtime_model
 
-        check_runtime_model(path)  # a checkpoint: says how to export it
-        raise RuntimeUserError(f"{path}: unknown model type {suffix!r}; expected .onnx, .engine or .plan")
-    backend.load(path)
-    return backend
+    check_runtime_model(path)  # a checkpoint: says how to export it
+    raise RuntimeUserError(f"{path}: unknown model type {suffix!r}; expected .onnx, .engine or .plan")
 
 
 def open_triton(url: str) -> Backend:

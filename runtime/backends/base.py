@@ -2,8 +2,9 @@
 
 ``Backend.infer`` is the same for every back-end: it checks the batch once, then hands it to the
 subclass's ``infer_impl`` in the batch sizes the loaded model takes. A model with a fixed batch B
-(a static ONNX export, a static TensorRT engine) gets slices of B, the last one padded with zeros,
-and the caller gets exactly one output row per input row; callers never pad or slice themselves.
+(a static ONNX export, a static TensorRT engine) gets slices of B, the last one padded with zeros;
+a model that takes at most M (a Triton model's max_batch_size) gets slices of at most M. The
+caller gets exactly one output row per input row; callers never pad or slice themselves.
 """
 
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ class Backend(ABC):
     name = "backend"
     metadata: ModelMetadata
     fixed_batch: int | None = None  # the only batch size the loaded model takes, if it has one
+    max_batch: int | None = None  # the largest batch it takes, if it is bounded
 
     @abstractmethod
     def load(self, path: str | Path) -> None: ...
@@ -37,16 +39,16 @@ class Backend(ABC):
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.check_batch(batch)
-        step = self.fixed_batch
-        if step is None or step == len(batch):
+        step = self.fixed_batch or self.max_batch
+        if step is None or len(batch) == step or (len(batch) < step and not self.fixed_batch):
             return self.infer_impl(batch)
-        parts = [self._infer_padded(batch[start : start + step], step) for start in range(0, len(batch), step)]
+        parts = [self._infer_slice(batch[start : start + step]) for start in range(0, len(batch), step)]
         return {name: np.concatenate([part[name] for part in parts]) for name in OUTPUT_NAMES}
 
-    def _infer_padded(self, chunk: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    def _infer_slice(self, chunk: np.ndarray) -> dict[str, np.ndarray]:
         real = len(chunk)
-        if real < step:
-            padding = np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)
+        if self.fixed_batch and real < self.fixed_batch:
+            padding = np.zeros((self.fixed_batch - real, *chunk.shape[1:]), dtype=chunk.dtype)
             chunk = np.concatenate([chunk, padding])
         outputs = self.infer_impl(np.ascontiguousarray(chunk))
         return {name: outputs[name][:real] for name in OUTPUT_NAMES}

@@ -96,9 +96,7 @@ class TritonBackend(Backend):
         return config.get("config", config)
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        step = self.max_batch or len(batch)
-        parts = [self._infer_with_retries(batch[i : i + step]) for i in range(0, len(batch), step)]
-        return {name: np.concatenate([part[name] for part in parts]) for name in OUTPUT_NAMES}
+        return self._infer_with_retries(batch)  # Backend.infer slices to max_batch
 
     def _infer_with_retries(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         from tritonclient.utils import InferenceServerException

@@ -18,11 +18,6 @@ class OverlaySettings:
         if not 0.0 <= self.smoothing <= MAX_SMOOTHING:
             raise ValueError(f"smoothing must be in [0, {MAX_SMOOTHING}], got {self.smoothing}")
 
-    @property
-    def map_opacity(self) -> float:
-        """What the overlay blends the map with: 0 when the map is switched off."""
-        return self.opacity if self.map else 0.0
-
     def as_dict(self) -> dict:
         return asdict(self)
 
