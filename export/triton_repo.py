@@ -25,6 +25,7 @@ from pathlib import Path
 
 import onnx
 
+from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.atomic import atomic_write_text
 from wscnet.errors import UserError
 
@@ -129,13 +130,13 @@ def write_onnx_model(fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16:
 
 def engines_beside(repo: Path) -> list[Path]:
     """The TensorRT engines ``export --format engine`` left in ``repo`` (each with its sidecar)."""
-    return sorted(p for p in repo.glob("*.engine") if p.with_name(p.name + ".json").is_file())
+    return sorted(p for p in repo.glob("*.engine") if sidecar_path(p).is_file())
 
 
 def write_tensorrt_model(engine: Path, fp32_onnx: Path, repo: Path, max_batch: int) -> Path:
     """``wscnet_trt_<precision>``: the plan for Triton's ``tensorrt_plan`` platform (not served here).
     The sidecar must describe this model (classes, contract, checkpoint), else one UserError line."""
-    sidecar = json.loads(engine.with_name(engine.name + ".json").read_text())
+    sidecar = json.loads(sidecar_path(engine).read_text())
     metadata = read_metadata(onnx.load(str(fp32_onnx), load_external_data=False))
     stored = sidecar.get("metadata", {})
     differ = [key for key in ("class_names", "input_contract", "checkpoint_sha256") if stored.get(key) != metadata.get(key)]
