@@ -64,7 +64,7 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     for (run_dir, data_dir, name, recipe, seed), opts in options.items():
         result = _train_and_evaluate(run_dir, f"{data_dir.name} / {recipe} / {name} / seed {seed}", opts, split)
         runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
-                     **VARIANTS[name], **_metrics(result)})
+                     "run": str(run_dir), **VARIANTS[name], **_metrics(result)})
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
     if missing:
@@ -75,7 +75,28 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
         {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
          "rows": rows, "runs": runs, "missing": missing}, indent=2))
     write_chart(out / "ablation.png", rows)
+    write_diagnostics(out, runs)
     return table
+
+
+def write_diagnostics(out: Path, runs: list[dict]) -> None:
+    """When the runs logged diagnostics (--diagnostics-every): diagnostics.md and diagnostics.png,
+    per-epoch curves per set and recipe/variant, averaged over the seeds."""
+    from .training import diagnostics_summary as summary
+
+    logged = [r for r in runs if (Path(r["run"]) / "diagnostics.jsonl").is_file()]
+    if not logged:
+        return
+    panels: dict[str, dict] = {}
+    sizes: dict[str, int] = {}
+    for data_set in dict.fromkeys(r["set"] for r in logged):
+        for recipe, variant in dict.fromkeys((r["recipe"], r["variant"]) for r in logged if r["set"] == data_set):
+            dirs = [Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)]
+            panels.setdefault(data_set, {})[f"{variant} ({recipe})"] = summary.group_curves(dirs)
+            sizes[f"{data_set} {variant} ({recipe})"] = len(dirs)
+    flat = {f"{s} {label}": curves for s, groups in panels.items() for label, curves in groups.items()}
+    atomic_write_text(out / "diagnostics.md", summary.markdown(flat, sizes) + "\n")
+    summary.write_chart(out / "diagnostics.png", panels)
 
 
 def _run_recipe(variant: str, recipe: str) -> str:
