@@ -89,9 +89,13 @@ def write_diagnostics(out: Path, runs: list[dict]) -> None:
         return
     panels: dict[str, dict] = {}
     sizes: dict[str, int] = {}
+    shown: set[tuple] = set()  # CAM's runs serve several recipes: one curve
     for data_set in dict.fromkeys(r["set"] for r in logged):
         for recipe, variant in dict.fromkeys((r["recipe"], r["variant"]) for r in logged if r["set"] == data_set):
             dirs = [Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)]
+            if tuple(dirs) in shown:
+                continue
+            shown.add(tuple(dirs))
             panels.setdefault(data_set, {})[f"{variant} ({recipe})"] = summary.group_curves(dirs)
             sizes[f"{data_set} {variant} ({recipe})"] = len(dirs)
     flat = {f"{s} {label}": curves for s, groups in panels.items() for label, curves in groups.items()}
