@@ -187,10 +187,14 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
 
     out = tmp_path / "ablation"
     common = dict(arch="resnet18", epochs=1, batch_size=8, img_size=32, lr=0.01, head_lr=0.01,
-                  lr_schedule="step", warmup_epochs=0, workers=0, device="cpu")
+                  lr_schedule="step", warmup_epochs=0, workers=0, device="cpu", diagnostics_every=1)
     table = run_ablation(data=[synth_set], out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], **common)
     assert (out / "ablation.md").read_text().strip() == table.strip()
-    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for chart in ("ablation.png", "diagnostics.png"):
+        assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    diagnostics = (out / "diagnostics.md").read_text()  # one epoch of each variant, over its two seeds
+    assert f"| {synth_set.name} wscnet-k1 (scratch-flags) (2) | 1 |" in diagnostics
+    assert f"| {synth_set.name} cam (scratch-flags) (2) | 1 |" in diagnostics
     report = json.loads((out / "ablation.json").read_text())
     rows, runs = report["rows"], report["runs"]
     assert [(r["recipe"], r["variant"], r["seeds"]) for r in rows] == [
@@ -212,6 +216,15 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     assert f"| {synth_set.name} | scratch-flags | cam | 1 |" in partial
     assert partial.endswith(f"left out: {synth_set.name}/scratch-flags/cam/seed2.")
     assert not (out / synth_set.name / "scratch-flags" / "cam" / "seed2").exists()
+    # a finished run trained otherwise (an older trainer, other flags) is refused before any
+    # training, not silently mixed into the table
+    history = out / synth_set.name / "scratch-flags" / "cam" / "seed1" / "history.json"
+    record = json.loads(history.read_text())
+    record["options"]["augment"] = "paper"
+    history.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"cam/seed1: trained with other settings: augment 'paper' \(now 'aspect'\)"):
+        run_ablation(data=synth_set, out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], resume=True, **common)
+    assert last.stat().st_mtime == mtime
     with pytest.raises(UserError, match="unknown ablation variant"):
         run_ablation(data=synth_set, out=out, only=["resnet-magic"])
     with pytest.raises(UserError, match="unknown recipe"):

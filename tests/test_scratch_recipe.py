@@ -96,3 +96,34 @@ def test_salient_distractors_keep_the_target_and_add_textured_objects():
         assert inside.std(axis=0).max() > 30  # a two-colour texture, like the target's
     with pytest.raises(ValueError, match="distractors must be one of"):
         render(seed=4, label=0, number=1, size=64, distractors="loud")
+
+
+def test_diagnostics_summary_means_per_epoch_and_over_runs(tmp_path):
+    from wscnet.training import diagnostics_summary as summary
+
+    def run(name, rows, accuracies):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / "history.json").write_text(json.dumps({"epochs": [{"train_accuracy": a} for a in accuracies]}))
+        return folder
+
+    a = run("a", [{"epoch": 1, "clipped": 0.2, "grad_backbone": 10.0, "entropy_v": 1.0, "coupling_scale": 0.1},
+                  {"epoch": 1, "clipped": 0.4, "grad_backbone": 6.0, "entropy_v": 0.8, "coupling_scale": 0.3},
+                  {"epoch": 2, "clipped": 1.0, "grad_backbone": 2.0, "entropy_v": 0.5, "coupling_scale": 1.0}],
+            [0.25, 0.5])
+    b = run("b", [{"epoch": 1, "clipped": 0.6, "grad_backbone": 4.0, "entropy_v": 0.6, "coupling_scale": 0.2}],
+            [0.75, 0.9, 0.95])
+    cam = run("cam", [{"epoch": 1, "clipped": 0.5, "grad_backbone": 4.0}], [0.5])
+    curves = summary.run_curves(a)
+    assert curves["clipped"] == pytest.approx([0.3, 1.0]) and curves["entropy_v"] == pytest.approx([0.9, 0.5])
+    both = summary.group_curves([a, b])  # cut to b's one logged epoch, then averaged
+    assert both["train_accuracy"] == pytest.approx([0.5]) and both["grad_backbone"] == pytest.approx([6.0])
+    assert both["coupling_scale"] == pytest.approx([0.2])
+    cam_curves = summary.group_curves([cam])
+    assert math.isnan(cam_curves["entropy_v"][0]) and cam_curves["clipped"] == [0.5]
+    table = summary.markdown({"wscnet": both, "cam": cam_curves}, {"wscnet": 2, "cam": 1})
+    assert "| wscnet (2) | 1 | 0.5 | 0.45 | 6 | 0.75 | 0.2 |" in table
+    assert "| cam (1) | 1 | 0.5 | 0.5 | 4 | - | - |" in table
+    summary.write_chart(tmp_path / "d.png", {"set": {"wscnet": both, "cam": cam_curves}})
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

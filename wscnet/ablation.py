@@ -47,7 +47,7 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     out = Path(out)
     check_ablation_out(out, resume or not train_missing, overwrite)
     train_settings = {**train_settings, "overwrite": overwrite}
-    runs, missing = [], []
+    jobs, missing = [], []
     for data_dir in sets:
         for recipe in recipes:
             for name in names:
@@ -56,9 +56,15 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
                     if not train_missing and not _finished(run_dir, train_settings.get("epochs", 1)):
                         missing.append(f"{data_dir.name}/{recipe}/{name}/seed{seed}")
                         continue
-                    result = _train_and_evaluate(run_dir, data_dir, name, recipe, seed, split, train_settings)
-                    runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
-                                 **VARIANTS[name], **_metrics(result)})
+                    jobs.append((run_dir, data_dir, name, recipe, seed))
+    options = {job: _run_options(*job, train_settings) for job in jobs}
+    for (run_dir, *_), opts in options.items():  # before any training: a stale run would mix trainers
+        _check_reusable(run_dir, opts)
+    runs = []
+    for (run_dir, data_dir, name, recipe, seed), opts in options.items():
+        result = _train_and_evaluate(run_dir, f"{data_dir.name} / {recipe} / {name} / seed {seed}", opts, split)
+        runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
+                     "run": str(run_dir), **VARIANTS[name], **_metrics(result)})
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
     if missing:
@@ -69,7 +75,32 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
         {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
          "rows": rows, "runs": runs, "missing": missing}, indent=2))
     write_chart(out / "ablation.png", rows)
+    write_diagnostics(out, runs)
     return table
+
+
+def write_diagnostics(out: Path, runs: list[dict]) -> None:
+    """When the runs logged diagnostics (--diagnostics-every): diagnostics.md and diagnostics.png,
+    per-epoch curves per set and recipe/variant, averaged over the seeds."""
+    from .training import diagnostics_summary as summary
+
+    logged = [r for r in runs if (Path(r["run"]) / "diagnostics.jsonl").is_file()]
+    if not logged:
+        return
+    panels: dict[str, dict] = {}
+    sizes: dict[str, int] = {}
+    shown: set[tuple] = set()  # CAM's runs serve several recipes: one curve
+    for data_set in dict.fromkeys(r["set"] for r in logged):
+        for recipe, variant in dict.fromkeys((r["recipe"], r["variant"]) for r in logged if r["set"] == data_set):
+            dirs = [Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)]
+            if tuple(dirs) in shown:
+                continue
+            shown.add(tuple(dirs))
+            panels.setdefault(data_set, {})[f"{variant} ({recipe})"] = summary.group_curves(dirs)
+            sizes[f"{data_set} {variant} ({recipe})"] = len(dirs)
+    flat = {f"{s} {label}": curves for s, groups in panels.items() for label, curves in groups.items()}
+    atomic_write_text(out / "diagnostics.md", summary.markdown(flat, sizes) + "\n")
+    summary.write_chart(out / "diagnostics.png", panels)
 
 
 def _run_recipe(variant: str, recipe: str) -> str:
@@ -86,23 +117,50 @@ def _run_recipe(variant: str, recipe: str) -> str:
     return next(r for r in RECIPES if rest(r) == rest(recipe))
 
 
-def _train_and_evaluate(run_dir: Path, data_dir: Path, name: str, recipe: str, seed: int, split: str,
-                        train_settings: dict) -> dict:
-    from .evaluate import evaluate_checkpoint
-    from .training import TrainOptions, train
+def _run_options(run_dir: Path, data_dir: Path, name: str, recipe: str, seed: int, train_settings: dict):
+    from .training import TrainOptions
     from .training.recipes import apply_recipe
 
     settings = {**train_settings, **VARIANTS[name], "seed": seed}
-    options = apply_recipe(TrainOptions(data=str(data_dir), out=str(run_dir), **settings), recipe)
-    label = f"{data_dir.name} / {recipe} / {name} / seed {seed}"
+    return apply_recipe(TrainOptions(data=str(data_dir), out=str(run_dir), **settings), recipe)
+
+
+def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
+    from .evaluate import evaluate_checkpoint
+    from .training import train
+
     if not options.overwrite and _finished(run_dir, options.epochs):
         print(f"ablation {label}: reusing the finished run in {run_dir}", file=sys.stderr)
     else:
         options.resume = not options.overwrite and (run_dir / "last.pt").is_file()
         print(f"ablation {label}: training", file=sys.stderr)
         train(options)
-    return evaluate_checkpoint(run_dir / "last.pt", data_dir, split=split,
+    return evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
                               workers=options.workers, device=options.device)
+
+
+# options that do not change the trained weights (CAM also ignores the head warm-up's)
+_NOT_WEIGHTS = ("data", "out", "resume", "overwrite", "workers", "device", "recipe", "diagnostics_every", "val_every")
+
+
+def _check_reusable(run_dir: Path, options) -> None:
+    """A run in ``run_dir`` (finished or to be resumed) must have been trained with ``options``:
+    a run from an older trainer or other flags would silently mix two set-ups in one table."""
+    from .training.recipes import HEAD_WARMUP_FIELDS
+
+    history = run_dir / "history.json"
+    if options.overwrite or not history.is_file():
+        return
+    try:
+        recorded = json.loads(history.read_text())["options"]
+    except (ValueError, KeyError):
+        return
+    ignored = set(_NOT_WEIGHTS) | (set(HEAD_WARMUP_FIELDS) if options.head == "cam" else set())
+    changed = [f"{key} {recorded.get(key)!r} (now {value!r})" for key, value in options.to_dict().items()
+               if key not in ignored and recorded.get(key) != value]
+    if changed:
+        raise UserError(f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
+                        "to train it again or choose another --out")
 
 
 def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:

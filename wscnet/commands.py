@@ -179,6 +179,7 @@ def ablation(
     train_missing: bool = typer.Option(True, "--train/--no-train", help="--no-train: tabulate finished runs only, list the rest."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Train every run again, replacing what --out holds."),
+    diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Each run logs diagnostics.jsonl every N steps (see train)."),
 ) -> None:
     """Train and evaluate WSCNet variants and the CAM baseline per set, recipe and seed; write the table and chart."""
     from wscnet.ablation import run_ablation
@@ -189,6 +190,7 @@ def ablation(
         arch=arch, pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
         img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule, val_every=val_every,
         warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device,
+        diagnostics_every=diagnostics_every,
     )
     typer.echo(table)
 
