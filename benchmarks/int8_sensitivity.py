@@ -107,6 +107,7 @@ def main(
     calib_n: int = typer.Option(64, "--calib-n"),
     n: int = typer.Option(200, "--n", help="Held-out images."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also the per-block sensitivity."),
+    layout: list[str] = typer.Option([], "--layout", help="Float layouts besides none and the arch's own."),
 ) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
@@ -119,13 +120,13 @@ def main(
         quantizer = Quantizer(fp32, calib, calib_n, method, Path(tmp))
         batch = load_batch(find_images(heldout, n), model_contract(quantizer.source, str(fp32)))
         reference = probabilities(fp32, batch)
-        arch = json.loads(json.dumps({p.key: p.value for p in quantizer.source.metadata_props})).get("arch", "")
+        arch = {p.key: p.value for p in quantizer.source.metadata_props}.get("arch", "")
         result = {"checkpoint": str(checkpoint), "method": method, "calib_n": calib_n, "images": len(batch),
                   "layouts": {}}
-        for layout in dict.fromkeys(("none", float_layout(arch))):
-            probs = probabilities(quantizer.variant(layout, float_nodes(quantizer.source, layout)), batch)
-            result["layouts"][layout] = margin_report(reference, probs)
-            print(layout, json.dumps(result["layouts"][layout]), flush=True)
+        for name in dict.fromkeys(("none", float_layout(arch), *layout)):
+            probs = probabilities(quantizer.variant(name, float_nodes(quantizer.source, name)), batch)
+            result["layouts"][name] = margin_report(reference, probs)
+            print(name, json.dumps(result["layouts"][name]), flush=True)
         atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
         if blocks:
             result["blocks"] = block_rows(quantizer, reference, batch)
