@@ -7,6 +7,7 @@ On the held-out images (FP32 ONNX = the reference, as parity's PyTorch reference
 
 - margins: the FP32 probability gap between the top two classes of every image, for the
   images INT8 flips and for all; top-1 agreement among images whose gap is at least τ;
+- ``--compare``: the same margins for other exported files of the checkpoint (e.g. its FP16);
 - blocks: the backbone's blocks (``backbone.N``, ``detector``) quantized one at a time (the rest
   float) and left float one at a time (the rest INT8): top-1 agreement and mean |Δprobs|.
 
@@ -108,6 +109,7 @@ def main(
     n: int = typer.Option(200, "--n", help="Held-out images."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also the per-block sensitivity."),
     layout: list[str] = typer.Option([], "--layout", help="Float layouts besides none and the arch's own."),
+    compare: list[Path] = typer.Option([], "--compare", help="Exported files of the same checkpoint to report too (e.g. its FP16)."),
 ) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
@@ -127,6 +129,9 @@ def main(
             probs = probabilities(quantizer.variant(name, float_nodes(quantizer.source, name)), batch)
             result["layouts"][name] = margin_report(reference, probs)
             print(name, json.dumps(result["layouts"][name]), flush=True)
+        for path in compare:
+            result.setdefault("files", {})[str(path)] = margin_report(reference, probabilities(path, batch))
+            print(path, json.dumps(result["files"][str(path)]), flush=True)
         atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
         if blocks:
             result["blocks"] = block_rows(quantizer, reference, batch)
