@@ -83,12 +83,18 @@ def quantize_int8(
             quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration),
                                   exclude=excluded)
         result = onnx.load(str(quantized))
-    _restore_functions(result, model)
+    finish_int8(result, model, Path(out))
+    return Path(out)
+
+
+def finish_int8(result: onnx.ModelProto, source: onnx.ModelProto, out: Path) -> None:
+    """The quantizer's output made deployable: ``source``'s functions and metadata back, one Q/DQ
+    pair per consumer, precision int8; checked and written atomically to ``out``."""
+    _restore_functions(result, source)
     dedicate_qdq_pairs(result)
     set_precision(result, "int8")
     onnx.checker.check_model(result, full_check=True)
     atomic_write_bytes(out, result.SerializeToString())
-    return Path(out)
 
 
 def prepare_for_calibration(fp32_onnx: Path, workdir: Path) -> Path:
