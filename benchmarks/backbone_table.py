@@ -22,8 +22,7 @@ import typer
 
 from wscnet.atomic import atomic_write_text
 
-PRECISIONS = (("torch", None), ("ort", "model.onnx"), ("ort-fp16", "model.fp16.onnx"),
-              ("ort-int8", "model.int8.onnx"))
+PRECISIONS = (("torch", None), ("ort", "fp32"), ("ort-fp16", "fp16"), ("ort-int8", "int8"))  # export step kinds
 
 
 class ExportedModel:
@@ -47,12 +46,19 @@ class ExportedModel:
                             torch.from_numpy(out["sentiment_map"])[:, 0].float())
 
 
+def exported_file(ckpt: Path, kind: str) -> Path:
+    """Where ``export_all`` puts the ``kind`` step's model (named by the export pipeline)."""
+    from export.pipeline import ExportRequest
+
+    return ExportRequest(checkpoint=ckpt, out=ckpt.parent / "export").file(kind)
+
+
 def export_all(ckpt: Path, data: Path, heldout: Path, calib_n: int, parity_n: int) -> dict:
     """FP32/FP16/INT8 files beside the checkpoint (reused while newer than it) and their parity."""
     from export.pipeline import ExportRequest, run_export
 
     out = ckpt.parent / "export"
-    files = [out / name for _, name in PRECISIONS if name] + [out / "parity.json"]
+    files = [exported_file(ckpt, kind) for _, kind in PRECISIONS if kind] + [out / "parity.json"]
     fresh = all(f.is_file() and f.stat().st_mtime >= ckpt.stat().st_mtime for f in files)
     if not fresh:
         run_export(ExportRequest(checkpoint=ckpt, out=out, fp16=True, int8=True, calib=data,
@@ -120,14 +126,14 @@ def checkpoint_rows(ckpt: Path, opts: dict, workdir: Path) -> list[dict]:
     common = {"backbone": arch, "img_size": size, "from_scratch": from_scratch(ckpt),
               "epochs": meta.get("epoch"), "checkpoint": str(ckpt), "checkpoint_mtime": ckpt.stat().st_mtime}
     rows = []
-    for backend, name in PRECISIONS:
-        path = ckpt if name is None else ckpt.parent / "export" / name
+    for backend, kind in PRECISIONS:
+        path = ckpt if kind is None else exported_file(ckpt, kind)
         row = {**common, "backend": backend, "model_file": str(path), "size_mb": path.stat().st_size / 1e6}
-        runner = model if name is None else ExportedModel(path, opts["threads"])
+        runner = model if kind is None else ExportedModel(path, opts["threads"])
         row.update(split_accuracy(runner, opts["data"], contract, meta["model_config"]["num_classes"]))
         row.update(latency_and_memory(backend, path, images, workdir, opts["threads"], opts["duration"]))
-        if name is not None:
-            report = parity[name]
+        if kind is not None:
+            report = parity[path.name]
             row.update({"precision": report["precision"], "parity_passed": report["passed"],
                         "top1_agreement": report["top1_agreement"], "map_correlation": report["map_correlation"]})
             if opts["video"] is not None:
