@@ -181,7 +181,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     if req.format == "triton":
         from .triton_repo import write_triton_repository
 
-        fp32 = req.out / "model.onnx"  # the GPU models' file; the CPU models run the INT8 one when there is one
+        fp32 = req.file("fp32")  # the GPU models' file; the CPU models run the INT8 one when there is one
         result.files += write_triton_repository(fp32, req.out, req.max_batch, tensorrt_fp16=req.fp16,
                                                 cpu_onnx=final if req.int8 else fp32)
     return result
