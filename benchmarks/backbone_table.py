@@ -61,8 +61,9 @@ def export_all(ckpt: Path, data: Path, heldout: Path, calib_n: int, parity_n: in
     files = [exported_file(ckpt, kind) for _, kind in PRECISIONS if kind] + [out / "parity.json"]
     fresh = all(f.is_file() and f.stat().st_mtime >= ckpt.stat().st_mtime for f in files)
     if not fresh:
+        # stale files are this table's own cache of an older checkpoint: replace them
         run_export(ExportRequest(checkpoint=ckpt, out=out, fp16=True, int8=True, calib=data,
-                                 calib_n=calib_n, parity_data=heldout, parity_n=parity_n),
+                                 calib_n=calib_n, parity_data=heldout, parity_n=parity_n, overwrite=True),
                    echo=lambda line: None)
     return json.loads((out / "parity.json").read_text())
 
