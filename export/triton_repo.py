@@ -137,7 +137,8 @@ def write_tensorrt_model(engine: Path, fp32_onnx: Path, repo: Path, max_batch: i
     """``wscnet_trt_<precision>``: the plan for Triton's ``tensorrt_plan`` platform (not served here).
     The sidecar must describe this model (classes, contract, checkpoint), else one UserError line."""
     sidecar = json.loads(sidecar_path(engine).read_text())
-    metadata = read_metadata(onnx.load(str(fp32_onnx), load_external_data=False))
+    model = onnx.load(str(fp32_onnx), load_external_data=False)
+    metadata = read_metadata(model)
     stored = sidecar.get("metadata", {})
     differ = [key for key in ("class_names", "input_contract", "checkpoint_sha256") if stored.get(key) != metadata.get(key)]
     if differ:
@@ -146,7 +147,7 @@ def write_tensorrt_model(engine: Path, fp32_onnx: Path, repo: Path, max_batch: i
     if sidecar.get("plugins"):
         raise UserError(f"{engine}: needs the TensorRT plugins {', '.join(sidecar['plugins'])}, which Triton "
                         "would have to load; rebuild it without --trt-plugin")
-    inputs, outputs = tensor_dims(onnx.load(str(fp32_onnx), load_external_data=False))
+    inputs, outputs = tensor_dims(model)
     io = sidecar["io"]
     batch = io["inputs"]["image"]["shape"][0]
     if batch == -1:  # an optimization profile over the batch: Triton batches up to its max
@@ -214,8 +215,7 @@ def write_image_ensemble(onnx_file: Path, repo: Path, max_batch: int) -> list[Pa
         _ensemble_step(POSTPROCESS_MODEL, {name: f"view_{name}" for name, _, _ in outputs}, {n: n for n, _, _ in answer}),
     ]
     extra = "ensemble_scheduling { step [\n  " + ",\n  ".join(scheduling) + "\n] }"
-    folder = repo / ENSEMBLE_MODEL
-    (folder / "1").mkdir(parents=True, exist_ok=True)  # an ensemble has no files, but a version folder
+    folder = _model_folder(repo, ENSEMBLE_MODEL, {})  # an ensemble has no files, but a version folder
     atomic_write_text(folder / "config.pbtxt", config_text(ENSEMBLE_MODEL, 'platform: "ensemble"', [IMAGE_INPUT], answer,
                                                            0, None, metadata, extra))
     return folders + [folder]
