@@ -9,7 +9,9 @@ On the held-out images (FP32 ONNX = the reference, as parity's PyTorch reference
   images INT8 flips and for all; top-1 agreement among images whose gap is at least τ;
 - ``--compare``: the same margins for other exported files of the checkpoint (e.g. its FP16);
 - blocks: the backbone's blocks (``backbone.N``, ``detector``) quantized one at a time (the rest
-  float) and left float one at a time (the rest INT8): top-1 agreement and mean |Δprobs|.
+  float) and left float one at a time (the rest INT8): top-1 agreement and mean |Δprobs|;
+- ``--target 0.97``: a greedy mixed-precision search on top of the architecture's float layout:
+  whole blocks left float, the most helpful first, until top-1 agreement reaches the target.
 
 Ranges are calibrated once (``--method``) and shared by every variant.
 """
@@ -22,15 +24,10 @@ import numpy as np
 import onnx
 import typer
 
+from export.int8 import block_of
 from wscnet.atomic import atomic_write_text
 
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2)
-
-
-def block_of(node_name: str) -> str:
-    """'/model/backbone/backbone.3/block/...' -> 'backbone.3'; '/model/detector/Conv' -> 'detector'."""
-    parts = node_name.strip("/").split("/")
-    return parts[2] if len(parts) > 3 and parts[1] == "backbone" else parts[1] if len(parts) > 1 else node_name
 
 
 def probabilities(model: Path, batch: np.ndarray) -> np.ndarray:
@@ -84,19 +81,61 @@ class Quantizer:
         return out
 
 
-def block_rows(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray) -> list[dict]:
-    blocks = list(dict.fromkeys(block_of(n) for n in quantizer.nodes))
+def block_rows(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray,
+               modes: tuple[str, ...] = ("only this INT8", "only this float"), base: tuple[str, ...] = ()) -> list[dict]:
+    """Per block: quantized alone (the rest float) and/or left float alone (the rest INT8, except
+    the nodes in ``base``, which stay float in every variant)."""
     rows = []
-    for block in blocks:
+    for block in blocks_of(quantizer):
         inside = [n for n in quantizer.nodes if block_of(n) == block]
-        for mode, kept in (("only this INT8", [n for n in quantizer.nodes if n not in inside]),
-                           ("only this float", inside)):
-            probs = probabilities(quantizer.variant("block", kept), batch)
-            agree = float((probs.argmax(1) == reference.argmax(1)).mean())
-            rows.append({"block": block, "nodes": len(inside), "mode": mode, "agreement": agree,
-                         "mean_abs_dprobs": float(np.abs(probs - reference).mean())})
+        kept_by_mode = {"only this INT8": [n for n in quantizer.nodes if n not in inside],
+                        "only this float": sorted(set(inside) | set(base))}
+        for mode in modes:
+            rows.append({"block": block, "nodes": len(inside), "mode": mode,
+                         **agreement(quantizer.variant("block", kept_by_mode[mode]), reference, batch)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def blocks_of(quantizer: Quantizer) -> list[str]:
+    return list(dict.fromkeys(block_of(n) for n in quantizer.nodes))
+
+
+def agreement(model: Path, reference: np.ndarray, batch: np.ndarray) -> dict:
+    probs = probabilities(model, batch)
+    return {"agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
+            "mean_abs_dprobs": float(np.abs(probs - reference).mean())}
+
+
+def float_search(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray, base_layout: str,
+                 target: float) -> dict:
+    """Greedy mixed precision on top of ``base_layout`` (see ``greedy_float_blocks``)."""
+    from export.int8 import float_nodes
+
+    base = tuple(float_nodes(quantizer.source, base_layout))
+    singles = block_rows(quantizer, reference, batch, modes=("only this float",), base=base)
+
+    def measure(blocks: list[str]) -> dict:
+        kept = sorted(set(base) | {n for n in quantizer.nodes if block_of(n) in blocks})
+        return {"float_nodes": len(kept), **agreement(quantizer.variant("search", kept), reference, batch)}
+
+    steps = greedy_float_blocks(singles, measure, target)
+    parts = ([] if base_layout == "none" else [base_layout]) + (steps[-1]["float_blocks"] if steps else [])
+    return {"base_layout": base_layout, "target": target, "singles": singles, "steps": steps,
+            "reached": bool(steps) and steps[-1]["agreement"] >= target, "layout": "+".join(parts) or "none"}
+
+
+def greedy_float_blocks(singles: list[dict], measure, target: float) -> list[dict]:
+    """Leave whole blocks float, the one that helps most alone first (``singles``: one row per
+    block left float alone), until ``measure(blocks)`` reaches ``target`` top-1 agreement."""
+    order = [r["block"] for r in sorted(singles, key=lambda r: (-r["agreement"], r["mean_abs_dprobs"]))]
+    steps: list[dict] = []
+    for count in range(1, len(order) + 1):
+        steps.append({"float_blocks": order[:count], **measure(order[:count])})
+        print(json.dumps(steps[-1]), flush=True)
+        if steps[-1]["agreement"] >= target:
+            break
+    return steps
 
 
 def main(
@@ -109,6 +148,7 @@ def main(
     n: int = typer.Option(200, "--n", help="Held-out images."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also the per-block sensitivity."),
     layout: list[str] = typer.Option([], "--layout", help="Float layouts besides none and the arch's own."),
+    target: float | None = typer.Option(None, "--target", help="Also search, block by block, the float blocks that reach this top-1 agreement (e.g. 0.97)."),
     compare: list[Path] = typer.Option([], "--compare", help="Exported files of the same checkpoint to report too (e.g. its FP16)."),
 ) -> None:
     from export.images import find_images, load_batch
@@ -135,6 +175,9 @@ def main(
         atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
         if blocks:
             result["blocks"] = block_rows(quantizer, reference, batch)
+            atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
+        if target is not None:
+            result["search"] = float_search(quantizer, reference, batch, float_layout(arch), target)
             atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
 
 

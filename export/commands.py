@@ -19,6 +19,7 @@ def export(
     calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", min=1, help="Calibration images used."),
     calib_method: Literal[CALIB_METHODS] = typer.Option("entropy", "--calib-method"),
+    int8_float: Optional[str] = typer.Option(None, "--int8-float", help="INT8: what stays float, 'none' or parts joined by '+': squeeze_excitation, hardswish, block names such as backbone.15 (benchmarks.int8_sensitivity --target finds them). Default: the backbone's measured layout."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side (default: the checkpoint's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Fixed batch size (engine: the optimal batch)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch dimension."),
@@ -43,7 +44,7 @@ def export(
     checkpoint = checkpoint or newest_checkpoint()
     request = ExportRequest(
         checkpoint=checkpoint, out=out or checkpoint.parent / "export", format=format, fp16=fp16,
-        int8=int8, calib=calib, calib_n=calib_n, calib_method=calib_method, img_size=img_size,
+        int8=int8, calib=calib, calib_n=calib_n, calib_method=calib_method, int8_float=int8_float, img_size=img_size,
         batch=batch, dynamic_batch=dynamic_batch, max_batch=max_batch, fused_op=not no_fused_op,
         parity_data=parity_data, parity_n=parity_n, parity=not skip_parity, workspace_mb=workspace_mb,
         trt_plugin=trt_plugin, overwrite=overwrite, quantizer=quantizer, modelopt_python=modelopt_python,

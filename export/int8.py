@@ -21,7 +21,7 @@ from wscnet.errors import UserError
 from .calibration import CalibrationImages, check_calibration_memory, collect_ranges, ort_method
 from .choices import CALIB_METHODS
 from .images import ImageSet, folder_images
-from .metadata import load_onnx, model_contract, read_metadata, set_precision
+from .metadata import load_onnx, model_contract, read_metadata, set_precision, write_metadata
 
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
@@ -67,9 +67,12 @@ def quantize_int8(
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
-    excluded = float_nodes(model, keep_float or float_layout(metadata.get("arch", "")))
+    layout = keep_float or float_layout(metadata.get("arch", ""))
+    excluded = float_nodes(model, layout)
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)
+    write_metadata(model, {**metadata, "int8_float_layout": layout,
+                           "int8_calibration": f"{method}, {len(images.files)} images"})
     calibration = CalibrationImages(list(images.files), model.graph.input[0].name,
                                     model_contract(model, str(fp32_onnx)))
     if bounded:
@@ -126,7 +129,8 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
 
 # Layers left in float inside an otherwise INT8 backbone, by graph pattern (measured per
 # backbone in benchmarks.int8_layouts; the choice per architecture is ``float_layout``).
-FLOAT_LAYOUTS = ("none", "squeeze_excitation", "hardswish", "squeeze_excitation+hardswish")
+FLOAT_PATTERNS = ("squeeze_excitation", "hardswish")
+FLOAT_LAYOUTS = ("none", "squeeze_excitation", "hardswish", "squeeze_excitation+hardswish")  # the measured patterns
 
 
 def float_layout(arch: str) -> str:
@@ -140,14 +144,39 @@ def float_layout(arch: str) -> str:
 
 
 def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
-    """Names of the Conv nodes ``layout`` keeps in float.
+    """Names of the nodes ``layout`` keeps in float.
 
-    squeeze_excitation: the two 1×1 convs of each squeeze-excitation block (the one fed by a
-    GlobalAveragePool and the one feeding a HardSigmoid). hardswish: every conv whose output goes
-    into a HardSwish or whose input comes out of one.
+    ``layout`` is ``none`` or parts joined by ``+``:
+    - ``squeeze_excitation``: the two 1×1 convs of each squeeze-excitation block (the one fed by
+      a GlobalAveragePool and the one feeding a HardSigmoid);
+    - ``hardswish``: every conv whose output goes into a HardSwish or whose input comes out of one;
+    - a block name (``backbone.15``, ``detector``; see ``block_of``): every quantizable node in it,
+      as ``benchmarks.int8_sensitivity --target`` finds them.
     """
-    if layout not in FLOAT_LAYOUTS:
-        raise UserError(f"INT8 float layout must be one of {', '.join(FLOAT_LAYOUTS)}; got {layout!r}")
+    parts = [] if layout == "none" else layout.split("+")
+    blocks = {block_of(n.name) for n in model.graph.node if n.op_type in QUANTIZED_OPS}
+    unknown = [p for p in parts if p not in FLOAT_PATTERNS and p not in blocks]
+    if unknown:
+        raise UserError(f"INT8 float layout {layout!r}: {', '.join(map(repr, unknown))} is neither "
+                        f"{', '.join(('none',) + FLOAT_PATTERNS)} nor a block of this model "
+                        f"({', '.join(sorted(blocks, key=_block_order))})")
+    kept = set(_pattern_nodes(model, [p for p in parts if p in FLOAT_PATTERNS]))
+    kept |= {n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and block_of(n.name) in parts}
+    return sorted(kept)
+
+
+def block_of(node_name: str) -> str:
+    """'/model/backbone/backbone.3/block/...' -> 'backbone.3'; '/model/detector/Conv' -> 'detector'."""
+    parts = node_name.strip("/").split("/")
+    return parts[2] if len(parts) > 3 and parts[1] == "backbone" else parts[1] if len(parts) > 1 else node_name
+
+
+def _block_order(name: str) -> tuple[int, str]:
+    number = name.rsplit(".", 1)[-1]
+    return (int(number), name) if number.isdigit() else (10**6, name)
+
+
+def _pattern_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
     producer = {out: node for node in model.graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in model.graph.node:
@@ -160,13 +189,13 @@ def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
     def feeds(node, op: str) -> bool:
         return any(user.op_type == op for user in consumers[node.output[0]])
 
-    kept = set()
+    kept = []
     for node in (n for n in model.graph.node if n.op_type == "Conv"):
-        if "squeeze_excitation" in layout and (fed_by(node, "GlobalAveragePool") or feeds(node, "HardSigmoid")):
-            kept.add(node.name)
-        if "hardswish" in layout and (fed_by(node, "HardSwish") or feeds(node, "HardSwish")):
-            kept.add(node.name)
-    return sorted(kept)
+        if "squeeze_excitation" in patterns and (fed_by(node, "GlobalAveragePool") or feeds(node, "HardSigmoid")):
+            kept.append(node.name)
+        if "hardswish" in patterns and (fed_by(node, "HardSwish") or feeds(node, "HardSwish")):
+            kept.append(node.name)
+    return kept
 
 
 def _restore_functions(result: onnx.ModelProto, source: onnx.ModelProto) -> None:

@@ -84,6 +84,7 @@ class ExportRequest:
     calib: Path | None = None
     calib_n: int = 256
     calib_method: str = "entropy"
+    int8_float: str | None = None  # nodes INT8 keeps float (export.int8.float_nodes); None: the arch's layout
     img_size: int | None = None
     batch: int = 1
     dynamic_batch: bool = False
@@ -227,7 +228,7 @@ def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=prin
     from .int8 import quantize_int8
 
     echo(f"calibration images: {calibration.description}")
-    ort_int8 = quantize_int8(fp32, req.file("int8"), calibration, method=req.calib_method)
+    ort_int8 = quantize_int8(fp32, req.file("int8"), calibration, method=req.calib_method, keep_float=req.int8_float)
     return ort_int8, write_trt_int8(fp32, ort_int8, req.file("int8-trt"), echo)
 
 

@@ -6,7 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.int8 import FLOAT_LAYOUTS, float_layout, float_nodes, quantize_int8
+from export.int8 import FLOAT_LAYOUTS, QUANTIZED_OPS, float_layout, float_nodes, quantize_int8
+from export.metadata import read_metadata
 from export.onnx_export import export_onnx
 from export.testing import make_trained_checkpoint, write_image_folder
 from wscnet.errors import UserError
@@ -64,3 +65,30 @@ def test_quantized_mobilenet_keeps_the_layout_in_float(tmp_path):
     assert float_weight_convs(onnx.load(str(out))) == expected
     plain = quantize_int8(fp32, tmp_path / "none.onnx", calib, n=4, keep_float="none")
     assert float_weight_convs(onnx.load(str(plain))) == set()
+
+
+@pytest.fixture(scope="module")
+def small_mobilenet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blocks")
+    ckpt = make_trained_checkpoint(root / "m.pt", arch="mobilenet_v3_small", num_classes=3, size=64, steps=2)
+    return export_onnx(ckpt, root / "m.onnx"), write_image_folder(root / "calib", num_classes=3, per_class=2, size=64)
+
+
+def test_block_layouts_keep_every_quantizable_node_of_the_named_blocks(small_mobilenet):
+    model = onnx.load(str(small_mobilenet[0]))
+    in_block = sorted(n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and "/backbone.3/" in n.name)
+    assert len(in_block) >= 4 and float_nodes(model, "backbone.3") == in_block
+    hardswish = set(float_nodes(model, "hardswish"))
+    assert set(float_nodes(model, "hardswish+backbone.3")) == hardswish | set(in_block)
+    with pytest.raises(UserError, match="'backbone.99' is neither"):
+        float_nodes(model, "hardswish+backbone.99")
+
+
+def test_int8_file_records_its_float_layout_and_calibration(small_mobilenet, tmp_path):
+    fp32, calib = small_mobilenet
+    out = quantize_int8(fp32, tmp_path / "m.int8.onnx", calib, n=4, method="max", keep_float="hardswish+detector")
+    model = onnx.load(str(out))
+    assert read_metadata(model)["int8_float_layout"] == "hardswish+detector"
+    assert read_metadata(model)["int8_calibration"] == "max, 4 images"
+    detector = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/model/detector/")]
+    assert detector and {n.name for n in detector} <= float_weight_convs(model)

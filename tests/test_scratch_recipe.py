@@ -48,8 +48,9 @@ def test_recipe_fills_defaults_but_explicit_flags_win():
     assert options.lr == 0.05  # given explicitly
     assert options.head_lr == 0.02 and options.grad_clip == 2.0 and options.lr_schedule == "cosine"
     assert options.det_weight_start == 0.0 and options.pool_warmup_epochs > 0 and options.recipe == "scratch"
+    assert options.zero_init_coupled and not apply_recipe(TrainOptions(), "scratch-flags").zero_init_coupled
     paper = apply_recipe(TrainOptions(), "paper")
-    assert paper.lr == 1e-3 and paper.pool_warmup_epochs == 0
+    assert paper.lr == 1e-3 and paper.pool_warmup_epochs == 0 and not paper.zero_init_coupled
     with pytest.raises(UserError, match="--recipe must be one of"):
         apply_recipe(TrainOptions(), "magic")
 

@@ -156,8 +156,9 @@ def _check_reusable(run_dir: Path, options) -> None:
     except (ValueError, KeyError):
         return
     ignored = set(_NOT_WEIGHTS) | (set(HEAD_WARMUP_FIELDS) if options.head == "cam" else set())
-    changed = [f"{key} {recorded.get(key)!r} (now {value!r})" for key, value in options.to_dict().items()
-               if key not in ignored and recorded.get(key) != value]
+    was = {key: options.recorded_value(recorded, key) for key in options.to_dict()}
+    changed = [f"{key} {was[key]!r} (now {value!r})" for key, value in options.to_dict().items()
+               if key not in ignored and was[key] != value]
     if changed:
         raise UserError(f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
                         "to train it again or choose another --out")

@@ -32,6 +32,18 @@ def build_backbone(arch: str, pretrained: str | Path | None = None) -> tuple[nn.
     return features, features[-1].out_channels
 
 
+def zero_init_residual(backbone: nn.Module) -> int:
+    """Set the last BatchNorm scale of every ResNet residual block to 0, so each block starts as
+    the identity and a deep network trains from scratch like a shallow one (Goyal et al., 2017).
+    Returns the number of blocks changed (0 for a backbone without residual blocks)."""
+    last_norms = [block.bn3 if isinstance(block, models.resnet.Bottleneck) else block.bn2
+                  for block in backbone.modules()
+                  if isinstance(block, (models.resnet.Bottleneck, models.resnet.BasicBlock))]
+    for norm in last_norms:
+        nn.init.zeros_(norm.weight)
+    return len(last_norms)
+
+
 def load_pretrained(model: nn.Module, path: Path, arch: str) -> None:
     if not path.is_file():
         raise UserError(f"{path}: pretrained weights file not found")

@@ -6,6 +6,7 @@ from typing import Literal
 from runtime.contract import GEOMETRIES
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+BOTTLENECK_RESNETS = ("resnet50", "resnet101", "resnet152")  # from scratch they need zero-init residuals
 MOBILENETS = ("mobilenet_v3_large", "mobilenet_v3_small")
 ARCHITECTURES = RESNETS + MOBILENETS
 HEADS = ("wscnet", "cam")

@@ -63,6 +63,7 @@ def train(
     det_weight: float = typer.Option(1.0, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
     grad_clip: float = typer.Option(0.0, "--grad-clip", help="Clip the gradient norm (0: off); steadies from-scratch runs."),
     bn_momentum: float | None = typer.Option(None, "--bn-momentum", help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with --pretrained)."),
+    zero_init_residual: bool | None = typer.Option(None, "--zero-init-residual/--no-zero-init-residual", help="ResNets: start every residual block as the identity (its last BatchNorm scale 0); default: on for resnet50/101/152 from scratch, off otherwise."),
     precise_bn_images: int | None = typer.Option(None, "--precise-bn-images", help="Training images that re-estimate BatchNorm statistics before each validation and save (0: off; default: 512 from scratch, 0 with --pretrained)."),
     layout: Layout | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
     fold: int = typer.Option(1, "--fold", help="Twitter I/II split fold."),
@@ -80,6 +81,7 @@ def train(
     det_warmup_epochs: float = typer.Option(0.0, "--det-warmup-epochs", help="Training only: detection-loss weight ramps over these epochs."),
     det_weight_start: float = typer.Option(1.0, "--det-weight-start", help="Detection-loss weight at step 0 of that ramp."),
     clip_per_loss: bool = typer.Option(False, "--clip-per-loss", help="WSCNet: clip at grad-clip × (1 + detection-loss weight)."),
+    zero_init_coupled: bool = typer.Option(False, "--zero-init-coupled", help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's)."),
     diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -92,11 +94,11 @@ def train(
         batch_size=batch_size, img_size=img_size, geometry=geometry, augment=augment, lr=lr, head_lr=head_lr, momentum=momentum,
         weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step, lr_gamma=lr_gamma,
         warmup_epochs=warmup_epochs, det_weight=det_weight, grad_clip=grad_clip,
-        bn_momentum=bn_momentum, precise_bn_images=precise_bn_images, layout=layout, fold=fold,
+        bn_momentum=bn_momentum, precise_bn_images=precise_bn_images, zero_init_residual=zero_init_residual, layout=layout, fold=fold,
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
         workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
         pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
-        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, diagnostics_every=diagnostics_every,
+        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled, diagnostics_every=diagnostics_every,
     )
     apply_recipe(options, recipe)
     options.validate()

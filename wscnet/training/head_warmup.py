@@ -9,8 +9,14 @@ Two linear ramps over the first epochs, both ending before training does:
 And, with ``clip_per_loss``, the gradient-norm clip grows with the detection-loss weight
 (grad_clip · (1 + weight)), so the second loss does not shrink the first one's steps.
 
+With ``zero_init_coupled``, the classifier's weights on the coupled half GAP(M∘F) of Eq. (4)
+start at 0: the classification branch starts as the CAM baseline's and takes in the sentiment
+map as training makes it informative, instead of reading a random map from step 0.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
+
+import torch
 
 from .options import TrainOptions
 
@@ -37,6 +43,16 @@ class HeadWarmup:
     def apply(self, model, step: int) -> None:
         if self.active:
             model.pool_map.training_max_share = self.max_share(step)
+
+
+def zero_init_coupled_weights(model) -> bool:
+    """Zero the FC weights that read GAP(M∘F); False when the model has no coupled half."""
+    config = model.config
+    if config.head != "wscnet" or config.coupling != "both":
+        return False
+    with torch.no_grad():
+        model.classifier.weight[:, model.num_features:] = 0.0
+    return True
 
 
 def _ramp(step: int, steps: float, start: float, end: float) -> float:

@@ -19,10 +19,11 @@ from ..checkpoint import make_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..losses import wscnet_loss
 from ..model import WSCNet, WSCNetConfig
+from ..backbones import zero_init_residual
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
-from .head_warmup import HeadWarmup
+from .head_warmup import HeadWarmup, zero_init_coupled_weights
 from .options import TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
 
@@ -51,6 +52,10 @@ class Trainer:
         )
         torch.manual_seed(options.seed)  # same initial weights on every rank and every rerun
         self.model = WSCNet(config, pretrained=options.pretrained).to(ctx.device)
+        if options.zero_init_residual:  # resuming overwrites these weights anyway
+            zero_init_residual(self.model.backbone)
+        if options.zero_init_coupled:
+            zero_init_coupled_weights(self.model)
         self.batchnorm = batchnorm_plan(options, self.model)
         self.train_loader, self.sampler = self._train_loader()
         self.steps_per_epoch = len(self.train_loader)

@@ -5,8 +5,11 @@ from pathlib import Path
 
 from runtime.contract import GEOMETRIES
 
-from ..choices import AUGMENTS, LR_SCHEDULES, TRAIN_DEVICES as DEVICES
+from ..choices import AUGMENTS, LR_SCHEDULES, BOTTLENECK_RESNETS, TRAIN_DEVICES as DEVICES
 from ..errors import UserError
+
+# What a run recorded before an option existed was trained with (otherwise the option's default).
+BEFORE_OPTION_EXISTED = {"zero_init_residual": False}
 
 # What a run folder holds; finding any of them means --out is a run already.
 RUN_FILES = ("last.pt", "best.pt", "history.json", "train_log.jsonl")
@@ -41,11 +44,14 @@ class TrainOptions:
     det_warmup_epochs: float = 0.0  # training only: detection-loss weight det_weight_start -> det_weight
     det_weight_start: float = 1.0
     clip_per_loss: bool = False  # WSCNet: the clip budget is grad_clip per loss term (1 + det weight)
+    zero_init_coupled: bool = False  # WSCNet: the FC weights on GAP(M∘F) start at 0 (see head_warmup.py)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
     precise_bn_images: int | None = None  # training images that re-estimate BatchNorm statistics
     # before each validation and save (0: off); None: see batchnorm_plan
+    zero_init_residual: bool | None = None  # ResNets: each residual block's last BatchNorm scale
+    # starts at 0 (every block starts as identity); None: on for resnet50/101/152 from scratch
     layout: str | None = None
     fold: int = 1
     csv_file: str | None = None
@@ -60,6 +66,10 @@ class TrainOptions:
     recipe: str = "paper"  # the preset these options started from (recipes.py); informational
     diagnostics_every: int = 0  # every N steps a line of diagnostics.jsonl (0 = off); see diagnostics.py
     max_train_batches: int | None = None  # smoke tests: stop each epoch early
+
+    def __post_init__(self) -> None:
+        if self.zero_init_residual is None:
+            self.zero_init_residual = self.pretrained is None and self.arch in BOTTLENECK_RESNETS
 
     def validate(self) -> None:
         if not self.data:
@@ -116,10 +126,18 @@ class TrainOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def recorded_value(recorded: dict, key: str):
+        """The value of ``key`` in options a run recorded, including runs from before it existed."""
+        if key in recorded:
+            return recorded[key]
+        default = next(f.default for f in fields(TrainOptions) if f.name == key)
+        return BEFORE_OPTION_EXISTED.get(key, default)
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainOptions":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{**BEFORE_OPTION_EXISTED, **{k: v for k, v in data.items() if k in known}})
 
     # Changing any of these under --resume would silently train a different model.
     FIXED_ON_RESUME = (

@@ -4,7 +4,8 @@
 - ``scratch-flags``: the older from-scratch flags (high rate, cosine, warm-up, clipping); the
   WSCNet head is trained as the paper says from the first step.
 - ``scratch``: the same plus the head warm-up of ``head_warmup.py``: for the first epochs the
-  detection loss is ramped in from 0 and Eq. (1) pools GAP -> GMP. The trained model, and every
+  detection loss is ramped in from 0 and Eq. (1) pools GAP -> GMP; the classifier's weights on
+  the coupled half GAP(M∘F) start at 0. The trained model, and every
   validation and export, is the paper's WSCNet (GMP, softmax weights, coupling).
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
@@ -19,12 +20,13 @@ _SCRATCH_FLAGS = {
     "lr": 0.02, "head_lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1, "grad_clip": 2.0,
     "batch_size": 16,
 }
-HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss")  # no-ops for CAM
+HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
+                      "zero_init_coupled")  # no-ops for CAM
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
     "scratch": {**_SCRATCH_FLAGS, "det_weight_start": 0.0, "det_warmup_epochs": 2.0,
-                "pool_warmup_epochs": 2.0, "clip_per_loss": True},
+                "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True},
 }
 
 
