@@ -87,6 +87,16 @@ def test_resume_continues_exactly(synth_set, tmp_path):
     assert [json.loads(line)["epoch"] for line in log] == [1, 2]
 
 
+def test_resumed_run_keeps_the_initialisation_it_started_with(synth_set, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_options(synth_set, out, epochs=1, zero_init_residual=True))
+    first = read_checkpoint(out / "last.pt")["state_dict"]["backbone.4.0.bn2.weight"]
+    assert first.abs().max() < 0.05  # started at 0: one epoch of two small steps moves it little
+    train(tiny_options(synth_set, out, epochs=2, zero_init_residual=False, resume=True))
+    recorded = json.loads((out / "history.json").read_text())["options"]
+    assert recorded["zero_init_residual"] is True
+
+
 def test_resume_refuses_a_different_experiment(synth_set, tmp_path):
     out = tmp_path / "run"
     train(tiny_options(synth_set, out, epochs=1))

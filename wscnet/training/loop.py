@@ -24,7 +24,7 @@ from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
 from .head_warmup import HeadWarmup, zero_init_coupled_weights
-from .options import TrainOptions
+from .options import INITIALISATION, TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
 
 
@@ -109,6 +109,8 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
         self.best = dict(state.get("best", self.best))
         self.history = list(state.get("history", []))
+        for key in INITIALISATION:  # the run keeps the initialisation it started with
+            setattr(self.options, key, TrainOptions.recorded_value(state.get("args", {}), key))
         if self.ctx.is_main:
             print(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}", file=sys.stderr)
 

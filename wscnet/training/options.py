@@ -10,6 +10,8 @@ from ..errors import UserError
 
 # What a run recorded before an option existed was trained with (otherwise the option's default).
 BEFORE_OPTION_EXISTED = {"zero_init_residual": False}
+# Options that only act on the weights at step 0: a resumed run keeps the ones it started with.
+INITIALISATION = ("zero_init_residual", "zero_init_coupled")
 
 # What a run folder holds; finding any of them means --out is a run already.
 RUN_FILES = ("last.pt", "best.pt", "history.json", "train_log.jsonl")
