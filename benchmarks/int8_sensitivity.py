@@ -153,7 +153,7 @@ def main(
 ) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
-    from export.metadata import model_contract
+    from export.metadata import model_contract, read_metadata
     from export.onnx_export import export_onnx
 
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def main(
         quantizer = Quantizer(fp32, calib, calib_n, method, Path(tmp))
         batch = load_batch(find_images(heldout, n), model_contract(quantizer.source, str(fp32)))
         reference = probabilities(fp32, batch)
-        arch = {p.key: p.value for p in quantizer.source.metadata_props}.get("arch", "")
+        arch = read_metadata(quantizer.source).get("arch", "")
         result = {"checkpoint": str(checkpoint), "method": method, "calib_n": calib_n, "images": len(batch),
                   "layouts": {}}
         for name in dict.fromkeys(("none", float_layout(arch), *layout)):

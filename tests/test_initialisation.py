@@ -64,7 +64,6 @@ def test_runs_recorded_before_the_option_existed_count_as_trained_without_it(tmp
     old = TrainOptions(data="d", out=str(tmp_path), arch="resnet50").to_dict()
     del old["zero_init_residual"]  # what a run written by the older trainer holds
     (tmp_path / "history.json").write_text(json.dumps({"options": old}))
-    assert TrainOptions.recorded_value(old, "zero_init_residual") is False
     assert TrainOptions.from_dict(old).zero_init_residual is False
     with pytest.raises(UserError, match="zero_init_residual False"):
         _check_reusable(tmp_path, TrainOptions(data="d", out=str(tmp_path), arch="resnet50"))

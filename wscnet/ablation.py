@@ -156,7 +156,7 @@ def _check_reusable(run_dir: Path, options) -> None:
     except (ValueError, KeyError):
         return
     ignored = set(_NOT_WEIGHTS) | (set(HEAD_WARMUP_FIELDS) if options.head == "cam" else set())
-    was = {key: options.recorded_value(recorded, key) for key in options.to_dict()}
+    was = type(options).from_dict(recorded).to_dict()
     changed = [f"{key} {was[key]!r} (now {value!r})" for key, value in options.to_dict().items()
                if key not in ignored and was[key] != value]
     if changed:

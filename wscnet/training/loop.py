@@ -15,11 +15,11 @@ from tqdm import tqdm
 from runtime.contract import InputContract
 
 from ..atomic import atomic_write_text
+from ..backbones import zero_init_residual
 from ..checkpoint import make_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..losses import wscnet_loss
 from ..model import WSCNet, WSCNetConfig
-from ..backbones import zero_init_residual
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
@@ -109,8 +109,9 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
         self.best = dict(state.get("best", self.best))
         self.history = list(state.get("history", []))
+        started = TrainOptions.from_dict(state.get("args", {}))
         for key in INITIALISATION:  # the run keeps the initialisation it started with
-            setattr(self.options, key, TrainOptions.recorded_value(state.get("args", {}), key))
+            setattr(self.options, key, getattr(started, key))
         if self.ctx.is_main:
             print(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}", file=sys.stderr)
 

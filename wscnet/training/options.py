@@ -128,16 +128,9 @@ class TrainOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @staticmethod
-    def recorded_value(recorded: dict, key: str):
-        """The value of ``key`` in options a run recorded, including runs from before it existed."""
-        if key in recorded:
-            return recorded[key]
-        default = next(f.default for f in fields(TrainOptions) if f.name == key)
-        return BEFORE_OPTION_EXISTED.get(key, default)
-
     @classmethod
     def from_dict(cls, data: dict) -> "TrainOptions":
+        """The options a run recorded, including runs from before an option existed."""
         known = {f.name for f in fields(cls)}
         return cls(**{**BEFORE_OPTION_EXISTED, **{k: v for k, v in data.items() if k in known}})
 
