@@ -49,10 +49,50 @@ def test_recipe_fills_defaults_but_explicit_flags_win():
     assert options.head_lr == 0.02 and options.grad_clip == 2.0 and options.lr_schedule == "cosine"
     assert options.det_weight_start == 0.0 and options.pool_warmup_epochs > 0 and options.recipe == "scratch"
     assert options.zero_init_coupled and not apply_recipe(TrainOptions(), "scratch-flags").zero_init_coupled
+    assert options.detach_coupled_map and not apply_recipe(TrainOptions(), "scratch-flags").detach_coupled_map
     paper = apply_recipe(TrainOptions(), "paper")
     assert paper.lr == 1e-3 and paper.pool_warmup_epochs == 0 and not paper.zero_init_coupled
+    assert not paper.detach_coupled_map
     with pytest.raises(UserError, match="--recipe must be one of"):
         apply_recipe(TrainOptions(), "magic")
+
+
+def _classification_loss_gradients(detach: bool, train_mode: bool = True) -> dict[str, torch.Tensor | None]:
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3))
+    model.train(train_mode)
+    model.training_detach_map = detach
+    out = model(torch.randn(2, 3, 64, 64))
+    torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2])).backward()  # L_cls alone
+    return {"detector": model.detector.weight.grad, "classifier": model.classifier.weight.grad}
+
+
+def test_detached_map_keeps_the_classification_loss_out_of_the_detector():
+    # L_cls reaches the detector only through M in GAP(M∘F): with M detached nothing reaches it,
+    # while the classifier (both halves) still learns.
+    joined = _classification_loss_gradients(detach=False)
+    assert joined["detector"] is not None and joined["detector"].abs().sum() > 0
+    detached = _classification_loss_gradients(detach=True)
+    assert detached["detector"] is None or detached["detector"].abs().sum() == 0
+    n = detached["classifier"].shape[1] // 2
+    assert detached["classifier"][:, :n].abs().sum() > 0 and detached["classifier"][:, n:].abs().sum() > 0
+
+
+def test_detached_map_changes_no_output_of_the_model():
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3))
+    x = torch.randn(2, 3, 64, 64)
+    for mode in (True, False):  # the forward values are the paper's in training and in eval
+        model.train(mode)
+        torch.manual_seed(1)
+        plain = model(x)
+        model.training_detach_map = True
+        torch.manual_seed(1)
+        detached = model(x)
+        model.training_detach_map = False
+        for a, b in zip(plain, detached):
+            torch.testing.assert_close(a, b)
+    assert _classification_loss_gradients(detach=True, train_mode=False)["detector"].abs().sum() > 0
 
 
 def test_map_statistics_on_hand_made_outputs():

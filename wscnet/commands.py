@@ -82,6 +82,7 @@ def train(
     det_weight_start: float = typer.Option(1.0, "--det-weight-start", help="Detection-loss weight at step 0 of that ramp."),
     clip_per_loss: bool = typer.Option(False, "--clip-per-loss", help="WSCNet: clip at grad-clip × (1 + detection-loss weight)."),
     zero_init_coupled: bool = typer.Option(False, "--zero-init-coupled", help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's)."),
+    detach_coupled_map: bool = typer.Option(False, "--detach-coupled-map", help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M learns from the detection loss alone)."),
     diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -98,7 +99,8 @@ def train(
         csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
         workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
         pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
-        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled, diagnostics_every=diagnostics_every,
+        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled,
+        detach_coupled_map=detach_coupled_map, diagnostics_every=diagnostics_every,
     )
     apply_recipe(options, recipe)
     options.validate()

@@ -70,6 +70,8 @@ class WSCNet(nn.Module):
             nn.init.normal_(self.detector.weight, mean=0.0, std=0.01)
             nn.init.zeros_(self.detector.bias)
             self.pool_map = CrossSpatialPoolMap(config.k, config.pool, config.map_weight)
+        # Training only (--detach-coupled-map): L_cls does not reshape M; eval and export never detach.
+        self.training_detach_map = False
         coupled = config.head == "wscnet" and config.coupling == "both"
         self.classifier = nn.Linear(2 * n if coupled else n, c)
 
@@ -85,6 +87,8 @@ class WSCNet(nn.Module):
         """Eq. (4): d = GAP([F ‖ U]) with U_i = M ∘ F_i (or one half of it, per ``coupling``)."""
         if self.config.coupling == "none":
             return features.mean(dim=(2, 3))
+        if self.training and self.training_detach_map:
+            sentiment_map = sentiment_map.detach()  # M is shaped by the detection loss alone
         local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3))  # N×n
         if self.config.coupling == "local":
             return local

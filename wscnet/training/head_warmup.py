@@ -13,6 +13,9 @@ With ``zero_init_coupled``, the classifier's weights on the coupled half GAP(Mâˆ
 start at 0: the classification branch starts as the CAM baseline's and takes in the sentiment
 map as training makes it informative, instead of reading a random map from step 0.
 
+``detach_coupled_map`` (``WSCNet.training_detach_map``, set by the trainer) stops the
+classification loss at M inside Mâˆ˜F: the detector learns from Eq. (2) alone.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
 

@@ -56,6 +56,7 @@ class Trainer:
             zero_init_residual(self.model.backbone)
         if options.zero_init_coupled:
             zero_init_coupled_weights(self.model)
+        self.model.training_detach_map = options.detach_coupled_map
         self.batchnorm = batchnorm_plan(options, self.model)
         self.train_loader, self.sampler = self._train_loader()
         self.steps_per_epoch = len(self.train_loader)

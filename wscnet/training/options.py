@@ -47,6 +47,7 @@ class TrainOptions:
     det_weight_start: float = 1.0
     clip_per_loss: bool = False  # WSCNet: the clip budget is grad_clip per loss term (1 + det weight)
     zero_init_coupled: bool = False  # WSCNet: the FC weights on GAP(M∘F) start at 0 (see head_warmup.py)
+    detach_coupled_map: bool = False  # WSCNet, training only: L_cls does not flow back through M in M∘F
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan

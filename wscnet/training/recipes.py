@@ -5,8 +5,10 @@
   WSCNet head is trained as the paper says from the first step.
 - ``scratch``: the same plus the head warm-up of ``head_warmup.py``: for the first epochs the
   detection loss is ramped in from 0 and Eq. (1) pools GAP -> GMP; the classifier's weights on
-  the coupled half GAP(M∘F) start at 0. The trained model, and every
-  validation and export, is the paper's WSCNet (GMP, softmax weights, coupling).
+  the coupled half GAP(M∘F) start at 0; and the classification loss does not flow back through
+  the map M of M∘F (M learns from the detection loss alone, the classifier still reads it).
+  The trained model, and every validation and export, is the paper's WSCNet (GMP, softmax
+  weights, coupling).
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -21,12 +23,13 @@ _SCRATCH_FLAGS = {
     "batch_size": 16,
 }
 HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled")  # no-ops for CAM
+                      "zero_init_coupled", "detach_coupled_map")  # no-ops for CAM
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
     "scratch": {**_SCRATCH_FLAGS, "det_weight_start": 0.0, "det_warmup_epochs": 2.0,
-                "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True},
+                "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True,
+                "detach_coupled_map": True},
 }
 
 
