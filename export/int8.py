@@ -9,6 +9,7 @@ reductions and the classification head stay in float32 (they are not in ``QUANTI
 import copy
 import tempfile
 from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,8 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
 # Layers left in float inside an otherwise INT8 backbone, by graph pattern (measured per
 # backbone in benchmarks.int8_layouts; the choice per architecture is ``float_layout``).
 FLOAT_PATTERNS = ("squeeze_excitation", "hardswish")
-FLOAT_LAYOUTS = ("none", "squeeze_excitation", "hardswish", "squeeze_excitation+hardswish")  # the measured patterns
+FLOAT_LAYOUTS = ("none",) + tuple(  # every combination of the patterns: what int8_layouts measures
+    "+".join(parts) for r in range(1, len(FLOAT_PATTERNS) + 1) for parts in combinations(FLOAT_PATTERNS, r))
 
 
 def float_layout(arch: str) -> str:
