@@ -153,6 +153,18 @@ def test_bench_and_ablation_refuse_earlier_results(work, tmp_path, command, mark
     assert checksums(out) == before
 
 
+def test_ablation_passes_amp_to_every_run_and_records_it(work, tmp_path):
+    # --no-train tabulates without training: the settings the runs would get land in ablation.json
+    for flag, expected in (("--no-amp", False), ("--amp", True)):
+        out = tmp_path / flag.strip("-")
+        proc = cli("ablation", "--data", work["data"], "--out", out, "--only", "cam", "--epochs", 1,
+                   "--no-train", flag)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads((out / "ablation.json").read_text())
+        assert report["settings"]["amp"] is expected
+        assert report["missing"] == [f"{Path(work['data']).name}/scratch-flags/cam/seed0"]
+
+
 # --- 2. provenance, and checks that use it --------------------------------------------------------
 
 def test_exported_model_records_checkpoint_hash_path_epoch_and_data(work):

@@ -168,3 +168,28 @@ def test_diagnostics_summary_means_per_epoch_and_over_runs(tmp_path):
     assert "| cam (1) | 1 | 0.5 | 0.5 | 4 | - | - |" in table
     summary.write_chart(tmp_path / "d.png", {"set": {"wscnet": both, "cam": cam_curves}})
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detection_label_smoothing_gives_the_hand_computed_loss():
+    from wscnet.losses import wscnet_loss
+
+    # classifier logits 0 (L_cls = ln 3); pooled detection scores (2, 0, 0) for class 0.
+    out = WSCNetOutput(torch.zeros(1, 3), torch.tensor([[2.0, 0.0, 0.0]]), torch.zeros(1, 2, 2))
+    target = torch.tensor([0])
+    log_z = math.log(math.e ** 2 + 2)  # log-sum-exp of the scores
+    paper, _ = wscnet_loss(out, target, det_weight=0.5)
+    assert paper.item() == pytest.approx(math.log(3) + 0.5 * (log_z - 2.0), rel=1e-6)
+    # ε = 0.3 over 3 classes: targets (0.8, 0.1, 0.1); -Σ q log p = log Z - 0.8 · 2
+    smoothed, parts = wscnet_loss(out, target, det_weight=0.5, det_label_smoothing=0.3)
+    assert parts["loss_det"] == pytest.approx(log_z - 1.6, rel=1e-6)
+    assert smoothed.item() == pytest.approx(math.log(3) + 0.5 * (log_z - 1.6), rel=1e-6)
+    cam, _ = wscnet_loss(out, target, head="cam", det_label_smoothing=0.3)  # no detection loss
+    assert cam.item() == pytest.approx(math.log(3), rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_detection_label_smoothing_outside_0_1_is_refused(tmp_path, value):
+    options = TrainOptions(data=str(tmp_path), out=str(tmp_path / "run"), det_label_smoothing=value)
+    with pytest.raises(UserError, match="--det-label-smoothing must be in"):
+        options.validate()
+    assert not (tmp_path / "run").exists()

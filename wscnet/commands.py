@@ -83,6 +83,7 @@ def train(
     clip_per_loss: bool = typer.Option(False, "--clip-per-loss", help="WSCNet: clip at grad-clip × (1 + detection-loss weight)."),
     zero_init_coupled: bool = typer.Option(False, "--zero-init-coupled", help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's)."),
     detach_coupled_map: bool = typer.Option(False, "--detach-coupled-map", help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M learns from the detection loss alone)."),
+    det_label_smoothing: float = typer.Option(0.0, "--det-label-smoothing", help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M)."),
     diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -100,7 +101,8 @@ def train(
         workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
         pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
         det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled,
-        detach_coupled_map=detach_coupled_map, diagnostics_every=diagnostics_every,
+        detach_coupled_map=detach_coupled_map, det_label_smoothing=det_label_smoothing,
+        diagnostics_every=diagnostics_every,
     )
     apply_recipe(options, recipe)
     options.validate()
@@ -179,6 +181,7 @@ def ablation(
     val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
     workers: int = typer.Option(2, "--workers"),
     device: TrainDevice = typer.Option("auto", "--device"),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
     train_missing: bool = typer.Option(True, "--train/--no-train", help="--no-train: tabulate finished runs only, list the rest."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
@@ -193,7 +196,7 @@ def ablation(
         train_missing=train_missing, resume=resume, overwrite=overwrite,
         arch=arch, pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
         img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule, val_every=val_every,
-        warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device,
+        warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device, amp=amp,
         diagnostics_every=diagnostics_every,
     )
     typer.echo(table)

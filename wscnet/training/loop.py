@@ -172,7 +172,8 @@ class Trainer:
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
                 out = self.net(images)
-                loss, parts = wscnet_loss(out, labels, self.options.head, self.warmup.det_weight(global_step))
+                loss, parts = wscnet_loss(out, labels, self.options.head, self.warmup.det_weight(global_step),
+                                          self.options.det_label_smoothing)
             if not torch.isfinite(loss):
                 raise UserError(
                     f"training diverged at epoch {epoch + 1} step {step + 1} (loss {loss.item()}); "

@@ -48,6 +48,7 @@ class TrainOptions:
     clip_per_loss: bool = False  # WSCNet: the clip budget is grad_clip per loss term (1 + det weight)
     zero_init_coupled: bool = False  # WSCNet: the FC weights on GAP(M∘F) start at 0 (see head_warmup.py)
     detach_coupled_map: bool = False  # WSCNet, training only: L_cls does not flow back through M in M∘F
+    det_label_smoothing: float = 0.0  # WSCNet, training only: label smoothing of L_dec (bounds M's growth)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -104,6 +105,8 @@ class TrainOptions:
         if min(self.pool_warmup_epochs, self.det_warmup_epochs, self.det_weight_start, self.diagnostics_every) < 0:
             raise UserError("--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
                             "--diagnostics-every must not be negative")
+        if not 0 <= self.det_label_smoothing < 1:
+            raise UserError(f"--det-label-smoothing must be in [0, 1); got {self.det_label_smoothing}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise UserError(f"{self.pretrained}: pretrained weights file not found")
         self.check_out()

@@ -23,7 +23,7 @@ _SCRATCH_FLAGS = {
     "batch_size": 16,
 }
 HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled", "detach_coupled_map")  # no-ops for CAM
+                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing")  # no-ops for CAM
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
