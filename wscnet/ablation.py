@@ -104,15 +104,15 @@ def write_diagnostics(out: Path, runs: list[dict]) -> None:
 
 
 def _run_recipe(variant: str, recipe: str) -> str:
-    """CAM has no detection branch, so recipes that differ only in the head warm-up train the
+    """CAM has no detection branch, so recipes that differ only in WSCNet-only options train the
     same CAM: they share one run folder, named after the first such recipe."""
-    from .training.recipes import HEAD_WARMUP_FIELDS, RECIPES
+    from .training.recipes import RECIPES, WSCNET_ONLY_FIELDS
 
     if VARIANTS[variant]["head"] != "cam":
         return recipe
 
     def rest(name: str) -> dict:
-        return {k: v for k, v in RECIPES[name].items() if k not in HEAD_WARMUP_FIELDS}
+        return {k: v for k, v in RECIPES[name].items() if k not in WSCNET_ONLY_FIELDS}
 
     return next(r for r in RECIPES if rest(r) == rest(recipe))
 
@@ -139,14 +139,14 @@ def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
                               workers=options.workers, device=options.device)
 
 
-# options that do not change the trained weights (CAM also ignores the head warm-up's)
+# options that do not change the trained weights (CAM also ignores WSCNET_ONLY_FIELDS)
 _NOT_WEIGHTS = ("data", "out", "resume", "overwrite", "workers", "device", "recipe", "diagnostics_every", "val_every")
 
 
 def _check_reusable(run_dir: Path, options) -> None:
     """A run in ``run_dir`` (finished or to be resumed) must have been trained with ``options``:
     a run from an older trainer or other flags would silently mix two set-ups in one table."""
-    from .training.recipes import HEAD_WARMUP_FIELDS
+    from .training.recipes import WSCNET_ONLY_FIELDS
 
     history = run_dir / "history.json"
     if options.overwrite or not history.is_file():
@@ -155,7 +155,7 @@ def _check_reusable(run_dir: Path, options) -> None:
         recorded = json.loads(history.read_text())["options"]
     except (ValueError, KeyError):
         return
-    ignored = set(_NOT_WEIGHTS) | (set(HEAD_WARMUP_FIELDS) if options.head == "cam" else set())
+    ignored = set(_NOT_WEIGHTS) | (set(WSCNET_ONLY_FIELDS) if options.head == "cam" else set())
     was = type(options).from_dict(recorded).to_dict()
     changed = [f"{key} {was[key]!r} (now {value!r})" for key, value in options.to_dict().items()
                if key not in ignored and was[key] != value]

@@ -22,8 +22,10 @@ _SCRATCH_FLAGS = {
     "lr": 0.02, "head_lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1, "grad_clip": 2.0,
     "batch_size": 16,
 }
-HEAD_WARMUP_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing")  # no-ops for CAM
+# Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
+# recipes that differ only here share one CAM run (wscnet/ablation.py).
+WSCNET_ONLY_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
+                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing")
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
