@@ -35,6 +35,7 @@ def export(
     fold_normalization: bool = typer.Option(False, "--fold-normalization", help="Put (x/255 - mean)/std into the graph: the model takes 0-255 RGB (what DeepStream's nvinfer needs when std differs per channel)."),
     quantizer: str = typer.Option("ort", "--quantizer", help="INT8: ort (onnxruntime's calibration; writes model.int8.onnx for ONNX Runtime and model.int8-trt.onnx placed by TensorRT's rules) | modelopt (also NVIDIA ModelOpt's model.int8-modelopt.onnx, in its own environment)."),
     modelopt_python: Optional[str] = typer.Option(None, "--modelopt-python", help="Python of the environment with nvidia-modelopt[onnx] (default: $WSCNET_MODELOPT_PYTHON)."),
+    keep_views: bool = typer.Option(False, "--keep-views", help="Keep the checkpoint's views instead of measuring one view against two on held-out camera-shaped frames (docs/views.md)."),
     trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT plugin, TensorRT >= 10.9; older TensorRT builds the ONNX function body and says so). Either way the engine needs no Python to run."),
 ) -> None:
     """Export a checkpoint to ONNX (fused CrossSpatialPoolMap op), FP16/INT8 and TensorRT, with parity."""
@@ -48,7 +49,7 @@ def export(
         batch=batch, dynamic_batch=dynamic_batch, max_batch=max_batch, fused_op=not no_fused_op,
         parity_data=parity_data, parity_n=parity_n, parity=not skip_parity, workspace_mb=workspace_mb,
         trt_plugin=trt_plugin, overwrite=overwrite, quantizer=quantizer, modelopt_python=modelopt_python,
-        fold_normalization=fold_normalization,
+        fold_normalization=fold_normalization, decide_views=not keep_views,
     )
     request.validate()  # before anything is printed or computed
     if newest:

@@ -100,6 +100,7 @@ class ExportRequest:
     modelopt_python: str | None = None
     fold_normalization: bool = False
     name: str = "model"  # the files' stem: model.onnx, model.fp16.onnx, ...
+    decide_views: bool = False  # measure one view vs two on held-out camera frames (export.views)
 
     def __post_init__(self) -> None:
         if self.format == "triton":  # the server forms batches of any size up to --max-batch
@@ -192,6 +193,10 @@ def export_onnx_files(req: ExportRequest, calibration: ImageSet | None, result: 
     """FP32 (and FP16 / INT8) ONNX files into ``result.files``; returns the one an engine builds from."""
     fp32 = export_fp32(req)
     result.files.append(fp32)
+    if req.decide_views:  # before the other files copy the FP32 file's metadata
+        from .views import decide_and_record
+
+        result.notes.append(decide_and_record(fp32, recorded_data(req.checkpoint, "--parity-data"), req.parity_n))
     final = fp32
     if req.fp16:
         final = export_fp16(req, fp32)

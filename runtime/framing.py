@@ -40,11 +40,15 @@ class Framing:
         return geometries[0]
 
     def combine(self, outputs: dict[str, np.ndarray], frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probs, det_scores, h×w map) of the ``frame``-th frame: the scores averaged over its
-        views, the map of its first view (the one that covers the frame)."""
+        """(probs, det_scores, h×w map) of the ``frame``-th frame: the scores of its views combined
+        as the contract says (averaged, or those of its most confident view), the map of its first
+        view (the one the geometry returned by ``to_tensor`` describes)."""
         rows = self.rows(frame)
-        return (outputs["probs"][rows].mean(axis=0), outputs["det_scores"][rows].mean(axis=0),
-                outputs["sentiment_map"][rows.start, 0])
+        sentiment_map = outputs["sentiment_map"][rows.start, 0]
+        if self.per_frame > 1 and self.contract.combine == "max_confidence":
+            best = rows.start + int(np.argmax(outputs["probs"][rows].max(axis=1)))
+            return outputs["probs"][best], outputs["det_scores"][best], sentiment_map
+        return outputs["probs"][rows].mean(axis=0), outputs["det_scores"][rows].mean(axis=0), sentiment_map
 
     @staticmethod
     def map_on_frame(sentiment_map: np.ndarray, geometry: Geometry, frame_size: tuple[int, int]) -> np.ndarray:
