@@ -5,6 +5,7 @@ their heavy imports (torch, onnx) happen inside the command bodies, so `python c
 never loads torch. Bad input (a ``user_facing`` error) is one ``error:`` line and its exit code.
 """
 
+import logging
 import sys
 
 import typer
@@ -24,7 +25,25 @@ for register in (register_core, register_export, register_runtime, register_benc
     register(app)
 
 
+class _UserFormat(logging.Formatter):
+    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.PREFIX.get(record.levelno, "") + record.getMessage()
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UserFormat())
+    for name in ("runtime", "export", "wscnet", "benchmarks"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main() -> None:
+    _configure_logging()
     try:
         app()
     except Exception as exc:  # user-facing errors are one line; anything else is a bug: traceback

@@ -343,7 +343,7 @@ def test_output_of_the_wrong_kind_is_refused_before_any_work(work, tmp_path, cas
 
 
 def test_video_containers_offered_are_ones_the_writer_produced_here(work, tmp_path):
-    from runtime.sinks import FOURCC, writable_video_suffixes
+    from runtime.videoio import FOURCC, writable_video_suffixes
 
     line = one_error_line(cli("webcam", "--model", work["model"], "--source", work["video"],
                               "--no-display", "--save", tmp_path / "x.gif"))
