@@ -21,7 +21,7 @@ from tqdm import tqdm
 from wscnet.errors import UserError
 
 from . import models
-from .backends import SPECS, BackendSpec, skip_reason
+from .engines import SPECS, BackendSpec, skip_reason
 from .measure import STAT_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

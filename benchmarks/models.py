@@ -18,7 +18,7 @@ from runtime.contract import InputContract
 from wscnet.backbones import ARCHITECTURES
 from wscnet.errors import UserError
 
-from .backends import BackendSpec
+from .engines import BackendSpec
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
