@@ -96,7 +96,7 @@ def skip_reason(spec: BackendSpec) -> str | None:
     if spec.engine == "openvino":
         return openvino_skip_reason(spec)
     if spec.engine == "triton":
-        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install -e '.[triton]')"
+        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install 'wscnet-edge[triton]')"
     if spec.device == "cpu":
         return None
     if not cuda_available():

@@ -69,8 +69,9 @@ def check_row(report, name: str, tester: "SmokeTester | None"):
     reason = skip_reason(spec) or (tester.not_applicable(spec) if tester else None)
     if reason is not None:
         return report.add(f"smoke {name}", "skipped", reason)
-    if tester is None:
-        return report.add(f"smoke {name}", "ok", "can run here (not smoke-tested: --no-smoke)")
+    untested = "--no-smoke" if tester is None else tester.untested()
+    if untested:
+        return report.add(f"smoke {name}", "ok", f"can run here (not smoke-tested: {untested})")
     started = time.perf_counter()
     try:
         detail, ok = tester.run(spec)
@@ -88,11 +89,17 @@ class SmokeTester:
         self.tiny: dict = {}
         self.reference: dict | None = None
 
+    def untested(self) -> str | None:
+        """Why no row can be smoke-tested here, or None."""
+        if self.model is None and not torch_installed():
+            return "torch builds the tiny model; --model M.onnx tests the runtime back-ends on that file"
+        return None
+
     def not_applicable(self, spec) -> str | None:
         if self.model is not None:
             return self.model_not_applicable(spec)
         if not torch_installed():
-            return "not smoke-tested: torch builds the tiny model; --model M.onnx tests the runtime back-ends on it"
+            return None
         from .models import Case, not_applicable
 
         return not_applicable(Case(label="tiny", img_size=SMOKE_SIZE, checkpoint=None), spec)

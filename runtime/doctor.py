@@ -107,7 +107,7 @@ def versions_section(report: Report) -> None:
 
 def gpu_section(report: Report) -> None:
     """One line per NVIDIA GPU (nvidia-smi: name, compute capability, memory), and the driver."""
-    rows = _nvidia_smi("name,compute_cap,memory.total,driver_version")
+    rows = nvidia_smi_query("name,compute_cap,memory.total,driver_version")
     if not rows:
         why = "nvidia-smi not found" if shutil.which("nvidia-smi") is None else "nvidia-smi lists none"
         report.add("gpu", "skipped", f"no CUDA GPU visible ({why})")
@@ -120,7 +120,7 @@ def gpu_section(report: Report) -> None:
                    f"{name}, compute capability {capability}, {float(memory_mib) / 1024:.0f} GiB")
 
 
-def _nvidia_smi(fields: str) -> list[list[str]]:
+def nvidia_smi_query(fields: str) -> list[list[str]]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -186,7 +186,8 @@ def doctor(
         check_runtime_model(model)
         if not model.is_file():
             raise RuntimeUserError(f"{model}: --model file not found")
-    requested = [canonical_backend(b.strip()) for b in backends.split(",") if b.strip()] if backends else None
+    requested = list(dict.fromkeys(canonical_backend(b.strip()) for b in backends.split(",") if b.strip())) \
+        if backends else None
     report = run_doctor(requested, smoke=not no_smoke, model=model,
                         echo=(lambda line: None) if json_out else typer.echo)
     if json_out:
