@@ -112,7 +112,7 @@ def _workdir(path: Optional[Path]) -> Path:
 @app.command("video-pipeline")
 def video_pipeline(
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model or TensorRT engine "
-                                         "(default: INT8 resnet18@224, made once; needs the [train] extra)."),
+                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
     video: Optional[Path] = VIDEO_OPTION,
     frames: int = FRAMES_OPTION,
     threads: int = typer.Option(0, "--threads", help="Inference threads (0 = the back-end's default)."),
@@ -132,7 +132,7 @@ def video_pipeline(
 @app.command("multistream")
 def multistream(
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model with a dynamic batch, or an engine "
-                                         "(default: INT8 resnet18@224, made once; needs the [train] extra)."),
+                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
     video: Optional[Path] = VIDEO_OPTION,
     frames: int = FRAMES_OPTION,
     threads: int = typer.Option(1, "--threads", help="Inference threads (0 = the back-end's default)."),

@@ -11,7 +11,6 @@ briefly trained checkpoint (cached under ``--workdir``); without ``--video`` it 
 
 import json
 import resource
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
