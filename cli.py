@@ -12,7 +12,10 @@ import typer
 
 from benchmarks.commands import register as register_bench
 from export.commands import register as register_export
+from jobs.commands import register as register_jobs
 from runtime.commands import register as register_runtime
+from runtime.doctor import register as register_doctor
+from studies.commands import register as register_studies
 from wscnet.commands import register as register_core
 
 app = typer.Typer(
@@ -21,7 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="WSCNet visual sentiment: train, export, run on video, benchmark.",
 )
-for register in (register_core, register_export, register_runtime, register_bench):
+for register in (register_core, register_export, register_runtime, register_doctor, register_bench, register_studies,
+                 register_jobs):
     register(app)
 
 

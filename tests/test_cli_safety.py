@@ -406,7 +406,7 @@ def test_a_file_that_is_not_an_image_is_reported_once(work, tmp_path):
 # --- 6. the demo's figures come from its own summary.json ----------------------------------------
 
 def test_demo_summary_holds_timings_figures_and_machine(tmp_path, capsys):
-    from benchmarks.demo_summary import DemoClock, format_demo_summary, main, write_demo_summary
+    from jobs.demo_summary import DemoClock, format_demo_summary, main, write_demo_summary
 
     (tmp_path / "export").mkdir()
     (tmp_path / "eval.json").write_text(json.dumps({
