@@ -5,13 +5,17 @@ their heavy imports (torch, onnx) happen inside the command bodies, so `python c
 never loads torch. Bad input (a ``user_facing`` error) is one ``error:`` line and its exit code.
 """
 
+import logging
 import sys
 
 import typer
 
 from benchmarks.commands import register as register_bench
 from export.commands import register as register_export
+from jobs.commands import register as register_jobs
 from runtime.commands import register as register_runtime
+from runtime.doctor import register as register_doctor
+from studies.commands import register as register_studies
 from wscnet.commands import register as register_core
 
 app = typer.Typer(
@@ -20,11 +24,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="WSCNet visual sentiment: train, export, run on video, benchmark.",
 )
-for register in (register_core, register_export, register_runtime, register_bench):
+for register in (register_core, register_export, register_runtime, register_doctor, register_bench, register_studies,
+                 register_jobs):
     register(app)
 
 
+class _UserFormat(logging.Formatter):
+    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.PREFIX.get(record.levelno, "") + record.getMessage()
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UserFormat())
+    for name in ("runtime", "export", "wscnet", "benchmarks"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main() -> None:
+    _configure_logging()
     try:
         app()
     except Exception as exc:  # user-facing errors are one line; anything else is a bug: traceback

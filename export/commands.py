@@ -19,7 +19,7 @@ def export(
     calib: Optional[Path] = typer.Option(None, "--calib", help="A folder: every image file below it (map folders such as ground_truth/ skipped), --calib-n of them spread evenly. Default: the training split of the data set the checkpoint was trained on."),
     calib_n: int = typer.Option(256, "--calib-n", min=1, help="Calibration images used."),
     calib_method: Literal[CALIB_METHODS] = typer.Option("entropy", "--calib-method"),
-    int8_float: Optional[str] = typer.Option(None, "--int8-float", help="INT8: what stays float, 'none' or parts joined by '+': squeeze_excitation, hardswish, block names such as backbone.15 (benchmarks.int8_sensitivity --target finds them). Default: the backbone's measured layout."),
+    int8_float: Optional[str] = typer.Option(None, "--int8-float", help="INT8: what stays float, 'none' or parts joined by '+': squeeze_excitation, hardswish, block names such as backbone.15 (study int8-sensitivity --target finds them). Default: the backbone's measured layout."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side (default: the checkpoint's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Fixed batch size (engine: the optimal batch)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch dimension."),

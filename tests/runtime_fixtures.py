@@ -5,12 +5,13 @@ The model is built once per test session with the export room's own code, so the
 on files exactly as ``python cli.py export`` writes them.
 """
 
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from runtime.sinks import read_records
 
 MODEL_SIZE = 64
 NUM_CLASSES = 6
@@ -69,7 +70,8 @@ def read_all(path: Path) -> list[np.ndarray]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The frame records of a webcam JSONL (events, the other kind of record, are left out)."""
+    return read_records(path, "frames")
 
 
 class FakeCapture:

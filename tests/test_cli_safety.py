@@ -343,7 +343,7 @@ def test_output_of_the_wrong_kind_is_refused_before_any_work(work, tmp_path, cas
 
 
 def test_video_containers_offered_are_ones_the_writer_produced_here(work, tmp_path):
-    from runtime.sinks import FOURCC, writable_video_suffixes
+    from runtime.videoio import FOURCC, writable_video_suffixes
 
     line = one_error_line(cli("webcam", "--model", work["model"], "--source", work["video"],
                               "--no-display", "--save", tmp_path / "x.gif"))
@@ -406,7 +406,7 @@ def test_a_file_that_is_not_an_image_is_reported_once(work, tmp_path):
 # --- 6. the demo's figures come from its own summary.json ----------------------------------------
 
 def test_demo_summary_holds_timings_figures_and_machine(tmp_path, capsys):
-    from benchmarks.demo_summary import DemoClock, format_demo_summary, main, write_demo_summary
+    from jobs.demo_summary import DemoClock, format_demo_summary, main, write_demo_summary
 
     (tmp_path / "export").mkdir()
     (tmp_path / "eval.json").write_text(json.dumps({

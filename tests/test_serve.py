@@ -18,7 +18,7 @@ pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installe
 
 from runtime.errors import RuntimeUserError  # noqa: E402
 from runtime.serve import LiveServer, parse_address  # noqa: E402
-from runtime.serve.server import STREAM_SNDBUF  # noqa: E402
+from runtime.serve.app import STREAM_SNDBUF  # noqa: E402
 from serve_helpers import (CLASSES, ROOT, Publisher, StreamReader, decode, frame_value, get,  # noqa: E402
                            make_frame, make_record, metrics, open_stream, post_json, start_webcam, wait_for)
 
@@ -382,7 +382,7 @@ def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
             pipeline = Pipeline(backend, open_source(str(video)),
                                 PipelineOptions(display=False, progress=False, realtime=True))
             pipeline.streams[0].sinks.append(LiveSink(live, pipeline.streams[0], "0"))
-            stats = pipeline.run()
+            [stats] = pipeline.run()
         finally:
             live.stop()
     finally:

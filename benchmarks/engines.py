@@ -1,7 +1,11 @@
-"""The back-ends bench knows, what file each needs, and why one cannot run on this machine."""
+"""The back-ends bench knows, what file each needs, and why one cannot run on this machine.
+
+(The runtime's back-ends themselves are ``runtime/backends``; these are bench's rows over them.)
+"""
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -55,22 +59,49 @@ SPECS = {  # CPU rows first, then GPU rows, then the server's: the order of benc
 DEFAULT_BACKENDS = tuple(name for name in SPECS if name not in OPT_IN)
 
 
-def cuda_available() -> bool:
-    import torch
+# the runtime's device names (``webcam --device``) for the row that runs the same way
+DEVICE_ALIASES = {"cpu": "ort", "cuda": "ort-cuda", "tensorrt": "trt-fp16", "openvino": "ov", "openvino:CPU": "ov"}
+TORCH_MISSING = "torch is not installed (training and export need the [train] extra)"
 
-    return torch.cuda.is_available()
+
+def canonical_backend(name: str) -> str:
+    """A row name as typed: a row of ``SPECS``, a runtime device name, or ``openvino-…`` for ``ov-…``."""
+    if name in SPECS:
+        return name
+    if name.startswith("openvino-"):
+        return "ov-" + name.removeprefix("openvino-")
+    return DEVICE_ALIASES.get(name, name)
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cuda_available() -> bool:
+    """A CUDA GPU is visible: torch says so where it is installed, else ONNX Runtime's CUDA provider
+    or TensorRT with a driver (the lean runtime install has no torch)."""
+    if torch_installed():
+        import torch
+
+        return torch.cuda.is_available()
+    if "CUDAExecutionProvider" in onnxruntime_providers():
+        return True
+    return importlib.util.find_spec("tensorrt") is not None and Path("/proc/driver/nvidia").exists()
 
 
 def skip_reason(spec: BackendSpec) -> str | None:
     """Why ``spec`` cannot run here (one line), or None when it can."""
+    if spec.engine == "torch" and not torch_installed():
+        return TORCH_MISSING
     if spec.engine == "openvino":
         return openvino_skip_reason(spec)
     if spec.engine == "triton":
-        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install -e '.[triton]')"
+        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install 'wscnet-edge[triton]')"
     if spec.device == "cpu":
         return None
     if not cuda_available():
-        return "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+        return "no CUDA GPU on this machine (torch.cuda.is_available() is False)" if torch_installed() else \
+            "no CUDA GPU visible (no CUDA provider in onnxruntime, no TensorRT with an NVIDIA driver)"
     if spec.engine == "onnx" and "CUDAExecutionProvider" not in onnxruntime_providers():
         return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
     if spec.engine == "tensorrt" and importlib.util.find_spec("tensorrt") is None:

@@ -1,6 +1,6 @@
 """Why an INT8 model disagrees with its FP32 original: near ties, and which blocks are sensitive.
 
-    python -m benchmarks.int8_sensitivity runs/m/mobilenet_v3_small/best.pt --calib runs/m/data \\
+    python cli.py study int8-sensitivity runs/m/mobilenet_v3_small/best.pt --calib runs/m/data \\
         --heldout runs/m/heldout --out runs/int8-sensitivity
 
 On the held-out images (FP32 ONNX = the reference, as parity's PyTorch reference, top-1 equal):
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import typer
 
 from export.int8 import block_of
 from wscnet.atomic import atomic_write_text
@@ -138,19 +137,8 @@ def greedy_float_blocks(singles: list[dict], measure, target: float) -> list[dic
     return steps
 
 
-def main(
-    checkpoint: Path = typer.Argument(..., help="A trained checkpoint."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration images (as export --calib)."),
-    heldout: Path = typer.Option(..., "--heldout", help="Held-out images."),
-    out: Path = typer.Option(Path("runs/int8-sensitivity"), "--out"),
-    method: str = typer.Option("entropy", "--method"),
-    calib_n: int = typer.Option(64, "--calib-n"),
-    n: int = typer.Option(200, "--n", help="Held-out images."),
-    blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also the per-block sensitivity."),
-    layout: list[str] = typer.Option([], "--layout", help="Float layouts besides none and the arch's own."),
-    target: float | None = typer.Option(None, "--target", help="Also search, block by block, the float blocks that reach this top-1 agreement (e.g. 0.97)."),
-    compare: list[Path] = typer.Option([], "--compare", help="Exported files of the same checkpoint to report too (e.g. its FP16)."),
-) -> None:
+def run_int8_sensitivity(checkpoint: Path, *, calib: Path, heldout: Path, out: Path, method: str, calib_n: int, n: int,
+                         blocks: bool, layout: list[str], target: float | None, compare: list[Path]) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
     from export.metadata import model_contract, read_metadata
@@ -180,6 +168,3 @@ def main(
             result["search"] = float_search(quantizer, reference, batch, float_layout(arch), target)
             atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
 
-
-if __name__ == "__main__":
-    typer.run(main)

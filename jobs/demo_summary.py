@@ -57,7 +57,7 @@ def write_demo_summary(out: Path, export_dir: Path, clock: DemoClock = CLOCK) ->
     """Write ``out/summary.json`` (figures, timings, machine) and return it."""
     from wscnet.atomic import atomic_write_text
 
-    from .machine import cpu_model, library_versions
+    from benchmarks.machine import cpu_model, library_versions
 
     summary = demo_figures(out, export_dir)
     summary["timings_s"] = {"total_wall": clock.total_s(), "steps_wall": dict(clock.steps)}
@@ -89,13 +89,7 @@ def format_demo_summary(summary: dict, out: Path) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmarks.demo_summary runs/demo/summary.json``: the demo's block, from the file."""
-    import sys
-
-    path = Path((argv if argv is not None else sys.argv[1:] or ["runs/demo/summary.json"])[0])
+def main(argv: list[str]) -> None:
+    """``python cli.py job demo-summary runs/demo/summary.json``: the demo's block, from the file."""
+    path = Path(argv[0])
     print("\n".join(format_demo_summary(json.loads(path.read_text()), path.parent)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Peak memory and wall time of the long jobs, each in a process of its own (issue 14).
 
-    python -m benchmarks.memory_bounds --work runs/memory [--jobs int8,fp16,parity,eval,agreement,runtime]
+    python cli.py study memory-bounds --work runs/memory [--jobs int8,fp16,parity,eval,agreement,runtime]
         [--models resnet18@224,resnet101@448] [--calib-n 8,64,256] [--sets 50,200]
 
 Rows: ``export --int8 --skip-parity`` at each ``--calib-n``; ``export --fp16``; ``parity`` of the INT8 model on
@@ -15,7 +15,6 @@ The checkpoints come from ``wscnet.tiny_model.make_trained_checkpoint`` (trained
 steps, as ``bench`` does; the input size is then set to the target: the weights fit any size).
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -139,7 +138,7 @@ def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], pa
         for method in methods:
             arch, size = token.split("@")
             kept = work / f"agreement_{arch}_{size}"
-            cmd = python("-m", "benchmarks.scale_agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
+            cmd = python("cli.py", "study", "scale-agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
                          str(work / "calib"), "--n", str(n), "--method", method, "--keep", str(kept),
                          "--json", str(work / f"agreement_{arch}_{size}_{method}.json"))
             row = {"job": f"scale agreement ({method})", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
@@ -218,38 +217,27 @@ def write_table(rows: list[dict], work: Path, name: str) -> None:
     (work / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("runs/memory"))
-    ap.add_argument("--jobs", default="int8,parity,eval,agreement")
-    ap.add_argument("--models", default="resnet18@224,resnet101@448")
-    ap.add_argument("--calib-n", default="8,64,256")
-    ap.add_argument("--sets", default="50,200")
-    ap.add_argument("--agreement-n", type=int, default=16)
-    ap.add_argument("--frames", default="3000", help="Clip lengths of the runtime job.")
-    ap.add_argument("--methods", default="max,entropy,percentile")
-    ap.add_argument("--results", default="memory", help="Table name: --work/NAME.json and NAME.md.")
-    args = ap.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    models, jobs = args.models.split(","), args.jobs.split(",")
-    calib_ns, sets = [int(v) for v in args.calib_n.split(",")], [int(v) for v in args.sets.split(",")]
-    prepare(args.work, models)
-    table = args.work / f"{args.results}.json"
+JOB_NAMES = ("int8", "fp16", "parity", "eval", "agreement", "runtime")
+
+
+def run_memory_bounds(work: Path, jobs: list[str], models: list[str], calib_ns: list[int], sets: list[int],
+                      agreement_n: int, frames: list[int], methods: list[str], results: str) -> None:
+    """``python cli.py study memory-bounds``: every job's rows, written to the table as they come."""
+    work.mkdir(parents=True, exist_ok=True)
+    prepare(work, models)
+    table = work / f"{results}.json"
     rows = json.loads(table.read_text()) if table.is_file() else []
     steps = {
-        "int8": lambda: int8_rows(args.work, models, calib_ns),
-        "fp16": lambda: fp16_rows(args.work, models),
-        "parity": lambda: parity_rows(args.work, models, sets, max(calib_ns)),
-        "eval": lambda: eval_rows(args.work, models, sets),
-        "agreement": lambda: agreement_rows(args.work, models, args.agreement_n, args.methods.split(","), max(sets)),
-        "runtime": lambda: runtime_rows(args.work, models, [int(v) for v in args.frames.split(",")]),
+        "int8": lambda: int8_rows(work, models, calib_ns),
+        "fp16": lambda: fp16_rows(work, models),
+        "parity": lambda: parity_rows(work, models, sets, max(calib_ns)),
+        "eval": lambda: eval_rows(work, models, sets),
+        "agreement": lambda: agreement_rows(work, models, agreement_n, methods, max(sets)),
+        "runtime": lambda: runtime_rows(work, models, frames),
     }
+    assert tuple(steps) == JOB_NAMES
     for job in jobs:
         for row in steps[job]():
             rows = [r for r in rows if (r["job"], r["model"], r["n"]) != (row["job"], row["model"], row["n"])] + [row]
-            write_table(rows, args.work, args.results)
+            write_table(rows, work, results)
             print(json.dumps(row), flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The GPU acceptance run, prepared for a lent machine (H200: torch CUDA, Triton, CuPy; no TensorRT,
 no onnxruntime-gpu). One call, under 8 minutes; without CUDA it says so and exits 0.
 
-    python -m benchmarks.gpu_acceptance --out $OUT/gpu     # writes gpu_acceptance.json + bench/
+    python cli.py job gpu-acceptance --out $OUT/gpu     # writes gpu_acceptance.json + bench/
 
 1. AMP training on CUDA: one timed mixed-precision step of the paper's model (resnet101 at 448,
    CUDA events), then the real ``train`` command for one epoch on a small synthetic set.
@@ -13,7 +13,6 @@ no onnxruntime-gpu). One call, under 8 minutes; without CUDA it says so and exit
 3. The torch-cuda rows of ``bench`` (GPU time from CUDA events next to host latency).
 """
 
-import argparse
 import json
 import math
 import os
@@ -54,7 +53,7 @@ class _EventTimed:
 
 def _cuda_ms(fn, repeats: int = 20) -> float:
     """Median GPU milliseconds of ``fn`` by CUDA events, after two warm-up calls."""
-    from .measure import summarise, time_calls
+    from benchmarks.measure import summarise, time_calls
 
     _, device = time_calls(_EventTimed(fn), None, warmup=2, iters=repeats)
     return summarise(device)["median"]
@@ -199,18 +198,13 @@ def run(out: Path) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-acceptance")))
-    args = parser.parse_args(argv)
-    report = run(args.out)
-    (args.out / "gpu_acceptance.json").write_text(json.dumps(report, indent=2) + "\n")
+def gpu_acceptance(out: Path) -> dict:
+    """``python cli.py job gpu-acceptance``: run, write ``gpu_acceptance.json``, print the bench table
+    (or one line saying why it was skipped)."""
+    report = run(out)
+    (out / "gpu_acceptance.json").write_text(json.dumps(report, indent=2) + "\n")
     if "skipped" in report:
         print(f"gpu acceptance skipped: {report['skipped']}")
     else:
         print(report.get("bench_torch_cuda", {}).get("markdown", ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report

@@ -6,7 +6,7 @@ in eval mode three ways on the same weights: with the running averages training 
 flips), and after one through the evaluation transform (whole image resized; what training does). BatchNorm buffers do not
 change what the weights learn, so the runs differ only in these scores.
 
-    python -m benchmarks.batchnorm_choice DATA --out runs/bn-choice --arch mobilenet_v3_small \\
+    python cli.py study batchnorm-choice DATA --out runs/bn-choice --arch mobilenet_v3_small \\
         --momentum 0.01 --momentum 0.1 --img-size 96 --epochs 4
 """
 
@@ -14,7 +14,6 @@ import copy
 import json
 from pathlib import Path
 
-import typer
 
 from wscnet.atomic import atomic_write_text
 
@@ -58,15 +57,8 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
     return [{"arch": arch, "momentum": momentum, **record} for record in summary["history"]]
 
 
-def main(
-    data: Path = typer.Argument(..., help="Synthetic set (python cli.py synth)."),
-    out: Path = typer.Option(Path("runs/bn-choice"), "--out"),
-    arch: list[str] = typer.Option(["mobilenet_v3_small"], "--arch"),
-    momentum: list[float] = typer.Option([0.01, 0.1], "--momentum"),
-    img_size: int = typer.Option(96, "--img-size"),
-    epochs: int = typer.Option(4, "--epochs"),
-    precise_images: int = typer.Option(512, "--precise-images"),
-) -> None:
+def run_batchnorm_choice(data: Path, *, out: Path, arch: list[str], momentum: list[float], img_size: int, epochs: int,
+                         precise_images: int) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -82,6 +74,3 @@ def main(
         print(f"| {row['arch']} | {row['momentum']} | {row['epoch']} | "
               + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys) + " |")
 
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -1,7 +1,7 @@
 """Scales of the bounded INT8 calibration against onnxruntime's one-shot one, same images.
 
-    python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR [--n 16] [--method entropy] [--json OUT] [--keep DIR]
-    python -m benchmarks.scale_agreement MODEL.onnx CALIB_DIR --ort-option max-intermediate|strided [--chunk 4]
+    python cli.py study scale-agreement MODEL.onnx CALIB_DIR [--n 16] [--method entropy] [--json OUT] [--keep DIR]
+    python cli.py study scale-agreement MODEL.onnx CALIB_DIR --ort-option max-intermediate|strided [--chunk 4]
 
 ``--ort-option``: instead of ours, onnxruntime's own ways to bound calibration memory, against
 its one-shot run: ``CalibMaxIntermediateOutputs`` (min-max only) or ``CalibStridedMinMax``
@@ -12,7 +12,6 @@ difference, and each calibration's peak RSS (the bounded one runs first: the pro
 high-water mark after it is its own).
 """
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.worker import peak_rss_mb
 from export.int8 import qdq_scales, quantize_int8
-
-from .worker import peak_rss_mb
 
 
 def compare(model: Path, calib: Path, n: int, method: str, keep: Path | None = None) -> dict:
@@ -94,25 +92,14 @@ def compare_ort_option(model: Path, calib: Path, n: int, method: str, option: st
             "equal_scales": all(np.array_equal(got[k], v) for k, v in ref.items()), "max_rel_diff": max(rel)}
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("calib", type=Path)
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--method", default="entropy")
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--keep", type=Path, help="Keep the bounded model in this folder (bounded-METHOD.int8.onnx).")
-    ap.add_argument("--ort-option", choices=["max-intermediate", "strided"])
-    ap.add_argument("--chunk", type=int, default=4)
-    args = ap.parse_args(argv)
-    if args.ort_option:
-        result = compare_ort_option(args.model, args.calib, args.n, args.method, args.ort_option, args.chunk)
+def print_scale_agreement(model: Path, calib: Path, n: int, method: str, json_out: Path | None, keep: Path | None,
+                          ort_option: str | None, chunk: int) -> dict:
+    """``python cli.py study scale-agreement``: one JSON line (also to ``json_out``)."""
+    if ort_option:
+        result = compare_ort_option(model, calib, n, method, ort_option, chunk)
     else:
-        result = compare(args.model, args.calib, args.n, args.method, args.keep)
+        result = compare(model, calib, n, method, keep)
     print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    if json_out:
+        json_out.write_text(json.dumps(result) + "\n")
+    return result

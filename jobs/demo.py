@@ -1,7 +1,7 @@
 """``python cli.py demo``: the whole chain on built-in synthetic data, each step a real CLI
 command in its own process: synth → train → eval → predict → export FP32 + INT8 (calibrated on
 the training split, checked on the test split) → a 640×480 video through the torch-free runtime
-with the overlay saved; then the figures it reached (summary.json, benchmarks/demo_summary.py)."""
+with the overlay saved; then the figures it reached (summary.json, jobs/demo_summary.py)."""
 
 import subprocess
 import sys
@@ -29,9 +29,8 @@ def _step(title: str, *args: str) -> None:
         raise typer.Exit(1)
 
 
-def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything the demo writes.")) -> None:
-    """The whole chain on built-in synthetic data: synth → train → eval → predict → export INT8 →
-    a video through the torch-free runtime with the overlay saved, then the figures it reached."""
+def run_demo(out: Path) -> None:
+    """Every step of the demo into ``out``, each a CLI command in its own process; then its figures."""
     data, run, export_dir = out / "data", out / "run", out / "export"
     _step("synthetic data", "synth", str(data), *DEMO_SYNTH, "--overwrite")
     _step("train", "train", "--data", str(data), "--out", str(run), *DEMO_TRAIN, "--overwrite")

@@ -12,11 +12,10 @@ reference is `eval`'s top-1 on the pictures themselves. A 16:9 video made from t
 real pipeline, and the sentiment map's placement on the frame is measured against the picture's
 ground-truth map placed the same way.
 
-    python -m benchmarks.aspect_accuracy runs/demo/run/best.pt runs/demo/export/model.onnx \
+    python cli.py study aspect-accuracy runs/demo/run/best.pt runs/demo/export/model.onnx \
         --out runs/demo/aspect
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -188,30 +187,20 @@ def markdown(table: dict, video: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def print_aspect_accuracy(checkpoint: Path, model: Path, data: Path | None, out: Path, video: bool = True) -> None:
+    """``python cli.py study aspect-accuracy``: writes ``aspect.json`` / ``aspect.md`` and prints the table."""
     from wscnet.checkpoint import read_checkpoint, recorded_data_source
     from wscnet.data import load_index
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("model", type=Path, help="the checkpoint's exported FP32 ONNX model")
-    parser.add_argument("--data", type=Path, help="data set (default: the one the checkpoint records)")
-    parser.add_argument("--out", type=Path, default=Path("runs/aspect"))
-    parser.add_argument("--no-video", action="store_true")
-    args = parser.parse_args(argv)
-    source = recorded_data_source(read_checkpoint(args.checkpoint)) or {}
-    data = args.data or Path(source["data"])
+    source = recorded_data_source(read_checkpoint(checkpoint)) or {}
+    data = data or Path(source["data"])
     samples = load_index(data, split="test").samples
     paths, truth = [s.path for s in samples], np.array([s.label for s in samples])
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"{len(paths)} test pictures of {data}", file=sys.stderr)
-    table = accuracy_table(args.checkpoint, args.model, paths, truth)
-    video = None if args.no_video else video_run(args.model, [s for s in samples if s.gt_map], args.out)
-    (args.out / "aspect.json").write_text(json.dumps({"table": table, "video": video}, indent=2) + "\n")
-    text = markdown(table, video)
-    (args.out / "aspect.md").write_text(text)
+    table = accuracy_table(checkpoint, model, paths, truth)
+    run = video_run(model, [s for s in samples if s.gt_map], out) if video else None
+    (out / "aspect.json").write_text(json.dumps({"table": table, "video": run}, indent=2) + "\n")
+    text = markdown(table, run)
+    (out / "aspect.md").write_text(text)
     print(text)
-
-
-if __name__ == "__main__":
-    main()

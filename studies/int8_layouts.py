@@ -5,7 +5,7 @@ For each checkpoint the FP32 ONNX model is exported once, then quantized with ev
 layout (``export.int8.FLOAT_LAYOUTS``) × calibration method; each variant gets the parity check
 on held-out images and a batch-1 ONNX Runtime latency on one of them.
 
-    python -m benchmarks.int8_layouts runs/m/mobilenet_v3_small/best.pt --calib runs/m/data \\
+    python cli.py study int8-layouts runs/m/mobilenet_v3_small/best.pt --calib runs/m/data \\
         --heldout runs/m/heldout --out runs/int8-layouts
 """
 
@@ -13,7 +13,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import typer
 
 from wscnet.atomic import atomic_write_text
 
@@ -46,7 +45,7 @@ def batch1_latency(model: Path, heldout: Path) -> float:
     from export.images import find_images, load_batch
     from runtime.backends import open_backend
 
-    from .measure import summarise, time_calls
+    from benchmarks.measure import summarise, time_calls
 
     backend = open_backend(model, device="cpu")
     meta = backend.metadata
@@ -56,16 +55,8 @@ def batch1_latency(model: Path, heldout: Path) -> float:
     return summarise(host)["median"]
 
 
-def main(
-    checkpoints: list[Path] = typer.Argument(..., help="Trained checkpoints."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration images (the training set)."),
-    heldout: Path = typer.Option(..., "--heldout", help="Held-out images for parity."),
-    out: Path = typer.Option(Path("runs/int8-layouts"), "--out"),
-    layout: list[str] = typer.Option(None, "--layout", help="Float layouts (default: all)."),
-    method: list[str] = typer.Option(["entropy", "percentile", "max"], "--method"),
-    calib_n: int = typer.Option(64, "--calib-n"),
-    parity_n: int = typer.Option(200, "--parity-n"),
-) -> None:
+def run_int8_layouts(checkpoints: list[Path], *, calib: Path, heldout: Path, out: Path, layout: list[str] | None,
+                     method: list[str], calib_n: int, parity_n: int) -> None:
     from export.int8 import FLOAT_LAYOUTS
     from export.onnx_export import export_onnx
 
@@ -96,6 +87,3 @@ def table(rows: list[dict]) -> str:
         )
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -1,4 +1,9 @@
-"""Overlay settings that the page changes while the pipeline runs (read once per frame)."""
+"""What a viewer may change while streams run: the overlay's opacity, smoothing and map on/off.
+
+One ``Controls`` holds the current ``OverlaySettings`` (immutable, swapped whole): the render
+threads read it once per frame, the live page's ``POST /controls`` updates it. Streams may share
+one (the live page controls all of them) or have their own.
+"""
 
 import threading
 from dataclasses import asdict, dataclass, replace
@@ -23,10 +28,10 @@ class OverlaySettings:
 
 
 class Controls:
-    """Thread-safe holder of the current OverlaySettings: the web page writes, the render thread reads."""
+    """Thread-safe holder of the current ``OverlaySettings``; ``Controls(map=False)`` starts with those."""
 
-    def __init__(self, settings: OverlaySettings | None = None) -> None:
-        self._settings = settings or OverlaySettings()
+    def __init__(self, settings: OverlaySettings | None = None, **fields) -> None:
+        self._settings = replace(settings or OverlaySettings(), **fields)
         self._lock = threading.Lock()
 
     def current(self) -> OverlaySettings:
@@ -37,16 +42,17 @@ class Controls:
         unknown = set(changes) - set(OverlaySettings.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown control(s): {', '.join(sorted(unknown))}")
-        typed = {}
-        for key, value in changes.items():
-            if key == "map":
-                if not isinstance(value, bool):
-                    raise ValueError("map must be true or false")
-                typed[key] = value
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                typed[key] = float(value)
-            else:
-                raise ValueError(f"{key} must be a number")
+        typed = {key: _typed(key, value) for key, value in changes.items()}
         with self._lock:
             self._settings = replace(self._settings, **typed)
             return self._settings
+
+
+def _typed(key: str, value):
+    if key == "map":
+        if not isinstance(value, bool):
+            raise ValueError("map must be true or false")
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"{key} must be a number")

@@ -1,6 +1,6 @@
 """The backbone table: for each trained checkpoint and precision, what an edge user chooses by.
 
-    python -m benchmarks.backbone_table runs/m/*/best.pt --data runs/m/data --heldout runs/m/heldout \\
+    python cli.py study backbone-table runs/m/*/best.pt --data runs/m/data --heldout runs/m/heldout \\
         --out runs/backbone-table
 
 Per checkpoint: ``export`` writes FP32, FP16 and INT8 ONNX (INT8 calibrated on ``--data``'s
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import typer
 
 from wscnet.atomic import atomic_write_text
 
@@ -82,8 +81,8 @@ def split_accuracy(model, data: Path, contract, num_classes: int) -> dict:
 def latency_and_memory(backend: str, path: Path, images: Path, workdir: Path, threads: int,
                        duration: float) -> dict:
     """Batch-1 latency and peak RSS, measured by bench's worker in a fresh process."""
-    from .backends import SPECS
-    from .bench import BenchSettings, run_worker
+    from benchmarks.engines import SPECS
+    from benchmarks.bench import BenchSettings, run_worker
 
     settings = BenchSettings(backends=[backend], batches=[1], warmup=3, duration=duration,
                              min_iters=10, threads=threads)
@@ -96,7 +95,7 @@ def latency_and_memory(backend: str, path: Path, images: Path, workdir: Path, th
 
 
 def video_fps(path: Path, video: Path, frames: int, threads: int, out: Path) -> dict:
-    from .video_pipeline import measure_video_pipeline
+    from benchmarks.video_pipeline import measure_video_pipeline
 
     stats = measure_video_pipeline(path, video, threads=threads, frames=frames,
                                    model_only_frames=min(frames, 10), warmup=2, rounds=1, out_dir=out)
@@ -167,22 +166,13 @@ def markdown(rows: list[dict], machine: str) -> str:
     return "\n".join(lines) + f"\n\n{machine}\n"
 
 
-def main(
-    checkpoints: list[Path] = typer.Argument(..., help="Trained checkpoints (best.pt), one per backbone."),
-    data: Path = typer.Option(..., "--data", help="The set they were trained on: INT8 calibration, test split."),
-    heldout: Path = typer.Option(..., "--heldout", help="Images never trained on, for parity."),
-    out: Path = typer.Option(Path("runs/backbone-table"), "--out"),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads (torch and ONNX Runtime)."),
-    duration: float = typer.Option(3.0, "--duration", help="Seconds of timed batch-1 calls per row."),
-    video_frames: int = typer.Option(60, "--video-frames", help="Frames of the 640×480 clip (0: no video)."),
-    calib_n: int = typer.Option(64, "--calib-n"),
-    parity_n: int = typer.Option(200, "--parity-n"),
-) -> None:
+def run_backbone_table(checkpoints: list[Path], *, data: Path, heldout: Path, out: Path, threads: int, duration: float,
+                       video_frames: int, calib_n: int, parity_n: int) -> None:
     """One table over trained backbones: accuracy, detection F, parity, latency, fps, size, memory."""
     from tqdm import tqdm
 
-    from .machine import describe_machine
-    from .video_pipeline import write_test_video
+    from benchmarks.machine import describe_machine
+    from benchmarks.video_pipeline import write_test_video
 
     torch.set_num_threads(max(1, threads))
     workdir = out / "work"
@@ -202,6 +192,3 @@ def main(
     atomic_write_text(out / "backbones.md", markdown(rows, note))
     print((out / "backbones.md").read_text())
 
-
-if __name__ == "__main__":
-    typer.run(main)
