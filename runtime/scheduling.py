@@ -64,7 +64,9 @@ class InferenceScheduler:
     after each inference call (``frames`` frames took ``seconds``)."""
 
     def __init__(self, budget: float = DEFAULT_BUDGET, change_threshold: float | None = None,
-                 initial_cost_s: float | None = None) -> None:
+                 initial_cost_s: float | None = None, share_capacity: bool = True) -> None:
+        """``share_capacity`` False: every stream gets what it asks for, whatever the box can do
+        (files read as fast as they decode have no live edge to keep up with)."""
         if not 0.0 < budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], got {budget}")
         if change_threshold is not None and change_threshold <= 0:
@@ -72,6 +74,7 @@ class InferenceScheduler:
         self.budget = budget
         self.change_threshold = change_threshold
         self.cost_s = initial_cost_s  # seconds of inference per frame; None until measured
+        self.share_capacity = share_capacity
         self.streams: dict[str, StreamRate] = {}
 
     def add_stream(self, stream: str, infer_every: int | None = None, infer_fps: float | None = None) -> None:
@@ -137,7 +140,8 @@ class InferenceScheduler:
     def _share(self) -> None:
         """Allot each stream its max-min fair share of ``budget`` × capacity (None: unconstrained)."""
         asks = {name: rate.asked_fps() for name, rate in self.streams.items()}
-        shares = fair_shares(asks, None if self.capacity_fps is None else self.budget * self.capacity_fps)
+        limited = self.share_capacity and self.capacity_fps is not None
+        shares = fair_shares(asks, self.budget * self.capacity_fps if limited else None)
         for name, rate in self.streams.items():
             rate.allotted_fps = shares.get(name)
 

@@ -29,13 +29,19 @@ def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = Fals
         if options.get(key) and str(options[key]) != "-":
             options[key] = Path(options[key])
     settings = PipelineOptions(**options)
-    opened = Model(model, device=device, threads=threads, precision=precision, resize=resize)
+    streams = open_sources([str(s) for s in sources], keep_going, reconnect)  # a bad source: one line, first
+    try:
+        opened = Model(model, device=device, threads=threads, precision=precision, resize=resize)
+    except BaseException:
+        for _, source in streams:
+            source.close()
+        raise
     pipeline = None
     try:
         note = opened.metadata.override_note(resize)
         if note:
             log.info(note)
-        pipeline = Pipeline(opened, open_sources([str(s) for s in sources], keep_going, reconnect), settings)
+        pipeline = Pipeline(opened, streams, settings)
         return _run(pipeline, model, serve, resize, watch_model and not is_triton_url(model))
     finally:
         opened.close()

@@ -36,7 +36,7 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
     if device == "auto" and path.suffix.lower() == ".onnx" and precision is None and not gpu_providers():
         from .probe import open_fastest
 
-        return open_fastest(path, inference_threads(threads))
+        return open_fastest(path, inference_threads(threads), backend_for)
     backend = backend_for(path, device, inference_threads(threads), precision)
     backend.load(path)
     backend.choice = {"device": device, "reason": f"--device {device}"}

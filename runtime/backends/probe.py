@@ -73,20 +73,26 @@ class Candidate:
 REFERENCE = Candidate("cpu")
 
 
-def open_fastest(path: Path, threads: int) -> Backend:
-    """The loaded back-end ``--device auto`` runs ``path`` with on this CPU (see the module doc)."""
+def open_fastest(path: Path, threads: int, backend_for) -> Backend:
+    """The loaded back-end ``--device auto`` runs ``path`` with on this CPU (see the module doc);
+    ``backend_for(path, device, threads, precision)`` makes a back-end, not yet loaded."""
+    def load(candidate: Candidate) -> Backend:
+        backend = backend_for(path, candidate.device, threads, candidate.precision)
+        backend.load(path)
+        return backend
+
     options = candidates()
     if len(options) == 1:
-        backend = load(path, REFERENCE, threads)
+        backend = load(REFERENCE)
         backend.choice = {"device": REFERENCE.name, "reason": "the only CPU back-end installed", "cached": False}
         return backend
     key = cache_key(path, threads)
     cached = read_cache().get(key)
     if cached is not None:
-        backend = load_cached(path, cached, threads)
+        backend = load_cached(load, cached)
         if backend is not None:
             return backend
-    backend, choice = probe(path, threads, options)
+    backend, choice = probe(load, options)
     write_cache(key, {**choice, "model": str(path)})
     backend.choice = {**choice, "cached": False}
     log.info(f"device auto: {choice['device']} ({choice['reason']}; measured now)")
@@ -108,19 +114,11 @@ def candidates() -> list[Candidate]:
     return found
 
 
-def load(path: Path, candidate: Candidate, threads: int) -> Backend:
-    from . import backend_for
-
-    backend = backend_for(path, candidate.device, threads, candidate.precision)
-    backend.load(path)
-    return backend
-
-
-def load_cached(path: Path, cached: dict, threads: int) -> Backend | None:
+def load_cached(load, cached: dict) -> Backend | None:
     """The cached choice, loaded; None when it no longer loads (probe again)."""
     candidate = Candidate(cached["candidate"]["device"], cached["candidate"]["precision"])
     try:
-        backend = load(path, candidate, threads)
+        backend = load(candidate)
     except RuntimeUserError as exc:
         log.info(f"device auto: the cached choice {candidate.name} no longer loads ({exc}); probing again")
         return None
@@ -129,16 +127,16 @@ def load_cached(path: Path, cached: dict, threads: int) -> Backend | None:
     return backend
 
 
-def probe(path: Path, threads: int, options: list[Candidate]) -> tuple[Backend, dict]:
+def probe(load, options: list[Candidate]) -> tuple[Backend, dict]:
     """Load every candidate, keep those matching ONNX Runtime, time them; (fastest, what was seen)."""
-    reference = load(path, REFERENCE, threads)
+    reference = load(REFERENCE)
     batch, rows_per_frame = probe_batch(reference)
     expected = reference.infer(batch)
     passed: dict[Candidate, Backend] = {REFERENCE: reference}
     rejected: dict[str, str] = {}
     for candidate in options[1:]:
         try:
-            backend = load(path, candidate, threads)
+            backend = load(candidate)
         except RuntimeUserError as exc:
             rejected[candidate.name] = str(exc)
             continue
