@@ -71,7 +71,7 @@ class RunStats:
     stream: str = ""
     frames_read: int = 0
     frames_out: int = 0
-    dropped: int = 0  # stale live frames replaced by newer ones
+    dropped: int = 0  # live frames never drawn: the render queue was full, or nothing inferred yet
     corrupt: int = 0
     unread: int = 0  # frames a file's header promised that could not be decoded at its end
     interrupted: bool = False
@@ -199,10 +199,10 @@ class Stream:
         return (self.source.width or 640, self.source.height or 480)  # a camera down at the start: a guess
 
     def _dropped(self, stale) -> None:
+        """A live frame waiting for inference replaced by a newer one: drawn without its own prediction."""
         if stale is not END:
             self.pool.put(stale.buffer)
-            self.stats.dropped += 1
-            stale.finish(None)  # the render thread skips it
+            stale.finish(None)
 
 
 class Pipeline:
@@ -460,14 +460,15 @@ class Pipeline:
 
     def _prediction_for(self, stream: Stream, item: _Item) -> Prediction | None:
         """The frame's own prediction once inferred, or the stream's newest one for a frame not
-        inferred; None for a frame to skip (dropped, aborted, or nothing inferred yet)."""
+        inferred (or whose inference a newer frame replaced); None for a frame to skip (aborted, or
+        nothing inferred yet)."""
         if item.done is not None:
             while not item.done.wait(POLL_S):
                 if self.abort.is_set():
                     return None
             if item.prediction is not None:
                 stream.last = item.prediction
-            return item.prediction
+                return item.prediction
         if stream.last is None:  # the stream's first inferred frame was dropped: nothing to draw with
             stream.stats.dropped += 1
             return None

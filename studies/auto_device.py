@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.measure import time_interleaved
 from runtime.backends import open_backend
-from runtime.backends.probe import CACHE_ENV, candidates, probe_batch
+from runtime.backends.probe import CACHE_ENV, TIE_SHARE, candidates, probe_batch
 
 
 def probe_pick(model: Path, threads: int) -> dict:
@@ -58,9 +58,11 @@ def compare(model: Path, threads: int, rounds: int) -> dict:
     measured = timed_candidates(model, threads, rounds)
     allowed = [name for name in measured if name not in pick["rejected"]]  # those matching ONNX Runtime
     fastest = min(allowed, key=measured.get)
+    # a pick within the probe's tie share of the fastest is as good (the probe prefers ONNX Runtime then)
+    tie = measured[pick["device"]] <= measured[fastest] * (1 + TIE_SHARE)
     return {"model": str(model), "threads": threads, "pick": pick["device"], "probe_ms": pick["times_ms"],
             "rejected": pick["rejected"], "measured_ms": measured, "fastest": fastest,
-            "pick_is_fastest": pick["device"] == fastest}
+            "pick_is_fastest": pick["device"] == fastest, "pick_within_tie": tie}
 
 
 def default_models() -> list[Path]:
@@ -73,11 +75,11 @@ def default_models() -> list[Path]:
 def markdown(results: list[dict]) -> str:
     names = sorted({name for r in results for name in r["measured_ms"]})
     lines = ["| model | threads | " + " | ".join(f"{n} ms (probe / timed)" for n in names)
-             + " | pick | fastest timed | same |", "|---|---:|" + "---:|" * len(names) + "---|---|---|"]
+             + f" | pick | fastest timed | same | within {TIE_SHARE:.0%} |", "|---|---:|" + "---:|" * len(names) + "---|---|---|---|"]
     for r in results:
         cells = " | ".join(f"{r['probe_ms'].get(n, float('nan')):.2f} / {r['measured_ms'][n]:.2f}" for n in names)
         lines.append(f"| {Path(r['model']).name} | {r['threads']} | {cells} | {r['pick']} | {r['fastest']} | "
-                     f"{'yes' if r['pick_is_fastest'] else 'no'} |")
+                     f"{'yes' if r['pick_is_fastest'] else 'no'} | {'yes' if r['pick_within_tie'] else 'no'} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from runtime_fixtures import exported_model
 
 from runtime.backends import open_backend
 from runtime.backends import probe as probe_module
-from runtime.backends.probe import CACHE_ENV, cache_path, parity_mismatch
+from runtime.backends.probe import CACHE_ENV, REFERENCE, Candidate, cache_path, fastest, parity_mismatch
 
 pytest.importorskip("openvino")
 
@@ -97,3 +97,12 @@ def test_parity_mismatch_applies_the_precision_targets():
     assert "top-1" in parity_mismatch(reference, outputs([[0.4, 0.6], [0.3, 0.7], [0.51, 0.49]]), "int8")
     flat = outputs([[0.7, 0.3], [0.2, 0.8], [0.51, 0.49]], maps=np.random.default_rng(0).random((3, 1, 2, 2)))
     assert "map correlation" in parity_mismatch(reference, flat, "int8+bf16")  # held to INT8's targets
+
+
+def test_another_backend_must_beat_onnxruntime_by_more_than_the_tie_share():
+    openvino = Candidate("openvino", "fp32")
+    assert fastest({REFERENCE: 10.0, openvino: 7.9}) == openvino  # 21 % faster
+    assert fastest({REFERENCE: 10.0, openvino: 9.6}) == REFERENCE  # 4 %: a tie, the reference keeps it
+    assert fastest({REFERENCE: 10.0, openvino: 12.0}) == REFERENCE
+    bf16 = Candidate("openvino", "bf16")
+    assert fastest({REFERENCE: 10.0, openvino: 8.0, bf16: 6.0}) == bf16
