@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from .uri import Decoder
 from .validate import ResizeMode, RuntimeDevice, check_webcam_paths
 
 
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def webcam(
     model: str = typer.Option(..., "--model", help="Exported model: .onnx, or a TensorRT .engine with its .json, or triton://HOST:PORT/MODEL (triton+http:// for HTTP)"),
-    source: Optional[List[str]] = typer.Option(None, "--source", help="Camera index, video file, image, folder of images, or rtsp/http URL; repeat for several streams (default: camera 0)"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Camera index, video file, image, folder of images, rtsp/http URL, csi://N, v4l2:///dev/videoN or gst://PIPELINE (docs/jetson-cameras.md); repeat for several streams (default: camera 0)"),
     sources: Optional[Path] = typer.Option(None, "--sources", help="A file with one source per line (# comments)"),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4 or .avi); several streams: a name with {stream}"),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON record per frame: label, probabilities, timings; several streams: a name with {stream}"),
@@ -34,6 +35,7 @@ def webcam(
     token: Optional[str] = typer.Option(None, "--token", envvar="WSCNET_TOKEN", help="Secret every route but /healthz requires (bearer or ?token=)"),
     max_clients: int = typer.Option(8, "--max-clients", min=1, help="Viewers at once; the next gets 503"),
     realtime: bool = typer.Option(False, "--realtime", help="Play a file at its own frame rate (to watch it live)"),
+    decoder: Decoder = typer.Option("auto", "--decoder", help="How RTSP streams and H.264/H.265 files are decoded: opencv (FFmpeg), cpu (GStreamer avdec), nvdec (Jetson nvv4l2decoder), auto (nvdec where it exists, else opencv)"),
 ) -> None:
     """Run the sentiment model on cameras, videos, images or streams with a live overlay; several sources share one model, batched."""
     from .sources import read_source_list
@@ -51,7 +53,7 @@ def webcam(
         model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, precision=precision, resize=resize,
         save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, opacity=opacity,
         max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-        serve=live, realtime=realtime,
+        serve=live, realtime=realtime, decoder=decoder,
     )
     for stats in all_stats:
         prefix = f"{stats.stream}: " if len(all_stats) > 1 else ""

@@ -51,9 +51,15 @@ class Source:
         pass
 
 
-def open_source(spec: str | int, retries: int = 3, retry_delay: float = 0.5) -> Source:
-    """Open what ``--source`` names; one RuntimeUserError line when it cannot be opened."""
-    spec = str(spec).strip()
+def open_source(spec: str | int, retries: int = 3, retry_delay: float = 0.5, decoder: str = "auto") -> Source:
+    """Open what ``--source`` names; one RuntimeUserError line when it cannot be opened.
+    ``decoder``: how RTSP streams and video files are decoded (``runtime.uri.DECODERS``)."""
+    from .gst import local_path, open_gstreamer  # csi://, v4l2://, gst:// and GStreamer decoding
+
+    spec = local_path(str(spec).strip())
+    gstreamer = open_gstreamer(spec, decoder)
+    if gstreamer is not None:
+        return gstreamer
     if spec.isdigit():
         return VideoSource(int(spec), f"camera {spec}", live=True, retries=retries, retry_delay=retry_delay,
                            unopenable="no such camera, or it is busy")
@@ -101,13 +107,13 @@ def stream_names(specs: list[str]) -> list[str]:
     return names
 
 
-def open_sources(specs: list[str], keep_going: bool = False) -> list[tuple[str, Source]]:
+def open_sources(specs: list[str], keep_going: bool = False, decoder: str = "auto") -> list[tuple[str, Source]]:
     """(name, Source) for each spec. One that cannot be opened is one error line naming it, or,
     with ``keep_going``, a warning line while the others run."""
     opened: list[tuple[str, Source]] = []
     for name, spec in zip(stream_names(specs), specs):
         try:
-            opened.append((name, open_source(spec)))
+            opened.append((name, open_source(spec, decoder=decoder)))
         except RuntimeUserError as exc:
             if not keep_going:
                 for _, source in opened:

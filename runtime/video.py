@@ -10,10 +10,11 @@ from .sources import open_sources
 
 def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = False, device: str = "auto",
                threads: int = 0, precision: str | None = None, resize: str | None = None,
-               serve: dict | None = None, **options) -> list[RunStats]:
+               serve: dict | None = None, decoder: str = "auto", **options) -> list[RunStats]:
     """Every source through one model, batched; one RunStats per stream that could be opened.
     ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``);
-    ``serve``: host, port, token, max_clients of a live page (``runtime.serve``)."""
+    ``serve``: host, port, token, max_clients of a live page (``runtime.serve``); ``decoder``: how RTSP
+    streams and files are decoded (``runtime.uri.DECODERS``)."""
     for key in ("save", "jsonl"):
         if options.get(key):
             options[key] = Path(options[key])
@@ -22,7 +23,7 @@ def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = Fals
         note = opened.metadata.override_note(resize)
         if note:
             print(note, file=sys.stderr)
-        pipeline = Pipeline(opened, open_sources([str(s) for s in sources], keep_going), settings)
+        pipeline = Pipeline(opened, open_sources([str(s) for s in sources], keep_going, decoder), settings)
         server = None
         if serve is not None:
             from .serve.attach import serve_pipeline

@@ -1,0 +1,519 @@
+"""GStreamer sources without a GStreamer-enabled OpenCV: frames from a ``gst-launch-1.0`` child.
+
+The PyPI OpenCV is built without GStreamer, and PyGObject is not in the runtime's Python, so a
+pipeline runs as a ``gst-launch-1.0 -v`` subprocess that ends in
+``videoconvert ! video/x-raw,format=BGR ! fdsink`` writing raw frames to a pipe of its own (not
+stdout: ``-v`` prints there). The frame size and rate come from the caps the sink negotiated, which
+``-v`` prints; each frame is then exactly width×height×3 bytes. A pipeline that cannot start is one
+line naming the element that failed.
+
+``open_gstreamer`` picks the source for a spec: ``csi://``, ``v4l2://`` and ``gst://`` always come
+here; ``rtsp://`` and video files when ``--decoder`` asks for GStreamer (``runtime.uri``).
+Live sources (cameras, streams) are reconnected by ``LiveSource``; a file or a finite pipeline is
+read to its end, every frame in order.
+"""
+
+import logging
+import os
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: pipes keep their default size
+    fcntl = None  # type: ignore[assignment]
+
+from .errors import RuntimeUserError
+from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, Source
+from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
+
+try:
+    from .errors import SourceUnavailable
+except ImportError:  # stand-in until runtime.errors defines it
+    class SourceUnavailable(Exception):  # type: ignore[no-redef]
+        """A live source cannot deliver frames right now: worth retrying."""
+
+log = logging.getLogger("runtime")
+
+LAUNCH = "gst-launch-1.0"
+INSPECT = "gst-inspect-1.0"
+SINK = "wscnet_frames"  # the name of the fdsink whose negotiated caps give the frame size
+START_TIMEOUT_S = 20.0  # a CSI camera or an RTSP handshake takes seconds
+STALL_TIMEOUT_S = 10.0  # a live pipeline silent this long is lost
+LIVE_ELEMENTS = ("nvarguscamerasrc", "nvv4l2camerasrc", "v4l2src", "libcamerasrc", "rtspsrc", "udpsrc",
+                 "tcpclientsrc", "souphttpsrc", "srtsrc", "ximagesrc")
+LEAKY_QUEUE = "queue max-size-buffers=1 leaky=downstream"  # a live source's newest frame wins
+JETPACK = "NVIDIA JetPack, on a Jetson only"
+# where a missing element comes from, for the error line
+ELEMENT_PACKAGES = {
+    "nvarguscamerasrc": JETPACK, "nvvidconv": JETPACK,
+    "nvv4l2decoder": JETPACK, "avdec_h264": "gstreamer1.0-libav",
+    "avdec_h265": "gstreamer1.0-libav", "h264parse": "gstreamer1.0-plugins-bad",
+    "h265parse": "gstreamer1.0-plugins-bad", "x264enc": "gstreamer1.0-plugins-ugly",
+    "v4l2src": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
+    "rtspsrc": "gstreamer1.0-plugins-good", "qtdemux": "gstreamer1.0-plugins-good",
+    "matroskademux": "gstreamer1.0-plugins-good", "avidemux": "gstreamer1.0-plugins-good",
+    "videoconvert": "gstreamer1.0-plugins-base",
+}
+CAPS_LINE = re.compile(rf"{SINK}\.GstPad:sink: caps = (.*)$")
+NO_ELEMENT = re.compile(r'no element "([^"]+)"')
+ELEMENT_ERROR = re.compile(r"ERROR: from element /[^ ]*?([A-Za-z0-9_-]+): (.*)$")
+
+
+class LaunchFailed(Exception):
+    """The pipeline did not reach its first frame; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class Caps:
+    width: int
+    height: int
+    fps: float | None  # None: variable or unknown rate (framerate=0/1)
+    format: str
+
+
+# ---- what this machine has -------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def gstreamer_version() -> str | None:
+    """``GStreamer 1.22.0`` from ``gst-launch-1.0 --version``, or None without GStreamer's tools."""
+    if shutil.which(LAUNCH) is None:
+        return None
+    result = subprocess.run([LAUNCH, "--version"], capture_output=True, text=True, timeout=10)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("GStreamer ")]
+    return lines[0] if lines else result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
+
+
+@lru_cache(maxsize=None)
+def element_exists(name: str) -> bool:
+    """``gst-inspect-1.0 --exists NAME``: False also when GStreamer's tools are missing."""
+    if shutil.which(INSPECT) is None:
+        return False
+    return subprocess.run([INSPECT, "--exists", name], capture_output=True, timeout=30).returncode == 0
+
+
+def pipeline_elements(pipeline: str) -> list[str]:
+    """The element names a gst-launch description uses (caps, pad references and bins skipped)."""
+    names = []
+    for segment in pipeline.split("!"):
+        words = segment.strip().split()
+        if words and re.fullmatch(r"[a-z][a-z0-9_-]*", words[0]):
+            names.append(words[0])
+    return names
+
+
+def require_elements(spec: str, pipeline: str) -> None:
+    """One line naming the first element this machine lacks (and the package that brings it)."""
+    if shutil.which(LAUNCH) is None:
+        raise RuntimeUserError(f"{spec}: GStreamer is not installed ({LAUNCH} not found; apt install "
+                               "gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)")
+    for name in pipeline_elements(pipeline):
+        if not element_exists(name):
+            origin = ELEMENT_PACKAGES.get(name)
+            raise RuntimeUserError(f"{spec}: GStreamer element {name} is not installed"
+                                   + (f" (it comes with {origin})" if origin else ""))
+
+
+# ---- the gst-launch child --------------------------------------------------------------------------
+def parse_caps(text: str) -> Caps | None:
+    """Width, height, rate and format of a ``video/x-raw, …`` caps string as gst-launch prints it."""
+    fields = dict(re.findall(r"([a-z-]+)=\([a-z]+\)([^,]+)", text))
+    try:
+        width, height = int(fields["width"]), int(fields["height"])
+    except (KeyError, ValueError):
+        return None
+    rate = re.fullmatch(r"(\d+)/(\d+)", fields.get("framerate", ""))
+    fps = int(rate[1]) / int(rate[2]) if rate and int(rate[1]) > 0 and int(rate[2]) > 0 else None
+    return Caps(width, height, fps, fields.get("format", "").strip('"'))
+
+
+def launch_failure(lines: list[str], returncode: int | None) -> LaunchFailed:
+    """What gst-launch said when the pipeline failed, as one line naming the element."""
+    text = "\n".join(lines)
+    missing = NO_ELEMENT.search(text)
+    if missing:
+        origin = ELEMENT_PACKAGES.get(missing[1])
+        return LaunchFailed(f"GStreamer element {missing[1]} is not installed"
+                            + (f" (it comes with {origin})" if origin else ""), permanent=True)
+    for line in lines:
+        if "erroneous pipeline" in line:
+            return LaunchFailed("GStreamer cannot build the pipeline: " + line.split("erroneous pipeline:", 1)[1].strip(),
+                                permanent=True)
+    errors = [(i, m) for i, m in enumerate(map(ELEMENT_ERROR.search, lines)) if m]
+    if any("not-linked" in line for line in lines):
+        return LaunchFailed("the stream's format does not fit the pipeline (not-linked"
+                            + (f" after {errors[0][1][1]}" if errors else "") + "; an H.265 stream needs #codec=h265)",
+                            permanent=True)
+    if errors:
+        index, error = errors[0]
+        return LaunchFailed(f"GStreamer element {error[1]}: {error[2].strip()}{_debug_detail(lines, index)}",
+                            permanent=False)
+    last = next((line for line in reversed(lines) if line.strip()), f"exit code {returncode}")
+    return LaunchFailed(f"GStreamer pipeline failed: {last.strip()}", permanent=False)
+
+
+def _debug_detail(lines: list[str], error_index: int) -> str:
+    """The plain-words line of gst-launch's "Additional debug info" after an ERROR (``No such file …``)."""
+    following = lines[error_index + 1:error_index + 4]
+    if len(following) == 3 and following[0].startswith("Additional debug info") and following[2].strip():
+        return f" ({following[2].strip()})"
+    return ""
+
+
+class GstProcess:
+    """One ``gst-launch-1.0 -v`` child; BGR frames on a pipe, its messages read by a thread."""
+
+    def __init__(self, pipeline: str, live: bool) -> None:
+        self.pipeline = pipeline
+        self.live = live
+        self.caps: Caps | None = None
+        self.frame_bytes = 0
+        self.lines: deque[str] = deque(maxlen=60)
+        self._settled = threading.Event()  # caps seen, or the child's output ended
+        self._reader: threading.Thread | None = None
+        self._frames_fd = -1
+        self.proc: subprocess.Popen | None = None
+
+    def command(self, write_fd: int) -> list[str]:
+        """gst-launch's arguments: the pipeline split as a shell would (gst-launch keeps each argument
+        one token, so a quoted file name with spaces stays whole), then the converter and the sink."""
+        tail = f"{LEAKY_QUEUE} ! " if self.live else ""
+        sink = f"videoconvert ! video/x-raw,format=BGR ! {tail}fdsink fd={write_fd} sync=false name={SINK}"
+        try:
+            words = shlex.split(self.pipeline)
+        except ValueError as exc:
+            raise LaunchFailed(f"cannot read the pipeline: {exc}", permanent=True) from None
+        return [LAUNCH, "-v", *words, "!", *sink.split()]
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> Caps:
+        """Launch and wait for the sink's caps; LaunchFailed when the pipeline does not get there."""
+        self.command(0)  # an unreadable pipeline fails before anything starts
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(self.command(write_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True)
+        except OSError as exc:
+            os.close(read_fd)
+            raise LaunchFailed(f"cannot run {LAUNCH}: {exc.strerror or exc}", permanent=True) from None
+        finally:
+            os.close(write_fd)
+        self._frames_fd = read_fd
+        self._reader = threading.Thread(target=self._read_messages, name="gst-messages", daemon=True)
+        self._reader.start()
+        if not self._settled.wait(timeout) or self.caps is None:
+            failure = self._failure(timeout)
+            self.stop()
+            raise failure
+        self.frame_bytes = self.caps.width * self.caps.height * 3
+        _widen_pipe(read_fd, self.frame_bytes)
+        return self.caps
+
+    def _failure(self, timeout: float) -> LaunchFailed:
+        if self.proc is not None and self.proc.poll() is None and not self._settled.is_set():
+            return LaunchFailed(f"no frame within {timeout:.0f} s", permanent=False)
+        if self._reader is not None:
+            self._reader.join(2.0)
+        return launch_failure(list(self.lines), self.proc.wait(5.0) if self.proc else None)
+
+    def _read_messages(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.lines.append(line)
+            match = CAPS_LINE.search(line)
+            if match and self.caps is None:
+                self.caps = parse_caps(match[1])
+                self._settled.set()
+        self._settled.set()
+
+    def read_frame(self, stall_timeout: float | None = None) -> np.ndarray | None:
+        """The next H×W×3 BGR frame; None at the end of the stream (a partial frame is dropped) or,
+        with ``stall_timeout``, when no byte came for that long."""
+        assert self.caps is not None
+        frame = np.empty((self.caps.height, self.caps.width, 3), np.uint8)
+        view = memoryview(frame).cast("B")
+        got = 0
+        while got < self.frame_bytes:
+            if stall_timeout is not None and not select.select([self._frames_fd], [], [], stall_timeout)[0]:
+                log.warning("GStreamer pipeline delivered nothing for %.0f s", stall_timeout)
+                return None
+            count = os.readv(self._frames_fd, [view[got:]])
+            if count == 0:
+                if got:
+                    log.warning("GStreamer pipeline ended inside a frame (%d of %d bytes); dropped", got,
+                                self.frame_bytes)
+                return None
+            got += count
+        return frame
+
+    def exit_status(self) -> tuple[int | None, str]:
+        """The child's exit code once its output ended (None while it runs) and its last error line."""
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None and self.proc is not None:
+            try:
+                code = self.proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        if self._reader is not None:
+            self._reader.join(2.0)
+        errors = [line for line in self.lines if line.startswith("ERROR")]
+        return code, errors[0] if errors else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._frames_fd >= 0:
+            os.close(self._frames_fd)
+            self._frames_fd = -1
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _widen_pipe(fd: int, frame_bytes: int) -> None:
+    """A pipe holding a whole frame means one wake-up per frame, not one per 64 KiB."""
+    if fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(max(frame_bytes, 65536), limit))
+    except (OSError, ValueError):
+        pass  # the default pipe size only costs more reads
+
+
+# ---- sources ---------------------------------------------------------------------------------------
+try:
+    from .sources import LiveSource
+except ImportError:
+    class LiveSource(Source):  # type: ignore[no-redef]
+        """Stand-in for the reconnecting base of runtime.sources: ``_connect`` / ``_read`` /
+        ``_disconnect``; a lost source is reconnected ``retries`` times with a growing pause."""
+
+        live = True
+        retries = 3
+        retry_delay = 0.5
+
+        def _connect(self) -> None:
+            raise NotImplementedError
+
+        def _read(self) -> np.ndarray | None:
+            raise NotImplementedError
+
+        def _disconnect(self) -> None:
+            raise NotImplementedError
+
+        def frames(self):
+            start, index = time.perf_counter(), 0
+            while True:
+                image = self._read()
+                if image is None:
+                    self._disconnect()
+                    if not self._reconnect():
+                        return
+                    continue
+                now = time.perf_counter()
+                yield Frame(index, now - start, image, now)
+                index += 1
+
+        def _reconnect(self) -> bool:
+            for attempt in range(1, self.retries + 1):
+                log.warning("%s stopped delivering frames; reconnecting (%d/%d)", self.description, attempt,
+                            self.retries)
+                time.sleep(self.retry_delay * attempt)
+                try:
+                    self._connect()
+                    return True
+                except SourceUnavailable as exc:
+                    log.warning("%s: %s", self.description, exc)
+            log.warning("%s is gone after %d reconnection attempts; ending the run", self.description, self.retries)
+            return False
+
+
+def _adopt_caps(source: Source, caps: Caps) -> None:
+    source.width, source.height = caps.width, caps.height
+    source.fps = caps.fps if caps.fps and 1.0 <= caps.fps <= 240.0 else DEFAULT_FPS
+
+
+class GstLiveSource(LiveSource):
+    """A camera or stream through gst-launch: reconnected (a new child) when the child dies or stalls."""
+
+    def __init__(self, spec: str, pipeline: str, description: str) -> None:
+        require_elements(spec, pipeline)
+        self.pipeline = pipeline
+        self.description = description
+        self.process: GstProcess | None = None
+        self.corrupt = self.unread = 0
+        try:
+            self._connect()
+        except SourceUnavailable as exc:
+            raise RuntimeUserError(f"{description}: {exc}") from None
+
+    def _connect(self) -> None:
+        process = GstProcess(self.pipeline, live=True)
+        try:
+            caps = process.start()
+        except LaunchFailed as exc:
+            if exc.permanent:
+                raise RuntimeUserError(f"{self.description}: {exc}") from None
+            raise SourceUnavailable(str(exc)) from None
+        self.process = process
+        _adopt_caps(self, caps)
+
+    def _read(self) -> np.ndarray | None:
+        if self.process is None:
+            return None
+        image = self.process.read_frame(STALL_TIMEOUT_S)
+        if image is None:
+            code, error = self.process.exit_status()
+            log.info("%s: GStreamer child ended (exit code %s)%s", self.description, code, f": {error}" if error else "")
+        return image
+
+    def _disconnect(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def close(self) -> None:
+        self._disconnect()
+
+
+class GstPipelineSource(Source):
+    """A file or a finite pipeline through gst-launch: every frame in order, to its end."""
+
+    live = False
+
+    def __init__(self, spec: str, pipeline: str, description: str, frame_count: int | None = None) -> None:
+        require_elements(spec, pipeline)
+        self.description = description
+        self.frame_count = frame_count
+        self.corrupt = self.unread = self.decoded = 0
+        self.process = GstProcess(pipeline, live=False)
+        try:
+            _adopt_caps(self, self.process.start())
+        except LaunchFailed as exc:
+            raise RuntimeUserError(f"{description}: {exc}") from None
+
+    def frames(self):
+        index = 0
+        while (image := self.process.read_frame()) is not None:
+            yield Frame(index, index / self.fps, image, time.perf_counter())
+            index += 1
+            self.decoded += 1
+        code, error = self.process.exit_status()
+        if code not in (0, None):
+            log.warning("%s: GStreamer stopped after %d frames (exit code %s)%s", self.description, self.decoded,
+                        code, f": {error}" if error else "")
+        if self.frame_count:
+            self.unread = max(0, self.frame_count - self.decoded)
+
+    def close(self) -> None:
+        self.process.stop()
+
+
+# ---- which source a spec gets ----------------------------------------------------------------------
+def local_path(spec: str) -> str:
+    """``file:///a/b.mp4`` -> ``/a/b.mp4``; anything else unchanged."""
+    return spec[len("file://"):] if spec[:7].lower() == "file://" else spec
+
+
+def open_gstreamer(spec: str, decoder: str = "auto") -> Source | None:
+    """The GStreamer source ``spec`` names, or None when OpenCV opens it: camera indexes, http,
+    images, and RTSP or files under ``--decoder opencv`` (or ``auto`` without hardware decoding)."""
+    scheme = spec.partition("://")[0].lower() if URL.match(spec) else ""
+    if scheme in ("csi", "v4l2"):
+        uri = split_uri(spec)
+        pipeline = csi_pipeline(uri) if scheme == "csi" else v4l2_pipeline(uri)
+        return GstLiveSource(spec, pipeline, f"{scheme.upper()} camera {uri.target}")
+    if scheme == "gst":
+        return _pipeline_source(split_uri(spec))
+    if scheme == "rtsp":
+        return _rtsp_source(split_uri(spec), decoder)
+    return None if scheme else _file_source(Path(spec), decoder)
+
+
+def resolve_decoder(decoder: str, codec: str) -> str | None:
+    """``cpu`` / ``nvdec`` for a GStreamer decode, None for OpenCV's; ``auto`` is nvdec where the
+    Jetson elements exist."""
+    if decoder == "opencv":
+        return None
+    if decoder == "auto":
+        hardware = ("nvv4l2decoder", "nvvidconv", f"{codec}parse")
+        return "nvdec" if shutil.which(LAUNCH) and all(map(element_exists, hardware)) else None
+    return decoder
+
+
+def _parser_wanted(decoder: str, codec: str) -> bool:
+    """nvv4l2decoder needs the parser; avdec takes the demuxer's stream as it is, parsed if it can be."""
+    return decoder == "nvdec" or element_exists(f"{codec}parse")
+
+
+def _pipeline_source(uri: SourceURI) -> Source:
+    if not uri.target:
+        raise RuntimeUserError(f"{uri.spec}: gst:// needs a pipeline, e.g. gst://videotestsrc ! video/x-raw,width=640")
+    description = "pipeline " + (uri.target if len(uri.target) <= 60 else uri.target[:57] + "...")
+    first = pipeline_elements(uri.target)[:1]
+    if (first and first[0] in LIVE_ELEMENTS) or re.search(r"\bis-live=(true|1)\b", uri.target):
+        return GstLiveSource(uri.spec, uri.target, description)
+    return GstPipelineSource(uri.spec, uri.target, description)
+
+
+def _rtsp_source(uri: SourceURI, decoder: str) -> Source | None:
+    codec = uri.options.get("codec", "h264").lower()
+    chosen = resolve_decoder(decoder, codec)
+    if chosen is None:
+        return None
+    pipeline = rtsp_pipeline(uri, chosen, _parser_wanted(chosen, codec))
+    return GstLiveSource(uri.spec, pipeline, f"stream {uri.target}")
+
+
+def _file_source(path: Path, decoder: str) -> Source | None:
+    if decoder == "opencv" or not path.is_file() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    if decoder == "auto" and resolve_decoder("auto", "h264") is None:
+        return None  # no hardware decoder here: no need to look inside the file
+    fourcc, frame_count = probe_video(path)
+    codec = file_codec(path, fourcc)
+    if codec is None:
+        if decoder == "auto":
+            return None
+        raise RuntimeUserError(f"{path}: --decoder {decoder} decodes H.264/H.265 in .mp4/.mov/.mkv/.webm/.avi or "
+                               f"bare .h264/.h265 files; this is {fourcc or 'an unknown codec'} in "
+                               f"{path.suffix or 'a file without suffix'} (--decoder opencv reads it)")
+    chosen = resolve_decoder(decoder, codec)
+    if chosen is None:
+        return None
+    pipeline = file_pipeline(path, codec, chosen, _parser_wanted(chosen, codec))
+    return GstPipelineSource(str(path), pipeline, str(path), frame_count)
+
+
+def probe_video(path: Path) -> tuple[str, int | None]:
+    """The codec FOURCC in the file's header (as OpenCV reads it) and its frame count, if known."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return "", None
+        code = int(capture.get(cv2.CAP_PROP_FOURCC) or 0)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        capture.release()
+    fourcc = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).strip("\0 ")
+    return fourcc, count if count > 0 else None

@@ -1,0 +1,262 @@
+"""GStreamer sources: source URIs, the gst-launch child that writes BGR frames to a pipe, decoding an
+H.264 file through GStreamer against OpenCV's FFmpeg path, a missing element as one error line,
+and a live pipeline that dies and comes back.
+
+Real gst-launch-1.0 processes with Debian's GStreamer (software elements only: videotestsrc,
+x264enc, qtdemux, avdec_h264); NVIDIA's elements do not exist here, so their pipelines are only
+checked as text and as the clean refusal a machine without them gives.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import gst
+from runtime.errors import RuntimeUserError
+from runtime.sources import VideoSource, open_source
+from runtime.uri import csi_pipeline, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
+from tests.runtime_fixtures import FRAME_H, FRAME_W, exported_model, read_all, read_jsonl, scene
+
+REPO = Path(__file__).resolve().parents[1]
+needs_gst = pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="GStreamer tools not installed")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) -> Path:
+    """``scene`` frames encoded by x264enc into an .mp4 (raw BGR piped into gst-launch)."""
+    if not gst.element_exists("x264enc"):
+        pytest.skip("x264enc (gstreamer1.0-plugins-ugly) not installed")
+    width, height = size
+    command = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", f"width={width}", f"height={height}",
+               "format=bgr", f"framerate={fps}/1", "!", "videoconvert", "!", "video/x-raw,format=I420", "!",
+               "x264enc", "speed-preset=ultrafast", "key-int-max=10", "!", "mp4mux", "!", "filesink",
+               f"location={path}"]
+    data = b"".join(scene(i, width, height).tobytes() for i in range(frames))
+    subprocess.run(command, input=data, check=True, timeout=60)
+    return path
+
+
+# ---- URIs as pipelines (text only: the Jetson elements cannot run here) -------------------------------
+def test_csi_uri_options_become_nvargus_caps_and_flip():
+    pipeline = csi_pipeline(split_uri("csi://1?width=1920&height=1080&fps=60&flip=2"))
+    assert pipeline.startswith("nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1920,height=1080,"
+                               "framerate=60/1,format=NV12 ! nvvidconv flip-method=2 ! video/x-raw,format=BGRx")
+    assert csi_pipeline(split_uri("csi://0")).count("width=1280,height=720,framerate=30/1") == 1
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("csi://0?width=wide", "width must be an integer"), ("csi://0?flip=9", "flip must be an integer from 0 to 7"),
+    ("csi://0?fsp=30", "unknown option fsp"), ("csi://front", "csi://N"),
+])
+def test_bad_csi_options_are_one_line_naming_the_option(spec, problem):
+    with pytest.raises(RuntimeUserError, match=problem):
+        csi_pipeline(split_uri(spec))
+
+
+def test_v4l2_uri_chooses_mjpg_with_jpegdec_or_yuyv():
+    mjpg = v4l2_pipeline(split_uri("v4l2:///dev/video2?width=640&height=480&fps=30"))
+    assert mjpg.startswith("v4l2src device=/dev/video2 ! image/jpeg,width=640,height=480,framerate=30/1 ! jpegdec")
+    yuyv = v4l2_pipeline(split_uri("v4l2:///dev/video0?format=yuyv"))
+    assert yuyv.startswith("v4l2src device=/dev/video0 ! video/x-raw,format=YUY2 ! videoconvert")
+    with pytest.raises(RuntimeUserError, match="format must be one of mjpg, yuyv"):
+        v4l2_pipeline(split_uri("v4l2:///dev/video0?format=h264"))
+
+
+def test_rtsp_keeps_its_query_and_takes_options_from_the_fragment():
+    uri = split_uri("rtsp://127.0.0.1:8554/cam?channel=2#codec=h265&latency=50")
+    assert uri.target == "rtsp://127.0.0.1:8554/cam?channel=2"
+    nvdec = rtsp_pipeline(uri, "nvdec", parser=True)
+    assert nvdec == ("rtspsrc location='rtsp://127.0.0.1:8554/cam?channel=2' latency=50 ! rtph265depay ! "
+                     "h265parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
+                     "video/x-raw,format=BGR")
+    cpu = rtsp_pipeline(split_uri("rtsp://127.0.0.1/live"), "cpu", parser=False)
+    assert "rtph264depay ! avdec_h264 ! videoconvert" in cpu
+
+
+def test_file_pipeline_quotes_the_path_and_picks_the_demuxer():
+    pipeline = file_pipeline(Path("/videos/a b.mkv"), "h264", "cpu", parser=False)
+    assert pipeline.startswith("filesrc location='/videos/a b.mkv' ! matroskademux ! avdec_h264")
+    assert "! avdec_h265 !" in file_pipeline(Path("clip.h265"), "h265", "cpu", parser=False)
+
+
+def test_caps_line_gives_size_and_rate():
+    caps = gst.parse_caps("video/x-raw, format=(string)BGR, width=(int)1280, height=(int)720, "
+                          "interlace-mode=(string)progressive, framerate=(fraction)30000/1001")
+    assert (caps.width, caps.height, caps.format) == (1280, 720, "BGR")
+    assert caps.fps == pytest.approx(29.97, abs=0.01)
+    assert gst.parse_caps("video/x-raw, width=(int)64, height=(int)48, framerate=(fraction)0/1").fps is None
+
+
+def test_pipeline_elements_skip_caps_and_pad_references():
+    text = "filesrc location=a.mp4 ! qtdemux name=d d.video_0 ! queue ! video/x-raw,format=I420 ! avdec_h264"
+    assert gst.pipeline_elements(text) == ["filesrc", "qtdemux", "queue", "avdec_h264"]
+
+
+# ---- the pipe: exact frames from short reads ---------------------------------------------------------
+def _piped_process(width: int, height: int) -> tuple[gst.GstProcess, int]:
+    process = gst.GstProcess("videotestsrc", live=False)
+    process.caps = gst.Caps(width, height, 30.0, "BGR")
+    process.frame_bytes = width * height * 3
+    read_fd, write_fd = os.pipe()
+    process._frames_fd = read_fd
+    return process, write_fd
+
+
+def test_a_frame_is_reassembled_from_short_reads_and_a_partial_one_is_dropped():
+    process, write_fd = _piped_process(40, 30)
+    frames = list(np.random.default_rng(0).integers(0, 256, (2, 30, 40, 3), dtype=np.uint8))
+    payload = frames[0].tobytes() + frames[1].tobytes() + frames[1].tobytes()[:500]
+
+    def trickle():  # 997-byte writes: every read returns less than a frame
+        for start in range(0, len(payload), 997):
+            os.write(write_fd, payload[start:start + 997])
+        os.close(write_fd)
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    got = [process.read_frame(), process.read_frame(), process.read_frame()]
+    writer.join()
+    os.close(process._frames_fd)
+    assert np.array_equal(got[0], frames[0]) and np.array_equal(got[1], frames[1])
+    assert got[2] is None  # 500 bytes of a third frame, then the end
+
+
+# ---- real gst-launch children ------------------------------------------------------------------------
+@needs_gst
+def test_videotestsrc_pipeline_reads_every_frame_with_its_caps():
+    source = open_source("gst://videotestsrc num-buffers=7 pattern=smpte ! video/x-raw,width=96,height=64,"
+                         "framerate=12/1")
+    try:
+        assert isinstance(source, gst.GstPipelineSource) and not source.live
+        assert (source.width, source.height, source.fps) == (96, 64, 12.0)
+        frames = list(source.frames())
+    finally:
+        source.close()
+    assert [f.index for f in frames] == list(range(7))
+    assert [f.timestamp for f in frames] == pytest.approx([i / 12 for i in range(7)])
+    top_left = frames[0].image[0, :2 * 96 // 7 + 1:96 // 7]  # the first SMPTE bars: white, then yellow
+    assert top_left[0].tolist() == [255, 255, 255] and top_left[1].tolist() == [0, 255, 255]  # BGR
+
+
+@needs_gst
+def test_webcam_runs_a_gst_source_to_jsonl(tmp_path_factory, tmp_path):
+    model = exported_model(tmp_path_factory)
+    out = tmp_path / "out.jsonl"
+    spec = "gst://videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=160,height=120,framerate=15/1"
+    result = _cli("webcam", "--model", str(model), "--source", spec, "--no-display", "--jsonl", str(out),
+                  "--max-frames", "9")
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    assert [r["index"] for r in records] == list(range(9))
+    assert [r["timestamp"] for r in records] == pytest.approx([i / 15 for i in range(9)], abs=1e-4)
+
+
+@needs_gst
+def test_missing_csi_element_is_one_error_line_exit_2(tmp_path_factory):
+    if gst.element_exists("nvarguscamerasrc"):
+        pytest.skip("this machine has nvarguscamerasrc")
+    result = _cli("webcam", "--model", str(exported_model(tmp_path_factory)), "--source", "csi://0",
+                  "--no-display", "--max-frames", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: csi://0: GStreamer element nvarguscamerasrc is not installed (it comes with NVIDIA JetPack, "
+        "on a Jetson only)"]
+
+
+@needs_gst
+def test_unlinkable_pipeline_names_the_elements():
+    with pytest.raises(RuntimeUserError, match="could not link videotestsrc0 to jpegdec0"):
+        open_source("gst://videotestsrc ! video/x-raw,format=BGR ! jpegdec")
+
+
+@needs_gst
+def test_killed_live_pipeline_is_reconnected():
+    source = open_source("gst://videotestsrc is-live=true ! video/x-raw,width=32,height=24,framerate=30/1")
+    try:
+        assert isinstance(source, gst.GstLiveSource) and source.live
+        source.retry_delay = 0.05
+        frames = source.frames()
+        for _ in range(3):
+            next(frames)
+        first_child = source.process.proc
+        os.kill(first_child.pid, signal.SIGKILL)
+        after = [next(frames) for _ in range(5)]  # reads past the death: a new child delivers
+        assert first_child.wait(5) == -signal.SIGKILL
+        assert source.process.proc.pid != first_child.pid and source.process.proc.poll() is None
+        assert all(f.image.shape == (24, 32, 3) for f in after)
+    finally:
+        source.close()
+    assert source.process is None
+
+
+@needs_gst
+def test_connect_works_again_after_the_child_died():
+    source = open_source("gst://videotestsrc is-live=true ! video/x-raw,width=16,height=8,framerate=30/1")
+    try:
+        source.process.proc.kill()
+        while source._read() is not None:  # frames already in the pipe, then the end
+            pass
+        source._disconnect()
+        source._connect()
+        assert source._read().shape == (8, 16, 3)
+    finally:
+        source.close()
+
+
+# ---- an H.264 file: GStreamer's avdec_h264 against OpenCV's FFmpeg ----------------------------------
+@needs_gst
+def test_h264_file_through_gstreamer_decodes_the_frames_opencv_decodes(tmp_path):
+    video = write_h264(tmp_path / "clip.mp4", frames=12)
+    source = open_source(f"file://{video}", decoder="cpu")
+    try:
+        assert isinstance(source, gst.GstPipelineSource) and source.frame_count == 12
+        assert (source.width, source.height, source.fps) == (FRAME_W, FRAME_H, 10.0)
+        decoded = [f.image for f in source.frames()]
+    finally:
+        source.close()
+    reference = read_all(video)
+    assert len(decoded) == len(reference) == 12
+    # one bitstream, two YUV->BGR conversions: a level or two apart at most
+    worst = max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, reference))
+    assert worst < 2.0
+    assert isinstance(open_source(str(video), decoder="opencv"), VideoSource)
+    assert isinstance(open_source(str(video)), VideoSource)  # auto, no hardware decoder here
+
+
+@needs_gst
+def test_webcam_labels_equal_through_gstreamer_and_opencv(tmp_path_factory, tmp_path):
+    model = str(exported_model(tmp_path_factory))
+    video = write_h264(tmp_path / "clip.mp4", frames=18)
+    runs = {}
+    for decoder in ("cpu", "opencv"):
+        out = tmp_path / f"{decoder}.jsonl"
+        result = _cli("webcam", "--model", model, "--source", f"file://{video}", "--decoder", decoder,
+                      "--no-display", "--jsonl", str(out))
+        assert result.returncode == 0, result.stderr
+        runs[decoder] = read_jsonl(out)
+    assert len(runs["cpu"]) == len(runs["opencv"]) == 18
+    assert len({r["label"] for r in runs["opencv"]}) > 1  # the clip changes class: labels are informative
+    assert [r["label"] for r in runs["cpu"]] == [r["label"] for r in runs["opencv"]]
+    for ours, theirs in zip(runs["cpu"], runs["opencv"]):  # the two YUV->BGR conversions differ by ~2 levels
+        assert ours["probabilities"] == pytest.approx(theirs["probabilities"], abs=0.05)
+
+
+@needs_gst
+def test_cpu_decoder_refuses_a_codec_it_does_not_decode(tmp_path):
+    from tests.runtime_fixtures import write_video
+
+    video = write_video(tmp_path / "mpeg4.mp4", frames=3)  # mp4v
+    with pytest.raises(RuntimeUserError, match=r"mpeg4.mp4: --decoder cpu decodes H.264/H.265 .* this is FMP4"):
+        open_source(str(video), decoder="cpu")
