@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -89,22 +89,22 @@ class Caps:
 
 
 # ---- what this machine has -------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def gstreamer_version() -> str | None:
     """``GStreamer 1.22.0`` from ``gst-launch-1.0 --version``, or None without GStreamer's tools."""
     if shutil.which(LAUNCH) is None:
         return None
-    result = subprocess.run([LAUNCH, "--version"], capture_output=True, text=True, timeout=10)
+    result = subprocess.run([LAUNCH, "--version"], check=False, capture_output=True, text=True, timeout=10)
     lines = [line for line in result.stdout.splitlines() if line.startswith("GStreamer ")]
     return lines[0] if lines else result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
 
 
-@lru_cache(maxsize=None)
+@cache
 def element_exists(name: str) -> bool:
     """``gst-inspect-1.0 --exists NAME``: False also when GStreamer's tools are missing."""
     if shutil.which(INSPECT) is None:
         return False
-    return subprocess.run([INSPECT, "--exists", name], capture_output=True, timeout=30).returncode == 0
+    return subprocess.run([INSPECT, "--exists", name], check=False, capture_output=True, timeout=30).returncode == 0
 
 
 def pipeline_elements(pipeline: str) -> list[str]:

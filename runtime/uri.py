@@ -14,8 +14,8 @@ Every builder returns the pipeline up to raw BGR frames; ``runtime.gst`` adds th
 """
 
 from dataclasses import dataclass, field
-from shlex import quote
 from pathlib import Path
+from shlex import quote
 from typing import Literal
 from urllib.parse import parse_qsl
 

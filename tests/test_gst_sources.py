@@ -8,6 +8,7 @@ checked as text and as the clean refusal a machine without them gives.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,8 +31,8 @@ needs_gst = pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="G
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], check=False,
+                          capture_output=True, text=True, env=env, timeout=120)
 
 
 def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) -> Path:
@@ -171,8 +172,8 @@ def test_missing_csi_element_is_one_error_line_exit_2(tmp_path_factory):
                   "--no-display", "--max-frames", "1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: csi://0: GStreamer element nvarguscamerasrc is not installed (it comes with NVIDIA JetPack, "
-        "on a Jetson only)"]
+        ("error: csi://0: GStreamer element nvarguscamerasrc is not installed (it comes with NVIDIA JetPack, "
+         "on a Jetson only)")]
 
 
 @needs_gst
@@ -260,3 +261,63 @@ def test_cpu_decoder_refuses_a_codec_it_does_not_decode(tmp_path):
     video = write_video(tmp_path / "mpeg4.mp4", frames=3)  # mp4v
     with pytest.raises(RuntimeUserError, match=r"mpeg4.mp4: --decoder cpu decodes H.264/H.265 .* this is FMP4"):
         open_source(str(video), decoder="cpu")
+
+
+# ---- doctor's camera section --------------------------------------------------------------------------
+V4L2_CTL_SAMPLE = """ioctl: VIDIOC_ENUM_FMT
+	Type: Video Capture
+
+	[0]: 'MJPG' (Motion-JPEG, compressed)
+		Size: Discrete 1280x720
+			Interval: Discrete 0.033s (30.000 fps)
+			Interval: Discrete 0.067s (15.000 fps)
+		Size: Discrete 640x480
+			Interval: Discrete 0.017s (60.000 fps)
+	[1]: 'YUYV' (YUYV 4:2:2)
+		Size: Discrete 640x480
+			Interval: Discrete 0.033s (30.000 fps)
+"""
+
+
+def test_v4l2_formats_are_summarised_with_the_best_rate_per_size():
+    from runtime.camera_check import summarise_formats
+
+    assert summarise_formats(V4L2_CTL_SAMPLE) == "MJPG 1280x720@30 640x480@60 | YUYV 640x480@30"
+    assert summarise_formats(V4L2_CTL_SAMPLE, sizes_per_format=1) == "MJPG 1280x720@30 (+1) | YUYV 640x480@30"
+
+
+def test_video_devices_without_v4l2_ctl_are_listed_by_name(tmp_path, monkeypatch):
+    from runtime import camera_check
+
+    monkeypatch.setattr(camera_check.shutil, "which", lambda name: None)
+    assert camera_check.device_items(tmp_path)[0] == ("v4l2 devices", "info", f"none ({tmp_path}/video* absent)")
+    for name in ("video10", "video2"):
+        (tmp_path / name).touch()
+    items = camera_check.device_items(tmp_path)
+    assert [i[0] for i in items] == [str(tmp_path / "video2"), str(tmp_path / "video10")]
+    assert all("install v4l-utils" in i[2] for i in items)
+
+
+@needs_gst
+def test_camera_report_names_gstreamer_elements_and_opencv_build():
+    import cv2
+
+    from runtime.camera_check import camera_report
+
+    class Recorder:
+        def __init__(self):
+            self.lines = []
+
+        def add(self, name, status, detail):
+            self.lines.append((name, status, detail))
+
+    report = Recorder()
+    camera_report(report)
+    found = {name: (status, detail) for name, status, detail in report.lines}
+    version = subprocess.run(["gst-launch-1.0", "--version"], check=True, capture_output=True, text=True).stdout.splitlines()[1]
+    assert found["gstreamer"] == ("ok", version)
+    for element in ("v4l2src", "avdec_h264", "nvarguscamerasrc", "nvv4l2decoder"):
+        exists = subprocess.run(["gst-inspect-1.0", "--exists", element], check=False).returncode == 0
+        assert found[element][0] == ("ok" if exists else "skipped")
+    opencv_gst = "YES" if re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()) else "NO"
+    assert f"GStreamer {opencv_gst}" in found["opencv video i/o"][1]
