@@ -1,11 +1,13 @@
 """GStreamer sources without a GStreamer-enabled OpenCV: frames from a ``gst-launch-1.0`` child.
 
 The PyPI OpenCV is built without GStreamer, and PyGObject is not in the runtime's Python, so a
-pipeline runs as a ``gst-launch-1.0 -v`` subprocess that ends in
-``videoconvert ! video/x-raw,format=BGR ! fdsink`` writing raw frames to a pipe of its own (not
-stdout: ``-v`` prints there). The frame size and rate come from the caps the sink negotiated, which
-``-v`` prints; each frame is then exactly width×height×3 bytes. A pipeline that cannot start is one
-line naming the element that failed.
+pipeline runs as a ``gst-launch-1.0 -v`` subprocess ending in ``videoconvert ! video/x-raw,format=
+{BGR,BGRx,I420} ! fdsink`` that writes raw frames to a pipe of its own (not stdout: ``-v`` prints
+there). The size, rate and format come from the caps the sink negotiated, which ``-v`` prints; each
+frame is then exactly the bytes GStreamer's layout of that format takes. A decoder's I420 or
+nvvidconv's BGRx is passed through as it is and turned into BGR here by OpenCV (the BT.601
+conversion OpenCV's FFmpeg path uses, and far cheaper than videoconvert's). A pipeline that cannot
+start is one line naming the element that failed.
 
 ``open_gstreamer`` picks the source for a spec: ``csi://``, ``v4l2://`` and ``gst://`` always come
 here; ``rtsp://`` and video files when ``--decoder`` asks for GStreamer (``runtime.uri``).
@@ -72,6 +74,9 @@ NO_ELEMENT = re.compile(r'no element "([^"]+)"')
 ELEMENT_ERROR = re.compile(r"ERROR: from element /[^ ]*?([A-Za-z0-9_-]+): (.*)$")
 
 
+SINK_FORMATS = ("BGR", "BGRx", "I420")  # what the sink accepts; videoconvert passes these through
+
+
 class LaunchFailed(Exception):
     """The pipeline did not reach its first frame; ``permanent`` when retrying cannot help."""
 
@@ -129,6 +134,56 @@ def require_elements(spec: str, pipeline: str) -> None:
                                    + (f" (it comes with {origin})" if origin else ""))
 
 
+def _round_up_4(value: int) -> int:
+    return (value + 3) & ~3
+
+
+@dataclass
+class FrameLayout:
+    """Where GStreamer puts a frame's bytes (its default strides: rows padded to 4 bytes) and how
+    they become an H×W×3 BGR array."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def nbytes(self) -> int:
+        w, h = self.width, self.height
+        if self.format == "BGR":
+            return _round_up_4(w * 3) * h
+        if self.format == "BGRx":
+            return w * 4 * h
+        chroma = _round_up_4((w + 1) // 2) * ((h + 1) // 2)
+        return _round_up_4(w) * (h + h % 2) + 2 * chroma  # I420
+
+    def to_bgr(self, data: np.ndarray) -> np.ndarray:
+        w, h = self.width, self.height
+        if self.format == "BGR":
+            rows = data.reshape(h, -1)
+            return rows.reshape(h, w, 3) if rows.shape[1] == w * 3 else np.ascontiguousarray(rows[:, :w * 3]).reshape(h, w, 3)
+        if self.format == "BGRx":
+            return cv2.cvtColor(data.reshape(h, w, 4), cv2.COLOR_BGRA2BGR)
+        return self._i420_to_bgr(data)
+
+    def _i420_to_bgr(self, data: np.ndarray) -> np.ndarray:
+        w, h = self.width, self.height
+        luma_stride, chroma_w, chroma_h = _round_up_4(w), (w + 1) // 2, (h + 1) // 2
+        chroma_stride = _round_up_4(chroma_w)
+        if luma_stride == w and chroma_stride == chroma_w and h % 2 == 0:  # OpenCV's own layout already
+            return cv2.cvtColor(data.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
+        u_start = luma_stride * (h + h % 2)
+        v_start = u_start + chroma_stride * chroma_h
+        luma = data[:luma_stride * h].reshape(h, luma_stride)[:, :w]
+        planes = [data[start:start + chroma_stride * chroma_h].reshape(chroma_h, chroma_stride)[:, :chroma_w]
+                  for start in (u_start, v_start)]
+        if w % 2 or h % 2:  # OpenCV converts even sizes only: repeat the last row/column, crop after
+            luma = np.pad(luma, ((0, h % 2), (0, w % 2)), mode="edge")
+        packed = np.concatenate([luma.reshape(-1), planes[0].reshape(-1), planes[1].reshape(-1)])
+        bgr = cv2.cvtColor(packed.reshape(chroma_h * 3, chroma_w * 2), cv2.COLOR_YUV2BGR_I420)
+        return bgr if bgr.shape[:2] == (h, w) else np.ascontiguousarray(bgr[:h, :w])
+
+
 # ---- the gst-launch child --------------------------------------------------------------------------
 def parse_caps(text: str) -> Caps | None:
     """Width, height, rate and format of a ``video/x-raw, …`` caps string as gst-launch prints it."""
@@ -182,7 +237,7 @@ class GstProcess:
         self.pipeline = pipeline
         self.live = live
         self.caps: Caps | None = None
-        self.frame_bytes = 0
+        self.layout: FrameLayout | None = None
         self.lines: deque[str] = deque(maxlen=60)
         self._settled = threading.Event()  # caps seen, or the child's output ended
         self._reader: threading.Thread | None = None
@@ -193,7 +248,8 @@ class GstProcess:
         """gst-launch's arguments: the pipeline split as a shell would (gst-launch keeps each argument
         one token, so a quoted file name with spaces stays whole), then the converter and the sink."""
         tail = f"{LEAKY_QUEUE} ! " if self.live else ""
-        sink = f"videoconvert ! video/x-raw,format=BGR ! {tail}fdsink fd={write_fd} sync=false name={SINK}"
+        formats = ",".join(SINK_FORMATS)
+        sink = f"videoconvert ! video/x-raw,format={{{formats}}} ! {tail}fdsink fd={write_fd} sync=false name={SINK}"
         try:
             words = shlex.split(self.pipeline)
         except ValueError as exc:
@@ -219,8 +275,12 @@ class GstProcess:
             failure = self._failure(timeout)
             self.stop()
             raise failure
-        self.frame_bytes = self.caps.width * self.caps.height * 3
-        _widen_pipe(read_fd, self.frame_bytes)
+        if self.caps.format not in SINK_FORMATS:
+            self.stop()
+            raise LaunchFailed(f"GStreamer negotiated {self.caps.format or 'no'} format, not one of "
+                               f"{', '.join(SINK_FORMATS)}", permanent=True)
+        self.layout = FrameLayout(self.caps.format, self.caps.width, self.caps.height)
+        _widen_pipe(read_fd, self.layout.nbytes)
         return self.caps
 
     def _failure(self, timeout: float) -> LaunchFailed:
@@ -244,22 +304,22 @@ class GstProcess:
     def read_frame(self, stall_timeout: float | None = None) -> np.ndarray | None:
         """The next H×W×3 BGR frame; None at the end of the stream (a partial frame is dropped) or,
         with ``stall_timeout``, when no byte came for that long."""
-        assert self.caps is not None
-        frame = np.empty((self.caps.height, self.caps.width, 3), np.uint8)
-        view = memoryview(frame).cast("B")
+        assert self.layout is not None
+        size = self.layout.nbytes
+        data = np.empty(size, np.uint8)
+        view = memoryview(data)
         got = 0
-        while got < self.frame_bytes:
+        while got < size:
             if stall_timeout is not None and not select.select([self._frames_fd], [], [], stall_timeout)[0]:
                 log.warning("GStreamer pipeline delivered nothing for %.0f s", stall_timeout)
                 return None
             count = os.readv(self._frames_fd, [view[got:]])
             if count == 0:
                 if got:
-                    log.warning("GStreamer pipeline ended inside a frame (%d of %d bytes); dropped", got,
-                                self.frame_bytes)
+                    log.warning("GStreamer pipeline ended inside a frame (%d of %d bytes); dropped", got, size)
                 return None
             got += count
-        return frame
+        return self.layout.to_bgr(data)
 
     def exit_status(self) -> tuple[int | None, str]:
         """The child's exit code once its output ended (None while it runs) and its last error line."""

@@ -1,7 +1,8 @@
 """Source URIs that become GStreamer pipelines: ``csi://``, ``v4l2://``, ``gst://``, and the decode
 pipelines ``--decoder`` builds for ``rtsp://`` and video files (standard library only).
 
-Every builder returns the pipeline up to raw BGR frames; ``runtime.gst`` adds the sink.
+Every builder returns the pipeline up to raw frames in system memory; ``runtime.gst`` adds the
+conversion and the sink.
 
 - ``csi://N?width=1280&height=720&fps=30&flip=0``: ``nvarguscamerasrc sensor-id=N`` (Jetson CSI camera),
   ``flip`` is ``nvvidconv``'s flip-method (0-7: 2 = rotate 180°, 4 = mirror).
@@ -33,8 +34,7 @@ ELEMENTARY_SUFFIXES = {".h264": "h264", ".264": "h264", ".h265": "h265", ".265":
 # FOURCCs in a container header, as OpenCV reports them, for each codec the decode pipelines handle
 FOURCC_CODECS = {"avc1": "h264", "avc3": "h264", "h264": "h264", "x264": "h264",
                  "hev1": "h265", "hvc1": "h265", "hevc": "h265", "h265": "h265"}
-TO_BGR = "videoconvert ! video/x-raw,format=BGR"
-NV_TO_BGR = "nvvidconv ! video/x-raw,format=BGRx ! " + TO_BGR
+NV_TO_SYSTEM = "nvvidconv ! video/x-raw,format=BGRx"  # NVMM to system memory, converted by the VIC
 
 
 @dataclass
@@ -96,7 +96,7 @@ def csi_pipeline(uri: SourceURI) -> str:
     flip = _int_option(uri, "flip", 0, 7, CSI_DEFAULTS["flip"])
     caps = _raw_caps("video/x-raw(memory:NVMM)", width, height, fps) + ",format=NV12"
     return f"nvarguscamerasrc sensor-id={int(uri.target)} ! {caps} ! nvvidconv flip-method={flip} ! " \
-           f"video/x-raw,format=BGRx ! {TO_BGR}"
+           "video/x-raw,format=BGRx"
 
 
 def v4l2_pipeline(uri: SourceURI) -> str:
@@ -109,16 +109,16 @@ def v4l2_pipeline(uri: SourceURI) -> str:
         raise RuntimeUserError(f"{uri.spec}: format must be one of {', '.join(V4L2_FORMATS)}, got {pixel_format!r}")
     caps = _raw_caps(V4L2_FORMATS[pixel_format], _int_option(uri, "width", 1, 8192),
                      _int_option(uri, "height", 1, 8192), _int_option(uri, "fps", 1, 240))
-    decode = "jpegdec ! " if pixel_format == "mjpg" else ""
-    return f"v4l2src device={quote(device)} ! {caps} ! {decode}{TO_BGR}"
+    decode = " ! jpegdec" if pixel_format == "mjpg" else ""
+    return f"v4l2src device={quote(device)} ! {caps}{decode}"
 
 
 def decoder_chain(codec: str, decoder: str, parser: bool) -> str:
-    """Elementary H.264/H.265 stream to BGR: ``[h26xparse !] decoder ! (nvvidconv !) videoconvert``."""
+    """Elementary H.264/H.265 stream to raw frames: ``[h26xparse !] decoder [! nvvidconv]``."""
     parse = f"{codec}parse ! " if parser else ""
     if decoder == "nvdec":
-        return f"{parse}nvv4l2decoder ! {NV_TO_BGR}"
-    return f"{parse}avdec_{codec} ! {TO_BGR}"
+        return f"{parse}nvv4l2decoder ! {NV_TO_SYSTEM}"
+    return f"{parse}avdec_{codec}"
 
 
 def rtsp_pipeline(uri: SourceURI, decoder: str, parser: bool, latency_ms: int = 200) -> str:
