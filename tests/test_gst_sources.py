@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -105,30 +106,51 @@ def test_pipeline_elements_skip_caps_and_pad_references():
 
 
 # ---- frame layouts, and exact frames from short reads ------------------------------------------------
-def _gst_frame(width: int, height: int, pixel_format: str) -> bytes:
-    """One SMPTE-bars frame as GStreamer lays out ``pixel_format`` (videoconvert from I420)."""
-    command = ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=1", "pattern=smpte", "!",
-               f"video/x-raw,width={width},height={height},format=I420", "!", "videoconvert", "!",
-               f"video/x-raw,format={pixel_format}", "!", "fdsink", "fd=1"]
-    return subprocess.run(command, capture_output=True, check=True, timeout=30).stdout
+def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[bytes, gst.Caps]:
+    """One SMPTE-bars frame as GStreamer lays out ``pixel_format`` (videoconvert from I420, or from
+    jpegdec's full-range I420), with the caps the sink negotiated."""
+    through_jpeg = ["jpegenc", "!", "jpegdec", "!"] if jpeg else []
+    matrix = ",colorimetry=bt709" if height > 576 else ""  # the source's colours made as they are read back
+    command = ["gst-launch-1.0", "-v", "videotestsrc", "num-buffers=1", "pattern=smpte", "!",
+               f"video/x-raw,width={width},height={height},format=I420{matrix}", "!", *through_jpeg, "videoconvert", "!",
+               f"video/x-raw,format={pixel_format}", "!", "fdsink", "fd=2", "name=out"]
+    result = subprocess.run(command, capture_output=True, check=True, timeout=30)
+    caps_line = next(line for line in result.stdout.decode().splitlines() if "out.GstPad:sink: caps = " in line)
+    return result.stderr, gst.parse_caps(caps_line.split(" caps = ", 1)[1])
 
 
 @needs_gst
-@pytest.mark.parametrize("width, height", [(64, 48), (130, 10), (131, 11)])
-def test_frame_layouts_match_gstreamer_strides_and_give_bgr(width, height):
+@pytest.mark.parametrize("width, height, jpeg", [(64, 48, False), (130, 10, False), (131, 11, False),
+                                                 (1280, 720, False), (322, 241, True)])
+def test_frame_layouts_match_gstreamer_strides_and_give_bgr(width, height, jpeg):
     frames = {}
     for pixel_format in gst.SINK_FORMATS:
-        data = _gst_frame(width, height, pixel_format)
-        layout = gst.FrameLayout(pixel_format, width, height)
+        data, caps = _gst_frame(width, height, pixel_format, jpeg)
+        layout = gst.FrameLayout(pixel_format, width, height, caps.colorimetry)
         assert len(data) == layout.nbytes  # rows padded to 4 bytes: 130 BGR pixels take 392 bytes, not 390
         frames[pixel_format] = layout.to_bgr(np.frombuffer(data, np.uint8))
         assert frames[pixel_format].shape == (height, width, 3) and frames[pixel_format].flags.c_contiguous
     assert np.array_equal(frames["BGRx"], frames["BGR"])  # both videoconvert's: the same pixels
-    # I420 converted here (OpenCV, BT.601) against videoconvert's BGR: chroma edges differ, not colours
-    assert np.abs(frames["I420"].astype(int) - frames["BGR"].astype(int)).mean() < 3
-    # the first two bars, white and yellow, in BGR (limited-range YUV expanded to 0-255)
-    assert frames["I420"][0, [0, width // 7 + 2]].tolist() == [pytest.approx([255] * 3, abs=3),
-                                                                  pytest.approx([0, 255, 255], abs=3)]
+    # I420 converted here (by its range and matrix: BT.601 for SD, BT.709 for HD, full range after
+    # jpegdec) against videoconvert's BGR: chroma edges are upsampled differently, colours agree
+    assert np.abs(frames["I420"].astype(int) - frames["BGR"].astype(int)).mean() < 2.5
+    white, yellow = frames["I420"][0, [0, width // 7 + 2]].tolist()
+    if jpeg:  # jpegenc stores the limited-range Y = 235 of white as it is; JPEG is read as full range
+        assert white == pytest.approx([235] * 3, abs=3)
+    else:  # limited-range YUV expanded to 0-255
+        assert white == pytest.approx([255] * 3, abs=3) and yellow == pytest.approx([0, 255, 255], abs=3)
+
+
+def test_yuv_matrices_send_black_white_and_red_where_they_belong():
+    for full_range, matrix in [(False, 4), (False, 3), (True, 4), (True, 3)]:
+        kr, kb = {4: (0.299, 0.114), 3: (0.2126, 0.0722)}[matrix]  # BT.601, BT.709
+        low, span, chroma_span = (0, 255, 255) if full_range else (16, 219, 224)
+        red_cb, red_cr = -kr / (2 * (1 - kb)), 0.5  # pure red: Y = Kr, Cr at the top of its range
+        red = [low + kr * span, 128 + red_cb * chroma_span, 128 + red_cr * chroma_span]
+        yuv = np.array([[[low, 128, 128], [low + span, 128, 128], red]], np.float32)
+        bgr = cv2.transform(yuv, gst.yuv_to_bgr_matrix(full_range, matrix))
+        assert bgr[0].tolist() == [pytest.approx([0, 0, 0], abs=0.5), pytest.approx([255, 255, 255], abs=0.5),
+                                   pytest.approx([0, 0, 255], abs=0.5)]
 
 
 def _piped_process(width: int, height: int) -> tuple[gst.GstProcess, int]:
