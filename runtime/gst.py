@@ -39,7 +39,7 @@ except ImportError:  # not POSIX: pipes keep their default size
 
 from .errors import RuntimeUserError
 from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, Source
-from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
+from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_codec, rtsp_pipeline, split_uri, v4l2_pipeline
 
 try:
     from .errors import SourceUnavailable
@@ -578,7 +578,7 @@ def _pipeline_source(uri: SourceURI) -> Source:
 
 
 def _rtsp_source(uri: SourceURI, decoder: str) -> Source | None:
-    codec = uri.options.get("codec", "h264").lower()
+    codec = rtsp_codec(uri)
     chosen = resolve_decoder(decoder, codec)
     if chosen is None:
         return None

@@ -121,9 +121,14 @@ def decoder_chain(codec: str, decoder: str, parser: bool) -> str:
     return f"{parse}avdec_{codec}"
 
 
-def rtsp_pipeline(uri: SourceURI, decoder: str, parser: bool, latency_ms: int = 200) -> str:
+def rtsp_codec(uri: SourceURI) -> str:
+    """The codec an ``rtsp://…#codec=…&latency=…`` stream is read as (options checked)."""
     _check_names(uri, ("codec", "latency"))
-    codec = _codec_option(uri)
+    return _codec_option(uri)
+
+
+def rtsp_pipeline(uri: SourceURI, decoder: str, parser: bool, latency_ms: int = 200) -> str:
+    codec = rtsp_codec(uri)
     latency = _int_option(uri, "latency", 0, 60000, latency_ms)
     return f"rtspsrc location={quote(uri.target)} latency={latency} ! rtp{codec}depay ! " \
            + decoder_chain(codec, decoder, parser)

@@ -229,6 +229,19 @@ def test_unlinkable_pipeline_names_the_elements():
 
 
 @needs_gst
+def test_rtsp_through_gstreamer_that_cannot_connect_names_rtspsrc():
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(RuntimeUserError, match=rf"stream rtsp://127.0.0.1:{port}/cam: GStreamer element rtspsrc0: "):
+        open_source(f"rtsp://127.0.0.1:{port}/cam#latency=0", decoder="cpu")
+    with pytest.raises(RuntimeUserError, match="codec must be one of h264, h265, got 'h266'"):
+        open_source(f"rtsp://127.0.0.1:{port}/cam#codec=h266")  # checked even when OpenCV would read it
+
+
+@needs_gst
 def test_killed_live_pipeline_is_reconnected():
     source = open_source("gst://videotestsrc is-live=true ! video/x-raw,width=32,height=24,framerate=30/1")
     try:
