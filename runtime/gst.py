@@ -386,7 +386,9 @@ class GstProcess:
         if self._frames_fd >= 0:
             os.close(self._frames_fd)
             self._frames_fd = -1
-        if self.proc is not None and self.proc.stdout is not None:
+        if self._reader is not None:
+            self._reader.join(2.0)  # the child is gone: its messages end at once
+        if self.proc is not None and self.proc.stdout is not None and not (self._reader and self._reader.is_alive()):
             self.proc.stdout.close()
 
 
