@@ -14,7 +14,7 @@ from benchmarks.commands import register as register_bench
 from export.commands import register as register_export
 from jobs.commands import register as register_jobs
 from runtime.commands import register as register_runtime
-from runtime.doctor import register as register_doctor
+from jobs.doctor import register as register_doctor
 from studies.commands import register as register_studies
 from wscnet.commands import register as register_core
 
@@ -36,8 +36,20 @@ class _UserFormat(logging.Formatter):
         return self.PREFIX.get(record.levelno, "") + record.getMessage()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_UserFormat())
     for name in ("runtime", "export", "wscnet", "benchmarks"):
         logger = logging.getLogger(name)

@@ -142,7 +142,7 @@ class Routes:
         return response
 
     def _viewer(self, feed, kind: str, request: web.Request, response: web.StreamResponse):
-        return _ViewerSlot(self, feed, kind, request, response)
+        return _ViewerSlot(self.server, feed, kind, request, response)
 
     def _stats(self, feed) -> dict:
         stats = feed.hub.stats()
@@ -152,6 +152,7 @@ class Routes:
     async def metrics(self, request: web.Request) -> web.Response:
         body = self.server.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
 
 class _ViewerSlot:
     """Counts a streaming viewer in and out; 503 past --max-clients; a vanished viewer leaves quietly."""

@@ -17,12 +17,13 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+
+from benchmarks.machine import installed_version, nvidia_smi_query
 
 CHECK_FAILED_EXIT = 3  # as wscnet.errors.CheckFailed: the command finished, a check did not pass
 OPTIONAL_PACKAGES = ("openvino", "tensorrt", "cuda-python", "triton", "tritonclient")
@@ -65,13 +66,6 @@ class Report:
 
 
 Section = Callable[[Report], None]
-
-
-def installed_version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def torch_build() -> tuple[str, str | None] | None:
@@ -118,17 +112,6 @@ def gpu_section(report: Report) -> None:
         report.gpu_capabilities.append((int(major), int(minor or 0)))
         report.add(f"gpu {index}", "info",
                    f"{name}, compute capability {capability}, {float(memory_mib) / 1024:.0f} GiB")
-
-
-def nvidia_smi_query(fields: str) -> list[list[str]]:
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]
 
 
 def export_side_section(report: Report) -> None:
@@ -179,8 +162,8 @@ def doctor(
     """What this machine can run: versions, GPUs, TensorRT plugin support, a smoke test per back-end."""
     from benchmarks.engines import canonical_backend
 
-    from .errors import RuntimeUserError
-    from .validate import check_runtime_model
+    from runtime.errors import RuntimeUserError
+    from runtime.validate import check_runtime_model
 
     if model is not None:
         check_runtime_model(model)
