@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .engines import DEFAULT_BACKENDS, SPECS, canonical_backend
+from .soak import soak
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks beyond bench's table: the video pipeline, several "
                   "streams, serving, OpenVINO, Triton, export latency.")
@@ -214,6 +215,9 @@ def export_latency(
     from .export_latency import print_export_latency
 
     print_export_latency(ckpt, arch, img_size, rounds=rounds, warmup=warmup, threads=threads, fp16=fp16, out=out)
+
+
+app.command("soak")(soak)
 
 
 def register(app_: typer.Typer) -> None:
