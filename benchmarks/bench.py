@@ -182,7 +182,7 @@ def synthetic_images(folder: Path, n: int) -> Path:
 def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> dict:
     """Check images (as the model input), the reference's probs and the model's FLOPs, once per case."""
     from export.images import load_batch
-    from export.metadata import export_contract
+    from export.onnx_metadata import export_contract
 
     from .flops import count_flops
     from .measure import predict_in_batches

@@ -38,7 +38,7 @@ def export(
     trt_plugin: bool = typer.Option(False, "--trt-plugin/--no-trt-plugin", help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT plugin, TensorRT >= 10.9; older TensorRT builds the ONNX function body and says so). Either way the engine needs no Python to run."),
 ) -> None:
     """Export a checkpoint to ONNX (fused CrossSpatialPoolMap op), FP16/INT8 and TensorRT, with parity."""
-    from .pipeline import ExportRequest, failed_checks, newest_checkpoint, run_export, summary_lines
+    from .exporter import ExportRequest, failed_checks, newest_checkpoint, run_export, summary_lines
 
     newest = checkpoint is None
     checkpoint = checkpoint or newest_checkpoint()
@@ -75,7 +75,7 @@ def parity(
     from .parity import format_report, run_parity, save_parity
     from wscnet.checkpoint import read_checkpoint
 
-    from .pipeline import parity_images
+    from .exporter import parity_images
     from .provenance import check_model_matches, model_file_metadata, recorded_checkpoint
 
     from runtime.backends.triton_backend import is_triton_url

@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper
 from wscnet.atomic import atomic_write_text
 from wscnet.errors import UserError
 
-from .metadata import read_metadata, write_metadata
+from .onnx_metadata import read_metadata, write_metadata
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode
 FOLDED_KEY = "normalization_folded"  # metadata "1": the graph takes 0–255 RGB

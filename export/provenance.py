@@ -16,7 +16,7 @@ from typing import Any
 from wscnet.checkpoint import recorded_data_source
 from wscnet.errors import UserError
 
-from .metadata import PROVENANCE_KEYS
+from .onnx_metadata import PROVENANCE_KEYS
 
 HASH_SHOWN = 12  # hex digits of a hash in messages
 

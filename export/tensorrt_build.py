@@ -25,7 +25,7 @@ from wscnet.errors import UserError
 
 from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import PRECISIONS, read_metadata
+from .onnx_metadata import PRECISIONS, read_metadata
 from .trt_plugin import plugin_mode
 
 if TYPE_CHECKING:

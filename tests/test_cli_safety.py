@@ -260,7 +260,7 @@ def test_failed_parity_exits_3_and_no_fail_exits_0(work, tmp_path):
 def test_export_names_each_file_whose_parity_failed():
     """export exits 3 through the same ``fail_unless`` as parity when ``failed_checks`` is not
     empty (a genuinely failing export cannot be made on demand here, so its list is checked)."""
-    from export.pipeline import ExportResult, failed_checks
+    from export.exporter import ExportResult, failed_checks
 
     result = ExportResult(parity={
         "model.onnx": {"passed": True, "top1_agreement": 1.0, "map_correlation": 1.0},

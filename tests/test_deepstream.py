@@ -12,7 +12,7 @@ import pytest
 
 from export import tensorrt_build as tb
 from export.deepstream import fold_normalization, nvinfer_config, write_deepstream_files
-from export.metadata import metadata_from_checkpoint, read_metadata
+from export.onnx_metadata import metadata_from_checkpoint, read_metadata
 
 CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
                          "map_weight": "softmax", "coupling": "both"},
@@ -105,7 +105,7 @@ def test_folded_model_takes_0_255_rgb(exported):
 
 def test_folded_export_passes_parity_against_pytorch(exported, tmp_path):
     from export.parity import run_parity
-    from export.pipeline import _fold_normalization
+    from export.exporter import _fold_normalization
 
     path = tmp_path / "folded.onnx"
     path.write_bytes(exported["onnx"].read_bytes())
