@@ -6,6 +6,7 @@ from typing import Literal, Optional
 import typer
 
 from .choices import CALIB_METHODS, FORMATS
+from .log import log
 
 
 NO_FAIL_HELP = "Exit 0 even when a check fails (default: exit code 3, README \"Exit codes\")."
@@ -52,7 +53,7 @@ def export(
     )
     request.validate()  # before anything is printed or computed
     if newest:
-        typer.echo(f"using the newest checkpoint: {checkpoint}", err=True)
+        log.info(f"using the newest checkpoint: {checkpoint}")
     result = run_export(request, echo=typer.echo)
     for line in summary_lines(result):
         typer.echo(line)
@@ -92,8 +93,8 @@ def parity(
         raise UserError(f"{checkpoint}: no training data folder recorded in it; pass --data DIR")
     report = run_parity(model_path, checkpoint, images, n=n, batch=batch, device=device, precision=precision)
     if recorded:
-        typer.echo(f"using the checkpoint {name} was exported from: {checkpoint}", err=True)
-    typer.echo(f"parity images: {images.description}", err=True)
+        log.info(f"using the checkpoint {name} was exported from: {checkpoint}")
+    log.info(f"parity images: {images.description}")
     typer.echo(format_report(report))
     if not served:
         key = f"{name} [{report['backend']}]" if device else None

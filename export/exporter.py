@@ -10,6 +10,7 @@ from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.errors import UserError
 
 from .images import ImageSet, folder_images, split_images
+from .log import log
 from .onnx_metadata import read_metadata
 from .request import ExportRequest
 
@@ -78,7 +79,8 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_export(req: ExportRequest, echo=print) -> ExportResult:
+def run_export(req: ExportRequest, echo=log.info) -> ExportResult:
+    """Every file ``req`` asks for, with parity; ``echo`` gets the reports (parity tables, Q/DQ layouts)."""
     req.validate()
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
@@ -93,7 +95,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     if req.parity and held_out is None:
         result.notes.append("parity skipped: no held-out images (pass --parity-data DIR)")
     if held_out is not None:
-        echo(f"parity images: {held_out.description}")
+        log.info(f"parity images: {held_out.description}")
         for model in result.files:
             result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
@@ -145,11 +147,11 @@ def export_fp16(req: ExportRequest, fp32: Path) -> Path:
     return convert_fp16(fp32, req.file("fp16"))
 
 
-def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=print) -> tuple[Path, Path]:
+def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=log.info) -> tuple[Path, Path]:
     """The INT8 Q/DQ model (onnxruntime's layout) and its TensorRT-layout twin, one calibration."""
     from .int8 import quantize_int8
 
-    echo(f"calibration images: {calibration.description}")
+    log.info(f"calibration images: {calibration.description}")
     ort_int8 = quantize_int8(fp32, req.file("int8"), calibration, method=req.calib_method, keep_float=req.int8_float)
     return ort_int8, write_trt_int8(fp32, ort_int8, req.file("int8-trt"), echo)
 
@@ -186,9 +188,9 @@ def _fold_normalization(path: Path) -> None:
     atomic_write_bytes(path, model.SerializeToString())
 
 
-def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
+def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=log.info) -> Path:
     """The TensorRT-layout INT8 file from the FP32 model and the ranges calibrated for ``ort_int8``;
-    prints the Q/DQ layout of both INT8 files."""
+    ``echo`` gets the Q/DQ layout of both INT8 files."""
     from wscnet.atomic import atomic_write_bytes
 
     from .qdq_layout import amax_from_qdq_model, check_layout, write_trt_layout
@@ -196,14 +198,14 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
     ort_model = onnx.load(str(ort_int8))
     model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
     if missing:
-        echo(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
+        log.warning(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
     atomic_write_bytes(out, model.SerializeToString())
     for path, checked in ((ort_int8, ort_model), (out, model)):
         echo(check_layout(checked).line(path.name))
     return out
 
 
-def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=print) -> Path:
+def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=log.info) -> Path:
     """``model.int8-modelopt.onnx``: ModelOpt on the plain-ops export (it drops local functions)."""
     import tempfile
 

@@ -38,7 +38,6 @@ def file_sha256(path: str | Path) -> str:
 
 def provenance_metadata(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, str]:
     """The provenance keys of a model exported from ``checkpoint`` (already loaded as ``ckpt``)."""
-    from wscnet.checkpoint import recorded_data_source
 
     source = recorded_data_source(ckpt) or {}
     values = {

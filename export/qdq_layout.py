@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from .fused_op import DOMAIN, OP_TYPE
 from .onnx_metadata import read_metadata, set_precision, write_metadata

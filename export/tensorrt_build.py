@@ -25,6 +25,7 @@ from wscnet.errors import UserError
 
 from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
+from .log import log
 from .onnx_metadata import PRECISIONS, read_metadata
 from .trt_plugin import plugin_mode
 
@@ -204,7 +205,7 @@ class BuildSettings:
     use_plugin: bool = False
 
 
-def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Path:
+def build_engine(onnx_path: Path, engine: Path, *, echo=log.info, **settings) -> Path:
     """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``.
 
     ``settings`` are the fields of ``BuildSettings``.
@@ -236,7 +237,7 @@ def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Pa
         plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
     )
     atomic_write_text(sidecar_path(engine), json.dumps(sidecar, indent=2) + "\n")
-    for path in write_deepstream_files(engine, sidecar, echo):
+    for path in write_deepstream_files(engine, sidecar):
         echo(f"DeepStream: {path}")
     return engine
 
@@ -251,7 +252,7 @@ def check_precision(onnx_path: Path, metadata: dict[str, str], precision: str | 
 
 
 def prepare_fused_node(
-    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=print, capability: str | None = None,
+    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=log.info, capability: str | None = None,
 ) -> str:
     """"none", "inline" (the function body) or "aot-plugin"; registers the plugin for AOT,
     compiled for ``capability`` ("major.minor", the building GPU)."""

@@ -117,7 +117,7 @@ def test_synth_keeps_an_existing_set_unless_overwrite(tmp_path):
     assert cli("synth", out, "--n-per-class", 3, "--size", 32).returncode == 0
     before = checksums(out)
     same = cli("synth", out, "--n-per-class", 3, "--size", 32)
-    assert same.returncode == 0 and "nothing written" in same.stdout
+    assert same.returncode == 0 and "nothing written" in same.stderr
     line = one_error_line(cli("synth", out, "--n-per-class", 2, "--size", 32))
     assert "already holds a synthetic set with other settings (3 per class, 32 px, seed 0)" in line
     assert checksums(out) == before

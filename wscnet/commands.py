@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from .choices import Arch, Augment, Coupling, Geometry, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
+from .log import log
 
 
 def synth(
@@ -22,7 +23,7 @@ def synth(
     cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
                       distractors=distractors)
     if not needs_writing(out, cfg, overwrite):
-        typer.echo(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
+        log.info(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
     write_synth_set(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {6 * n_per_class} images to {out}")
@@ -107,7 +108,7 @@ def train(
     apply_recipe(options, recipe)
     options.validate()
     if pretrained is None and options.lr <= 1e-3:
-        typer.echo("note: " + FROM_SCRATCH_HINT, err=True)
+        log.warning(FROM_SCRATCH_HINT)
     summary = run_training(options)
     if summary.get("is_main", True):
         typer.echo(f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); "
