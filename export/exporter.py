@@ -26,25 +26,30 @@ def newest_checkpoint(root: Path = Path(".")) -> Path:
 
 
 def recorded_data(checkpoint: Path, option: str) -> dict | None:
-    """The data set the checkpoint was trained on (its data_source; older runs: their last.pt)."""
+    """The data set the checkpoint was trained on (its data_source; older runs: their last.pt).
+    An unreadable ``checkpoint`` is one UserError line; an unreadable last.pt beside it is skipped."""
+    from wscnet.checkpoint import read_checkpoint, recorded_data_source
+
+    source = recorded_data_source(read_checkpoint(checkpoint))
+    if not source:
+        sibling = _readable_sibling(checkpoint.with_name("last.pt"))
+        source = recorded_data_source(sibling) if isinstance(sibling, dict) else None
+    if source and not Path(source["data"]).is_dir():
+        raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
+                        f"(moved or deleted); pass {option} DIR")
+    return source or None
+
+
+def _readable_sibling(path: Path) -> dict | None:
+    """The checkpoint dict at ``path``, or None when there is none or it cannot be read."""
     import torch
 
-    from wscnet.checkpoint import recorded_data_source
-
-    for candidate in (checkpoint, checkpoint.with_name("last.pt")):
-        if not candidate.is_file():
-            continue
-        try:
-            ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
-        except Exception:  # an unreadable sibling is not this command's problem
-            continue
-        source = recorded_data_source(ckpt) if isinstance(ckpt, dict) else None
-        if source:
-            if not Path(source["data"]).is_dir():
-                raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
-                                f"(moved or deleted); pass {option} DIR")
-            return source
-    return None
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable sibling is not this command's problem
+        return None
 
 
 def calibration_images(req: ExportRequest) -> ImageSet:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.backends.tensorrt_backend import sidecar_path
+from wscnet.checkpoint_path import check_checkpoint_path
 from wscnet.errors import UserError
 
 from .choices import FORMATS, QUANTIZERS
@@ -77,8 +78,7 @@ class ExportRequest:
             raise UserError(f"--quantizer must be one of {', '.join(QUANTIZERS)}; got {self.quantizer!r}")
         if self.fp16 and self.int8 and self.format == "engine":
             raise UserError("an engine has one precision: choose one of --fp16 and --int8")
-        if not Path(self.checkpoint).is_file():
-            raise UserError(f"{self.checkpoint}: checkpoint not found")
+        check_checkpoint_path(self.checkpoint)
         check_output_folder(self.out, "--out")
         existing = [p.name for p in self.planned_files() if p.exists()]
         if existing and not self.overwrite:

@@ -374,6 +374,24 @@ def test_an_exported_model_or_a_corrupt_file_given_to_predict_or_eval(work, tmp_
     assert line == f"error: {corrupt}: not a readable checkpoint (not a file torch.save wrote); {wants}"
 
 
+@pytest.mark.parametrize("calib", [False, True])
+def test_export_given_an_exported_model_says_so_first(work, tmp_path, calib):
+    """Not "no training data recorded" (what INT8 calibration would find first): the input is wrong."""
+    extra = ["--calib", work["data"]] if calib else []
+    line = one_error_line(cli("export", work["model"], "--int8", *extra, "--out", tmp_path / "out"))
+    assert line == (f"error: {work['model']}: an exported model, not a training checkpoint; this command takes "
+                    "a .pt checkpoint written by `train` (exported models run with `webcam` and are checked "
+                    "with `parity`)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [-64, 0, 48])
+def test_train_img_size_must_be_a_positive_multiple_of_32(work, tmp_path, size):
+    line = one_error_line(cli(*train_args(work["data"], tmp_path / "run"), "--img-size", size))
+    assert line == f"error: --img-size must be a positive multiple of 32 (>= 32; the backbone's stride); got {size}"
+    assert not (tmp_path / "run").exists()
+
+
 def test_webcam_given_a_checkpoint_says_to_export_it(work):
     line = one_error_line(cli("webcam", "--model", work["ckpt"], "--source", work["video"], "--no-display"))
     assert line == (f"error: {work['ckpt']}: a PyTorch training checkpoint; the runtime runs exported "
