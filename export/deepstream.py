@@ -157,6 +157,6 @@ def fold_normalization(model: onnx.ModelProto) -> None:
     graph.node.extend(nodes + old)
     raw = {"mean": [0.0, 0.0, 0.0], "std": [1.0 / 255.0] * 3}
     updated = {**metadata, "mean": json.dumps(raw["mean"]), "std": json.dumps(raw["std"]), FOLDED_KEY: "1"}
-    if metadata.get("input_contract"):  # the one input contract (issue 8) carries mean/std too
+    if metadata.get("input_contract"):  # the input contract carries mean/std too
         updated["input_contract"] = json.dumps({**json.loads(metadata["input_contract"]), **raw})
     write_metadata(model, updated)

@@ -179,7 +179,7 @@ def test_parity_without_ckpt_uses_the_recorded_checkpoint_not_the_newest(work, t
     from export.testing import make_trained_checkpoint
 
     decoy = make_trained_checkpoint(tmp_path / "runs" / "decoy" / "best.pt", size=64, steps=1)
-    os.utime(decoy)  # the newest best.pt under runs/, the one the old code picked
+    os.utime(decoy)  # the newest best.pt under runs/: parity must not take it
     model = shutil.copy(work["model"], tmp_path / "model.onnx")
     proc = cli("parity", model, "--n", 4, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
