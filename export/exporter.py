@@ -203,7 +203,8 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=log.info) -> Path
     ort_model = onnx.load(str(ort_int8))
     model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
     if missing:
-        log.warning(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
+        log.warning(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: "
+                    f"{', '.join(missing[:3])}")
     atomic_write_bytes(out, model.SerializeToString())
     for path, checked in ((ort_int8, ort_model), (out, model)):
         echo(check_layout(checked).line(path.name))

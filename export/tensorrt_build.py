@@ -74,7 +74,9 @@ def network_flags(precision: str) -> int:
     return 0
 
 
-def batch_range(onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int] | None:
+def batch_range(
+    onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int,
+) -> tuple[int, int, int] | None:
     """(min, opt, max) for a dynamic batch; None for a fixed-batch file."""
     dim = onnx_model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim.HasField("dim_value"):
@@ -176,7 +178,8 @@ ENGINE_MODEL_COPIES = 3
 
 def check_engine_memory(model: onnx.ModelProto, max_batch: int, workspace_mb: int, name: str) -> None:
     """One line before TensorRT starts when the workspace, weights and largest batch will not fit."""
-    from wscnet.memory import FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes, require_on_device
+    from wscnet.memory import (FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes,
+                               require_on_device)
 
     from .footprint import ModelFootprint
 
@@ -247,7 +250,8 @@ def check_precision(onnx_path: Path, metadata: dict[str, str], precision: str | 
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if metadata.get("precision", precision) != precision:
-        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the {precision} ONNX file")
+        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the "
+                        f"{precision} ONNX file")
     return precision
 
 

@@ -131,7 +131,8 @@ def test_export_refuses_to_replace_a_model_unless_overwrite(work, tmp_path):
     (out / "model.onnx").write_bytes(b"a model someone made by hand")
     before = checksums(out)
     line = one_error_line(cli("export", work["ckpt"], "--out", out, "--skip-parity"))
-    assert line == f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write elsewhere"
+    assert line == (f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write "
+                    "elsewhere")
     assert checksums(out) == before
     proc = cli("export", work["ckpt"], "--out", out, "--skip-parity", "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -320,7 +321,8 @@ WRONG_KIND = {
     "eval --json DIR": (lambda w, f, d: ["eval", w["ckpt"], "--data", w["data"], "--json", d],
                         "{d}: is a folder; --json takes a file path"),
     "webcam --jsonl DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
-                                            "--no-display", "--jsonl", d], "{d}: is a folder; --jsonl takes a file path"),
+                                            "--no-display", "--jsonl", d],
+                           "{d}: is a folder; --jsonl takes a file path"),
     "webcam --save DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
                                            "--no-display", "--save", d], "{d}: is a folder; --save takes a file path"),
     "webcam --save x.gif": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
