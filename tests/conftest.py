@@ -8,9 +8,9 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def user_facing_logging():
     """The packages' log lines as the command line shows them (``warning: …``), as cli.py sets up."""
-    from cli import _configure_logging
+    from cli_logging import setup_logging
 
-    _configure_logging()
+    setup_logging()
 
 
 @pytest.fixture(scope="session")
