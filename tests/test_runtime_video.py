@@ -1,6 +1,5 @@
 """End to end on real video files written by OpenCV: the webcam command, its files and its faults."""
 
-import json
 import os
 import signal
 import subprocess
