@@ -353,3 +353,30 @@ def test_the_example_config_is_valid():
 
     cfg = config.from_toml(REPO / "deploy" / "edge.toml")
     assert cfg["segment"] == 300.0 and cfg["no_display"] is True
+
+
+def test_a_screen_without_a_gui_opencv_says_so_and_serves_the_overlay(model, tmp_path):
+    import re
+
+    from serve_helpers import get
+    from runtime.sinks.window import gui_opencv
+
+    if gui_opencv():
+        pytest.skip("this OpenCV can open windows: the window is shown instead")
+    video = write_video(tmp_path / "clip.avi", frames=150, fps=30.0)
+    env = {**os.environ, "DISPLAY": ":99", "BROWSER": "true"}  # a screen is said to exist; "true" is the browser
+    run = subprocess.Popen([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
+                            "--realtime"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in run.stderr:
+            lines.append(line)
+            found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                assert get(found.group(1))[0] == 200  # the page answers
+                break
+    finally:
+        run.kill()
+        run.communicate(timeout=30)
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "no GUI" in warning[0] and "'gui' extra" in warning[0], "".join(lines)
