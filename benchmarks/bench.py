@@ -21,7 +21,7 @@ from tqdm import tqdm
 from wscnet.errors import UserError
 
 from . import models
-from .backends import SPECS, BackendSpec, skip_reason
+from .engines import SPECS, TORCH_MISSING, BackendSpec, skip_reason, torch_installed
 from .measure import STAT_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -171,45 +171,69 @@ def failed_rows(results: dict) -> list[str]:
 
 
 def synthetic_images(folder: Path, n: int) -> Path:
+    """The check images: the synthetic classes where torch is installed (agreement needs confident
+    predictions), else plain noise images (without torch a row is timed, not compared)."""
+    if folder.is_dir():
+        return folder
+    if not torch_installed():
+        return noise_images(folder, n, size=128)
     from wscnet.tiny_model import write_image_folder
 
-    per_class = math.ceil(n / models.DEFAULT_CLASSES)
-    if not folder.is_dir():
-        write_image_folder(folder, models.DEFAULT_CLASSES, per_class, size=128)
+    write_image_folder(folder, models.DEFAULT_CLASSES, math.ceil(n / models.DEFAULT_CLASSES), size=128)
+    return folder
+
+
+def noise_images(folder: Path, n: int, size: int) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    (folder / "noise").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / "noise" / f"{i:03d}.png"), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
     return folder
 
 
 def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> dict:
     """Check images (as the model input), the reference's probs and the model's FLOPs, once per case."""
-    from export.images import load_batch
-    from export.metadata import export_contract
-
-    from .flops import count_flops
-    from .measure import predict_in_batches
-    from .torch_runner import TorchRunner
-
     context = {"reference": None, "flops": None, "validation": {}, "model_config": case.config}
     if case.checkpoint is not None:
-        runner = TorchRunner("cpu")
-        runner.load(case.checkpoint)
-        ckpt = runner.checkpoint
-        images = load_batch(image_paths, export_contract(ckpt, case.img_size))
-        context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
-        if not all(np.isfinite(v).all() for v in context["reference"].values()):
-            raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
-                            "(broken weights); nothing to compare the back-ends with")
-        context["flops"] = count_flops(runner.model, case.img_size)
-        context["model_config"] = ckpt["model_config"]
-        runner.close()
+        images = reference_context(case, image_paths, context)
     else:  # a model file without --reference: its own input contract, no agreement
+        from export.images import load_batch
+
         images = load_batch(image_paths, case.contract)
-        if case.config is not None:
+        if case.config is not None and torch_installed():  # FLOPs are counted on the PyTorch model
             from wscnet.model import WSCNet, WSCNetConfig
+
+            from .flops import count_flops
 
             context["flops"] = count_flops(WSCNet(WSCNetConfig.from_dict(case.config)), case.img_size)
     context["images"] = workdir / f"check_{case.label}_{case.img_size}.npy"
     np.save(context["images"], images.astype(np.float32))
     return context
+
+
+def reference_context(case: models.Case, image_paths: list[Path], context: dict) -> np.ndarray:
+    """The PyTorch reference's outputs and FLOPs into ``context``; returns the check images."""
+    from export.images import load_batch
+    from export.onnx_metadata import export_contract
+
+    from .flops import count_flops
+    from .measure import predict_in_batches
+    from .torch_runner import TorchRunner
+
+    runner = TorchRunner("cpu")
+    runner.load(case.checkpoint)
+    ckpt = runner.checkpoint
+    images = load_batch(image_paths, export_contract(ckpt, case.img_size))
+    context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
+    if not all(np.isfinite(v).all() for v in context["reference"].values()):
+        raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
+                        "(broken weights); nothing to compare the back-ends with")
+    context["flops"] = count_flops(runner.model, case.img_size)
+    context["model_config"] = ckpt["model_config"]
+    runner.close()
+    return images
 
 
 def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: BenchSettings,
@@ -219,7 +243,8 @@ def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: Be
         "device": spec.device, "batch": batch, "img_size": case.img_size, "threads": threads,
         "status": "ok", "reason": None,
     }
-    reason = models.not_applicable(case, spec) or skip_reason(spec)
+    torch_missing = TORCH_MISSING if spec.engine == "torch" and not torch_installed() else None
+    reason = torch_missing or models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
         return empty_row(row, "skipped", reason)
     try:
@@ -277,7 +302,8 @@ def worker_memory_shortfall(spec: BackendSpec, path: Path, batch: int, size: int
     if config is None:
         return None
     need = WORKER_BASE_MB.get(spec.engine, 700) * MB + 2 * (model_bytes(path) or 0)
-    need += batch * forward_bytes_per_image(config, size)
+    if torch_installed():  # activation sizes come from the PyTorch model's shapes
+        need += batch * forward_bytes_per_image(config, size)
     room = memory_limit_bytes() - current_rss_bytes()
     if need <= room:
         return None
@@ -292,6 +318,9 @@ def model_bytes(path) -> int | None:
 
 
 def parity_thresholds() -> dict:
+    """The parity targets rows are checked against (none without torch: no row is compared)."""
+    if not torch_installed():
+        return {}
     from export.parity import THRESHOLDS
 
     return THRESHOLDS
@@ -299,12 +328,12 @@ def parity_thresholds() -> dict:
 
 def validate(reference: dict | None, got: dict, path: Path, precision: str) -> dict:
     """The parity code's comparison with the PyTorch reference, and its verdict for ``precision``."""
-    from export.parity import summarise
-
     if reference is None:
         return {"top1_agreement": None, "map_correlation": None, "probs_max_abs": None,
                 "validation_passed": None, "validation_failures": None,
                 "agreement_images": len(got["probs"])}
+    from export.parity import summarise
+
     report = summarise(reference, got, model=str(path), precision=precision)
     measured = {
         "top1_agreement": report["top1_agreement"],

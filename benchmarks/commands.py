@@ -1,11 +1,20 @@
-"""CLI commands of this package (registered by cli.py). Keep imports here light: no torch."""
+"""``python cli.py bench`` and ``python cli.py benchmark ...``: the measurements. Registered by cli.py;
+imports stay light here (no torch: ``bench MODEL.onnx`` runs on the lean runtime install)."""
 
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .backends import DEFAULT_BACKENDS, SPECS
+from .engines import DEFAULT_BACKENDS, SPECS, canonical_backend
+from .soak import soak
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks beyond bench's table: the video pipeline, several "
+                  "streams, serving, OpenVINO, Triton, export latency.")
+
+# an example for each list option, so a refusal shows a value that option takes
+LIST_EXAMPLES = {"--batch": "1,8", "--img-size": "224,448 (one side each: inputs are square)", "--threads": "1,2",
+                 "--streams": "1,2,4,8", "--clients": "1,4"}
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -14,16 +23,19 @@ def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UserError(f"{option} takes comma-separated integers, e.g. 1,8; got {text!r}") from None
+        example = LIST_EXAMPLES.get(option, "1,2")
+        raise UserError(f"{option} takes comma-separated integers, e.g. {example}; got {text!r}") from None
     return values
 
 
 def _backend_list(text: str) -> str:
-    """--backends: every name must be one bench knows (a typo fails before anything runs)."""
-    unknown = [b.strip() for b in text.split(",") if b.strip() and b.strip() not in SPECS]
+    """--backends: every name must be one bench knows (a typo fails before anything runs); the
+    runtime's device names are accepted too (``openvino`` for ``ov``)."""
+    names = [canonical_backend(b.strip()) for b in text.split(",") if b.strip()]
+    unknown = [name for name in names if name not in SPECS]
     if unknown:
         raise typer.BadParameter(f"unknown back-end {', '.join(unknown)}; choose from {', '.join(SPECS)}")
-    return text
+    return ",".join(names)
 
 
 def bench(
@@ -85,34 +97,145 @@ def bench(
         raise CheckFailed(f"{len(failed)} row(s) failed: {'; '.join(failed)} (results written; --no-fail exits 0)")
 
 
-def doctor(
-    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated back-ends to smoke-test; "
-                                           "any that is unavailable or fails gives exit code 1 (default: every "
-                                           "back-end, unavailable ones listed as skipped)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
-    no_smoke: bool = typer.Option(False, "--no-smoke", help="Versions and devices only."),
+# the options every video benchmark takes (model, video, frames, threads, cache folder)
+VIDEO_OPTION = typer.Option(None, "--video", help="Video file (default: a 640×480 30 fps test video).")
+FRAMES_OPTION = typer.Option(150, "--frames", help="Frames of the test video / frames per run.")
+WORKDIR_OPTION = typer.Option(None, "--workdir", help="Cache for the default model and video "
+                              "(default: wscnet-edge-bench in the temporary folder).")
+
+
+def _workdir(path: Optional[Path]) -> Path:
+    from .video_pipeline import DEFAULT_WORKDIR
+
+    return path or DEFAULT_WORKDIR
+
+
+@app.command("video-pipeline")
+def video_pipeline(
+    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model or TensorRT engine "
+                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
+    video: Optional[Path] = VIDEO_OPTION,
+    frames: int = FRAMES_OPTION,
+    threads: int = typer.Option(0, "--threads", help="Inference threads (0 = the back-end's default)."),
+    workdir: Optional[Path] = WORKDIR_OPTION,
+    device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, tensorrt, openvino or openvino:GPU."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16."),
+    rounds: int = typer.Option(5, "--rounds", help="Alternating model-only / pipeline rounds."),
 ) -> None:
-    """What this machine can run: versions, GPUs, TensorRT plugin/AOT support, a smoke test per back-end."""
-    from benchmarks.doctor import run_doctor
+    """The runtime's whole pipeline (decode, pre-process, infer, overlay, mp4 + JSONL) against the
+    model's own inference time, in one run."""
+    from .video_pipeline import print_video_pipeline
 
-    requested = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
-    report = run_doctor(requested, smoke=not no_smoke, echo=(lambda line: None) if json_out else typer.echo)
-    if json_out:
-        typer.echo(report.to_json())
-    if report.failed_requests:
-        typer.echo(f"error: requested back-end(s) not working here: {', '.join(report.failed_requests)}", err=True)
-        raise typer.Exit(1)
+    print_video_pipeline(model, video, frames=frames, threads=threads, workdir=_workdir(workdir), device=device,
+                         precision=precision, rounds=rounds)
 
 
-def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for everything the demo writes.")) -> None:
-    """The whole chain on built-in synthetic data: synth → train → eval → predict → export INT8 →
-    a video through the torch-free runtime with the overlay saved, then the figures it reached."""
-    from .demo import demo as run_demo
+@app.command("multistream")
+def multistream(
+    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model with a dynamic batch, or an engine "
+                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
+    video: Optional[Path] = VIDEO_OPTION,
+    frames: int = FRAMES_OPTION,
+    threads: int = typer.Option(1, "--threads", help="Inference threads (0 = the back-end's default)."),
+    workdir: Optional[Path] = WORKDIR_OPTION,
+    streams: str = typer.Option("1,2,4,8", "--streams", help="Stream counts, comma-separated."),
+    rounds: int = typer.Option(3, "--rounds", help="Alternating rounds per stream count."),
+    live_seconds: float = typer.Option(5.0, "--live-seconds", help="Length of the paced live run (0: none)."),
+    model_iters: int = typer.Option(20, "--model-iters", help="Timed model-only calls per round."),
+    device: str = typer.Option("cpu", "--device"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results here."),
+) -> None:
+    """Several 640×480 streams through one model: batched pipeline vs one call per frame vs the
+    model's own batched throughput."""
+    from .multistream import print_multistream
 
-    run_demo(out)
+    print_multistream(model, video, frames=frames, threads=threads, workdir=_workdir(workdir),
+                      streams=_int_list(streams, "--streams"), rounds=rounds, live_seconds=live_seconds,
+                      model_iters=model_iters, device=device, json_out=json_out)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
-    app.command("bench")(bench)
-    app.command("doctor")(doctor)
+@app.command("serve-cost")
+def serve_cost(
+    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model (default: INT8 resnet18@224, as "
+                                         "video-pipeline)."),
+    video: Optional[Path] = VIDEO_OPTION,
+    frames: int = FRAMES_OPTION,
+    threads: int = typer.Option(1, "--threads", help="Inference threads (0 = the back-end's default)."),
+    workdir: Optional[Path] = WORKDIR_OPTION,
+    rounds: int = typer.Option(3, "--rounds", help="Rounds over all conditions."),
+) -> None:
+    """What serving the live view (webcam --serve) costs the pipeline, with 0 to 20 viewers."""
+    from .serve_cost import print_serve_cost
+
+    print_serve_cost(model, video, frames=frames, threads=threads, workdir=_workdir(workdir), rounds=rounds)
+
+
+@app.command("openvino-vs-ort")
+def openvino_vs_ort(
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint (default: a tiny one of --arch)."),
+    arch: str = typer.Option("resnet18", "--arch"),
+    img_size: int = typer.Option(224, "--img-size"),
+    threads: str = typer.Option("1,2", "--threads", help="Comma-separated thread counts."),
+    rounds: int = typer.Option(60, "--rounds"),
+    warmup: int = typer.Option(5, "--warmup"),
+    out: Path = typer.Option(Path("bench-results/openvino_vs_ort.json"), "--out"),
+) -> None:
+    """OpenVINO against ONNX Runtime on the same files, batch 1, timed interleaved in one process."""
+    from .openvino_vs_ort import print_openvino_vs_ort
+
+    print_openvino_vs_ort(ckpt, arch, img_size, threads=_int_list(threads, "--threads"), rounds=rounds,
+                          warmup=warmup, out=out)
+
+
+@app.command("triton-throughput")
+def triton_throughput(
+    repo: Path = typer.Option(..., "--repo", help="What export --format triton wrote."),
+    seconds: float = typer.Option(8.0, "--seconds"),
+    clients: str = typer.Option("1,4", "--clients", help="Client counts, comma-separated."),
+) -> None:
+    """The Triton python-backend model against local ONNX Runtime, 1 and 4 clients, one run."""
+    from .triton_throughput import print_triton_throughput
+
+    print_triton_throughput(repo, seconds, tuple(_int_list(clients, "--clients")))
+
+
+@app.command("export-latency")
+def export_latency(
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint (default: a tiny one of --arch)."),
+    arch: str = typer.Option("resnet18", "--arch"),
+    img_size: int = typer.Option(224, "--img-size"),
+    rounds: int = typer.Option(40, "--rounds"),
+    warmup: int = typer.Option(5, "--warmup"),
+    threads: int = typer.Option(1, "--threads", help="Intra-op threads of every runner (0: all cores); 1 by "
+                                "default: on a small shared machine more threads measure the neighbours' load."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also time the FP16 ONNX (slow on x86 CPUs)."),
+    out: Path = typer.Option(Path("bench-results/export_latency.json"), "--out"),
+) -> None:
+    """Batch-1 CPU latency of the exported models against PyTorch eager, measured in one run."""
+    from .export_latency import print_export_latency
+
+    print_export_latency(ckpt, arch, img_size, rounds=rounds, warmup=warmup, threads=threads, fp16=fp16, out=out)
+
+
+@app.command("decode-cost")
+def decode_cost(
+    video: Optional[list[Path]] = typer.Option(None, "--video", help="H.264 files to measure (repeat; default: "
+                                               "640×480 and 1280×720 clips made with GStreamer's x264enc)."),
+    frames: int = typer.Option(300, "--frames", min=2, help="Frames of each made clip."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed decodes of each clip per path, interleaved."),
+    workdir: Path = typer.Option(Path("bench-results/decode-cost"), "--workdir", help="Where the clips are kept."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results here."),
+) -> None:
+    """Decode cost per frame: OpenCV's FFmpeg against the runtime's GStreamer path (avdec_h264, and
+    nvv4l2decoder on a Jetson), same H.264 files, one run."""
+    from .decode_cost import print_decode_cost
+
+    print_decode_cost(list(video or []), frames, rounds, workdir, json_out)
+
+
+app.command("soak")(soak)
+
+
+def register(app_: typer.Typer) -> None:
+    app_.command("bench")(bench)
+    app_.add_typer(app, name="benchmark")

@@ -16,14 +16,12 @@ import platform
 import resource
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
-from typing import Optional
 
 import cv2
 import numpy as np
-import typer
 
 from benchmarks.machine import cpu_model
 from benchmarks.measure import summarise, time_interleaved
@@ -228,17 +226,9 @@ def run_decode_cost(videos: list[Path], frames: int, rounds: int, workdir: Path)
             "rows": [asdict(r) for r in rows], "markdown": markdown(rows)}
 
 
-def decode_cost(
-    video: Optional[list[Path]] = typer.Option(None, "--video", help="H.264 files to measure (repeat); default: "
-                                               "640×480 and 1280×720 clips made with x264enc."),
-    frames: int = typer.Option(300, "--frames", min=2, help="Frames of each made clip."),
-    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed decodes of each clip per path, interleaved."),
-    workdir: Path = typer.Option(Path("bench-results/decode-cost"), "--workdir", help="Where the clips are kept."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results here."),
-) -> None:
-    """Decode cost per frame: OpenCV's FFmpeg against GStreamer's avdec_h264 (and nvv4l2decoder on a
-    Jetson) through the runtime's gst-launch source, same H.264 files, one run."""
-    result = run_decode_cost(list(video or []), frames, rounds, workdir)
+def print_decode_cost(videos: list[Path], frames: int, rounds: int, workdir: Path, json_out: Path | None) -> dict:
+    """``python cli.py benchmark decode-cost``: the table on stdout, after one line naming the machine."""
+    result = run_decode_cost(videos, frames, rounds, workdir)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
@@ -246,11 +236,4 @@ def decode_cost(
     print(f"{result['date']}, {m['cpu']} ({m['cores']} cores, load {m['load_avg_1m_start']}), OpenCV {m['opencv']}, "
           f"{m['gstreamer']}, {rounds} rounds")
     print(result["markdown"])
-
-
-def register(app: typer.Typer) -> None:
-    app.command("decode-cost")(decode_cost)
-
-
-if __name__ == "__main__":
-    typer.run(decode_cost)
+    return result

@@ -1,6 +1,6 @@
 """Batch-1 CPU latency of the exported models against PyTorch eager, measured in one run.
 
-    python -m benchmarks.export_latency [--ckpt CKPT] [--arch resnet18] [--img-size 224]
+    python cli.py benchmark export-latency [--ckpt CKPT] [--arch resnet18] [--img-size 224]
         [--rounds 40] [--warmup 5] [--threads 1] [--out bench-results/export_latency.json]
 
 Without ``--ckpt`` it trains a tiny checkpoint of ``--arch`` for two steps on synthetic images
@@ -12,7 +12,6 @@ writes the same figures as JSON. The rounds are ``benchmarks.measure.time_interl
 timing loop), the statistics ``measure.summarise``.
 """
 
-import argparse
 import contextlib
 import io
 import json
@@ -46,7 +45,7 @@ def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused
                     fp16: bool = True) -> tuple[Path, dict[str, Path]]:
     """The checkpoint (a tiny trained one unless given) and its FP32, INT8 (and FP16) ONNX files,
     made by the export pipeline."""
-    from export.pipeline import ExportRequest, run_export
+    from export.exporter import ExportRequest, run_export
     from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     if ckpt is None:
@@ -112,20 +111,12 @@ def _versions() -> dict[str, str]:
     return {"torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=None)
-    parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads of every runner (0: all cores); 1 by default: on a "
-                        "small shared machine more threads measure the neighbours' load")
-    parser.add_argument("--fp16", action="store_true", help="also time the FP16 ONNX (slow on x86 CPUs)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/export_latency.json"))
-    args = parser.parse_args(argv)
-    result = run(args.ckpt, args.arch, args.img_size, args.rounds, args.warmup, args.threads, args.fp16)
+def print_export_latency(ckpt: Path | None, arch: str, img_size: int, *, rounds: int, warmup: int, threads: int,
+                         fp16: bool, out: Path) -> dict:
+    """``python cli.py benchmark export-latency``: the table and the ratios against their targets."""
+    from wscnet.atomic import atomic_write_text
+
+    result = run(ckpt, arch, img_size, rounds, warmup, threads, fp16)
     print(f"{result['arch']} @ {result['img_size']}, batch 1, {result['threads']} threads, "
           f"{result['rounds']} interleaved rounds (load average {result['load_average'][0]:.1f})\n")
     print(markdown_table(result["stats"], "torch-eager", "ort-fp32"))
@@ -133,12 +124,6 @@ def main(argv: list[str] | None = None) -> dict:
         verdict = "met" if result["targets_met"][name] else "NOT met"
         print(f"\n{name}: {ratio:.2f} (target <= {TARGETS[name]}, {verdict})", end="")
     print()
-    from wscnet.atomic import atomic_write_text
-
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -6,10 +6,11 @@ processes on a shared CPU lower both alike).
 """
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
-import shutil
 import subprocess
+import shutil
 
 LIBRARIES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "openvino",
@@ -39,41 +40,48 @@ def library_versions() -> dict[str, str]:
 
 
 def gpu_info() -> dict | None:
-    """Name, driver, CUDA runtime of GPU 0, or None when there is none."""
+    """Name, driver, CUDA runtime of GPU 0, or None when there is none (without torch: what
+    nvidia-smi says, no CUDA runtime)."""
+    smi = nvidia_smi_query("name,memory.total,compute_cap,driver_version")
+    if importlib.util.find_spec("torch") is None:
+        if not smi:
+            return None
+        name, memory_mib, capability, driver = smi[0]
+        return {"name": name, "memory_gb": round(float(memory_mib) / 1024, 1), "compute_capability": capability,
+                "cuda_runtime": None, "driver": driver}
     import torch
 
     if not torch.cuda.is_available():
         return None
     props = torch.cuda.get_device_properties(0)
-    info = {
+    return {
         "name": props.name,
         "memory_gb": round(props.total_memory / 2**30, 1),
         "compute_capability": f"{props.major}.{props.minor}",
         "cuda_runtime": torch.version.cuda,
-        "driver": None,
+        "driver": smi[0][3] if smi else None,
     }
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
-                capture_output=True, text=True, timeout=20, check=True,
-            )
-            info["driver"] = out.stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return info
 
 
 def describe_machine() -> dict:
-    import psutil
-    import torch
+    """The CPU, memory, load, GPU and library versions (psutil and torch where installed)."""
+    physical, memory_gb, torch_threads = None, None, None
+    if importlib.util.find_spec("psutil") is not None:
+        import psutil
 
+        physical, memory_gb = psutil.cpu_count(logical=False), round(psutil.virtual_memory().total / 2**30, 1)
+    else:
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch_threads = torch.get_num_threads()
     return {
         "cpu": cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
-        "cpu_physical_cores": psutil.cpu_count(logical=False),
-        "torch_threads": torch.get_num_threads(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_physical_cores": physical,
+        "torch_threads": torch_threads,
+        "memory_gb": memory_gb,
         "load_avg_1m_start": round(os.getloadavg()[0], 2),  # > cores: others share the CPU
         "os": platform.platform(),
         "gpu": gpu_info(),
@@ -95,9 +103,11 @@ def measure_peak(n: int = 2048, reps: int = 10, device: str = "cpu") -> dict[str
     On the CPU the fp32 figure is the better of torch's and ONNX Runtime's (MLAS) products, so
     no back-end in the table beats "the peak" merely by having the faster GEMM library.
     """
+    flops = 2.0 * n**3
+    if importlib.util.find_spec("torch") is None:  # the lean install: numpy's product (its BLAS)
+        return numpy_peak(n, flops, reps)
     import torch
 
-    flops = 2.0 * n**3
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device)
@@ -118,6 +128,15 @@ def measure_peak(n: int = 2048, reps: int = 10, device: str = "cpu") -> dict[str
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in peak.items()}
 
 
+def numpy_peak(n: int, flops: float, reps: int) -> dict[str, float]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    rate = round(_best_rate(lambda: a @ b, flops, reps), 1)
+    return {"matmul_n": n, "fp32_gflops_numpy": rate, "fp32_gflops": rate}
+
+
 def _ort_matmul_rate(a, b, flops: float, reps: int) -> float:
     import onnx
     import onnxruntime as ort
@@ -133,3 +152,22 @@ def _ort_matmul_rate(a, b, flops: float, reps: int) -> float:
     onnx.checker.check_model(model)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return _best_rate(lambda: session.run(None, {"a": a, "b": b}), flops, reps)
+
+
+def installed_version(package: str) -> str | None:
+    """The installed distribution's version, or None (read from its metadata, nothing imported)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def nvidia_smi_query(fields: str) -> list[list[str]]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]

@@ -9,16 +9,20 @@ predictions, so it is trained for 30 SGD steps on the synthetic images at 64 px
 (``wscnet.tiny_model.make_trained_checkpoint``; the weights fit any input size).
 """
 
+import importlib.util
+import logging
 import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.contract import InputContract
-from wscnet.backbones import ARCHITECTURES
+from wscnet.choices import ARCHITECTURES
 from wscnet.errors import UserError
 
-from .backends import BackendSpec
+from .engines import TORCH_MISSING, BackendSpec, torch_installed
+
+log = logging.getLogger("benchmarks")
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -113,21 +117,44 @@ def checkpoint_input_size(path: Path) -> int:
 def model_file_case(token: str, reference: Path | None) -> Case:
     """A given ONNX model or engine (or a triton:// model on a server): size, precision and
     normalisation from its own metadata; its reference is ``reference`` (refused unless the file
-    came from it) or the checkpoint the file records, when that is still there."""
-    from export.provenance import check_model_matches, model_file_metadata
+    came from it) or the checkpoint the file records, when that is still there (both need torch:
+    without it the file is measured without top-1 agreement, and bench says so in one line)."""
     from runtime.backends.triton_backend import is_triton_url
-    from wscnet.checkpoint import read_checkpoint
 
     served = is_triton_url(token)
     meta = model_file_metadata(token)
     path = Path(token)  # names it in messages and tables (a served model: its name)
     engine = "triton" if served else "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
-    if reference is not None:
+    if not torch_installed():
+        if reference is not None or meta.extra.get("checkpoint_path"):
+            log.warning(f"{TORCH_MISSING}: top-1 agreement against the checkpoint needs it; "
+                        f"measuring {path.name} without it")
+        reference = None
+    elif reference is not None:
+        from export.provenance import check_model_matches
+        from wscnet.checkpoint import read_checkpoint
+
         check_model_matches(path, meta, reference, read_checkpoint(reference))
     else:
         reference = recorded_reference(path, meta)
     return Case(path.stem, meta.input_size, reference, token if served else path, meta.precision, engine,
                 meta.contract, config_from_metadata(meta))
+
+
+def model_file_metadata(token: str):
+    """The file's ``ModelMetadata``: the export side's reader where onnx is installed, else the
+    runtime's own (ONNX Runtime reads an ONNX file's metadata; the lean install has no onnx)."""
+    if importlib.util.find_spec("onnx") is not None and torch_installed():
+        from export.provenance import model_file_metadata as read
+
+        return read(token)
+    from runtime.backends import open_backend
+    from runtime.backends.tensorrt_backend import read_sidecar
+
+    if Path(token).suffix.lower() in (".engine", ".plan"):
+        return read_sidecar(Path(token)).metadata
+    with open_backend(token, device="cpu") as backend:  # a triton:// model: its server's config
+        return backend.metadata
 
 
 def recorded_reference(path: Path, meta) -> Path | None:
@@ -248,7 +275,7 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
 def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
     """The export pipeline's request for ``case``'s files: any batch size, no parity (bench
     measures agreement itself), files named after the case (``resnet18_224.int8.onnx``)."""
-    from export.pipeline import ExportRequest
+    from export.exporter import ExportRequest
 
     return ExportRequest(case.checkpoint, workdir, name=f"{case.label}_{case.img_size}", img_size=case.img_size,
                          dynamic_batch=True, calib=calib_dir, calib_n=calib_n, parity=False)
@@ -257,7 +284,7 @@ def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
 def exported_onnx(req, precision: str) -> Path:
     """The ONNX file of ``precision`` (fp32, fp16 or int8), made by the export pipeline's steps
     unless it is newer than what it is made from."""
-    from export.pipeline import calibration_images, export_fp16, export_fp32, export_int8
+    from export.exporter import calibration_images, export_fp16, export_fp32, export_int8
 
     fp32 = cached(req.file("fp32"), req.checkpoint, lambda: export_fp32(req))
     if precision == "fp16":

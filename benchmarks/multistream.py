@@ -1,7 +1,7 @@
 """Several 640×480 30 fps streams through one model: the runtime's batched pipeline against one
 inference call per frame and against the model's own batched throughput, in one run.
 
-    python -m benchmarks.multistream [--model M.onnx] [--streams 1,2,4,8] [--frames 150] [--threads 1]
+    python cli.py benchmark multistream [--model M.onnx] [--streams 1,2,4,8] [--frames 150] [--threads 1]
 
 Without ``--model`` it makes the reference case, an INT8 (Q/DQ) resnet18 at 224 px with a
 dynamic batch (``benchmarks.video_pipeline.default_int8_model``). For each stream count N, in
@@ -20,7 +20,6 @@ dynamic batch (``benchmarks.video_pipeline.default_int8_model``). For each strea
 Resident memory is sampled every 0.25 s during every run. Prints Markdown tables, then the JSON.
 """
 
-import argparse
 import json
 import sys
 import threading
@@ -34,7 +33,7 @@ from runtime.pipeline import Pipeline, PipelineOptions
 from runtime.sources import Frame, Source, open_source
 
 from .measure import summarise, time_calls
-from .video_pipeline import DEFAULT_WORKDIR, rss_mb, add_video_arguments, default_int8_model, read_frames, write_test_video
+from .video_pipeline import default_int8_model, read_frames, rss_mb, test_video_for
 
 STREAM_FPS = 30.0
 MAX_DROP = 0.05  # a live stream that loses more than this share of its frames is not held
@@ -186,35 +185,23 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.multistream", description=__doc__.split("\n\n")[0])
-    add_video_arguments(parser, "ONNX model with a dynamic batch, or an engine (default: INT8 resnet18@224)", threads=1)
-    parser.add_argument("--streams", default="1,2,4,8", help="stream counts, comma-separated")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per stream count")
-    parser.add_argument("--live-seconds", type=float, default=5.0, help="length of the paced live run (0: none)")
-    parser.add_argument("--model-iters", type=int, default=20, help="timed model-only calls per round")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    model_path = args.model or default_int8_model(args.workdir, dynamic_batch=True)
-    video = args.video or args.workdir / f"test-640x480-{args.frames}.mp4"
-    if not video.is_file():
-        write_test_video(video, frames=args.frames)
-    out_dir = args.workdir / "multistream-run"
+def print_multistream(model_path: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
+                      streams: list[int], rounds: int, live_seconds: float, model_iters: int, device: str,
+                      json_out: Path | None) -> dict:
+    """``python cli.py benchmark multistream``: Markdown tables, then the JSON (also to ``json_out``)."""
+    model_path = model_path or default_int8_model(workdir, dynamic_batch=True)
+    video = test_video_for(video, workdir, frames)
+    out_dir = workdir / "multistream-run"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    with Model(model_path, device=args.device, threads=args.threads) as model:
-        for n in (int(v) for v in args.streams.split(",")):
-            results.append(measure_streams(model, video, n, args.rounds, args.live_seconds, out_dir, args.model_iters))
+    with Model(model_path, device=device, threads=threads) as model:
+        for n in streams:
+            results.append(measure_streams(model, video, n, rounds, live_seconds, out_dir, model_iters))
             print(f"{n} streams: {json.dumps(results[-1]['summary'])}", file=sys.stderr, flush=True)
-        report = {"model": str(model_path), "backend": model.description, "threads": args.threads,
+        report = {"model": str(model_path), "backend": model.description, "threads": threads,
                   "video": str(video), "results": results}
     print(markdown(results))
     print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+    return report

@@ -1,6 +1,6 @@
 """OpenVINO against ONNX Runtime on the same files, batch 1, timed interleaved in one process.
 
-    python -m benchmarks.openvino_vs_ort [--ckpt CKPT] [--arch resnet18] [--img-size 224]
+    python cli.py benchmark openvino-vs-ort [--ckpt CKPT] [--arch resnet18] [--img-size 224]
         [--threads 1,2] [--rounds 60] [--warmup 5] [--out bench-results/openvino_vs_ort.json]
 
 For the fused-op export and the ``--no-fused-op`` export of one checkpoint, each with its INT8
@@ -13,7 +13,6 @@ count take turns call by call (``measure.time_interleaved``), so a shared CPU's 
 them alike; ratios are of medians from the same rounds.
 """
 
-import argparse
 import json
 import os
 import tempfile
@@ -96,18 +95,12 @@ def best_paths(group: dict) -> dict:
     return {"best_ort": ort, "best_openvino": ov, "openvino_over_ort": median[ov] / median[ort]}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=None)
-    parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/openvino_vs_ort.json"))
-    args = parser.parse_args(argv)
-    threads = [int(t) for t in args.threads.split(",") if t.strip()]
-    result = run(args.ckpt, args.arch, args.img_size, threads, args.rounds, args.warmup)
+def print_openvino_vs_ort(ckpt: Path | None, arch: str, img_size: int, *, threads: list[int], rounds: int,
+                          warmup: int, out: Path) -> dict:
+    """``python cli.py benchmark openvino-vs-ort``: one table per (file, thread count), then the ratio."""
+    from wscnet.atomic import atomic_write_text
+
+    result = run(ckpt, arch, img_size, threads, rounds, warmup)
     for group in result["groups"]:
         group.update(best_paths(group))
         print(f"\n{result['arch']} @ {result['img_size']}, {group['file']} file, {group['threads']} threads, "
@@ -116,13 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("ran: " + "; ".join(f"{name} {what}" for name, what in group["ran"].items()))
         print(f"best OpenVINO {group['best_openvino']} / best ONNX Runtime {group['best_ort']}: "
               f"{group['openvino_over_ort']:.2f}")
-    from wscnet.atomic import atomic_write_text
-
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"\nload average {result['load_average_start'][0]:.1f} at the start, "
-          f"{result['load_average_end'][0]:.1f} at the end; wrote {args.out}")
+          f"{result['load_average_end'][0]:.1f} at the end; wrote {out}")
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,13 @@
 """The three files of a benchmark run: ``bench.json``, ``bench.md`` and ``bench.png``."""
 
+import importlib.util
 import json
+import logging
 from pathlib import Path
 
 from wscnet.atomic import atomic_path, atomic_write_text
+
+log = logging.getLogger("benchmarks")
 
 REQUIRED_COLUMNS = (
     "backend", "precision", "batch", "img_size", "min_ms", "mean_ms", "median_ms", "p90_ms",
@@ -18,7 +22,11 @@ def write_reports(out: Path, results: dict) -> dict[str, Path]:
     paths = {kind: out / name for kind, name in REPORT_FILES.items()}
     atomic_write_text(paths["json"], json.dumps(results, indent=2) + "\n")
     atomic_write_text(paths["markdown"], markdown(results))
-    write_chart(paths["chart"], results["rows"])
+    if importlib.util.find_spec("matplotlib") is None:  # the lean runtime install
+        log.info("no bench.png: matplotlib is not installed (it comes with the [train] extra)")
+        del paths["chart"]
+    else:
+        write_chart(paths["chart"], results["rows"])
     return paths
 
 
@@ -58,8 +66,9 @@ def _rows_table(rows: list[dict]) -> list[str]:
 def _machine_notes(results: dict) -> list[str]:
     machine, peak, settings = results["machine"], results["peak"], results["settings"]
     gpu = machine.get("gpu")
-    cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores "
-           f"({machine['cpu_physical_cores']} physical), {machine['memory_gb']} GB, load average "
+    physical = f" ({machine['cpu_physical_cores']} physical)" if machine.get("cpu_physical_cores") else ""
+    cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores{physical}, "
+           f"{machine['memory_gb']} GB, load average "
            f"{machine.get('load_avg_1m_start')} at the start and {machine.get('load_avg_1m_end')} at the end")
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     peak_text = f"fp32 {_num(peak.get('fp32_gflops'))} GFLOP/s"
@@ -80,18 +89,22 @@ def _machine_notes(results: dict) -> list[str]:
 
 
 def _settings_note(settings: dict, thresholds: dict) -> str:
+    if thresholds:
+        agreement = (
+            f"top-1 agree = share of the {settings['agreement_images']} check images whose top class "
+            "equals the PyTorch fp32 reference's (measured once per model file, by `export.parity`); "
+            "a row that misses the parity targets of its precision ("
+            + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items()) for p, t in thresholds.items())
+            + ") is marked `failed validation`.")
+    else:
+        agreement = "no top-1 agreement: torch is not installed here, so there is no PyTorch reference."
     return (
         f"Settings: warm-up {settings['warmup']} calls, then "
         + (f"{settings['iters']} timed calls" if settings.get("iters") else
            f"{settings['duration']} s of timed calls (at least {settings['min_iters']})")
         + "; latency is host wall-clock per call with copies, input already pre-processed; "
         "images/s = batch / mean latency; GFLOP/s = model FLOPs × batch / median latency; "
-        f"peak MB = the measuring process's RSS high-water mark (one process per row); "
-        f"top-1 agree = share of the {settings['agreement_images']} check images whose top class "
-        "equals the PyTorch fp32 reference's (measured once per model file, by `export.parity`); "
-        "a row that misses the parity targets of its precision ("
-        + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items()) for p, t in thresholds.items())
-        + ") is marked `failed validation`."
+        "peak MB = the measuring process's RSS high-water mark (one process per row); " + agreement
     )
 
 

@@ -1,17 +1,16 @@
 """What serving the live view costs the pipeline: fps with ``--serve`` and 0, 1, 4 and 20 viewers,
 and with one viewer that reads a byte a second, against the same run without ``--serve``.
 
-    python -m benchmarks.serve_cost [--model M.onnx] [--video V.mp4] [--frames 150] [--rounds 3]
+    python cli.py benchmark serve-cost [--model M.onnx] [--video V.mp4] [--frames 150] [--rounds 3]
 
 All conditions run in one process, interleaved round by round (the order rotates each round), so
 a shared machine's changing load hits every condition alike; each round's fps is divided by that
 round's no-serve fps, and the median ratio is reported, with process CPU time per frame beside it
 (what serving adds in work, whatever the load). Viewers are separate processes on this machine
-(``--watch``), reading MJPEG as fast as they can: their own CPU use competes with the pipeline
+(``watch`` in a child process), reading MJPEG as fast as they can: their own CPU use competes with the pipeline
 here, which a remote browser's would not, so the figures are on the pessimistic side.
 """
 
-import argparse
 import json
 import selectors
 import signal
@@ -30,7 +29,7 @@ from runtime.serve import LiveServer, model_info
 from runtime.serve.attach import LiveSink
 from runtime.sources import open_source
 
-from .video_pipeline import DEFAULT_WORKDIR, add_video_arguments, default_int8_model, write_test_video
+from .video_pipeline import DEFAULT_WORKDIR, default_int8_model, test_video_for
 
 CONDITIONS = (("no serve", None, False), ("serve, 0 viewers", 0, False), ("serve, 1 viewer", 1, False),
               ("serve, 4 viewers", 4, False), ("serve, 20 viewers", 20, False),
@@ -87,8 +86,8 @@ class Viewers:
     def __enter__(self) -> "Viewers":
         self.proc = None
         if self.n:
-            cmd = [sys.executable, "-m", "benchmarks.serve_cost", "--watch", self.url, "--viewers", str(self.n)]
-            self.proc = subprocess.Popen(cmd + (["--slow"] if self.slow else []), stdout=subprocess.PIPE, text=True,
+            code = f"from benchmarks.serve_cost import watch; watch({self.url!r}, {self.n}, {self.slow})"
+            self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                          cwd=Path(__file__).resolve().parents[1])
             assert self.proc.stdout.readline().strip() == "ready"
         return self
@@ -172,27 +171,11 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_cost", description=__doc__.split("\n\n")[0])
-    add_video_arguments(parser, "ONNX model (default: INT8 resnet18@224, as video_pipeline)", threads=1)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all conditions")
-    parser.add_argument("--watch", help=argparse.SUPPRESS)  # the viewer child process
-    parser.add_argument("--viewers", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--slow", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.watch:
-        watch(args.watch, args.viewers, args.slow)
-        return 0
-    model = args.model or default_int8_model(args.workdir)
-    video = args.video or args.workdir / f"test-640x480-{args.frames}.mp4"
-    if not video.is_file():
-        write_test_video(video, frames=args.frames)
-    result = measure_serve_cost(model, video, frames=args.frames, rounds=args.rounds, threads=args.threads,
-                                out_dir=args.workdir / "serve-run")
+def print_serve_cost(model: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
+                     rounds: int) -> dict:
+    """``python cli.py benchmark serve-cost``: the Markdown table, then the JSON."""
+    result = measure_serve_cost(model or default_int8_model(workdir), test_video_for(video, workdir, frames),
+                                frames=frames, rounds=rounds, threads=threads, out_dir=workdir / "serve-run")
     print(markdown_table(result))
     print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return result

@@ -1,6 +1,6 @@
 """Throughput of the Triton python-backend model against local ONNX Runtime, 1 and 4 clients, one run.
 
-    python -m benchmarks.triton_throughput --repo REPO [--seconds 8]
+    python cli.py benchmark triton-throughput --repo REPO [--seconds 8]
 
 REPO is what ``python cli.py export CKPT --format triton --out REPO`` wrote. A loopback tritonserver
 from the nvidia-pytriton wheel serves ``wscnet_python``; every client sends one frame per request,
@@ -9,7 +9,6 @@ gives requests per second, client p50/p95 latency, and the batch sizes the serve
 statistics, ``/v2/models/wscnet_python/stats``).
 """
 
-import argparse
 import threading
 from collections import Counter
 from pathlib import Path
@@ -94,16 +93,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
-    args = parser.parse_args(argv)
-    rows = run(args.repo, args.seconds, tuple(args.clients))
+def print_triton_throughput(repo: Path, seconds: float, clients: tuple[int, ...]) -> list[dict]:
+    """``python cli.py benchmark triton-throughput``: the table of requests/s per client count."""
+    rows = run(repo, seconds, clients)
     print(table(rows))
     return rows
-
-
-if __name__ == "__main__":
-    main()

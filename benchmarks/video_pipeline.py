@@ -1,7 +1,7 @@
 """End-to-end video benchmark: the runtime's full pipeline (decode, pre-process, inference,
 overlay, mp4 + JSONL writing) against the model's own inference time, in one run.
 
-    python -m benchmarks.video_pipeline [--model M.onnx] [--video V.mp4] [--frames 300]
+    python cli.py benchmark video-pipeline [--model M.onnx] [--video V.mp4] [--frames 300]
 
 Without ``--model`` it makes the reference case, an INT8 (Q/DQ) resnet18 at 224 px, from a
 briefly trained checkpoint (cached under ``--workdir``); without ``--video`` it writes a 640×480
@@ -9,10 +9,8 @@ briefly trained checkpoint (cached under ``--workdir``); without ``--video`` it 
 ``measure_video_pipeline``.
 """
 
-import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,8 +57,8 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
                        dynamic_batch: bool = False) -> Path:
     """The INT8 Q/DQ model of the reference case, made by the export pipeline once and cached until
     the exporter changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
-    from export import fused_op, int8 as int8_module, onnx_export, pipeline
-    from export.pipeline import ExportRequest, run_export
+    from export import exporter, fused_op, int8 as int8_module, onnx_export
+    from export.exporter import ExportRequest, run_export
     from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
@@ -69,7 +67,7 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
                         dynamic_batch=dynamic_batch, int8=True, calib=workdir / "calib", calib_n=32, parity=False,
                         overwrite=True)
     int8 = req.file("int8")
-    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, pipeline)]
+    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, exporter)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
     workdir.mkdir(parents=True, exist_ok=True)
@@ -226,35 +224,22 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def add_video_arguments(parser, model_help: str, threads: int) -> None:
-    """The options every video benchmark takes: model, video, frames, threads, cache folder."""
-    parser.add_argument("--model", type=Path, help=model_help)
-    parser.add_argument("--video", type=Path, help="video file (default: a 640×480 30 fps test video)")
-    parser.add_argument("--frames", type=int, default=150, help="frames of the test video / frames per run")
-    parser.add_argument("--threads", type=int, default=threads, help="inference threads (0 = the back-end's default)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache for the default model and video")
+def test_video_for(video: Path | None, workdir: Path, frames: int) -> Path:
+    """``video``, or the 640×480 test video of ``frames`` frames (written once into ``workdir``)."""
+    if video is not None:
+        return video
+    video = Path(workdir) / f"test-640x480-{frames}.mp4"
+    if not video.is_file():
+        write_test_video(video, frames=frames)
+    return video
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.video_pipeline", description=__doc__.split("\n\n")[0])
-    add_video_arguments(parser, "ONNX model or TensorRT engine (default: INT8 resnet18@224)", threads=0)
-    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, tensorrt, openvino or openvino:GPU")
-    parser.add_argument("--precision", default=None, help="OpenVINO only: fp32 (default) or bf16")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating model-only / pipeline rounds")
-    args = parser.parse_args(argv)
-    model = args.model or default_int8_model(args.workdir)
-    video = args.video
-    if video is None:
-        video = args.workdir / f"test-640x480-{args.frames}.mp4"
-        if not video.is_file():
-            write_test_video(video, frames=args.frames)
-    result = measure_video_pipeline(model, video, device=args.device, threads=args.threads, precision=args.precision,
-                                    frames=args.frames,
-                                    rounds=args.rounds, out_dir=args.workdir / "video-run")
+def print_video_pipeline(model: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
+                         device: str, precision: str | None, rounds: int) -> dict:
+    """``python cli.py benchmark video-pipeline``: the Markdown table, then the JSON."""
+    result = measure_video_pipeline(model or default_int8_model(workdir), test_video_for(video, workdir, frames),
+                                    device=device, threads=threads, precision=precision, frames=frames,
+                                    rounds=rounds, out_dir=workdir / "video-run")
     print(markdown_table(result))
     print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return result

@@ -22,7 +22,7 @@ from wscnet.errors import UserError
 from .calibration import CalibrationImages, check_calibration_memory, collect_ranges, ort_method
 from .choices import CALIB_METHODS
 from .images import ImageSet, folder_images
-from .metadata import load_onnx, model_contract, read_metadata, set_precision, write_metadata
+from .onnx_metadata import load_onnx, model_contract, read_metadata, set_precision, write_metadata
 
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.
@@ -129,7 +129,7 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
 
 
 # Layers left in float inside an otherwise INT8 backbone, by graph pattern (measured per
-# backbone in benchmarks.int8_layouts; the choice per architecture is ``float_layout``).
+# backbone in studies/int8_layouts.py; the choice per architecture is ``float_layout``).
 FLOAT_PATTERNS = ("squeeze_excitation", "hardswish")
 FLOAT_LAYOUTS = ("none",) + tuple(  # every combination of the patterns: what int8_layouts measures
     "+".join(parts) for r in range(1, len(FLOAT_PATTERNS) + 1) for parts in combinations(FLOAT_PATTERNS, r))
@@ -139,7 +139,7 @@ def float_layout(arch: str) -> str:
     """The layout INT8 export uses for ``arch`` (the ``arch`` metadata of the FP32 model).
 
     MobileNetV3: the convs around each HardSwish stay float. Measured on a from-scratch
-    mobilenet_v3_small (benchmarks.int8_layouts, 200 held-out images): top-1 agreement 0.94 vs
+    mobilenet_v3_small (studies/int8_layouts.py, 200 held-out images): top-1 agreement 0.94 vs
     0.85 fully quantized, and ONNX Runtime's CPU provider ran it more than 10x faster (batch 1).
     """
     return "hardswish" if arch.startswith("mobilenet_v3") else "none"
@@ -153,7 +153,7 @@ def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
       a GlobalAveragePool and the one feeding a HardSigmoid);
     - ``hardswish``: every conv whose output goes into a HardSwish or whose input comes out of one;
     - a block name (``backbone.15``, ``detector``; see ``block_of``): every quantizable node in it,
-      as ``benchmarks.int8_sensitivity --target`` finds them.
+      as ``python cli.py study int8-sensitivity --target`` finds them.
     """
     parts = [] if layout == "none" else layout.split("+")
     blocks = {block_of(n.name) for n in model.graph.node if n.op_type in QUANTIZED_OPS}

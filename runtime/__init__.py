@@ -3,16 +3,14 @@
 The public API (``from runtime import Model``) is imported on first use, so ``cli.py`` stays quick.
 """
 
+import importlib
+
 __all__ = ["Controls", "Model", "Pipeline", "PipelineOptions", "Prediction"]
+_HOMES = {"Model": "api", "Prediction": "model", "Controls": "controls", "Pipeline": "pipeline",
+          "PipelineOptions": "pipeline"}
 
 
 def __getattr__(name: str):
-    if name in ("Model", "Prediction"):
-        from . import api
-
-        return getattr(api, name)
-    if name in ("Controls", "Pipeline", "PipelineOptions"):
-        from . import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    if name not in _HOMES:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -1,69 +1,77 @@
-"""CLI commands of this package (registered by cli.py). Keep imports here light: no torch."""
+"""CLI commands of this package (registered by cli.py). Keep imports here light: no torch.
 
-import sys
+``webcam`` takes its flags from ``runtime.config.SETTINGS``, and ``run --config FILE`` reads the
+same settings from a TOML file; both end in ``start_run``.
+"""
+
+import inspect
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from .uri import Decoder
-from .validate import ResizeMode, RuntimeDevice, check_webcam_paths
+from . import config as run_config
+from .errors import log
+from .validate import check_webcam_paths
 
 
 def register(app: typer.Typer) -> None:
     app.command("webcam")(webcam)
+    app.command("run")(run)
 
 
-def webcam(
-    model: str = typer.Option(..., "--model", help="Exported model: .onnx, or a TensorRT .engine with its .json, or triton://HOST:PORT/MODEL (triton+http:// for HTTP)"),
-    source: Optional[List[str]] = typer.Option(None, "--source", help="Camera index, video file, image, folder of images, rtsp/http URL, csi://N, v4l2:///dev/videoN or gst://PIPELINE (docs/jetson-cameras.md); repeat for several streams (default: camera 0)"),
-    sources: Optional[Path] = typer.Option(None, "--sources", help="A file with one source per line (# comments)"),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4 or .avi); several streams: a name with {stream}"),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON record per frame: label, probabilities, timings; several streams: a name with {stream}"),
-    no_display: bool = typer.Option(False, "--no-display", help="Never open a window (headless boxes)"),
-    smooth: float = typer.Option(0.0, "--smooth", min=0.0, max=0.99, help="EMA factor for the overlay (0 = off)"),
-    opacity: float = typer.Option(0.45, "--opacity", min=0.0, max=1.0, help="Opacity of the sentiment map (0: not drawn)"),
-    resize: Optional[ResizeMode] = typer.Option(None, "--resize", help="Override the model's input contract (default: the geometry it was trained with): squash (whole frame), crop (centre square) or letterbox"),
-    device: RuntimeDevice = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt (ONNX Runtime providers), or openvino / openvino:CPU / openvino:GPU"),
-    threads: int = typer.Option(-1, "--threads", min=-1, help="Inference threads (-1 = all cores but one, left to capture and drawing; 0 = the back-end's default)"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO only: fp32 (default) or bf16 for a float model; a Q/DQ model runs INT8"),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each stream after this many frames"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per inference call, at most one per stream (default: the number of streams)"),
-    batch_timeout_ms: float = typer.Option(33.0, "--batch-timeout-ms", min=0.0, help="Send a batch that is not full this long after its first frame arrived"),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Run the sources that open when others cannot be opened"),
-    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a live page at [HOST:]PORT (loopback unless HOST is given)"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="WSCNET_TOKEN", help="Secret every route but /healthz requires (bearer or ?token=)"),
-    max_clients: int = typer.Option(8, "--max-clients", min=1, help="Viewers at once; the next gets 503"),
-    realtime: bool = typer.Option(False, "--realtime", help="Play a file at its own frame rate (to watch it live)"),
-    decoder: Decoder = typer.Option("auto", "--decoder", help="How RTSP streams and H.264/H.265 files are decoded: opencv (FFmpeg), cpu (GStreamer avdec), nvdec (Jetson nvv4l2decoder), auto (nvdec where it exists, else opencv)"),
-) -> None:
+def webcam(**flags) -> None:
     """Run the sentiment model on cameras, videos, images or streams with a live overlay; several sources share one model, batched."""
-    from .sources import read_source_list
-    from .video import run_videos
+    start_run(run_config.from_flags(flags))
 
-    check_webcam_paths(model, save, jsonl)
+
+webcam.__signature__ = inspect.Signature(run_config.typer_parameters())
+
+
+def run(config: Path = typer.Option(..., "--config", help="A TOML file with the settings webcam takes as flags "
+                                    "([model], [sources], [output], [overlay], [batching], [serve])")) -> None:
+    """Run as a service from one config file (the same settings as webcam's flags): python cli.py run --config edge.toml."""
+    start_run(run_config.from_toml(config))
+
+
+def start_run(cfg: run_config.RunConfig) -> None:
+    from .sinks.disk import parse_size
+    from .sources import read_source_list
+    from .video import check_run, run_videos
+
+    save, jsonl = cfg["save"], cfg["jsonl"]
+    check_webcam_paths(cfg["model"], save, None if jsonl in (None, "-") else Path(jsonl))
     live = None
-    if serve is not None:
+    if cfg["serve"] is not None:
         from .serve import parse_address
 
-        host, port = parse_address(serve)
-        live = {"host": host, "port": port, "token": token, "max_clients": max_clients}
-    specs = list(source or []) + (read_source_list(sources) if sources is not None else [])
+        host, port = parse_address(cfg["serve"])
+        live = {"host": host, "port": port, "token": cfg["token"], "max_clients": cfg["max_clients"]}
+    specs = list(cfg["source"] or []) + (read_source_list(cfg["sources"]) if cfg["sources"] is not None else [])
     all_stats = run_videos(
-        model, specs or ["0"], keep_going=keep_going, device=device, threads=threads, precision=precision, resize=resize,
-        save=save, jsonl=jsonl, display=False if no_display else None, smooth=smooth, opacity=opacity,
-        max_frames=max_frames, batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-        serve=live, realtime=realtime, decoder=decoder,
+        cfg["model"], specs or ["0"], keep_going=cfg["keep_going"], device=cfg["device"], threads=cfg["threads"],
+        precision=cfg["precision"], resize=cfg["resize"], save=save, jsonl=jsonl,
+        display=False if cfg["no_display"] else None, smooth=cfg["smooth"], opacity=cfg["opacity"],
+        max_frames=cfg["max_frames"], batch_size=cfg["batch_size"], batch_timeout_ms=cfg["batch_timeout_ms"],
+        serve=live, realtime=cfg["realtime"], reconnect=cfg["reconnect"], decoder=cfg["decoder"],
+        watch_model=cfg["watch_model"],
+        segment_s=cfg["segment"], max_disk=parse_size(cfg["max_disk"]) if cfg["max_disk"] else None,
+        min_free=parse_size(cfg["min_free"]),
     )
+    _report(all_stats, save, jsonl)
+    check_run(all_stats)
+
+
+def _report(all_stats, save, jsonl) -> None:
+    if not any(s.frames_out for s in all_stats):
+        return  # nothing ran (every source gone from the start): check_run says why
     for stats in all_stats:
         prefix = f"{stats.stream}: " if len(all_stats) > 1 else ""
-        print(prefix + stats.summary_line(), file=sys.stderr)
+        log.info(prefix + stats.summary_line())
     if len(all_stats) > 1:
         frames = sum(s.frames_out for s in all_stats)
         wall = max(s.wall_s for s in all_stats)
-        print(f"{len(all_stats)} streams: {frames} frames in {wall:.1f} s ({frames / max(wall, 1e-9):.1f} fps together)",
-              file=sys.stderr)
+        log.info(f"{len(all_stats)} streams: {frames} frames in {wall:.1f} s ({frames / max(wall, 1e-9):.1f} fps together)")
     if save is not None:
-        print(f"saved {save}", file=sys.stderr)
-    if jsonl is not None:
-        print(f"wrote {jsonl}", file=sys.stderr)
+        log.info(f"saved {save}")
+    if jsonl not in (None, "-"):
+        log.info(f"wrote {jsonl}")

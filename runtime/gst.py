@@ -37,15 +37,9 @@ try:
 except ImportError:  # not POSIX: pipes keep their default size
     fcntl = None  # type: ignore[assignment]
 
-from .errors import RuntimeUserError
-from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, Source
+from .errors import RuntimeUserError, SourceUnavailable
+from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, LiveSource, ReconnectPolicy, Source
 from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_codec, rtsp_pipeline, split_uri, v4l2_pipeline
-
-try:
-    from .errors import SourceUnavailable
-except ImportError:  # stand-in until runtime.errors defines it
-    class SourceUnavailable(Exception):  # type: ignore[no-redef]
-        """A live source cannot deliver frames right now: worth retrying."""
 
 log = logging.getLogger("runtime")
 
@@ -54,6 +48,7 @@ INSPECT = "gst-inspect-1.0"
 SINK = "wscnet_frames"  # the name of the fdsink whose negotiated caps give the frame size
 START_TIMEOUT_S = 20.0  # a CSI camera or an RTSP handshake takes seconds
 STALL_TIMEOUT_S = 10.0  # a live pipeline silent this long is lost
+STOP_POLL_S = 0.5  # how often a blocked read looks at the pipeline's stop flag
 LIVE_ELEMENTS = ("nvarguscamerasrc", "nvv4l2camerasrc", "v4l2src", "libcamerasrc", "rtspsrc", "udpsrc",
                  "tcpclientsrc", "souphttpsrc", "srtsrc", "ximagesrc")
 LEAKY_QUEUE = "queue max-size-buffers=1 leaky=downstream"  # a live source's newest frame wins
@@ -342,17 +337,16 @@ class GstProcess:
                 self._settled.set()
         self._settled.set()
 
-    def read_frame(self, stall_timeout: float | None = None) -> np.ndarray | None:
-        """The next H×W×3 BGR frame; None at the end of the stream (a partial frame is dropped) or,
-        with ``stall_timeout``, when no byte came for that long."""
+    def read_frame(self, stall_timeout: float | None = None, stop: threading.Event | None = None) -> np.ndarray | None:
+        """The next H×W×3 BGR frame; None at the end of the stream (a partial frame is dropped), or,
+        with ``stall_timeout``, when no byte came for that long, or once ``stop`` is set."""
         assert self.layout is not None
         size = self.layout.nbytes
         data = np.empty(size, np.uint8)
         view = memoryview(data)
         got = 0
         while got < size:
-            if stall_timeout is not None and not select.select([self._frames_fd], [], [], stall_timeout)[0]:
-                log.warning("GStreamer pipeline delivered nothing for %.0f s", stall_timeout)
+            if stall_timeout is not None and not self._wait_readable(stall_timeout, stop):
                 return None
             count = os.readv(self._frames_fd, [view[got:]])
             if count == 0:
@@ -361,6 +355,20 @@ class GstProcess:
                 return None
             got += count
         return self.layout.to_bgr(data)
+
+    def _wait_readable(self, stall_timeout: float, stop: threading.Event | None) -> bool:
+        """Block until the pipe has bytes (True), for at most ``stall_timeout`` s, looking at ``stop``
+        twice a second."""
+        waited = 0.0
+        while waited < stall_timeout:
+            if stop is not None and stop.is_set():
+                return False
+            step = min(STOP_POLL_S, stall_timeout - waited)
+            if select.select([self._frames_fd], [], [], step)[0]:
+                return True
+            waited += step
+        log.warning("GStreamer pipeline delivered nothing for %.0f s", stall_timeout)
+        return False
 
     def exit_status(self) -> tuple[int | None, str]:
         """The child's exit code once its output ended (None while it runs) and its last error line."""
@@ -404,71 +412,21 @@ def _widen_pipe(fd: int, frame_bytes: int) -> None:
 
 
 # ---- sources ---------------------------------------------------------------------------------------
-try:
-    from .sources import LiveSource
-except ImportError:
-    class LiveSource(Source):  # type: ignore[no-redef]
-        """Stand-in for the reconnecting base of runtime.sources: ``_connect`` / ``_read`` /
-        ``_disconnect``; a lost source is reconnected ``retries`` times with a growing pause."""
-
-        live = True
-        retries = 3
-        retry_delay = 0.5
-
-        def _connect(self) -> None:
-            raise NotImplementedError
-
-        def _read(self) -> np.ndarray | None:
-            raise NotImplementedError
-
-        def _disconnect(self) -> None:
-            raise NotImplementedError
-
-        def frames(self):
-            start, index = time.perf_counter(), 0
-            while True:
-                image = self._read()
-                if image is None:
-                    self._disconnect()
-                    if not self._reconnect():
-                        return
-                    continue
-                now = time.perf_counter()
-                yield Frame(index, now - start, image, now)
-                index += 1
-
-        def _reconnect(self) -> bool:
-            for attempt in range(1, self.retries + 1):
-                log.warning("%s stopped delivering frames; reconnecting (%d/%d)", self.description, attempt,
-                            self.retries)
-                time.sleep(self.retry_delay * attempt)
-                try:
-                    self._connect()
-                    return True
-                except SourceUnavailable as exc:
-                    log.warning("%s: %s", self.description, exc)
-            log.warning("%s is gone after %d reconnection attempts; ending the run", self.description, self.retries)
-            return False
-
-
 def _adopt_caps(source: Source, caps: Caps) -> None:
     source.width, source.height = caps.width, caps.height
     source.fps = caps.fps if caps.fps and 1.0 <= caps.fps <= 240.0 else DEFAULT_FPS
 
 
 class GstLiveSource(LiveSource):
-    """A camera or stream through gst-launch: reconnected (a new child) when the child dies or stalls."""
+    """A camera or stream through gst-launch: a new child when the old one dies, stalls or ends
+    (``LiveSource`` decides when). A missing element or a pipeline that cannot be linked is an
+    error at once; a device or stream that cannot be reached is retried."""
 
-    def __init__(self, spec: str, pipeline: str, description: str) -> None:
+    def __init__(self, spec: str, pipeline: str, description: str, policy: ReconnectPolicy | None = None) -> None:
         require_elements(spec, pipeline)
         self.pipeline = pipeline
-        self.description = description
         self.process: GstProcess | None = None
-        self.corrupt = self.unread = 0
-        try:
-            self._connect()
-        except SourceUnavailable as exc:
-            raise RuntimeUserError(f"{description}: {exc}") from None
+        super().__init__(description, policy)
 
     def _connect(self) -> None:
         process = GstProcess(self.pipeline, live=True)
@@ -484,8 +442,8 @@ class GstLiveSource(LiveSource):
     def _read(self) -> np.ndarray | None:
         if self.process is None:
             return None
-        image = self.process.read_frame(STALL_TIMEOUT_S)
-        if image is None:
+        image = self.process.read_frame(STALL_TIMEOUT_S, self._stop)
+        if image is None and not self._stop.is_set():
             code, error = self.process.exit_status()
             log.info("%s: GStreamer child ended (exit code %s)%s", self.description, code, f": {error}" if error else "")
         return image
@@ -494,9 +452,6 @@ class GstLiveSource(LiveSource):
         if self.process is not None:
             self.process.stop()
             self.process = None
-
-    def close(self) -> None:
-        self._disconnect()
 
 
 class GstPipelineSource(Source):
@@ -518,7 +473,7 @@ class GstPipelineSource(Source):
     def frames(self):
         index = 0
         while (image := self.process.read_frame()) is not None:
-            yield Frame(index, index / self.fps, image, time.perf_counter())
+            yield Frame(index, index / self.fps, image, time.perf_counter(), time.time())
             index += 1
             self.decoded += 1
         code, error = self.process.exit_status()
@@ -538,18 +493,19 @@ def local_path(spec: str) -> str:
     return spec[len("file://"):] if spec[:7].lower() == "file://" else spec
 
 
-def open_gstreamer(spec: str, decoder: str = "auto") -> Source | None:
+def open_gstreamer(spec: str, decoder: str = "auto", policy: ReconnectPolicy | None = None) -> Source | None:
     """The GStreamer source ``spec`` names, or None when OpenCV opens it: camera indexes, http,
-    images, and RTSP or files under ``--decoder opencv`` (or ``auto`` without hardware decoding)."""
+    images, and RTSP or files under ``--decoder opencv`` (or ``auto`` without hardware decoding).
+    ``policy``: how a live source is reconnected."""
     scheme = spec.partition("://")[0].lower() if URL.match(spec) else ""
     if scheme in ("csi", "v4l2"):
         uri = split_uri(spec)
         pipeline = csi_pipeline(uri) if scheme == "csi" else v4l2_pipeline(uri)
-        return GstLiveSource(spec, pipeline, f"{scheme.upper()} camera {uri.target}")
+        return GstLiveSource(spec, pipeline, f"{scheme.upper()} camera {uri.target}", policy)
     if scheme == "gst":
-        return _pipeline_source(split_uri(spec))
+        return _pipeline_source(split_uri(spec), policy)
     if scheme == "rtsp":
-        return _rtsp_source(split_uri(spec), decoder)
+        return _rtsp_source(split_uri(spec), decoder, policy)
     return None if scheme else _file_source(Path(spec), decoder)
 
 
@@ -569,23 +525,23 @@ def _parser_wanted(decoder: str, codec: str) -> bool:
     return decoder == "nvdec" or element_exists(f"{codec}parse")
 
 
-def _pipeline_source(uri: SourceURI) -> Source:
+def _pipeline_source(uri: SourceURI, policy: ReconnectPolicy | None) -> Source:
     if not uri.target:
         raise RuntimeUserError(f"{uri.spec}: gst:// needs a pipeline, e.g. gst://videotestsrc ! video/x-raw,width=640")
     description = "pipeline " + (uri.target if len(uri.target) <= 60 else uri.target[:57] + "...")
     first = pipeline_elements(uri.target)[:1]
     if (first and first[0] in LIVE_ELEMENTS) or re.search(r"\bis-live=(true|1)\b", uri.target):
-        return GstLiveSource(uri.spec, uri.target, description)
+        return GstLiveSource(uri.spec, uri.target, description, policy)
     return GstPipelineSource(uri.spec, uri.target, description)
 
 
-def _rtsp_source(uri: SourceURI, decoder: str) -> Source | None:
+def _rtsp_source(uri: SourceURI, decoder: str, policy: ReconnectPolicy | None) -> Source | None:
     codec = rtsp_codec(uri)
     chosen = resolve_decoder(decoder, codec)
     if chosen is None:
         return None
     pipeline = rtsp_pipeline(uri, chosen, _parser_wanted(chosen, codec))
-    return GstLiveSource(uri.spec, pipeline, f"stream {uri.target}")
+    return GstLiveSource(uri.spec, pipeline, f"stream {uri.target}", policy)
 
 
 def _file_source(path: Path, decoder: str) -> Source | None:

@@ -20,3 +20,20 @@ class EmaSmoother:
             previous *= self.factor
             previous += (1.0 - self.factor) * value
         return self._state[name]
+
+
+class RateMeter:
+    """Events per second, smoothed: ``tick()`` at each event returns the current rate (an EMA of the
+    instantaneous rates, weight ``keep`` on the previous figure)."""
+
+    def __init__(self, keep: float = 0.9) -> None:
+        self.keep = keep
+        self.rate = 0.0
+        self._last: float | None = None
+
+    def tick(self, now: float) -> float:
+        if self._last is not None:
+            instant = 1.0 / max(now - self._last, 1e-6)
+            self.rate = instant if self.rate == 0.0 else self.keep * self.rate + (1.0 - self.keep) * instant
+        self._last = now
+        return self.rate

@@ -17,13 +17,11 @@ conversion and the sink.
 from dataclasses import dataclass, field
 from pathlib import Path
 from shlex import quote
-from typing import Literal
 from urllib.parse import parse_qsl
 
 from .errors import RuntimeUserError
 
-DECODERS = ("auto", "opencv", "cpu", "nvdec")
-Decoder = Literal[DECODERS]  # type: ignore[valid-type]
+DECODERS = ("auto", "opencv", "cpu", "nvdec")  # --decoder
 GST_SCHEMES = ("csi", "v4l2", "gst")
 CODECS = ("h264", "h265")
 V4L2_FORMATS = {"mjpg": "image/jpeg", "yuyv": "video/x-raw,format=YUY2"}

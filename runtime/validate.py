@@ -5,9 +5,10 @@ OpenCV only: every package's commands use these (the runtime never imports torch
 from pathlib import Path
 from typing import Literal
 
-from .backends import DEVICES
-from .errors import RuntimeUserError
+from .choices import DEVICES, is_triton_url
 from .contract import GEOMETRIES
+from .errors import RuntimeUserError
+from .videoio import writable_video_suffixes
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # choices typer lists in --help and enforces (exit code 2)
@@ -40,8 +41,6 @@ def check_output_folder(path: Path | None, option: str) -> None:
 
 def check_video_output(path: Path | None, option: str = "--save") -> None:
     """A video file path whose container the installed OpenCV writer can produce."""
-    from .sinks import writable_video_suffixes
-
     if path is None:
         return
     check_output_file(path, option)
@@ -64,8 +63,6 @@ def check_runtime_model(path: Path) -> None:
 
 def check_webcam_paths(model: Path, save: Path | None, jsonl: Path | None) -> None:
     """Everything ``webcam`` can check before it loads the model or opens the source."""
-    from .backends.triton_backend import is_triton_url
-
     if not is_triton_url(model):
         check_runtime_model(Path(model))
     check_video_output(save, "--save")

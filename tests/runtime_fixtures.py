@@ -1,16 +1,17 @@
 """Real files for the runtime tests: an exported WSCNet ONNX model and videos written by OpenCV.
 
-Shared by tests/test_runtime_*.py (imported, not a conftest, so the other rooms' fixtures stay theirs).
-The model is built once per test session with the export room's own code, so the runtime is tested
+Shared by tests/test_runtime_*.py (imported, not a conftest, so the other packages' tests do not load them).
+The model is built once per test session with the export package's own code, so the runtime is tested
 on files exactly as ``python cli.py export`` writes them.
 """
 
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from runtime.sinks import read_records
 
 MODEL_SIZE = 64
 NUM_CLASSES = 6
@@ -69,7 +70,8 @@ def read_all(path: Path) -> list[np.ndarray]:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The frame records of a webcam JSONL (events, the other kind of record, are left out)."""
+    return read_records(path, "frames")
 
 
 class FakeCapture:

@@ -189,15 +189,30 @@ def decode(jpeg: bytes) -> np.ndarray:
 
 
 def metrics(url: str, headers: dict | None = None) -> dict:
-    """/metrics parsed into {'name{labels}': value}."""
+    """/metrics parsed into {'name{labels}': value}; a key may name its labels in any order."""
     status, _, body = get(url + "metrics", headers)
     assert status == 200
-    out = {}
+    out = _Samples()
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+class _Samples(dict):
+    """Samples by their text key, with the labels sorted: the exposition format leaves their order free."""
+
+    @staticmethod
+    def canonical(key: str) -> str:
+        name, brace, labels = key.partition("{")
+        return f"{name}{{{','.join(sorted(labels.rstrip('}').split(',')))}}}" if brace else key
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(self.canonical(key), value)
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.canonical(key))
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from benchmarks.backbone_table import main as backbone_table
+from studies.backbone_table import run_backbone_table as backbone_table
 from wscnet.synth import SynthConfig, write_synth_set
 from wscnet.training import TrainOptions, train
 

@@ -202,6 +202,18 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "bench.json").exists()
 
 
+@pytest.mark.parametrize("option, value, example", [
+    ("--img-size", "64x48", "e.g. 224,448 (one side each: inputs are square)"),
+    ("--batch", "1;8", "e.g. 1,8"),
+])
+def test_cli_list_option_error_shows_an_example_of_that_option(tmp_path, option, value, example):
+    proc = subprocess.run([sys.executable, "cli.py", "bench", "resnet18", option, value, "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {option} takes comma-separated integers, {example}; got {value!r}"]
+
+
 class FakeCudart:
     """cuda-python's event calls, answering like the real binding: (error, value) tuples."""
 

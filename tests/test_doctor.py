@@ -9,7 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from benchmarks.doctor import run_doctor
+from jobs.doctor import run_doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,12 +43,20 @@ def test_smoke_test_of_onnx_runtime_as_json():
     assert report["failed"] == []
 
 
-def test_requested_backend_that_cannot_run_is_exit_1_with_the_reason():
+def test_requested_backend_that_cannot_run_is_exit_3_with_the_reason():
     result = _cli("--backends", "trt-fp16,ort-quantum")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "error: requested back-end(s) not working here: " in result.stderr
     assert "ort-quantum" in result.stderr
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("smoke ")}
     assert "unknown back-end" in lines["ort-quantum"]
     if not torch.cuda.is_available():
         assert "trt-fp16" in result.stderr and "skipped" in lines["trt-fp16"] and "no CUDA GPU" in lines["trt-fp16"]
+
+
+def test_backends_named_as_webcam_device_names_them():
+    """``openvino`` (webcam --device) and the older ``ov`` are the same row; ``cpu`` is ONNX Runtime's."""
+    result = _cli("--backends", "openvino,ov,cpu", "--no-smoke")
+    assert result.returncode == 0, result.stderr[-2000:]
+    smoke = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("smoke ")]
+    assert smoke == ["ov", "ort"]

@@ -22,7 +22,7 @@ import pytest
 
 from runtime import gst
 from runtime.errors import RuntimeUserError
-from runtime.sources import VideoSource, open_source
+from runtime.sources import VideoFileSource, open_source
 from runtime.uri import csi_pipeline, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
 from tests.runtime_fixtures import FRAME_H, FRAME_W, exported_model, read_all, read_jsonl, scene
 
@@ -229,36 +229,54 @@ def test_unlinkable_pipeline_names_the_elements():
 
 
 @needs_gst
-def test_rtsp_through_gstreamer_that_cannot_connect_names_rtspsrc():
+def test_rtsp_through_gstreamer_that_cannot_connect_is_lost_naming_rtspsrc():
     import socket
 
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(RuntimeUserError, match=rf"stream rtsp://127.0.0.1:{port}/cam: GStreamer element rtspsrc0: "):
-        open_source(f"rtsp://127.0.0.1:{port}/cam#latency=0", decoder="cpu")
+    source = open_source(f"rtsp://127.0.0.1:{port}/cam#latency=0", reconnect=0, decoder="cpu")
+    assert isinstance(source, gst.GstLiveSource) and source.description == f"stream rtsp://127.0.0.1:{port}/cam"
+    source.attach(threading.Event(), lambda kind, data: None)
+    assert list(source.frames()) == [] and source.lost
+    assert source.problem.startswith("GStreamer element rtspsrc0: Could not open resource")
     with pytest.raises(RuntimeUserError, match="codec must be one of h264, h265, got 'h266'"):
         open_source(f"rtsp://127.0.0.1:{port}/cam#codec=h266")  # checked even when OpenCV would read it
 
 
 @needs_gst
-def test_killed_live_pipeline_is_reconnected():
+def test_killed_live_pipeline_is_reconnected_with_offline_and_online_events():
+    from runtime.events import SOURCE_OFFLINE, SOURCE_ONLINE
+    from runtime.sources import ReconnectPolicy
+
     source = open_source("gst://videotestsrc is-live=true ! video/x-raw,width=32,height=24,framerate=30/1")
+    events = []
     try:
         assert isinstance(source, gst.GstLiveSource) and source.live
-        source.retry_delay = 0.05
+        source.policy = ReconnectPolicy(None, initial_s=0.05, cap_s=0.1)
+        source.attach(threading.Event(), lambda kind, data: events.append(kind))
         frames = source.frames()
-        for _ in range(3):
-            next(frames)
+        before = [next(frames) for _ in range(3)]
         first_child = source.process.proc
         os.kill(first_child.pid, signal.SIGKILL)
         after = [next(frames) for _ in range(5)]  # reads past the death: a new child delivers
         assert first_child.wait(5) == -signal.SIGKILL
         assert source.process.proc.pid != first_child.pid and source.process.proc.poll() is None
-        assert all(f.image.shape == (24, 32, 3) for f in after)
+        assert all(f.image.shape == (24, 32, 3) for f in before + after)
+        assert [f.index for f in before + after] == list(range(8))
     finally:
         source.close()
+    assert events == [SOURCE_OFFLINE, SOURCE_ONLINE] and source.outages == 1
     assert source.process is None
+
+
+@needs_gst
+def test_unreachable_camera_is_retried_then_given_up_with_gstreamers_reason(tmp_path):
+    source = open_source(f"v4l2://{tmp_path}/video7?format=yuyv", reconnect=0)  # no such device
+    assert isinstance(source, gst.GstLiveSource) and not source.connected
+    source.attach(threading.Event(), lambda kind, data: None)
+    assert list(source.frames()) == [] and source.lost
+    assert source.problem.startswith("GStreamer element v4l2src0: Cannot identify device")
 
 
 @needs_gst
@@ -271,6 +289,9 @@ def test_connect_works_again_after_the_child_died():
         source._disconnect()
         source._connect()
         assert source._read().shape == (8, 16, 3)
+        stop = threading.Event()
+        stop.set()
+        assert source.process.read_frame(gst.STALL_TIMEOUT_S, stop) is None  # a stopped run does not wait
     finally:
         source.close()
 
@@ -291,8 +312,8 @@ def test_h264_file_through_gstreamer_decodes_the_frames_opencv_decodes(tmp_path)
     # one bitstream, two YUV->BGR conversions: a level or two apart at most
     worst = max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, reference))
     assert worst < 2.0
-    assert isinstance(open_source(str(video), decoder="opencv"), VideoSource)
-    assert isinstance(open_source(str(video)), VideoSource)  # auto, no hardware decoder here
+    assert isinstance(open_source(str(video), decoder="opencv"), VideoFileSource)
+    assert isinstance(open_source(str(video)), VideoFileSource)  # auto, no hardware decoder here
 
 
 @needs_gst

@@ -1,8 +1,8 @@
-"""benchmarks.int8_sensitivity: the margin report on hand-made probabilities, block names."""
+"""studies.int8_sensitivity: the margin report on hand-made probabilities, block names."""
 
 import numpy as np
 
-from benchmarks.int8_sensitivity import greedy_float_blocks, margin_report
+from studies.int8_sensitivity import greedy_float_blocks, margin_report
 from export.int8 import block_of
 
 

@@ -88,7 +88,7 @@ def test_budget_caps_the_limit_and_rejects_nonsense(monkeypatch):
 
 
 def test_bench_row_that_would_not_fit_is_skipped_with_the_figure(small, monkeypatch):
-    from benchmarks.backends import SPECS
+    from benchmarks.engines import SPECS
     from benchmarks.bench import worker_memory_shortfall
 
     config = {"arch": "resnet18", "num_classes": 6}

@@ -222,7 +222,7 @@ def test_sinks_and_controls_plug_in_per_stream(dynamic_model, tmp_path):
                             PipelineOptions(display=False, progress=False, mosaic=True))
         plain, mapped = Collect(), Collect()
         pipeline.streams[0].sinks.append(plain)
-        pipeline.streams[0].controls = Controls(show_map=False)
+        pipeline.streams[0].controls = Controls(map=False)
         pipeline.streams[1].sinks.append(mapped)
         pipeline.run()
     src = read_all(video)

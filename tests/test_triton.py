@@ -38,7 +38,7 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    from export.pipeline import ExportRequest, run_export
+    from export.exporter import ExportRequest, run_export
 
     checkpoint = exported_model(tmp_path_factory).with_name("r18.pt")
     out = tmp_path_factory.mktemp("triton-repo")
@@ -291,7 +291,7 @@ def test_gpu_models_fp32_onnx_with_tensorrt_fp16_and_the_plan_beside_it(reposito
     an engine in the folder becomes a ``tensorrt_plan`` model whose batch follows the engine's profile."""
     import shutil
 
-    from export.metadata import read_metadata
+    from export.onnx_metadata import read_metadata
     from export.triton_repo import write_triton_repository
 
     shutil.copy2(repository / "model.onnx", tmp_path / "model.onnx")
@@ -314,7 +314,7 @@ def test_gpu_models_fp32_onnx_with_tensorrt_fp16_and_the_plan_beside_it(reposito
 
 
 def test_a_fixed_batch_engine_is_served_unbatched_and_another_models_engine_is_refused(repository, tmp_path):
-    from export.metadata import read_metadata
+    from export.onnx_metadata import read_metadata
     from export.triton_repo import write_tensorrt_model
     from wscnet.errors import UserError
 

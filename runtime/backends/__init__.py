@@ -5,11 +5,10 @@ TensorRT), unless the device asks for OpenVINO (``openvino``, ``openvino:CPU``, 
 import os
 from pathlib import Path
 
+from ..choices import DEVICES, ENGINE_SUFFIXES, is_openvino_device, is_triton_url
 from ..errors import RuntimeUserError
+from ..validate import check_runtime_model
 from .base import OUTPUT_NAMES, Backend
-
-DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino", "openvino:CPU", "openvino:GPU")
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 def open_backend(path: str | Path, device: str = "auto", threads: int = 0, precision: str | None = None) -> Backend:
@@ -21,8 +20,6 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
     ``inference_threads``). ``precision``: OpenVINO's float type, ``fp32`` (default) or ``bf16``;
     every other back-end runs the file's own precision.
     """
-    from .triton_backend import is_triton_url
-
     if is_triton_url(path):  # the server runs the model; device and threads are its business
         return open_triton(str(path))
     path = Path(path)
@@ -57,8 +54,6 @@ def backend_for(path: Path, device: str, threads: int, precision: str | None) ->
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend()
-    from ..validate import check_runtime_model
-
     check_runtime_model(path)  # a checkpoint: says how to export it
     raise RuntimeUserError(f"{path}: unknown model type {suffix!r}; expected .onnx, .engine or .plan")
 
@@ -84,9 +79,6 @@ def inference_threads(threads: int) -> int:
         return max(1, (os.cpu_count() or 2) - 1)
     return threads
 
-
-def is_openvino_device(device: str) -> bool:
-    return device == "openvino" or device.startswith("openvino:")
 
 
 __all__ = ["Backend", "DEVICES", "OUTPUT_NAMES", "inference_threads", "open_backend"]

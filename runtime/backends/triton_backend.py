@@ -12,25 +12,21 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..choices import TRITON_SCHEMES, is_triton_url  # noqa: F401 (is_triton_url: part of this module's interface)
 from ..errors import RuntimeUserError
 from ..metadata import ModelMetadata
 from .base import OUTPUT_NAMES, Backend
 
-SCHEMES = {"triton": "grpc", "triton+grpc": "grpc", "triton+http": "http"}
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 RETRIES = 3  # failed calls in a row before the run ends
 RETRY_WAIT_S = 0.5  # doubled after each failure
 TIMEOUT_S = 10.0
 
 
-def is_triton_url(model) -> bool:
-    return isinstance(model, str) and model.split("://", 1)[0] in SCHEMES and "://" in model
-
-
 def parse_triton_url(url: str) -> tuple[str, str, str]:
     """(protocol, "host:port", model name) of a ``triton://`` address; one line when it is not one."""
     parts = urlsplit(url)
-    protocol = SCHEMES.get(parts.scheme)
+    protocol = TRITON_SCHEMES.get(parts.scheme)
     name = parts.path.strip("/")
     if protocol is None or not parts.hostname or not name or "/" in name:
         raise RuntimeUserError(f"{url}: expected triton://HOST:PORT/MODEL (gRPC) or triton+http://HOST:PORT/MODEL")

@@ -1,31 +1,50 @@
-"""The live server as one more per-stream sink of ``runtime.pipeline.Pipeline``: each rendered
-frame and its JSONL record go to the page, and the page's controls (opacity, smoothing, map on/off)
-become the stream's overlay controls for the next frame."""
+"""The live server as a sink of a pipeline: every stream's rendered frames, records and events go to
+the page under the stream's own name, and the page's controls are the streams' overlay controls."""
 
-from .controls import Controls, OverlaySettings
+import webbrowser
+
+from ..sinks import Sink
 from .info import model_info
 from .server import LiveServer
 
 
-class LiveSink:
+class LiveSink(Sink):
+    name = "live"
+
     def __init__(self, server: LiveServer, stream, hub: str) -> None:
         self.server, self.stream, self.hub = server, stream, hub
 
     def write(self, frame, prediction) -> None:
         self.server.publish(frame, prediction.to_dict(), stream=self.hub, dropped=self.stream.stats.dropped)
-        settings = self.server.controls.current()
-        controls = self.stream.controls
-        controls.opacity, controls.smooth, controls.show_map = settings.opacity, settings.smoothing, settings.map
+
+    def event(self, event) -> None:
+        self.server.publish_event(event.to_dict(), stream=self.hub)
 
 
-def serve_pipeline(pipeline, serve: dict, resize: str | None = None) -> LiveServer:
-    """Start a LiveServer (``serve``: host, port, token, max_clients) for every stream of ``pipeline``."""
-    model, options = pipeline.model, pipeline.options
+def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=None) -> LiveServer:
+    """Start a LiveServer (``serve``: host, port, token, max_clients) for every stream of ``pipeline``;
+    ``on_reload`` answers ``POST /model/reload`` (None or the reason a new file was refused)."""
+    model, serve = pipeline.model, dict(serve)
+    open_browser = serve.pop("open_browser", False)
     info = model_info(model.metadata, model.description, resize)
-    hubs = [str(i) for i in range(len(pipeline.streams))]
-    server = LiveServer(**serve, model_info=info, streams=hubs,
-                        controls=Controls(OverlaySettings(options.opacity, options.smooth)))
+    server = LiveServer(**serve, model_info=info, streams=[s.name for s in pipeline.streams],
+                        controls=pipeline.streams[0].controls)
+    server.on_reload = on_reload
+    server.output_counters = lambda: _output_counters(pipeline)
     server.start()
-    for hub, stream in zip(hubs, pipeline.streams):
-        stream.sinks.append(LiveSink(server, stream, hub))
+    if open_browser:
+        webbrowser.open(server.url)  # does nothing where no browser is known
+    for stream in pipeline.streams:
+        stream.controls = server.controls  # one set of controls for the page and every stream
+        stream.sinks.append(LiveSink(server, stream, stream.name))
     return server
+
+
+def _output_counters(pipeline) -> dict:
+    figures: dict = {}
+    for stream in pipeline.streams:
+        for sink in list(stream.sinks):
+            counters = sink.counters()
+            if counters:
+                figures.setdefault(stream.name, {})[sink.name] = counters
+    return figures

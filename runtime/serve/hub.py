@@ -7,14 +7,16 @@ only when someone asks for it; a frame nobody asked for is never encoded.
 
 import threading
 import time
+from collections import Counter, deque
 
 import cv2
 import numpy as np
 
-from .metrics import Histogram
+from ..smoothing import RateMeter
 
 JPEG_QUALITY = 80
 RATE_SMOOTHING = 0.9  # EMA weight of the previous fps / latency figures shown on the page
+EVENTS_KEPT = 64  # recent events per stream, for listeners that join or fall behind
 
 
 class StreamHub:
@@ -31,16 +33,16 @@ class StreamHub:
         self._jpeg_index = None
         self.jpeg_encodes = 0
         self.dropped = 0
-        self.fps = 0.0
+        self.rate = RateMeter(RATE_SMOOTHING)
         self.inference_ms = 0.0
         self.end_to_end_ms = 0.0
-        self._last_publish: float | None = None
-        self.inference = Histogram()
-        self.end_to_end = Histogram()
+        self.online = True
+        self.event_counts: Counter = Counter()
+        self._events: deque = deque(maxlen=EVENTS_KEPT)  # (seq, event dict)
+        self._events_seq = 0
 
     def publish(self, frame: np.ndarray, record: dict, dropped: int | None = None) -> None:
         """Keep ``frame`` (by reference: the caller must not change it afterwards) and ``record``."""
-        now = time.perf_counter()
         inference_ms = float(record.get("inference_ms", 0.0))
         end_to_end_ms = float(record.get("end_to_end_ms", 0.0))
         with self._lock:
@@ -48,14 +50,27 @@ class StreamHub:
             self.seq += 1
             if dropped is not None:
                 self.dropped = int(dropped)
-            if self._last_publish is not None:
-                rate = 1.0 / max(now - self._last_publish, 1e-6)
-                self.fps = _ema(self.fps, rate)
-            self._last_publish = now
+            self.rate.tick(time.perf_counter())
             self.inference_ms = _ema(self.inference_ms, inference_ms)
             self.end_to_end_ms = _ema(self.end_to_end_ms, end_to_end_ms)
-            self.inference.observe(inference_ms / 1000.0)
-            self.end_to_end.observe(end_to_end_ms / 1000.0)
+
+    def publish_event(self, event: dict) -> None:
+        """Keep one event (``Event.to_dict()``); a source's events also set ``online``."""
+        with self._lock:
+            self._events_seq += 1
+            self._events.append((self._events_seq, event))
+            self.event_counts[event["event"]] += 1
+            if event["event"] in ("source_offline", "source_online"):
+                self.online = event["event"] == "source_online"
+
+    def events_seq(self) -> int:
+        with self._lock:
+            return self._events_seq
+
+    def events_after(self, seq: int) -> list[tuple[int, dict]]:
+        """The kept events newer than ``seq``, oldest first."""
+        with self._lock:
+            return [(s, e) for s, e in self._events if s > seq]
 
     def newest(self) -> tuple[int, np.ndarray | None, dict | None]:
         with self._lock:
@@ -79,9 +94,10 @@ class StreamHub:
     def stats(self) -> dict:
         """The page's readouts, and copies of the histograms for /metrics, read together."""
         with self._lock:
-            return {"inference_hist": self.inference.copy(), "end_to_end_hist": self.end_to_end.copy(),"stream": self.name, "frames": self.seq, "fps": round(self.fps, 2),
+            return {"stream": self.name, "frames": self.seq, "fps": round(self.rate.rate, 2),
                     "inference_ms": round(self.inference_ms, 2), "end_to_end_ms": round(self.end_to_end_ms, 2),
-                    "dropped": self.dropped, "jpeg_encodes": self.jpeg_encodes}
+                    "dropped": self.dropped, "jpeg_encodes": self.jpeg_encodes, "online": self.online,
+                    "events": dict(self.event_counts)}
 
 
 def _ema(previous: float, value: float) -> float:

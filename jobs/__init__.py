@@ -1,0 +1,1 @@
+"""End-to-end jobs that chain training, export and the runtime (the demo, the GPU acceptance run)."""
