@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -268,6 +269,42 @@ def test_killed_live_pipeline_is_reconnected_with_offline_and_online_events():
         source.close()
     assert events == [SOURCE_OFFLINE, SOURCE_ONLINE] and source.outages == 1
     assert source.process is None
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+@needs_gst
+def test_webcam_outlives_its_killed_gst_child_with_offline_and_online_events(tmp_path_factory, tmp_path):
+    import psutil
+
+    from runtime.sinks.jsonl import read_records
+
+    out = tmp_path / "live.jsonl"
+    command = [sys.executable, str(REPO / "cli.py"), "webcam", "--model", str(exported_model(tmp_path_factory)),
+               "--source", "gst://videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=20/1",
+               "--no-display", "--jsonl", str(out), "--max-frames", "40"]
+    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: out.exists() and len(read_records(out, "frames")) >= 5)
+        children = [p for p in psutil.Process(run.pid).children() if p.name() == "gst-launch-1.0"]
+        assert len(children) == 1
+        children[0].kill()
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    events = [(e["event"], e.get("reason")) for e in read_records(out, "events")]
+    assert events[:2] == [("source_offline", "stopped delivering frames"), ("source_online", None)]
+    frames = read_records(out, "frames")
+    assert len(frames) >= 30 and frames[-1]["index"] >= 39  # the run went on to its 40 frames
+    assert "stopped delivering frames; reconnecting" in stderr
 
 
 @needs_gst
