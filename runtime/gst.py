@@ -4,10 +4,8 @@ The PyPI OpenCV is built without GStreamer, and PyGObject is not in the runtime'
 pipeline runs as a ``gst-launch-1.0 -v`` subprocess ending in ``videoconvert ! video/x-raw,format=
 {BGR,BGRx,I420} ! fdsink`` that writes raw frames to a pipe of its own (not stdout: ``-v`` prints
 there). The size, rate and format come from the caps the sink negotiated, which ``-v`` prints; each
-frame is then exactly the bytes GStreamer's layout of that format takes. A decoder's I420 or
-nvvidconv's BGRx is passed through as it is and turned into BGR here by OpenCV (the BT.601
-conversion OpenCV's FFmpeg path uses, and far cheaper than videoconvert's). A pipeline that cannot
-start is one line naming the element that failed.
+frame is then exactly the bytes GStreamer's layout of that format takes, turned into BGR by
+``runtime.gst_frames``. A pipeline that cannot start is one line naming the element that failed.
 
 ``open_gstreamer`` picks the source for a spec: ``csi://``, ``v4l2://`` and ``gst://`` always come
 here; ``rtsp://`` and video files when ``--decoder`` asks for GStreamer (``runtime.uri``).
@@ -25,7 +23,6 @@ import subprocess
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +35,7 @@ except ImportError:  # not POSIX: pipes keep their default size
     fcntl = None  # type: ignore[assignment]
 
 from .errors import RuntimeUserError, SourceUnavailable
+from .gst_frames import SINK_FORMATS, Caps, FrameLayout, parse_caps
 from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, LiveSource, ReconnectPolicy, Source
 from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_codec, rtsp_pipeline, split_uri, v4l2_pipeline
 
@@ -69,24 +67,12 @@ NO_ELEMENT = re.compile(r'no element "([^"]+)"')
 ELEMENT_ERROR = re.compile(r"ERROR: from element /[^ ]*?([A-Za-z0-9_-]+): (.*)$")
 
 
-SINK_FORMATS = ("BGR", "BGRx", "I420")  # what the sink accepts; videoconvert passes these through
-
-
 class LaunchFailed(Exception):
     """The pipeline did not reach its first frame; ``permanent`` when retrying cannot help."""
 
     def __init__(self, message: str, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-@dataclass
-class Caps:
-    width: int
-    height: int
-    fps: float | None  # None: variable or unknown rate (framerate=0/1)
-    format: str
-    colorimetry: str = ""  # ``bt709`` or ``RANGE:MATRIX:TRANSFER:PRIMARIES`` (``2:3:0:0``); "" when not given
 
 
 # ---- what this machine has -------------------------------------------------------------------------
@@ -97,7 +83,7 @@ def gstreamer_version() -> str | None:
         return None
     result = subprocess.run([LAUNCH, "--version"], check=False, capture_output=True, text=True, timeout=10)
     lines = [line for line in result.stdout.splitlines() if line.startswith("GStreamer ")]
-    return lines[0] if lines else result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
+    return lines[0] if lines else "unknown version"
 
 
 @cache
@@ -125,122 +111,21 @@ def require_elements(spec: str, pipeline: str) -> None:
                                "gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)")
     for name in pipeline_elements(pipeline):
         if not element_exists(name):
-            origin = ELEMENT_PACKAGES.get(name)
-            raise RuntimeUserError(f"{spec}: GStreamer element {name} is not installed"
-                                   + (f" (it comes with {origin})" if origin else ""))
+            raise RuntimeUserError(f"{spec}: {not_installed(name)}")
 
 
-def _round_up_4(value: int) -> int:
-    return (value + 3) & ~3
-
-
-# colorimetry names GStreamer prints -> (full range, matrix number as in RANGE:MATRIX:…)
-NAMED_COLORIMETRY = {"bt601": (False, 4), "bt709": (False, 3), "smpte240m": (False, 5), "bt2020": (False, 6),
-                     "bt2020-10": (False, 6), "bt2100-pq": (False, 6), "bt2100-hlg": (False, 6)}
-MATRIX_KR_KB = {3: (0.2126, 0.0722), 4: (0.299, 0.114), 5: (0.212, 0.087), 6: (0.2627, 0.0593)}
-
-
-def yuv_kind(colorimetry: str, height: int) -> tuple[bool, int]:
-    """(full range, matrix) of a YUV frame; unknown parts as GStreamer assumes them (BT.709 above
-    576 lines, BT.601 below; limited range)."""
-    if colorimetry in NAMED_COLORIMETRY:
-        return NAMED_COLORIMETRY[colorimetry]
-    parts = colorimetry.split(":")
-    full = parts[0] == "1" if parts[0].isdigit() else False
-    matrix = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return full, matrix if matrix in MATRIX_KR_KB else (3 if height > 576 else 4)
-
-
-def yuv_to_bgr_matrix(full_range: bool, matrix: int) -> np.ndarray:
-    """3×4 affine map from (Y, U, V) to (B, G, R), 0-255, for ``cv2.transform``."""
-    kr, kb = MATRIX_KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    luma, chroma, black = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
-    rows = [(2 * (1 - kb), 0.0), (-2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg), (0.0, 2 * (1 - kr))]
-    return np.array([[luma, u * chroma, v * chroma, -black * luma - 128 * (u + v) * chroma] for u, v in rows],
-                    np.float32)
-
-
-@dataclass
-class FrameLayout:
-    """Where GStreamer puts a frame's bytes (its default strides: rows padded to 4 bytes) and how
-    they become an H×W×3 BGR array (YUV by its own range and matrix)."""
-
-    format: str
-    width: int
-    height: int
-    colorimetry: str = ""
-
-    @property
-    def nbytes(self) -> int:
-        w, h = self.width, self.height
-        if self.format == "BGR":
-            return _round_up_4(w * 3) * h
-        if self.format == "BGRx":
-            return w * 4 * h
-        chroma = _round_up_4((w + 1) // 2) * ((h + 1) // 2)
-        return _round_up_4(w) * (h + h % 2) + 2 * chroma  # I420
-
-    def to_bgr(self, data: np.ndarray) -> np.ndarray:
-        w, h = self.width, self.height
-        if self.format == "BGR":
-            rows = data.reshape(h, -1)
-            return rows.reshape(h, w, 3) if rows.shape[1] == w * 3 else np.ascontiguousarray(rows[:, :w * 3]).reshape(h, w, 3)
-        if self.format == "BGRx":
-            return cv2.cvtColor(data.reshape(h, w, 4), cv2.COLOR_BGRA2BGR)
-        full_range, matrix = yuv_kind(self.colorimetry, h)
-        if not full_range and matrix == 4 and w % 8 == 0 and h % 2 == 0:  # no row padding: OpenCV's own layout
-            return cv2.cvtColor(data.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
-        luma, u, v = self._i420_planes(data)
-        if not full_range and matrix == 4:  # OpenCV's conversion is limited-range BT.601
-            return _i420_bt601_to_bgr(luma, u, v)
-        u, v = (cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in (u, v))
-        return cv2.transform(cv2.merge([luma, u, v]), yuv_to_bgr_matrix(full_range, matrix))
-
-    def _i420_planes(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Y (H×W), U and V (⌈H/2⌉×⌈W/2⌉) views into GStreamer's I420 layout."""
-        w, h = self.width, self.height
-        luma_stride, chroma_w, chroma_h = _round_up_4(w), (w + 1) // 2, (h + 1) // 2
-        chroma_stride = _round_up_4(chroma_w)
-        u_start = luma_stride * (h + h % 2)
-        v_start = u_start + chroma_stride * chroma_h
-        luma = data[:luma_stride * h].reshape(h, luma_stride)[:, :w]
-        u, v = (data[start:start + chroma_stride * chroma_h].reshape(chroma_h, chroma_stride)[:, :chroma_w]
-                for start in (u_start, v_start))
-        return luma, u, v
-
-
-def _i420_bt601_to_bgr(luma: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Padded rows or an odd size: the planes repacked as OpenCV wants them, then converted."""
-    h, w = luma.shape
-    if w % 2 or h % 2:  # OpenCV converts even sizes only: repeat the last row/column, crop after
-        luma = np.pad(luma, ((0, h % 2), (0, w % 2)), mode="edge")
-    packed = np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)])
-    bgr = cv2.cvtColor(packed.reshape(u.shape[0] * 3, u.shape[1] * 2), cv2.COLOR_YUV2BGR_I420)
-    return bgr if bgr.shape[:2] == (h, w) else np.ascontiguousarray(bgr[:h, :w])
+def not_installed(element: str) -> str:
+    origin = ELEMENT_PACKAGES.get(element)
+    return f"GStreamer element {element} is not installed" + (f" (it comes with {origin})" if origin else "")
 
 
 # ---- the gst-launch child --------------------------------------------------------------------------
-def parse_caps(text: str) -> Caps | None:
-    """Width, height, rate and format of a ``video/x-raw, …`` caps string as gst-launch prints it."""
-    fields = dict(re.findall(r"([a-z-]+)=\([a-z]+\)([^,]+)", text))
-    try:
-        width, height = int(fields["width"]), int(fields["height"])
-    except (KeyError, ValueError):
-        return None
-    rate = re.fullmatch(r"(\d+)/(\d+)", fields.get("framerate", ""))
-    fps = int(rate[1]) / int(rate[2]) if rate and int(rate[1]) > 0 and int(rate[2]) > 0 else None
-    return Caps(width, height, fps, fields.get("format", "").strip('"'), fields.get("colorimetry", "").strip('"'))
-
-
 def launch_failure(lines: list[str], returncode: int | None) -> LaunchFailed:
     """What gst-launch said when the pipeline failed, as one line naming the element."""
     text = "\n".join(lines)
     missing = NO_ELEMENT.search(text)
     if missing:
-        origin = ELEMENT_PACKAGES.get(missing[1])
-        return LaunchFailed(f"GStreamer element {missing[1]} is not installed"
-                            + (f" (it comes with {origin})" if origin else ""), permanent=True)
+        return LaunchFailed(not_installed(missing[1]), permanent=True)
     for line in lines:
         if "erroneous pipeline" in line:
             return LaunchFailed("GStreamer cannot build the pipeline: " + line.split("erroneous pipeline:", 1)[1].strip(),
@@ -267,7 +152,7 @@ def _debug_detail(lines: list[str], error_index: int) -> str:
 
 
 class GstProcess:
-    """One ``gst-launch-1.0 -v`` child; BGR frames on a pipe, its messages read by a thread."""
+    """One ``gst-launch-1.0 -v`` child: raw frames on a pipe of their own, its messages read by a thread."""
 
     def __init__(self, pipeline: str, live: bool) -> None:
         self.pipeline = pipeline
@@ -324,7 +209,7 @@ class GstProcess:
             return LaunchFailed(f"no frame within {timeout:.0f} s", permanent=False)
         if self._reader is not None:
             self._reader.join(2.0)
-        return launch_failure(list(self.lines), self.proc.wait(5.0) if self.proc else None)
+        return launch_failure(list(self.lines), self.proc.poll() if self.proc else None)
 
     def _read_messages(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -332,8 +217,9 @@ class GstProcess:
             line = raw.decode("utf-8", "replace").rstrip()
             self.lines.append(line)
             match = CAPS_LINE.search(line)
-            if match and self.caps is None:
-                self.caps = parse_caps(match[1])
+            caps = parse_caps(match[1]) if match and self.caps is None else None
+            if caps is not None:
+                self.caps = caps
                 self._settled.set()
         self._settled.set()
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime import gst
+from runtime import gst, gst_frames
 from runtime.errors import RuntimeUserError
 from runtime.sources import VideoFileSource, open_source
 from runtime.uri import csi_pipeline, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
@@ -94,11 +94,11 @@ def test_file_pipeline_quotes_the_path_and_picks_the_demuxer():
 
 
 def test_caps_line_gives_size_and_rate():
-    caps = gst.parse_caps("video/x-raw, format=(string)BGR, width=(int)1280, height=(int)720, "
+    caps = gst_frames.parse_caps("video/x-raw, format=(string)BGR, width=(int)1280, height=(int)720, "
                           "interlace-mode=(string)progressive, framerate=(fraction)30000/1001")
     assert (caps.width, caps.height, caps.format) == (1280, 720, "BGR")
     assert caps.fps == pytest.approx(29.97, abs=0.01)
-    assert gst.parse_caps("video/x-raw, width=(int)64, height=(int)48, framerate=(fraction)0/1").fps is None
+    assert gst_frames.parse_caps("video/x-raw, width=(int)64, height=(int)48, framerate=(fraction)0/1").fps is None
 
 
 def test_pipeline_elements_skip_caps_and_pad_references():
@@ -107,7 +107,7 @@ def test_pipeline_elements_skip_caps_and_pad_references():
 
 
 # ---- frame layouts, and exact frames from short reads ------------------------------------------------
-def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[bytes, gst.Caps]:
+def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[bytes, gst_frames.Caps]:
     """One SMPTE-bars frame as GStreamer lays out ``pixel_format`` (videoconvert from I420, or from
     jpegdec's full-range I420), with the caps the sink negotiated."""
     through_jpeg = ["jpegenc", "!", "jpegdec", "!"] if jpeg else []
@@ -117,7 +117,7 @@ def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[
                f"video/x-raw,format={pixel_format}", "!", "fdsink", "fd=2", "name=out"]
     result = subprocess.run(command, capture_output=True, check=True, timeout=30)
     caps_line = next(line for line in result.stdout.decode().splitlines() if "out.GstPad:sink: caps = " in line)
-    return result.stderr, gst.parse_caps(caps_line.split(" caps = ", 1)[1])
+    return result.stderr, gst_frames.parse_caps(caps_line.split(" caps = ", 1)[1])
 
 
 @needs_gst
@@ -125,9 +125,9 @@ def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[
                                                  (1280, 720, False), (322, 241, True)])
 def test_frame_layouts_match_gstreamer_strides_and_give_bgr(width, height, jpeg):
     frames = {}
-    for pixel_format in gst.SINK_FORMATS:
+    for pixel_format in gst_frames.SINK_FORMATS:
         data, caps = _gst_frame(width, height, pixel_format, jpeg)
-        layout = gst.FrameLayout(pixel_format, width, height, caps.colorimetry)
+        layout = gst_frames.FrameLayout(pixel_format, width, height, caps.colorimetry)
         assert len(data) == layout.nbytes  # rows padded to 4 bytes: 130 BGR pixels take 392 bytes, not 390
         frames[pixel_format] = layout.to_bgr(np.frombuffer(data, np.uint8))
         assert frames[pixel_format].shape == (height, width, 3) and frames[pixel_format].flags.c_contiguous
@@ -149,14 +149,14 @@ def test_yuv_matrices_send_black_white_and_red_where_they_belong():
         red_cb, red_cr = -kr / (2 * (1 - kb)), 0.5  # pure red: Y = Kr, Cr at the top of its range
         red = [low + kr * span, 128 + red_cb * chroma_span, 128 + red_cr * chroma_span]
         yuv = np.array([[[low, 128, 128], [low + span, 128, 128], red]], np.float32)
-        bgr = cv2.transform(yuv, gst.yuv_to_bgr_matrix(full_range, matrix))
+        bgr = cv2.transform(yuv, gst_frames.yuv_to_bgr_matrix(full_range, matrix))
         assert bgr[0].tolist() == [pytest.approx([0, 0, 0], abs=0.5), pytest.approx([255, 255, 255], abs=0.5),
                                    pytest.approx([0, 0, 255], abs=0.5)]
 
 
 def _piped_process(width: int, height: int) -> tuple[gst.GstProcess, int]:
     process = gst.GstProcess("videotestsrc", live=False)
-    process.layout = gst.FrameLayout("BGR", width, height)
+    process.layout = gst_frames.FrameLayout("BGR", width, height)
     read_fd, write_fd = os.pipe()
     process._frames_fd = read_fd
     return process, write_fd
