@@ -380,3 +380,30 @@ def test_a_screen_without_a_gui_opencv_says_so_and_serves_the_overlay(model, tmp
         run.communicate(timeout=30)
     warning = [line for line in lines if line.startswith("warning:")]
     assert len(warning) == 1 and "no GUI" in warning[0] and "'gui' extra" in warning[0], "".join(lines)
+
+
+def test_the_heartbeat_beats_only_while_the_pipeline_turns(tmp_path, monkeypatch):
+    import socket
+
+    from runtime.service import Heartbeat
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(5.0)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        turning = {"alive": True}
+        heartbeat = Heartbeat(lambda within: turning["alive"], 0.05).start()
+        assert listener.recv(64) == b"WATCHDOG=1"
+        turning["alive"] = False  # a hung batcher: the beats stop, and systemd's watchdog fires
+        time.sleep(0.2)
+        listener.setblocking(False)
+        while True:  # drain what was sent before the hang
+            try:
+                listener.recv(64)
+            except BlockingIOError:
+                break
+        time.sleep(0.3)
+        with pytest.raises(BlockingIOError):
+            listener.recv(64)
+        heartbeat.stop()

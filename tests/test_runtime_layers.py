@@ -8,7 +8,8 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 
 # lowest first: choices and errors → back-ends → model → sources and sinks → pipeline → live page → front
 LAYERS = (
-    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching"},
+    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching",
+     "periodic"},
     {"validate", "metadata", "preprocess", "overlay", "mosaic", "framing"},
     {"backends"},
     {"model"},
