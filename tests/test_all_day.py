@@ -272,16 +272,30 @@ token = "t"
     ("[model]\nmodel = 'm.onnx'\nthreads = 'two'\n", "model.threads"),
     ("[model]\nmodel = 'm.onnx'\n[camera]\nx = 1\n", "[camera]"),
     ("[model]\nmodel = 'm.onnx'\n[output]\nmax_disk = 'lots'\n", "output.max_disk"),
+    ("[model]\nmodel = 'm.onnx'\n[overlay]\nopacity = 2\n", "overlay.opacity"),
     ("[model]\nmodel = 'm.onnx'\n[serve]\ntoken = 't'\n", "serve.token"),
+    ("[model\n", "not valid TOML"),
 ])
-def test_a_bad_config_key_or_value_is_refused_before_anything_starts(tmp_path, text, named):
+def test_a_bad_config_key_or_value_is_refused_naming_it(tmp_path, text, named):
+    from runtime import config
+    from runtime.errors import RuntimeUserError
+
     toml = tmp_path / "edge.toml"
     toml.write_text(text)
+    with pytest.raises(RuntimeUserError) as refused:
+        config.from_toml(toml)
+    assert str(refused.value).startswith(f"{toml}: ") and named in str(refused.value)
+
+
+def test_a_bad_config_is_one_line_and_exit_code_2_before_anything_starts(tmp_path):
+    toml = tmp_path / "edge.toml"
+    toml.write_text("[model]\nmodel = 'm.onnx'\nthreds = 2\n")
     result = subprocess.run([sys.executable, "cli.py", "run", "--config", str(toml)], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {toml}: ") and named in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0] == f"error: {toml}: unknown key model.threds; [model] takes " \
+        "model, device, threads, precision, resize, watch_model", result.stderr
 
 
 def test_token_without_serve_is_refused(model):
