@@ -7,10 +7,11 @@ there). The size, rate and format come from the caps the sink negotiated, which 
 frame is then exactly the bytes GStreamer's layout of that format takes, turned into BGR by
 ``runtime.gst_frames``. A pipeline that cannot start is one line naming the element that failed.
 
-``open_gstreamer`` picks the source for a spec: ``csi://``, ``v4l2://`` and ``gst://`` always come
-here; ``rtsp://`` and video files when ``--decoder`` asks for GStreamer (``runtime.uri``).
-Live sources (cameras, streams) are reconnected by ``LiveSource``; a file or a finite pipeline is
-read to its end, every frame in order.
+``plan_gstreamer`` says how a spec runs through GStreamer: ``csi://``, ``v4l2://`` and ``gst://``
+always; ``rtsp://`` and video files when ``--decoder`` asks for it (``runtime.uri``). The sources
+that read a ``GstProcess`` are in ``runtime.sources``: ``GstLiveSource`` (cameras, streams,
+reconnected as every ``LiveSource``) and ``GstPipelineSource`` (a file or a finite pipeline, read
+to its end, every frame in order).
 """
 
 import logging
@@ -21,8 +22,8 @@ import shlex
 import shutil
 import subprocess
 import threading
-import time
 from collections import deque
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -34,10 +35,19 @@ try:
 except ImportError:  # not POSIX: pipes keep their default size
     fcntl = None  # type: ignore[assignment]
 
-from .errors import RuntimeUserError, SourceUnavailable
+from .errors import RuntimeUserError
 from .gst_frames import SINK_FORMATS, Caps, FrameLayout, parse_caps
-from .sources import DEFAULT_FPS, IMAGE_SUFFIXES, URL, Frame, LiveSource, ReconnectPolicy, Source
-from .uri import SourceURI, csi_pipeline, file_codec, file_pipeline, rtsp_codec, rtsp_pipeline, split_uri, v4l2_pipeline
+from .uri import (
+    SourceURI,
+    csi_pipeline,
+    file_codec,
+    file_pipeline,
+    rtsp_codec,
+    rtsp_pipeline,
+    scheme_of,
+    split_uri,
+    v4l2_pipeline,
+)
 
 log = logging.getLogger("runtime")
 
@@ -297,102 +307,42 @@ def _widen_pipe(fd: int, frame_bytes: int) -> None:
         pass  # the default pipe size only costs more reads
 
 
-# ---- sources ---------------------------------------------------------------------------------------
-def _adopt_caps(source: Source, caps: Caps) -> None:
-    source.width, source.height = caps.width, caps.height
-    source.fps = caps.fps if caps.fps and 1.0 <= caps.fps <= 240.0 else DEFAULT_FPS
-
-
-class GstLiveSource(LiveSource):
-    """A camera or stream through gst-launch: a new child when the old one dies, stalls or ends
-    (``LiveSource`` decides when). A missing element or a pipeline that cannot be linked is an
-    error at once; a device or stream that cannot be reached is retried."""
-
-    def __init__(self, spec: str, pipeline: str, description: str, policy: ReconnectPolicy | None = None) -> None:
-        require_elements(spec, pipeline)
-        self.pipeline = pipeline
-        self.process: GstProcess | None = None
-        super().__init__(description, policy)
-
-    def _connect(self) -> None:
-        process = GstProcess(self.pipeline, live=True)
-        try:
-            caps = process.start()
-        except LaunchFailed as exc:
-            if exc.permanent:
-                raise RuntimeUserError(f"{self.description}: {exc}") from None
-            raise SourceUnavailable(str(exc)) from None
-        self.process = process
-        _adopt_caps(self, caps)
-
-    def _read(self) -> np.ndarray | None:
-        if self.process is None:
-            return None
-        image = self.process.read_frame(STALL_TIMEOUT_S, self._stop)
-        if image is None and not self._stop.is_set():
-            code, error = self.process.exit_status()
-            log.info("%s: GStreamer child ended (exit code %s)%s", self.description, code, f": {error}" if error else "")
-        return image
-
-    def _disconnect(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-
-class GstPipelineSource(Source):
-    """A file or a finite pipeline through gst-launch: every frame in order, to its end."""
-
-    live = False
-
-    def __init__(self, spec: str, pipeline: str, description: str, frame_count: int | None = None) -> None:
-        require_elements(spec, pipeline)
-        self.description = description
-        self.frame_count = frame_count
-        self.corrupt = self.unread = self.decoded = 0
-        self.process = GstProcess(pipeline, live=False)
-        try:
-            _adopt_caps(self, self.process.start())
-        except LaunchFailed as exc:
-            raise RuntimeUserError(f"{description}: {exc}") from None
-
-    def frames(self):
-        index = 0
-        while (image := self.process.read_frame()) is not None:
-            yield Frame(index, index / self.fps, image, time.perf_counter(), time.time())
-            index += 1
-            self.decoded += 1
-        code, error = self.process.exit_status()
-        if code not in (0, None):
-            log.warning("%s: GStreamer stopped after %d frames (exit code %s)%s", self.description, self.decoded,
-                        code, f": {error}" if error else "")
-        if self.frame_count:
-            self.unread = max(0, self.frame_count - self.decoded)
-
-    def close(self) -> None:
-        self.process.stop()
-
-
 # ---- which source a spec gets ----------------------------------------------------------------------
 def local_path(spec: str) -> str:
     """``file:///a/b.mp4`` -> ``/a/b.mp4``; anything else unchanged."""
     return spec[len("file://"):] if spec[:7].lower() == "file://" else spec
 
 
-def open_gstreamer(spec: str, decoder: str = "auto", policy: ReconnectPolicy | None = None) -> Source | None:
-    """The GStreamer source ``spec`` names, or None when OpenCV opens it: camera indexes, http,
+@dataclass(frozen=True)
+class GstPlan:
+    """What ``runtime.sources`` needs to run a spec through GStreamer (``GstLiveSource`` or
+    ``GstPipelineSource``); its elements are known to exist here."""
+
+    spec: str
+    pipeline: str
+    description: str
+    live: bool
+    frame_count: int | None = None
+
+
+def plan_gstreamer(spec: str, decoder: str = "auto") -> GstPlan | None:
+    """How ``spec`` runs through GStreamer, or None when OpenCV opens it: camera indexes, http,
     images, and RTSP or files under ``--decoder opencv`` (or ``auto`` without hardware decoding).
-    ``policy``: how a live source is reconnected."""
-    scheme = spec.partition("://")[0].lower() if URL.match(spec) else ""
+    One RuntimeUserError line for a bad option or an element this machine lacks."""
+    scheme = scheme_of(spec)
     if scheme in ("csi", "v4l2"):
         uri = split_uri(spec)
         pipeline = csi_pipeline(uri) if scheme == "csi" else v4l2_pipeline(uri)
-        return GstLiveSource(spec, pipeline, f"{scheme.upper()} camera {uri.target}", policy)
-    if scheme == "gst":
-        return _pipeline_source(split_uri(spec), policy)
-    if scheme == "rtsp":
-        return _rtsp_source(split_uri(spec), decoder, policy)
-    return None if scheme else _file_source(Path(spec), decoder)
+        plan = GstPlan(spec, pipeline, f"{scheme.upper()} camera {uri.target}", live=True)
+    elif scheme == "gst":
+        plan = _pipeline_plan(split_uri(spec))
+    elif scheme == "rtsp":
+        plan = _rtsp_plan(split_uri(spec), decoder)
+    else:
+        plan = None if scheme else _file_plan(Path(spec), decoder)
+    if plan is not None:
+        require_elements(spec, plan.pipeline)
+    return plan
 
 
 def resolve_decoder(decoder: str, codec: str) -> str | None:
@@ -411,28 +361,27 @@ def _parser_wanted(decoder: str, codec: str) -> bool:
     return decoder == "nvdec" or element_exists(f"{codec}parse")
 
 
-def _pipeline_source(uri: SourceURI, policy: ReconnectPolicy | None) -> Source:
+def _pipeline_plan(uri: SourceURI) -> GstPlan:
     if not uri.target:
         raise RuntimeUserError(f"{uri.spec}: gst:// needs a pipeline, e.g. gst://videotestsrc ! video/x-raw,width=640")
     description = "pipeline " + (uri.target if len(uri.target) <= 60 else uri.target[:57] + "...")
     first = pipeline_elements(uri.target)[:1]
-    if (first and first[0] in LIVE_ELEMENTS) or re.search(r"\bis-live=(true|1)\b", uri.target):
-        return GstLiveSource(uri.spec, uri.target, description, policy)
-    return GstPipelineSource(uri.spec, uri.target, description)
+    live = bool(first and first[0] in LIVE_ELEMENTS) or bool(re.search(r"\bis-live=(true|1)\b", uri.target))
+    return GstPlan(uri.spec, uri.target, description, live)
 
 
-def _rtsp_source(uri: SourceURI, decoder: str, policy: ReconnectPolicy | None) -> Source | None:
+def _rtsp_plan(uri: SourceURI, decoder: str) -> GstPlan | None:
     codec = rtsp_codec(uri)
     chosen = resolve_decoder(decoder, codec)
     if chosen is None:
         return None
     pipeline = rtsp_pipeline(uri, chosen, _parser_wanted(chosen, codec))
-    return GstLiveSource(uri.spec, pipeline, f"stream {uri.target}", policy)
+    return GstPlan(uri.spec, pipeline, f"stream {uri.target}", live=True)
 
 
-def _file_source(path: Path, decoder: str) -> Source | None:
-    if decoder == "opencv" or not path.is_file() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return None
+def _file_plan(path: Path, decoder: str) -> GstPlan | None:
+    if decoder == "opencv" or not path.is_file() or cv2.haveImageReader(str(path)):
+        return None  # OpenCV opens pictures (and everything under --decoder opencv) itself
     if decoder == "auto" and resolve_decoder("auto", "h264") is None:
         return None  # no hardware decoder here: no need to look inside the file
     fourcc, frame_count = probe_video(path)
@@ -447,7 +396,7 @@ def _file_source(path: Path, decoder: str) -> Source | None:
     if chosen is None:
         return None
     pipeline = file_pipeline(path, codec, chosen, _parser_wanted(chosen, codec))
-    return GstPipelineSource(str(path), pipeline, str(path), frame_count)
+    return GstPlan(str(path), pipeline, str(path), live=False, frame_count=frame_count)
 
 
 def probe_video(path: Path) -> tuple[str, int | None]:

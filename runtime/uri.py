@@ -14,6 +14,7 @@ conversion and the sink.
   ``#codec=h265`` (the fragment never reaches the server); a file's codec is read from its header.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from shlex import quote
@@ -41,6 +42,12 @@ class SourceURI:
     scheme: str
     target: str  # sensor id, device path, pipeline text, file path or stream URL
     options: dict[str, str] = field(default_factory=dict)
+
+
+def scheme_of(spec: str) -> str:
+    """``csi`` for ``csi://0``, lower case; "" when ``spec`` is no URI (a path or a camera index)."""
+    scheme, separator, _ = spec.partition("://")
+    return scheme.lower() if separator and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else ""
 
 
 def split_uri(spec: str) -> SourceURI:

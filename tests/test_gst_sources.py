@@ -23,7 +23,7 @@ import pytest
 
 from runtime import gst, gst_frames
 from runtime.errors import RuntimeUserError
-from runtime.sources import VideoFileSource, open_source
+from runtime.sources import GstLiveSource, GstPipelineSource, VideoFileSource, open_source
 from runtime.uri import csi_pipeline, file_pipeline, rtsp_pipeline, split_uri, v4l2_pipeline
 from tests.runtime_fixtures import FRAME_H, FRAME_W, exported_model, read_all, read_jsonl, scene
 
@@ -187,7 +187,7 @@ def test_videotestsrc_pipeline_reads_every_frame_with_its_caps():
     source = open_source("gst://videotestsrc num-buffers=7 pattern=smpte ! video/x-raw,width=96,height=64,"
                          "framerate=12/1")
     try:
-        assert isinstance(source, gst.GstPipelineSource) and not source.live
+        assert isinstance(source, GstPipelineSource) and not source.live
         assert (source.width, source.height, source.fps) == (96, 64, 12.0)
         frames = list(source.frames())
     finally:
@@ -237,7 +237,7 @@ def test_rtsp_through_gstreamer_that_cannot_connect_is_lost_naming_rtspsrc():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     source = open_source(f"rtsp://127.0.0.1:{port}/cam#latency=0", reconnect=0, decoder="cpu")
-    assert isinstance(source, gst.GstLiveSource) and source.description == f"stream rtsp://127.0.0.1:{port}/cam"
+    assert isinstance(source, GstLiveSource) and source.description == f"stream rtsp://127.0.0.1:{port}/cam"
     source.attach(threading.Event(), lambda kind, data: None)
     assert list(source.frames()) == [] and source.lost
     assert source.problem.startswith("GStreamer element rtspsrc0: Could not open resource")
@@ -253,7 +253,7 @@ def test_killed_live_pipeline_is_reconnected_with_offline_and_online_events():
     source = open_source("gst://videotestsrc is-live=true ! video/x-raw,width=32,height=24,framerate=30/1")
     events = []
     try:
-        assert isinstance(source, gst.GstLiveSource) and source.live
+        assert isinstance(source, GstLiveSource) and source.live
         source.policy = ReconnectPolicy(None, initial_s=0.05, cap_s=0.1)
         source.attach(threading.Event(), lambda kind, data: events.append(kind))
         frames = source.frames()
@@ -310,7 +310,7 @@ def test_webcam_outlives_its_killed_gst_child_with_offline_and_online_events(tmp
 @needs_gst
 def test_unreachable_camera_is_retried_then_given_up_with_gstreamers_reason(tmp_path):
     source = open_source(f"v4l2://{tmp_path}/video7?format=yuyv", reconnect=0)  # no such device
-    assert isinstance(source, gst.GstLiveSource) and not source.connected
+    assert isinstance(source, GstLiveSource) and not source.connected
     source.attach(threading.Event(), lambda kind, data: None)
     assert list(source.frames()) == [] and source.lost
     assert source.problem.startswith("GStreamer element v4l2src0: Cannot identify device")
@@ -339,7 +339,7 @@ def test_h264_file_through_gstreamer_decodes_the_frames_opencv_decodes(tmp_path)
     video = write_h264(tmp_path / "clip.mp4", frames=12)
     source = open_source(f"file://{video}", decoder="cpu")
     try:
-        assert isinstance(source, gst.GstPipelineSource) and source.frame_count == 12
+        assert isinstance(source, GstPipelineSource) and source.frame_count == 12
         assert (source.width, source.height, source.fps) == (FRAME_W, FRAME_H, 10.0)
         decoded = [f.image for f in source.frames()]
     finally:

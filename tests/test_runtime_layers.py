@@ -13,7 +13,7 @@ LAYERS = (
     {"validate", "metadata", "preprocess", "overlay", "mosaic", "framing"},
     {"backends"},
     {"model"},
-    {"sources", "gst", "uri", "camera_check", "sinks", "pacing", "reload", "service", "outputs", "scheduling",
+    {"sources", "gst", "gst_frames", "uri", "camera_check", "sinks", "pacing", "reload", "service", "outputs", "scheduling",
      "publishers", "events_out"},
     {"pipeline"},
     {"serve"},
