@@ -2,29 +2,13 @@
 
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from benchmarks.events_cost import class_video  # noqa: F401 (the tests' videos of known classes)
 from runtime.events_out import EventOptions
 from runtime.sinks import read_records
 from runtime.video import run_videos
-from runtime_fixtures import FRAME_H, FRAME_W
 
 # classes the test model (runtime_fixtures.exported_model) tells apart on every frame of synthetic_image
 STEADY_A, STEADY_B = 1, 3
-
-
-def class_video(path: Path, classes: list[int], fps: float = 15.0, size=(FRAME_W, FRAME_H)) -> Path:
-    """Frame i shows a blob of class ``classes[i]`` (a new random picture each frame); MJPG .avi."""
-    from export.testing import synthetic_image
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for i, cls in enumerate(classes):
-        rgb = synthetic_image(cls, max(size), np.random.default_rng(1000 + i))
-        writer.write(cv2.cvtColor(np.ascontiguousarray(rgb[: size[1], : size[0]]), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return Path(path)
 
 
 def flicker_classes(steady: int = 30, flicker: int = 30) -> list[int]:

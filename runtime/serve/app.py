@@ -266,7 +266,8 @@ def _frame_headers(seq: int, index) -> dict:
 
 def _mjpeg_part(seq: int, index, jpeg: bytes) -> bytes:
     head = "".join(f"{k}: {v}\r\n" for k, v in _frame_headers(seq, index).items())
-    return f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{head}\r\n".encode() + jpeg + b"\r\n"
+    start = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{head}\r\n"
+    return start.encode() + jpeg + b"\r\n"
 
 
 def _next_jpeg(capture) -> bytes | None:
