@@ -28,12 +28,13 @@ webcam.__signature__ = inspect.Signature(run_config.typer_parameters())
 
 
 def run(config: Path = typer.Option(..., "--config", help="A TOML file with the settings webcam takes as flags "
-                                    "([model], [sources], [output], [overlay], [batching], [serve])")) -> None:
+                                    f"({', '.join(f'[{s}]' for s in run_config.SECTIONS)})")) -> None:
     """Run as a service from one config file (the same settings as webcam's flags): python cli.py run --config edge.toml."""
     start_run(run_config.from_toml(config))
 
 
 def start_run(cfg: run_config.RunConfig) -> None:
+    from .events_out import event_options
     from .sinks.disk import parse_size
     from .sources import read_source_list
     from .video import check_run, run_videos
@@ -55,7 +56,7 @@ def start_run(cfg: run_config.RunConfig) -> None:
         serve=live, realtime=cfg["realtime"], reconnect=cfg["reconnect"], decoder=cfg["decoder"],
         watch_model=cfg["watch_model"],
         segment_s=cfg["segment"], max_disk=parse_size(cfg["max_disk"]) if cfg["max_disk"] else None,
-        min_free=parse_size(cfg["min_free"]),
+        min_free=parse_size(cfg["min_free"]), events=event_options(cfg.values),
     )
     _report(all_stats, save, jsonl)
     check_run(all_stats)

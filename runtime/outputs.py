@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import RuntimeUserError
+from .events_out import EventOptions, attach_event_outputs
 from .sinks import DiskBudget, JsonlSink, MosaicSink, Sink, VideoRecorder, WindowSink, display_available
 from .sinks.video import MIN_FREE_BYTES
 
@@ -25,6 +26,7 @@ class OutputOptions:
     display: bool | None = None  # a window; None: when this machine can show one
     mosaic: bool = False  # keep ``pipeline.mosaic`` (every stream's newest frame) without a window
     progress: bool = True
+    events: EventOptions | None = None  # label_changed / summary events, MQTT, webhooks, clips
 
 
 class ProgressSink(Sink):
@@ -55,6 +57,8 @@ def attach_outputs(pipeline, options: OutputOptions) -> list:
             for make in _stream_outputs(stream, len(pipeline.streams), options, budget):
                 made.append(make())
                 stream.sinks.append(made[-1])
+        if options.events is not None:
+            made.extend(attach_event_outputs(pipeline, options.events, budget))
     except BaseException:
         for sink in made:
             getattr(sink, "discard", sink.close)()

@@ -225,12 +225,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     raise AssertionError("condition not reached in time")
 
 
-def start_webcam(model, video, out: Path, token: str, *extra) -> tuple[subprocess.Popen, str]:
+def start_webcam(model, video, out: Path, token: str, *extra, outputs=None) -> tuple[subprocess.Popen, str]:
     """``cli.py webcam --serve 127.0.0.1:0`` (token from WSCNET_TOKEN) writing out/out.mp4 and
-    out/out.jsonl; returns the process (its stderr lines gather in ``proc.log``) and the page URL."""
-    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), "--source", str(video),
-           "--no-display", "--threads", "1", "--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl"),
-           "--serve", "127.0.0.1:0", *extra]
+    out/out.jsonl (or the flags ``outputs``); ``video``: one source or a list of them; returns the
+    process (its stderr lines gather in ``proc.log``) and the page URL."""
+    sources = [a for v in (video if isinstance(video, list) else [video]) for a in ("--source", str(v))]
+    if outputs is None:
+        outputs = ["--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl")]
+    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), *sources,
+           "--no-display", "--threads", "1", *outputs, "--serve", "127.0.0.1:0", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WSCNET_TOKEN": token, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []

@@ -31,6 +31,8 @@ def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=N
                         controls=pipeline.streams[0].controls)
     server.on_reload = on_reload
     server.output_counters = lambda: _output_counters(pipeline)
+    events = getattr(pipeline.options, "events", None)
+    server.clips_dir = events.clips.folder if events is not None and events.clips is not None else None
     server.start()
     if open_browser:
         webbrowser.open(server.url)  # does nothing where no browser is known
