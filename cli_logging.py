@@ -38,9 +38,10 @@ def setup_logging(level: int = logging.INFO, stream: TextIO | None = None) -> No
     """Show the project's messages at ``level`` and up on ``stream`` (stderr). Other libraries'
     loggers keep Python's default: warnings and errors only. Calling it again changes the level."""
     root = logging.getLogger()
-    if not any(isinstance(h.formatter, CliFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
-        handler.setFormatter(CliFormatter())
-        root.addHandler(handler)
+    for old in [h for h in root.handlers if isinstance(h.formatter, CliFormatter)]:
+        root.removeHandler(old)  # one CLI handler, on the stream asked for last
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    handler.setFormatter(CliFormatter())
+    root.addHandler(handler)
     for name in PACKAGES:
         logging.getLogger(name).setLevel(level)
