@@ -38,10 +38,12 @@ def setup_logging(level: int = logging.INFO, stream: TextIO | None = None) -> No
     """Show the project's messages at ``level`` and up on ``stream`` (stderr). Other libraries'
     loggers keep Python's default: warnings and errors only. Calling it again changes the level."""
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h.formatter, CliFormatter)]:
-        root.removeHandler(old)  # one CLI handler, on the stream asked for last
-    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
-    handler.setFormatter(CliFormatter())
-    root.addHandler(handler)
+    present = [h for h in root.handlers if isinstance(h.formatter, CliFormatter)]
+    if stream is not None or not present:  # one CLI handler: a new stream replaces it
+        for old in present:
+            root.removeHandler(old)
+        handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+        handler.setFormatter(CliFormatter())
+        root.addHandler(handler)
     for name in PACKAGES:
         logging.getLogger(name).setLevel(level)
