@@ -30,22 +30,20 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
+ROUTES = (  # method, path, the Routes method that answers
+    ("GET", "/", "index"), ("GET", "/info", "info"), ("GET", "/controls", "get_controls"),
+    ("POST", "/controls", "set_controls"), ("POST", "/model/reload", "reload_model"),
+    ("GET", "/stream.mjpg", "stream_mjpg"), ("GET", "/snapshot.jpg", "snapshot"), ("GET", "/events", "events"),
+    ("GET", "/events/all", "events_all"), ("GET", "/clips", "clips"), ("GET", "/clips/{name}", "clip_file"),
+    ("GET", "/healthz", "healthz"), ("GET", "/metrics", "metrics"),
+)
+
+
 def build_app(server) -> web.Application:
     routes = Routes(server)
     app = web.Application(middlewares=[routes.authorise], client_max_size=64 * 1024)
-    app.router.add_get("/", routes.index)
-    app.router.add_get("/info", routes.info)
-    app.router.add_get("/controls", routes.get_controls)
-    app.router.add_post("/controls", routes.set_controls)
-    app.router.add_post("/model/reload", routes.reload_model)
-    app.router.add_get("/stream.mjpg", routes.stream_mjpg)
-    app.router.add_get("/snapshot.jpg", routes.snapshot)
-    app.router.add_get("/events", routes.events)
-    app.router.add_get("/events/all", routes.events_all)
-    app.router.add_get("/clips", routes.clips)
-    app.router.add_get("/clips/{name}", routes.clip_file)
-    app.router.add_get("/healthz", routes.healthz)
-    app.router.add_get("/metrics", routes.metrics)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, getattr(routes, handler))
     app.on_response_prepare.append(_harden_headers)
     return app
 
