@@ -3,6 +3,8 @@
 Only wiring: each area registers its own commands (``register(app)`` in its ``commands.py``);
 their heavy imports (torch, onnx) happen inside the command bodies, so `python cli.py webcam`
 never loads torch. Bad input (a ``user_facing`` error) is one ``error:`` line and its exit code.
+Messages come from the packages' loggers (cli_logging.py shows them); --quiet and --verbose,
+given before the command, set how many.
 """
 
 import logging
@@ -10,11 +12,13 @@ import sys
 
 import typer
 
+from cli_logging import setup_logging
+
 from benchmarks.commands import register as register_bench
 from export.commands import register as register_export
 from jobs.commands import register as register_jobs
+from jobs.doctor import register as register_doctor
 from runtime.commands import register as register_runtime
-from runtime.doctor import register as register_doctor
 from studies.commands import register as register_studies
 from wscnet.commands import register as register_core
 
@@ -27,32 +31,27 @@ app = typer.Typer(
 for register in (register_core, register_export, register_runtime, register_doctor, register_bench, register_studies,
                  register_jobs):
     register(app)
+log = logging.getLogger("cli")
 
 
-class _UserFormat(logging.Formatter):
-    PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self.PREFIX.get(record.levelno, "") + record.getMessage()
-
-
-def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UserFormat())
-    for name in ("runtime", "export", "wscnet", "benchmarks"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+@app.callback()
+def options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also debug messages."),
+) -> None:
+    """WSCNet visual sentiment: train, export, run on video, benchmark."""
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other: pass one")
+    setup_logging(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
 def main() -> None:
-    _configure_logging()
+    setup_logging()
     try:
         app()
     except Exception as exc:  # user-facing errors are one line; anything else is a bug: traceback
         if getattr(exc, "user_facing", False):
-            print(f"error: {exc}", file=sys.stderr)
+            log.error("%s", exc)
             sys.exit(getattr(exc, "exit_code", 2))
         raise
 

@@ -216,7 +216,7 @@ def case_context(case: models.Case, image_paths: list[Path], workdir: Path) -> d
 def reference_context(case: models.Case, image_paths: list[Path], context: dict) -> np.ndarray:
     """The PyTorch reference's outputs and FLOPs into ``context``; returns the check images."""
     from export.images import load_batch
-    from export.metadata import export_contract
+    from export.onnx_metadata import export_contract
 
     from .flops import count_flops
     from .measure import predict_in_batches

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .engines import DEFAULT_BACKENDS, SPECS, canonical_backend
+from .soak import soak
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks beyond bench's table: the video pipeline, several "
                   "streams, serving, OpenVINO, Triton, export latency.")
@@ -231,6 +232,25 @@ def export_latency(
     from .export_latency import print_export_latency
 
     print_export_latency(ckpt, arch, img_size, rounds=rounds, warmup=warmup, threads=threads, fp16=fp16, out=out)
+
+
+@app.command("decode-cost")
+def decode_cost(
+    video: Optional[list[Path]] = typer.Option(None, "--video", help="H.264 files to measure (repeat; default: "
+                                               "640×480 and 1280×720 clips made with GStreamer's x264enc)."),
+    frames: int = typer.Option(300, "--frames", min=2, help="Frames of each made clip."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed decodes of each clip per path, interleaved."),
+    workdir: Path = typer.Option(Path("bench-results/decode-cost"), "--workdir", help="Where the clips are kept."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results here."),
+) -> None:
+    """Decode cost per frame: OpenCV's FFmpeg against the runtime's GStreamer path (avdec_h264, and
+    nvv4l2decoder on a Jetson), same H.264 files, one run."""
+    from .decode_cost import print_decode_cost
+
+    print_decode_cost(list(video or []), frames, rounds, workdir, json_out)
+
+
+app.command("soak")(soak)
 
 
 def register(app_: typer.Typer) -> None:

@@ -45,7 +45,7 @@ def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused
                     fp16: bool = True) -> tuple[Path, dict[str, Path]]:
     """The checkpoint (a tiny trained one unless given) and its FP32, INT8 (and FP16) ONNX files,
     made by the export pipeline."""
-    from export.pipeline import ExportRequest, run_export
+    from export.exporter import ExportRequest, run_export
     from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     if ckpt is None:

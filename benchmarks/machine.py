@@ -9,6 +9,8 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import subprocess
+import shutil
 
 LIBRARIES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "openvino",
@@ -40,8 +42,6 @@ def library_versions() -> dict[str, str]:
 def gpu_info() -> dict | None:
     """Name, driver, CUDA runtime of GPU 0, or None when there is none (without torch: what
     nvidia-smi says, no CUDA runtime)."""
-    from runtime.doctor import nvidia_smi_query
-
     smi = nvidia_smi_query("name,memory.total,compute_cap,driver_version")
     if importlib.util.find_spec("torch") is None:
         if not smi:
@@ -152,3 +152,22 @@ def _ort_matmul_rate(a, b, flops: float, reps: int) -> float:
     onnx.checker.check_model(model)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return _best_rate(lambda: session.run(None, {"a": a, "b": b}), flops, reps)
+
+
+def installed_version(package: str) -> str | None:
+    """The installed distribution's version, or None (read from its metadata, nothing imported)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def nvidia_smi_query(fields: str) -> list[list[str]]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]

@@ -275,7 +275,7 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
 def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
     """The export pipeline's request for ``case``'s files: any batch size, no parity (bench
     measures agreement itself), files named after the case (``resnet18_224.int8.onnx``)."""
-    from export.pipeline import ExportRequest
+    from export.exporter import ExportRequest
 
     return ExportRequest(case.checkpoint, workdir, name=f"{case.label}_{case.img_size}", img_size=case.img_size,
                          dynamic_batch=True, calib=calib_dir, calib_n=calib_n, parity=False)
@@ -284,7 +284,7 @@ def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
 def exported_onnx(req, precision: str) -> Path:
     """The ONNX file of ``precision`` (fp32, fp16 or int8), made by the export pipeline's steps
     unless it is newer than what it is made from."""
-    from export.pipeline import calibration_images, export_fp16, export_fp32, export_int8
+    from export.exporter import calibration_images, export_fp16, export_fp32, export_int8
 
     fp32 = cached(req.file("fp32"), req.checkpoint, lambda: export_fp32(req))
     if precision == "fp16":

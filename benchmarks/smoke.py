@@ -26,7 +26,7 @@ def plugin_items(report, capabilities: list[tuple[int, int]]) -> None:
     from export.tensorrt_build import version_tuple
     from export.trt_plugin import compile_ptx, plugin_mode, ptx_header
 
-    from runtime.doctor import installed_version
+    from .machine import installed_version
 
     trt_version = installed_version("tensorrt")
     if trt_version is None:

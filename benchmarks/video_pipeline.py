@@ -57,8 +57,8 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
                        dynamic_batch: bool = False) -> Path:
     """The INT8 Q/DQ model of the reference case, made by the export pipeline once and cached until
     the exporter changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
-    from export import fused_op, int8 as int8_module, onnx_export, pipeline
-    from export.pipeline import ExportRequest, run_export
+    from export import exporter, fused_op, int8 as int8_module, onnx_export
+    from export.exporter import ExportRequest, run_export
     from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
@@ -67,7 +67,7 @@ def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", 
                         dynamic_batch=dynamic_batch, int8=True, calib=workdir / "calib", calib_n=32, parity=False,
                         overwrite=True)
     int8 = req.file("int8")
-    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, pipeline)]
+    exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, exporter)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
         return int8
     workdir.mkdir(parents=True, exist_ok=True)

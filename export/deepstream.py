@@ -23,7 +23,8 @@ from onnx import helper, numpy_helper
 from wscnet.atomic import atomic_write_text
 from wscnet.errors import UserError
 
-from .metadata import read_metadata, write_metadata
+from .log import log
+from .onnx_metadata import read_metadata, write_metadata
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode
 FOLDED_KEY = "normalization_folded"  # metadata "1": the graph takes 0–255 RGB
@@ -113,15 +114,15 @@ def labels_text(metadata: dict) -> str:
     return ";".join(str(n) for n in names) + "\n"
 
 
-def write_deepstream_files(engine: Path, sidecar: dict, echo=print) -> list[Path]:
-    """``X.nvinfer.txt`` and ``X.labels.txt`` beside engine ``X``; [] (one line said) when not expressible."""
+def write_deepstream_files(engine: Path, sidecar: dict) -> list[Path]:
+    """``X.nvinfer.txt`` and ``X.labels.txt`` beside engine ``X``; [] (and one warning) when not expressible."""
     engine = Path(engine)
     config = engine.with_name(engine.stem + CONFIG_SUFFIX)
     labels = engine.with_name(engine.stem + LABELS_SUFFIX)
     try:
         text = nvinfer_config(sidecar, engine.name, labels.name)
     except UserError as exc:
-        echo(f"DeepStream config not written: {exc}")
+        log.warning(f"DeepStream config not written: {exc}")
         return []
     atomic_write_text(labels, labels_text(sidecar["metadata"]))
     atomic_write_text(config, text)
@@ -156,6 +157,6 @@ def fold_normalization(model: onnx.ModelProto) -> None:
     graph.node.extend(nodes + old)
     raw = {"mean": [0.0, 0.0, 0.0], "std": [1.0 / 255.0] * 3}
     updated = {**metadata, "mean": json.dumps(raw["mean"]), "std": json.dumps(raw["std"]), FOLDED_KEY: "1"}
-    if metadata.get("input_contract"):  # the one input contract (issue 8) carries mean/std too
+    if metadata.get("input_contract"):  # the input contract carries mean/std too
         updated["input_contract"] = json.dumps({**json.loads(metadata["input_contract"]), **raw})
     write_metadata(model, updated)

@@ -15,7 +15,7 @@ from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import load_onnx, set_precision
+from .onnx_metadata import load_onnx, set_precision
 
 FP32_OPS = {("", "Softmax"), ("", "ReduceMax"), ("", "ReduceMean"), ("", "ReduceSum"), (DOMAIN, OP_TYPE)}
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16

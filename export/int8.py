@@ -22,7 +22,7 @@ from wscnet.errors import UserError
 from .calibration import CalibrationImages, check_calibration_memory, collect_ranges, ort_method
 from .choices import CALIB_METHODS
 from .images import ImageSet, folder_images
-from .metadata import load_onnx, model_contract, read_metadata, set_precision, write_metadata
+from .onnx_metadata import load_onnx, model_contract, read_metadata, set_precision, write_metadata
 
 # The backbone and the detector: nearly all of the compute. The classification head (Mul, Concat,
 # Gemm on a 2n vector) stays in float: cheap there, and it decides the top-1 class.

@@ -23,7 +23,7 @@ from wscnet.atomic import atomic_write_bytes
 from wscnet.errors import UserError
 
 from .images import ImageSet, folder_images, load_image
-from .metadata import model_contract, read_metadata, write_metadata
+from .onnx_metadata import model_contract, read_metadata, write_metadata
 from .qdq_layout import LAYOUT_KEY
 
 PYTHON_ENV = "WSCNET_MODELOPT_PYTHON"

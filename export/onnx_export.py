@@ -21,7 +21,7 @@ from wscnet.model import WSCNet, deploy_outputs
 from runtime.backends.base import OUTPUT_NAMES
 
 from .fused_op import DOMAIN, DOMAIN_VERSION, ExportablePoolMap, make_function
-from .metadata import metadata_from_checkpoint, write_metadata
+from .onnx_metadata import metadata_from_checkpoint, write_metadata
 from .provenance import provenance_metadata
 
 OPSET = 18

@@ -23,7 +23,8 @@ from .images import ImageSet, folder_images, load_batch
 from .onnx_export import OUTPUT_NAMES, DeployModel
 from .provenance import check_model_matches
 
-# Per precision, the targets held-out images must meet (the runtime's --device auto probe uses them too).
+# Targets on held-out images, per precision: a model that misses one fails parity (exit code 3);
+# the runtime's --device auto probe holds back-ends to them too (runtime.backends.probe).
 THRESHOLDS = PARITY_TARGETS
 REL_FLOOR = 1e-3
 

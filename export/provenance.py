@@ -16,7 +16,7 @@ from typing import Any
 from wscnet.checkpoint import recorded_data_source
 from wscnet.errors import UserError
 
-from .metadata import PROVENANCE_KEYS
+from .onnx_metadata import PROVENANCE_KEYS
 
 HASH_SHOWN = 12  # hex digits of a hash in messages
 
@@ -38,7 +38,6 @@ def file_sha256(path: str | Path) -> str:
 
 def provenance_metadata(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, str]:
     """The provenance keys of a model exported from ``checkpoint`` (already loaded as ``ckpt``)."""
-    from wscnet.checkpoint import recorded_data_source
 
     source = recorded_data_source(ckpt) or {}
     values = {

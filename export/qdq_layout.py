@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import read_metadata, set_precision, write_metadata
+from .onnx_metadata import read_metadata, set_precision, write_metadata
 
 INT8_MAX = 127
 LAYOUT_KEY = "int8_layout"  # metadata: "onnxruntime" | "tensorrt"

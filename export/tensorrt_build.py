@@ -25,7 +25,8 @@ from wscnet.errors import UserError
 
 from .deepstream import write_deepstream_files
 from .fused_op import DOMAIN, OP_TYPE
-from .metadata import PRECISIONS, read_metadata
+from .log import log
+from .onnx_metadata import PRECISIONS, read_metadata
 from .trt_plugin import plugin_mode
 
 if TYPE_CHECKING:
@@ -73,7 +74,9 @@ def network_flags(precision: str) -> int:
     return 0
 
 
-def batch_range(onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int] | None:
+def batch_range(
+    onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int,
+) -> tuple[int, int, int] | None:
     """(min, opt, max) for a dynamic batch; None for a fixed-batch file."""
     dim = onnx_model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim.HasField("dim_value"):
@@ -175,7 +178,8 @@ ENGINE_MODEL_COPIES = 3
 
 def check_engine_memory(model: onnx.ModelProto, max_batch: int, workspace_mb: int, name: str) -> None:
     """One line before TensorRT starts when the workspace, weights and largest batch will not fit."""
-    from wscnet.memory import FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes, require_on_device
+    from wscnet.memory import (FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes,
+                               require_on_device)
 
     from .footprint import ModelFootprint
 
@@ -204,7 +208,7 @@ class BuildSettings:
     use_plugin: bool = False
 
 
-def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Path:
+def build_engine(onnx_path: Path, engine: Path, *, echo=log.info, **settings) -> Path:
     """Build ``engine`` from ``onnx_path``; write ``engine``.json beside it. Returns ``engine``.
 
     ``settings`` are the fields of ``BuildSettings``.
@@ -236,7 +240,7 @@ def build_engine(onnx_path: Path, engine: Path, *, echo=print, **settings) -> Pa
         plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
     )
     atomic_write_text(sidecar_path(engine), json.dumps(sidecar, indent=2) + "\n")
-    for path in write_deepstream_files(engine, sidecar, echo):
+    for path in write_deepstream_files(engine, sidecar):
         echo(f"DeepStream: {path}")
     return engine
 
@@ -246,12 +250,13 @@ def check_precision(onnx_path: Path, metadata: dict[str, str], precision: str | 
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if metadata.get("precision", precision) != precision:
-        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the {precision} ONNX file")
+        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the "
+                        f"{precision} ONNX file")
     return precision
 
 
 def prepare_fused_node(
-    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=print, capability: str | None = None,
+    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=log.info, capability: str | None = None,
 ) -> str:
     """"none", "inline" (the function body) or "aot-plugin"; registers the plugin for AOT,
     compiled for ``capability`` ("major.minor", the building GPU)."""

@@ -29,7 +29,7 @@ from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.atomic import atomic_write_text
 from wscnet.errors import UserError
 
-from .metadata import model_contract, read_metadata
+from .onnx_metadata import model_contract, read_metadata
 
 PYTHON_MODEL = "wscnet_python"
 ONNX_MODEL = "wscnet_onnx"

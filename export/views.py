@@ -183,7 +183,7 @@ def record(model_path: Path, decision: dict) -> InputContract:
 
     from wscnet.atomic import atomic_write_bytes
 
-    from .metadata import model_contract, read_metadata, write_metadata
+    from .onnx_metadata import model_contract, read_metadata, write_metadata
 
     model = onnx.load(str(model_path))
     contract = model_contract(model, str(model_path)).with_views(tuple(decision["views"]), decision["combine"])

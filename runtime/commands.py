@@ -28,12 +28,13 @@ webcam.__signature__ = inspect.Signature(run_config.typer_parameters())
 
 
 def run(config: Path = typer.Option(..., "--config", help="A TOML file with the settings webcam takes as flags "
-                                    "([model], [sources], [output], [overlay], [batching], [serve])")) -> None:
+                                    f"({', '.join(f'[{s}]' for s in run_config.SECTIONS)})")) -> None:
     """Run as a service from one config file (the same settings as webcam's flags): python cli.py run --config edge.toml."""
     start_run(run_config.from_toml(config))
 
 
 def start_run(cfg: run_config.RunConfig) -> None:
+    from .events_out import event_options
     from .sinks.disk import parse_size
     from .sources import read_source_list
     from .video import check_run, run_videos
@@ -53,9 +54,10 @@ def start_run(cfg: run_config.RunConfig) -> None:
         display=False if cfg["no_display"] else None, smooth=cfg["smooth"], opacity=cfg["opacity"],
         max_frames=cfg["max_frames"], batch_size=cfg["batch_size"], batch_timeout_ms=cfg["batch_timeout_ms"],
         infer_every=cfg["infer_every"], infer_fps=cfg["infer_fps"], infer_on_change=cfg["infer_on_change"],
-        serve=live, realtime=cfg["realtime"], reconnect=cfg["reconnect"], watch_model=cfg["watch_model"],
+        serve=live, realtime=cfg["realtime"], reconnect=cfg["reconnect"], decoder=cfg["decoder"],
+        watch_model=cfg["watch_model"],
         segment_s=cfg["segment"], max_disk=parse_size(cfg["max_disk"]) if cfg["max_disk"] else None,
-        min_free=parse_size(cfg["min_free"]),
+        min_free=parse_size(cfg["min_free"]), events=event_options(cfg.values),
     )
     _report(all_stats, save, jsonl)
     check_run(all_stats)

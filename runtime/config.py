@@ -18,6 +18,7 @@ from .choices import DEVICES
 from .contract import GEOMETRIES
 from .errors import RuntimeUserError
 from .sinks.disk import parse_size
+from .uri import DECODERS
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,16 @@ SETTINGS: tuple[Setting, ...] = (
             "was trained with): squash (whole frame), crop (centre square) or letterbox"),
     Setting("model", "watch_model", bool, True, "Reload the model when its file is replaced (checked first; a bad "
             "file keeps the running one)", flag="--watch-model/--no-watch-model"),
-    Setting("sources", "source", list, None, "Camera index, video file, image, folder of images, or rtsp/http URL; "
-            "repeat for several streams (default: camera 0)"),
+    Setting("sources", "source", list, None, "Camera index, video file, image, folder of images, rtsp/http URL, "
+            "csi://N, v4l2:///dev/videoN or gst://PIPELINE (docs/jetson-cameras.md); repeat for several streams "
+            "(default: camera 0)"),
     Setting("sources", "sources", Path, None, "A file with one source per line (# comments)"),
     Setting("sources", "keep_going", bool, False, "Run the sources that open when others cannot be opened"),
     Setting("sources", "reconnect", int, None, "Reconnection attempts in a row before a live source is given up "
             "(default: for ever; waits of 0.5 s doubling to 30 s)", minimum=0),
+    Setting("sources", "decoder", DECODERS, "auto", "How RTSP streams and H.264/H.265 files are decoded: opencv "
+            "(FFmpeg), cpu (GStreamer avdec), nvdec (Jetson nvv4l2decoder), auto (nvdec where it exists, else "
+            "opencv)"),
     Setting("sources", "realtime", bool, False, "Play a file at its own frame rate (to watch it live)"),
     Setting("sources", "max_frames", int, None, "Stop each stream after this many frames", minimum=1),
     Setting("output", "save", Path, None, "Write the overlaid video here (.mp4 or .avi); several streams: a name "
@@ -83,8 +88,39 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serve", "token", str, None, "Secret every route but /healthz requires (bearer or ?token=); needs "
             "--serve"),
     Setting("serve", "max_clients", int, 8, "Viewers at once; the next gets 503", minimum=1),
+    Setting("events", "label_events", bool, None, "Emit label_changed events (default: on when --mqtt, --webhook or "
+            "--clip-on is given)", flag="--label-events/--no-label-events"),
+    Setting("events", "event_hold", float, 1.0, "Seconds a new label must stay on top before label_changed",
+            minimum=0.0),
+    Setting("events", "event_min_score", float, 0.5, "Score the new label needs on each of those frames",
+            minimum=0.0, maximum=1.0),
+    Setting("events", "event_every", float, None, "A summary event every this many seconds of each stream",
+            minimum=0.1),
+    Setting("mqtt", "mqtt", str, None, "Publish events to this MQTT broker: HOST[:PORT] or mqtts://HOST:PORT "
+            "(topics <prefix>/<stream>/event and /state)"),
+    Setting("mqtt", "mqtt_prefix", str, "wscnet", "First level of the MQTT topics"),
+    Setting("mqtt", "mqtt_username", str, None, "MQTT user name"),
+    Setting("mqtt", "mqtt_password", str, None, "MQTT password (or WSCNET_MQTT_PASSWORD)"),
+    Setting("mqtt", "mqtt_tls", bool, False, "Connect to the broker over TLS (port 8883 unless given)"),
+    Setting("mqtt", "mqtt_ca", Path, None, "CA certificate file for the broker's TLS (implies --mqtt-tls)"),
+    Setting("mqtt", "mqtt_queue", int, 1000, "Events kept while the broker is away; more are dropped and counted",
+            minimum=1),
+    Setting("webhooks", "webhook", list, None, "POST every event as JSON to this URL; repeat for several"),
+    Setting("webhooks", "webhook_secret", str, None, "Sign webhook bodies: X-Wscnet-Signature: sha256=HMAC (or "
+            "WSCNET_WEBHOOK_SECRET)"),
+    Setting("webhooks", "webhook_timeout", float, 5.0, "Seconds one webhook request may take", minimum=0.1),
+    Setting("webhooks", "webhook_retries", int, 3, "Retries of a failed webhook delivery (0.5 s, 1 s, 2 s … apart)",
+            minimum=0),
+    Setting("webhooks", "webhook_queue", int, 1000, "Events waiting per webhook URL; more are dropped and counted",
+            minimum=1),
+    Setting("clips", "clip_on", str, None, "Save a clip when the label changes to one of these (joy,fear) or all"),
+    Setting("clips", "clip_dir", Path, Path("clips"), "Folder of the clips (mp4 + JSON sidecar)"),
+    Setting("clips", "clip_pre", float, 5.0, "Seconds of video before the change in each clip", minimum=0.0),
+    Setting("clips", "clip_post", float, 5.0, "Seconds of video after the change in each clip", minimum=0.0),
+    Setting("clips", "clip_memory", "size", "512MB", "Memory for the clips' frames per stream (caps the pre-roll)"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
+ENV_VARS = {"token": "WSCNET_TOKEN", "mqtt_password": "WSCNET_MQTT_PASSWORD", "webhook_secret": "WSCNET_WEBHOOK_SECRET"}
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 
 
@@ -185,8 +221,8 @@ def _option(s: Setting):
     extra = {k: v for k, v in (("min", s.minimum), ("max", s.maximum)) if v is not None}
     if s.key == "model":
         return typer.Option(..., s.option, help=s.help)
-    if s.key == "token":
-        extra["envvar"] = "WSCNET_TOKEN"
+    if s.key in ENV_VARS:
+        extra["envvar"] = ENV_VARS[s.key]
     return typer.Option(s.default, s.option, help=s.help, **extra)
 
 

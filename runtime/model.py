@@ -6,7 +6,7 @@ front (``runtime.api``) and the commands build on this.
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np

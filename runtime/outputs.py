@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import RuntimeUserError
+from .events_out import EventOptions, attach_event_outputs
 from .sinks import DiskBudget, JsonlSink, MosaicSink, Sink, VideoRecorder, WindowSink, display_available
 from .sinks.video import MIN_FREE_BYTES
 
@@ -25,6 +26,7 @@ class OutputOptions:
     display: bool | None = None  # a window; None: when this machine can show one
     mosaic: bool = False  # keep ``pipeline.mosaic`` (every stream's newest frame) without a window
     progress: bool = True
+    events: EventOptions | None = None  # label_changed / summary events, MQTT, webhooks, clips
 
 
 class ProgressSink(Sink):
@@ -52,9 +54,11 @@ def attach_outputs(pipeline, options: OutputOptions) -> list:
     try:
         budget = DiskBudget(options.max_disk) if options.max_disk else None
         for stream in pipeline.streams:
-            for sink in _stream_outputs(stream, len(pipeline.streams), options, budget):
-                stream.sinks.append(sink)
-                made.append(sink)
+            for make in _stream_outputs(stream, len(pipeline.streams), options, budget):
+                made.append(make())
+                stream.sinks.append(made[-1])
+        if options.events is not None:
+            made.extend(attach_event_outputs(pipeline, options.events, budget))
     except BaseException:
         for sink in made:
             getattr(sink, "discard", sink.close)()
@@ -74,16 +78,18 @@ def attach_outputs(pipeline, options: OutputOptions) -> list:
 
 
 def _stream_outputs(stream, count: int, options: OutputOptions, budget) -> list:
-    sinks = []
+    """Makers of the stream's file sinks, called one by one so that a failure can undo the ones made."""
+    makers = []
     if options.save is not None:
         path = stream_path(options.save, stream.name, count, "--save")
         source = stream.source
         size = (source.width, source.height) if source.width else None  # a camera down at the start: later
-        sinks.append(VideoRecorder(path, lambda: source.fps, size, options.segment_s, budget, options.min_free))
+        makers.append(lambda: VideoRecorder(path, lambda: source.fps, size, options.segment_s, budget,
+                                            options.min_free))
     if options.jsonl is not None:
-        stdout = str(options.jsonl) == "-"
-        sinks.append(JsonlSink("-" if stdout else stream_path(options.jsonl, stream.name, count, "--jsonl")))
-    return sinks
+        target = "-" if str(options.jsonl) == "-" else stream_path(options.jsonl, stream.name, count, "--jsonl")
+        makers.append(lambda: JsonlSink(target))
+    return makers
 
 
 def stream_path(template: Path | str, name: str, count: int, option: str) -> Path:

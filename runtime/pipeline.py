@@ -193,6 +193,8 @@ class Stream:
             self.pool.put(model.framing.new_batch(1))
         self.inbox = FrameQueue(ready, options.queue_size, source.live, self._dropped)
         self.outbox: queue.Queue = queue.Queue(maxsize=options.queue_size + 8)  # frames, and events
+        self.render_thread: threading.Thread | None = None
+        self.raised: list[Event] = []  # events a sink raised while rendering: delivered after the frame
 
     @property
     def size(self) -> tuple[int, int]:
@@ -256,8 +258,13 @@ class Pipeline:
             self._next_model = model
 
     def emit(self, stream: Stream, event_type: str, data: dict) -> None:
-        """An event of ``stream``: it reaches the stream's sinks in order with its frames."""
-        self._put(stream.outbox, Event(event_type, stream.name, self.model.identity, data=data))
+        """An event of ``stream``: it reaches the stream's sinks in order with its frames. A sink that
+        emits from the render thread (a label that changed) queues it behind the frame being written."""
+        event = Event(event_type, stream.name, self.model.identity, data=data)
+        if threading.current_thread() is stream.render_thread:
+            stream.raised.append(event)
+        else:
+            self._put(stream.outbox, event)
 
     def alive(self, within_s: float) -> bool:
         """The batcher turned in the last ``within_s`` seconds (it turns at least every poll interval)."""
@@ -426,6 +433,7 @@ class Pipeline:
     # ---- render: one thread per stream ---------------------------------------------------------
     def _render(self, stream: Stream, start: float) -> None:
         meter, last_e2e = RateMeter(), 0.0
+        stream.render_thread = threading.current_thread()
         try:
             while True:
                 item = self._get(stream.outbox)
@@ -449,6 +457,10 @@ class Pipeline:
                 meter.tick(now)
                 for sink in stream.sinks:
                     sink.write(image, prediction)
+                while stream.raised:
+                    event = stream.raised.pop(0)
+                    for sink in stream.sinks:
+                        sink.event(event)
                 _count(stream.stats, prediction, last_e2e)
         finally:
             stream.stats.wall_s = time.perf_counter() - start

@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import RuntimeUserError, log
 from .model import Model
+from .periodic import Periodic
 
 POLL_S = 1.0
 SMOKE_FRAME = (48, 64)  # (height, width) of the black frame a new model must answer
@@ -23,26 +24,17 @@ def file_signature(path: Path) -> tuple | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class ModelReloader:
+class ModelReloader(Periodic):
     """Watches ``path`` (polling, every ``poll_s``); ``reload_now`` does the same on request
     (``POST /model/reload``). The pipeline swaps the checked model in with ``replace_model``."""
 
     def __init__(self, pipeline, path: str | Path, open_options: dict, poll_s: float = POLL_S) -> None:
-        self.pipeline, self.path, self.open_options, self.poll_s = pipeline, Path(path), dict(open_options), poll_s
+        super().__init__("model-watch", poll_s, self._look)
+        self.pipeline, self.path, self.open_options = pipeline, Path(path), dict(open_options)
         self.seen = file_signature(self.path)
         self.reloads = self.refusals = 0
         self._lock = threading.Lock()  # one load at a time
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="model-watch", daemon=True)
-
-    def start(self) -> "ModelReloader":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5.0)
+        self._pending: tuple | None = None
 
     def reload_now(self) -> str | None:
         """Load, check and hand over the file as it is now: None, or why it was refused."""
@@ -66,18 +58,15 @@ class ModelReloader:
         log.warning(f"{self.path}: the new file was refused ({problem}); the running model carries on")
         return problem
 
-    def _watch(self) -> None:
-        pending = None
-        while not self._stop.wait(self.poll_s):
-            now = file_signature(self.path)
-            if now is None or now == self.seen:
-                pending = None
-                continue
-            if now != pending:  # changed since the last look: wait until it holds still
-                pending = now
-                continue
+    def _look(self) -> None:
+        now = file_signature(self.path)
+        if now is None or now == self.seen:
+            self._pending = None
+        elif now != self._pending:  # changed since the last look: wait until it holds still
+            self._pending = now
+        else:
             self.reload_now()
-            pending = None
+            self._pending = None
 
 
 def _smoke_problem(model: Model) -> str | None:

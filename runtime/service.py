@@ -10,9 +10,9 @@ import os
 import signal
 import socket
 import threading
-import time
 
 from .errors import log
+from .periodic import Periodic
 
 
 def sd_notify(message: str) -> bool:
@@ -41,28 +41,17 @@ def watchdog_interval_s() -> float | None:
     return int(usec) / 2e6
 
 
-class Heartbeat:
+class Heartbeat(Periodic):
     """Sends ``WATCHDOG=1`` every ``interval_s`` while ``alive()`` is true (the pipeline's batcher
     has turned recently); a hung pipeline stops the heartbeat and systemd restarts the service."""
 
     def __init__(self, alive, interval_s: float) -> None:
-        self.alive, self.interval_s = alive, interval_s
-        self.beats = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-
-    def start(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
+        super().__init__("heartbeat", interval_s, self._beat)
+        self.alive, self.beats = alive, 0
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if self.alive(self.interval_s * 2):
-                self.beats += sd_notify("WATCHDOG=1")
+        if self.alive(self.interval_s * 2):
+            self.beats += sd_notify("WATCHDOG=1")
 
 
 @contextlib.contextmanager

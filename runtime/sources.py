@@ -1,4 +1,5 @@
-"""Frame sources: camera index, video file, image, folder of images, RTSP/HTTP stream URL.
+"""Frame sources: camera index, video file, image, folder of images, RTSP/HTTP stream URL; CSI and
+V4L2 cameras and any GStreamer pipeline through ``runtime.gst``.
 
 Every source yields ``Frame``s in order. Live sources (cameras, streams) are ``LiveSource``s: the
 pipeline keeps only their newest frame, and when one stops delivering it is reconnected with
@@ -22,6 +23,7 @@ import numpy as np
 
 from .errors import RuntimeUserError, SourceUnavailable, log
 from .events import SOURCE_OFFLINE, SOURCE_ONLINE
+from .gst import STALL_TIMEOUT_S, GstPlan, GstProcess, LaunchFailed, local_path, plan_gstreamer
 
 # FFmpeg's own complaints about damaged packets would interleave with the progress bar; the
 # runtime counts and reports bad frames itself (set OPENCV_FFMPEG_LOGLEVEL to see them again).
@@ -286,6 +288,76 @@ class VideoFileSource(Source):
         self.capture.release()
 
 
+class GstLiveSource(LiveSource):
+    """A camera or stream through a ``gst-launch-1.0`` child (``runtime.gst``): a new child when the
+    old one dies, stalls or ends. A pipeline that cannot be linked is an error at once; a device or
+    stream that cannot be reached is retried."""
+
+    def __init__(self, plan: GstPlan, policy: ReconnectPolicy | None = None) -> None:
+        self.plan = plan
+        self.process: GstProcess | None = None
+        super().__init__(plan.description, policy)
+
+    def _connect(self) -> None:
+        process = GstProcess(self.plan.pipeline, live=True)
+        try:
+            caps = process.start()
+        except LaunchFailed as exc:
+            if exc.permanent:
+                raise RuntimeUserError(f"{self.description}: {exc}") from None
+            raise SourceUnavailable(str(exc)) from None
+        self.process = process
+        self.width, self.height, self.fps = caps.width, caps.height, _usable_fps(caps.fps)
+
+    def _read(self) -> np.ndarray | None:
+        if self.process is None:
+            return None
+        image = self.process.read_frame(STALL_TIMEOUT_S, self._stop)
+        if image is None and not self._stop.is_set():
+            code, error = self.process.exit_status()
+            log.info(f"{self.description}: GStreamer child ended (exit code {code}){': ' + error if error else ''}")
+        return image
+
+    def _disconnect(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+class GstPipelineSource(Source):
+    """A file or a finite pipeline through a ``gst-launch-1.0`` child: every frame in order, to its end."""
+
+    def __init__(self, plan: GstPlan) -> None:
+        self.description, self.frame_count = plan.description, plan.frame_count
+        self.corrupt = self.unread = self.decoded = 0
+        self.process = GstProcess(plan.pipeline, live=False)
+        try:
+            caps = self.process.start()
+        except LaunchFailed as exc:
+            raise RuntimeUserError(f"{plan.description}: {exc}") from None
+        self.width, self.height, self.fps = caps.width, caps.height, _usable_fps(caps.fps)
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while (image := self.process.read_frame()) is not None:
+            yield Frame(index, index / self.fps, image, time.perf_counter(), time.time())
+            index += 1
+            self.decoded += 1
+        code, error = self.process.exit_status()
+        if code not in (0, None):
+            log.warning(f"{self.description}: GStreamer stopped after {self.decoded} frames (exit code {code})"
+                        + (f": {error}" if error else ""))
+        if self.frame_count:
+            self.unread = max(0, self.frame_count - self.decoded)
+
+    def close(self) -> None:
+        self.process.stop()
+
+
+def _usable_fps(fps: float | None) -> float:
+    return float(fps) if fps and 1.0 <= fps <= 240.0 else DEFAULT_FPS
+
+
 def VideoSource(target, description: str, live: bool, retries: int | None = None, retry_delay: float = 0.5,
                 opener: Callable[[object], object] | None = None, max_bad_reads: int = 8,
                 unopenable: str = "cannot open") -> Source:
@@ -297,10 +369,14 @@ def VideoSource(target, description: str, live: bool, retries: int | None = None
     return VideoFileSource(str(target), opener, max_bad_reads, unopenable)
 
 
-def open_source(spec: str | int, reconnect: int | None = None) -> Source:
+def open_source(spec: str | int, reconnect: int | None = None, decoder: str = "auto") -> Source:
     """Open what ``--source`` names; one RuntimeUserError line when it cannot be opened. A live source
-    that is down is retried (``reconnect``: attempts in a row before it is given up; None: for ever)."""
-    spec = str(spec).strip()
+    that is down is retried (``reconnect``: attempts in a row before it is given up; None: for ever).
+    ``decoder``: how RTSP streams and video files are decoded (``runtime.uri.DECODERS``)."""
+    spec = local_path(str(spec).strip())
+    plan = plan_gstreamer(spec, decoder)  # csi://, v4l2://, gst://, and GStreamer decoding
+    if plan is not None:
+        return GstLiveSource(plan, ReconnectPolicy(reconnect)) if plan.live else GstPipelineSource(plan)
     if spec.isdigit():
         return VideoSource(int(spec), f"camera {spec}", live=True, retries=reconnect,
                            unopenable="no such camera, or it is busy")
@@ -347,13 +423,14 @@ def stream_names(specs: list[str]) -> list[str]:
     return names
 
 
-def open_sources(specs: list[str], keep_going: bool = False, reconnect: int | None = None) -> list[tuple[str, Source]]:
+def open_sources(specs: list[str], keep_going: bool = False, reconnect: int | None = None,
+                 decoder: str = "auto") -> list[tuple[str, Source]]:
     """(name, Source) for each spec. One that cannot be opened is one error line naming it, or,
     with ``keep_going``, a warning line while the others run."""
     opened: list[tuple[str, Source]] = []
     for name, spec in zip(stream_names(specs), specs):
         try:
-            opened.append((name, open_source(spec, reconnect)))
+            opened.append((name, open_source(spec, reconnect, decoder)))
         except RuntimeUserError as exc:
             if not keep_going:
                 for _, source in opened:

@@ -47,14 +47,14 @@ class ExportedModel:
 
 def exported_file(ckpt: Path, kind: str) -> Path:
     """Where ``export_all`` puts the ``kind`` step's model (named by the export pipeline)."""
-    from export.pipeline import ExportRequest
+    from export.exporter import ExportRequest
 
     return ExportRequest(checkpoint=ckpt, out=ckpt.parent / "export").file(kind)
 
 
 def export_all(ckpt: Path, data: Path, heldout: Path, calib_n: int, parity_n: int) -> dict:
     """FP32/FP16/INT8 files beside the checkpoint (reused while newer than it) and their parity."""
-    from export.pipeline import ExportRequest, run_export
+    from export.exporter import ExportRequest, run_export
 
     out = ckpt.parent / "export"
     files = [exported_file(ckpt, kind) for _, kind in PRECISIONS if kind] + [out / "parity.json"]

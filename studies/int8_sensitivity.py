@@ -61,7 +61,7 @@ class Quantizer:
         from export.calibration import CalibrationImages, collect_ranges
         from export.images import folder_images
         from export.int8 import QUANTIZED_OPS, prepare_for_calibration
-        from export.metadata import load_onnx, model_contract
+        from export.onnx_metadata import load_onnx, model_contract
 
         self.source = load_onnx(fp32)
         self.method, self.workdir = method, workdir
@@ -141,7 +141,7 @@ def run_int8_sensitivity(checkpoint: Path, *, calib: Path, heldout: Path, out: P
                          blocks: bool, layout: list[str], target: float | None, compare: list[Path]) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
-    from export.metadata import model_contract, read_metadata
+    from export.onnx_metadata import model_contract, read_metadata
     from export.onnx_export import export_onnx
 
     out.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def compare_ort_option(model: Path, calib: Path, n: int, method: str, option: st
     from export.calibration import CalibrationImages, ort_method
     from export.images import find_images
     from export.int8 import QUANTIZED_OPS, prepare_for_calibration, qdq_scales
-    from export.metadata import model_contract
+    from export.onnx_metadata import model_contract
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     contract = model_contract(onnx.load(str(model), load_external_data=False), str(model))

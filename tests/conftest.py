@@ -5,6 +5,14 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_facing_logging():
+    """The packages' log lines as the command line shows them (``warning: …``), as cli.py sets up."""
+    from cli_logging import setup_logging
+
+    setup_logging()
+
+
 @pytest.fixture(scope="session")
 def make_roi_set(tmp_path_factory):
     """make_roi_set(n_per_class=4, size=64, seed=0) -> Path of a synthetic EmotionROI-layout set

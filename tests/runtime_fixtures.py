@@ -1,7 +1,7 @@
 """Real files for the runtime tests: an exported WSCNet ONNX model and videos written by OpenCV.
 
-Shared by tests/test_runtime_*.py (imported, not a conftest, so the other rooms' fixtures stay theirs).
-The model is built once per test session with the export room's own code, so the runtime is tested
+Shared by tests/test_runtime_*.py (imported, not a conftest, so the other packages' tests do not load them).
+The model is built once per test session with the export package's own code, so the runtime is tested
 on files exactly as ``python cli.py export`` writes them.
 """
 

@@ -189,15 +189,30 @@ def decode(jpeg: bytes) -> np.ndarray:
 
 
 def metrics(url: str, headers: dict | None = None) -> dict:
-    """/metrics parsed into {'name{labels}': value}."""
+    """/metrics parsed into {'name{labels}': value}; a key may name its labels in any order."""
     status, _, body = get(url + "metrics", headers)
     assert status == 200
-    out = {}
+    out = _Samples()
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+class _Samples(dict):
+    """Samples by their text key, with the labels sorted: the exposition format leaves their order free."""
+
+    @staticmethod
+    def canonical(key: str) -> str:
+        name, brace, labels = key.partition("{")
+        return f"{name}{{{','.join(sorted(labels.rstrip('}').split(',')))}}}" if brace else key
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(self.canonical(key), value)
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.canonical(key))
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
@@ -210,12 +225,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     raise AssertionError("condition not reached in time")
 
 
-def start_webcam(model, video, out: Path, token: str, *extra) -> tuple[subprocess.Popen, str]:
+def start_webcam(model, video, out: Path, token: str, *extra, outputs=None) -> tuple[subprocess.Popen, str]:
     """``cli.py webcam --serve 127.0.0.1:0`` (token from WSCNET_TOKEN) writing out/out.mp4 and
-    out/out.jsonl; returns the process (its stderr lines gather in ``proc.log``) and the page URL."""
-    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), "--source", str(video),
-           "--no-display", "--threads", "1", "--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl"),
-           "--serve", "127.0.0.1:0", *extra]
+    out/out.jsonl (or the flags ``outputs``); ``video``: one source or a list of them; returns the
+    process (its stderr lines gather in ``proc.log``) and the page URL."""
+    sources = [a for v in (video if isinstance(video, list) else [video]) for a in ("--source", str(v))]
+    if outputs is None:
+        outputs = ["--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl")]
+    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), *sources,
+           "--no-display", "--threads", "1", *outputs, "--serve", "127.0.0.1:0", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WSCNET_TOKEN": token, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []

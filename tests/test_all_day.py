@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from benchmarks.camera_sim import MjpegCamera
@@ -273,16 +272,30 @@ token = "t"
     ("[model]\nmodel = 'm.onnx'\nthreads = 'two'\n", "model.threads"),
     ("[model]\nmodel = 'm.onnx'\n[camera]\nx = 1\n", "[camera]"),
     ("[model]\nmodel = 'm.onnx'\n[output]\nmax_disk = 'lots'\n", "output.max_disk"),
+    ("[model]\nmodel = 'm.onnx'\n[overlay]\nopacity = 2\n", "overlay.opacity"),
     ("[model]\nmodel = 'm.onnx'\n[serve]\ntoken = 't'\n", "serve.token"),
+    ("[model\n", "not valid TOML"),
 ])
-def test_a_bad_config_key_or_value_is_refused_before_anything_starts(tmp_path, text, named):
+def test_a_bad_config_key_or_value_is_refused_naming_it(tmp_path, text, named):
+    from runtime import config
+    from runtime.errors import RuntimeUserError
+
     toml = tmp_path / "edge.toml"
     toml.write_text(text)
+    with pytest.raises(RuntimeUserError) as refused:
+        config.from_toml(toml)
+    assert str(refused.value).startswith(f"{toml}: ") and named in str(refused.value)
+
+
+def test_a_bad_config_is_one_line_and_exit_code_2_before_anything_starts(tmp_path):
+    toml = tmp_path / "edge.toml"
+    toml.write_text("[model]\nmodel = 'm.onnx'\nthreds = 2\n")
     result = subprocess.run([sys.executable, "cli.py", "run", "--config", str(toml)], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {toml}: ") and named in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0] == f"error: {toml}: unknown key model.threds; [model] takes " \
+        "model, device, threads, precision, resize, watch_model", result.stderr
 
 
 def test_token_without_serve_is_refused(model):
@@ -354,3 +367,57 @@ def test_the_example_config_is_valid():
 
     cfg = config.from_toml(REPO / "deploy" / "edge.toml")
     assert cfg["segment"] == 300.0 and cfg["no_display"] is True
+
+
+def test_a_screen_without_a_gui_opencv_says_so_and_serves_the_overlay(model, tmp_path):
+    import re
+
+    from serve_helpers import get
+    from runtime.sinks.window import gui_opencv
+
+    if gui_opencv():
+        pytest.skip("this OpenCV can open windows: the window is shown instead")
+    video = write_video(tmp_path / "clip.avi", frames=150, fps=30.0)
+    env = {**os.environ, "DISPLAY": ":99", "BROWSER": "true"}  # a screen is said to exist; "true" is the browser
+    run = subprocess.Popen([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
+                            "--realtime"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in run.stderr:
+            lines.append(line)
+            found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                assert get(found.group(1))[0] == 200  # the page answers
+                break
+    finally:
+        run.kill()
+        run.communicate(timeout=30)
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "no GUI" in warning[0] and "'gui' extra" in warning[0], "".join(lines)
+
+
+def test_the_heartbeat_beats_only_while_the_pipeline_turns(tmp_path, monkeypatch):
+    import socket
+
+    from runtime.service import Heartbeat
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(5.0)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        turning = {"alive": True}
+        heartbeat = Heartbeat(lambda within: turning["alive"], 0.05).start()
+        assert listener.recv(64) == b"WATCHDOG=1"
+        turning["alive"] = False  # a hung batcher: the beats stop, and systemd's watchdog fires
+        time.sleep(0.2)
+        listener.setblocking(False)
+        while True:  # drain what was sent before the hang
+            try:
+                listener.recv(64)
+            except BlockingIOError:
+                break
+        time.sleep(0.3)
+        with pytest.raises(BlockingIOError):
+            listener.recv(64)
+        heartbeat.stop()

@@ -117,7 +117,7 @@ def test_synth_keeps_an_existing_set_unless_overwrite(tmp_path):
     assert cli("synth", out, "--n-per-class", 3, "--size", 32).returncode == 0
     before = checksums(out)
     same = cli("synth", out, "--n-per-class", 3, "--size", 32)
-    assert same.returncode == 0 and "nothing written" in same.stdout
+    assert same.returncode == 0 and "nothing written" in same.stderr
     line = one_error_line(cli("synth", out, "--n-per-class", 2, "--size", 32))
     assert "already holds a synthetic set with other settings (3 per class, 32 px, seed 0)" in line
     assert checksums(out) == before
@@ -131,7 +131,8 @@ def test_export_refuses_to_replace_a_model_unless_overwrite(work, tmp_path):
     (out / "model.onnx").write_bytes(b"a model someone made by hand")
     before = checksums(out)
     line = one_error_line(cli("export", work["ckpt"], "--out", out, "--skip-parity"))
-    assert line == f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write elsewhere"
+    assert line == (f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write "
+                    "elsewhere")
     assert checksums(out) == before
     proc = cli("export", work["ckpt"], "--out", out, "--skip-parity", "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -179,7 +180,7 @@ def test_parity_without_ckpt_uses_the_recorded_checkpoint_not_the_newest(work, t
     from export.testing import make_trained_checkpoint
 
     decoy = make_trained_checkpoint(tmp_path / "runs" / "decoy" / "best.pt", size=64, steps=1)
-    os.utime(decoy)  # the newest best.pt under runs/, the one the old code picked
+    os.utime(decoy)  # the newest best.pt under runs/: parity must not take it
     model = shutil.copy(work["model"], tmp_path / "model.onnx")
     proc = cli("parity", model, "--n", 4, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -260,7 +261,7 @@ def test_failed_parity_exits_3_and_no_fail_exits_0(work, tmp_path):
 def test_export_names_each_file_whose_parity_failed():
     """export exits 3 through the same ``fail_unless`` as parity when ``failed_checks`` is not
     empty (a genuinely failing export cannot be made on demand here, so its list is checked)."""
-    from export.pipeline import ExportResult, failed_checks
+    from export.exporter import ExportResult, failed_checks
 
     result = ExportResult(parity={
         "model.onnx": {"passed": True, "top1_agreement": 1.0, "map_correlation": 1.0},
@@ -320,7 +321,8 @@ WRONG_KIND = {
     "eval --json DIR": (lambda w, f, d: ["eval", w["ckpt"], "--data", w["data"], "--json", d],
                         "{d}: is a folder; --json takes a file path"),
     "webcam --jsonl DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
-                                            "--no-display", "--jsonl", d], "{d}: is a folder; --jsonl takes a file path"),
+                                            "--no-display", "--jsonl", d],
+                           "{d}: is a folder; --jsonl takes a file path"),
     "webcam --save DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
                                            "--no-display", "--save", d], "{d}: is a folder; --save takes a file path"),
     "webcam --save x.gif": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
@@ -372,6 +374,24 @@ def test_an_exported_model_or_a_corrupt_file_given_to_predict_or_eval(work, tmp_
     corrupt.write_bytes(b"\x00" * 64)
     line = one_error_line(cli("predict", corrupt, image))
     assert line == f"error: {corrupt}: not a readable checkpoint (not a file torch.save wrote); {wants}"
+
+
+@pytest.mark.parametrize("calib", [False, True])
+def test_export_given_an_exported_model_says_so_first(work, tmp_path, calib):
+    """Not "no training data recorded" (what INT8 calibration would find first): the input is wrong."""
+    extra = ["--calib", work["data"]] if calib else []
+    line = one_error_line(cli("export", work["model"], "--int8", *extra, "--out", tmp_path / "out"))
+    assert line == (f"error: {work['model']}: an exported model, not a training checkpoint; this command takes "
+                    "a .pt checkpoint written by `train` (exported models run with `webcam` and are checked "
+                    "with `parity`)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [-64, 0, 48])
+def test_train_img_size_must_be_a_positive_multiple_of_32(work, tmp_path, size):
+    line = one_error_line(cli(*train_args(work["data"], tmp_path / "run"), "--img-size", size))
+    assert line == f"error: --img-size must be a positive multiple of 32 (>= 32; the backbone's stride); got {size}"
+    assert not (tmp_path / "run").exists()
 
 
 def test_webcam_given_a_checkpoint_says_to_export_it(work):

@@ -12,7 +12,7 @@ import pytest
 
 from export import tensorrt_build as tb
 from export.deepstream import fold_normalization, nvinfer_config, write_deepstream_files
-from export.metadata import metadata_from_checkpoint, read_metadata
+from export.onnx_metadata import metadata_from_checkpoint, read_metadata
 
 CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
                          "map_weight": "softmax", "coupling": "both"},
@@ -68,11 +68,11 @@ def test_nvinfer_preprocessing_equals_the_models():
         np.testing.assert_allclose(scale * (pixels - offsets[c]), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_per_channel_std_needs_folding_and_writes_nothing(tmp_path):
+def test_per_channel_std_needs_folding_and_writes_nothing(tmp_path, caplog):
     imagenet = {**CKPT, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    lines: list[str] = []
-    assert write_deepstream_files(tmp_path / "m.engine", _sidecar(imagenet), echo=lines.append) == []
-    assert len(lines) == 1 and "--fold-normalization" in lines[0] and not list(tmp_path.iterdir())
+    assert write_deepstream_files(tmp_path / "m.engine", _sidecar(imagenet)) == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == "export" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "--fold-normalization" in warnings[0] and not list(tmp_path.iterdir())
     keys = _parse(nvinfer_config(_sidecar(imagenet, folded=True), "m.engine", "m.labels.txt"))
     assert float(keys["net-scale-factor"]) == 1.0 and keys["offsets"] == "0.0;0.0;0.0"
 
@@ -105,7 +105,7 @@ def test_folded_model_takes_0_255_rgb(exported):
 
 def test_folded_export_passes_parity_against_pytorch(exported, tmp_path):
     from export.parity import run_parity
-    from export.pipeline import _fold_normalization
+    from export.exporter import _fold_normalization
 
     path = tmp_path / "folded.onnx"
     path.write_bytes(exported["onnx"].read_bytes())

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from runtime.doctor import run_doctor
+from jobs.doctor import run_doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from export.fused_op import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, make_function
 from export.images import find_images, load_batch
-from export.metadata import METADATA_KEYS, read_metadata
+from export.onnx_metadata import METADATA_KEYS, read_metadata
 from export.onnx_export import OPSET, export_onnx
 from export.testing import make_trained_checkpoint, write_image_folder
 from runtime.contract import InputContract

@@ -9,7 +9,7 @@ from onnx import TensorProto, numpy_helper
 from export.fp16 import convert_fp16
 from export.fused_op import DOMAIN, OP_TYPE
 from export.int8 import quantize_int8
-from export.metadata import read_metadata
+from export.onnx_metadata import read_metadata
 from export.onnx_export import export_onnx
 from runtime.backends.onnxruntime_backend import session_options
 from export.parity import run_parity
@@ -122,7 +122,7 @@ def test_bad_calibration_inputs(work, tmp_path):
 
 def test_tensorrt_layout_int8_follows_the_rules_and_passes_parity(work, tmp_path):
     """The engine variant, from the same calibrated ranges: TensorRT's placement, parity on held-out images."""
-    from export.pipeline import write_trt_int8
+    from export.exporter import write_trt_int8
     from export.qdq_layout import check_layout
 
     lines: list[str] = []

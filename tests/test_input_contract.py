@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from export.metadata import read_metadata, write_metadata
+from export.onnx_metadata import read_metadata, write_metadata
 from export.onnx_export import export_onnx
 from export.testing import make_trained_checkpoint, synthetic_image
 from runtime.backends import open_backend

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from export.images import folder_images, load_image
-from export.metadata import model_contract, read_metadata
+from export.onnx_metadata import model_contract, read_metadata
 from export.modelopt_quant import PYTHON_ENV, modelopt_python, quantize_modelopt, write_calibration_array
 from wscnet.errors import UserError
 

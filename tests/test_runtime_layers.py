@@ -8,11 +8,12 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 
 # lowest first: choices and errors → back-ends → model → sources and sinks → pipeline → live page → front
 LAYERS = (
-    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching"},
+    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching",
+     "periodic"},
     {"validate", "metadata", "preprocess", "overlay", "mosaic", "framing"},
     {"backends"},
     {"model"},
-    {"sources", "gst", "uri", "camera_check", "sinks", "pacing", "reload", "service", "outputs", "scheduling",
+    {"sources", "gst", "gst_frames", "uri", "camera_check", "sinks", "pacing", "reload", "service", "outputs", "scheduling",
      "publishers", "events_out"},
     {"pipeline"},
     {"serve"},
@@ -92,3 +93,12 @@ def test_the_checker_sees_an_import_inside_a_function(tmp_path):
     hidden = tmp_path / "backends" / "x.py"
     hidden.write_text("import os\n\ndef f():\n    from ..pipeline import Pipeline\n    return Pipeline\n")
     assert runtime_imports(hidden, tmp_path) == {"pipeline"}
+
+
+def test_every_run_setting_is_documented_in_the_runtime_readme():
+    """runtime/README.md lists each webcam flag: the schema in runtime/config.py is the one source."""
+    from runtime.config import SETTINGS
+
+    readme = (RUNTIME / "README.md").read_text(encoding="utf-8")
+    missing = [s.option.split("/")[0] for s in SETTINGS if f"`{s.option.split('/')[0]}" not in readme]
+    assert not missing, f"runtime/README.md does not document {', '.join(missing)}"

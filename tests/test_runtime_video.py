@@ -1,6 +1,5 @@
 """End to end on real video files written by OpenCV: the webcam command, its files and its faults."""
 
-import json
 import os
 import signal
 import subprocess
@@ -208,7 +207,7 @@ try:
     runpy.run_path("cli.py", run_name="__main__")
 except SystemExit as exit:
     assert not exit.code, exit.code
-# cli.py itself imports every room's light commands module; nothing heavy may come with them
+# cli.py itself imports every package's light commands module; nothing heavy may come with them
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript"))
 print("HEAVY", heavy)
 """

@@ -1,4 +1,4 @@
-"""The from-scratch recipe (issue 13): head warm-up ramps, the GAP->GMP pooling blend that only
+"""The from-scratch recipe: head warm-up ramps, the GAP->GMP pooling blend that only
 training sees, recipe presets, the diagnostics log, and salient distractors in the generator."""
 
 import json

@@ -182,48 +182,44 @@ def test_twenty_concurrent_viewers_share_one_encoding_per_frame(server):
     assert after['wscnet_clients_rejected_total{stream="0",kind="video"}'] == 1
 
 
-def test_a_viewer_reading_a_byte_a_second_holds_up_nobody(server):
+def test_a_viewer_that_stops_reading_holds_up_nobody(server):
+    """A viewer that reads a byte now and then while 60 frames go by: the other viewer gets them,
+    the server queues nothing for the stalled one, and once it reads again it gets the newest."""
     with Publisher(server, period=0.02, size=(480, 640)) as pub:  # noisy VGA: frames of ~200 KB
         wait_for(lambda: pub.published > 2)
         slow = open_stream(server.url + "stream.mjpg", AUTH, rcvbuf=2048)
         fast = StreamReader(open_stream(server.url + "stream.mjpg", AUTH))
         try:
-            slow_bytes, fast_seqs = b"", []
-            for _ in range(3):  # three seconds at one byte a second
-                slow_bytes += slow.recv(1)
-                t_end = time.monotonic() + 1.0
-                while time.monotonic() < t_end:
-                    fast_seqs.append(int(fast.part()[0]["x-frame-seq"]))
+            slow_bytes, fast_seqs = slow.recv(1), [int(fast.part()[0]["x-frame-seq"])]
+            while fast_seqs[-1] < fast_seqs[0] + 60:  # each part waits at most the socket timeout
+                fast_seqs.append(int(fast.part()[0]["x-frame-seq"]))
+                if len(fast_seqs) % 20 == 0:
+                    slow_bytes += slow.recv(1)
             published_then = pub.published
-            parts = _parts_read_for(slow, slow_bytes, 1.5)  # now the slow viewer reads at full speed
+            parts = _parts_until(slow, slow_bytes, published_then)  # the slow viewer reads at full speed
         finally:
             slow.close()
             fast.sock.close()
-    assert len(fast_seqs) >= 15, f"the fast viewer kept getting frames meanwhile ({len(fast_seqs)} in 3 s)"
-    assert fast_seqs[-1] >= published_then - 10, (fast_seqs[-1], published_then)
+    assert fast_seqs == sorted(set(fast_seqs)) and len(fast_seqs) >= 3, "the fast viewer kept getting frames"
     seqs, sizes = parts[:, 0], parts[:, 1]
-    jumps = np.diff(seqs)
-    first_jump = int(np.argmax(jumps > 1))
-    assert seqs[0] <= 10, "the slow viewer stalled on one of the first frames"
-    assert jumps.max() >= 50, "after the stall it skipped to the newest frame"
+    assert seqs[0] <= fast_seqs[0], "the slow viewer stalled on a frame from before the others"
+    caught_up = int(np.argmax(seqs >= published_then))
+    assert caught_up >= 1 and seqs[caught_up - 1] < fast_seqs[-1], "it skipped the frames of the stall"
     # what reached it from before the stall is no more than the kernel's socket buffers held, plus
     # the one part the server was writing: the server itself queued nothing for it
     kernel_buffers = 2 * STREAM_SNDBUF + 2 * 2048  # Linux doubles what is set, both ends
-    assert sizes[: first_jump + 1].sum() <= kernel_buffers + 2 * sizes.max()
-    assert seqs[-1] >= published_then, (seqs[-1], published_then)
+    assert sizes[:caught_up].sum() <= kernel_buffers + 2 * sizes.max()
 
 
-def _parts_read_for(sock: socket.socket, data: bytes, seconds: float) -> np.ndarray:
-    """(seq, JPEG bytes) of every part read in ``seconds``."""
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            data += sock.recv(1 << 20)
-        except socket.timeout:
-            pass
-    return np.array([(int(seq), int(size)) for size, seq in
-                     re.findall(rb"Content-Length: (\d+)\r\nX-Frame-Seq: (\d+)", data)])
+def _parts_until(sock: socket.socket, data: bytes, seq: int) -> np.ndarray:
+    """(seq, JPEG bytes) of every part read until the headers of frame ``seq`` or a newer one arrive."""
+    found = np.zeros((0, 2), dtype=np.int64)
+    while not len(found) or found[-1, 0] < seq:
+        data += sock.recv(1 << 20)  # the socket's timeout ends a stream that never gets there
+        found = np.array([(int(s), int(size)) for size, s in
+                          re.findall(rb"Content-Length: (\d+)\r\nX-Frame-Seq: (\d+)", data)], dtype=np.int64)
+        found = found.reshape(-1, 2)
+    return found
 
 
 def test_viewers_that_vanish_mid_stream_are_dropped_silently(server, capfd):
@@ -286,12 +282,10 @@ def test_stop_ends_open_streams():
     live.publish(make_frame(0), make_record(0))
     reader = StreamReader(open_stream(live.url + "stream.mjpg"))
     reader.part()
-    t0 = time.monotonic()
     live.stop()
-    with pytest.raises((EOFError, ConnectionError)):
+    with pytest.raises((EOFError, ConnectionError)):  # not the socket's timeout: stop() closed it
         while True:
             reader.part()
-    assert time.monotonic() - t0 < 5
     with pytest.raises(ConnectionError):
         socket.create_connection(("127.0.0.1", live.port), timeout=2)
 

@@ -4,6 +4,7 @@ allowed to download a browser of its own), on ``cli.py webcam --serve`` running 
 Set WSCNET_SCREENSHOT=path.png to also save a screenshot of the whole page there (docs/live-view.png).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -125,3 +126,72 @@ def test_page_in_headless_chromium(model, tmp_path):
     jpeg_loss = picture_difference(decode(cv2.imencode(".jpg", source[index_off], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()), source[index_off])
     assert picture_difference(without_map, source[index_off]) <= jpeg_loss + 2
     assert picture_difference(with_map, source[index_on]) > 5 * (jpeg_loss + 2)
+
+
+READ_TILES = """() => Object.fromEntries([...document.querySelectorAll('#mosaic .tile')].map((tile) => {
+  const img = tile.querySelector('.tile-video');
+  const bars = [...tile.querySelectorAll('.bar-row')].map((row) => [row.dataset.class, Number(row.dataset.p)]);
+  return [tile.dataset.stream, {index: tile.dataset.index === undefined ? -1 : Number(tile.dataset.index),
+          label: tile.dataset.label, online: tile.dataset.online, width: img.naturalWidth,
+          src: img.getAttribute('src'), bars: Object.fromEntries(bars),
+          chart: tile.querySelector('.tile-timeline').dataset.index}];
+}))"""
+STREAM_CLASSES = {"north": 1, "south": 3, "east": 5}
+
+
+def test_a_page_for_every_camera(model, tmp_path):
+    from events_helpers import class_video
+
+    videos = [class_video(tmp_path / f"{name}.avi", [cls] * 300, size=SIZE) for name, cls in STREAM_CLASSES.items()]
+    outputs = ["--jsonl", str(tmp_path / "{stream}.jsonl"), "--clip-on", "all", "--clip-dir", str(tmp_path / "clips"),
+               "--clip-pre", "1", "--clip-post", "0.5", "--event-hold", "0.5", "--event-min-score", "0.3"]
+    proc, url = start_webcam(model, videos, tmp_path, TOKEN, "--realtime", outputs=outputs)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1280, "height": 1000})
+            page = browser.new_page()
+            page.goto(url + f"?token={TOKEN}")
+            first = wait_for(lambda: (t := page.evaluate(READ_TILES)) and len(t) == 3
+                             and all(v["index"] >= 0 and v["width"] > 0 and v["chart"] for v in t.values()) and t,
+                             timeout=30)
+            later = wait_for(lambda: (t := page.evaluate(READ_TILES)) and all(
+                t[name]["index"] > first[name]["index"] for name in t) and t, timeout=20)
+            wait_for(lambda: page.locator("#clips li").count() >= 3, timeout=20)
+            page.locator("#clips li").first.click()
+            wait_for(lambda: page.evaluate("() => document.getElementById('clip-player').naturalWidth") > 0)
+            if os.environ.get("WSCNET_SCREENSHOT_STREAMS"):
+                page.screenshot(path=os.environ["WSCNET_SCREENSHOT_STREAMS"], full_page=True)
+            picked = _single_stream_page(browser, url, "south")
+            status, _, body = get(url + "clips")
+            assert status == 401  # the clips are behind the token like everything else
+            clip_list = json.loads(get(url + f"clips?token={TOKEN}")[2])["clips"]
+            assert get(url + f"clips/..%2Fnorth.jsonl?token={TOKEN}")[0] == 404
+            clip = get(url + f"clips/{clip_list[0]['name']}?token={TOKEN}")
+            browser.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    for name, tile in later.items():
+        records = {r["index"]: r for r in read_jsonl(tmp_path / f"{name}.jsonl")}
+        shown = records[tile["index"]]
+        assert tile["label"] == shown["label"] and tile["online"] == "true"
+        assert tile["src"].startswith("stream.mjpg?") and f"stream={name}" in tile["src"]
+        assert tile["bars"] == pytest.approx(shown["probabilities"], abs=1e-6)
+    assert {later[n]["label"] for n in STREAM_CLASSES} == {"class_1", "class_3", "class_5"}  # each its own
+    south = {r["index"]: r for r in read_jsonl(tmp_path / "south.jsonl")}
+    assert picked["label"] == south[picked["index"]]["label"] == "class_3" and picked["picker"] == "south"
+    assert {c["stream"] for c in clip_list} == set(STREAM_CLASSES)
+    assert clip[0] == 200 and clip[1]["content-type"] == "video/mp4" and clip[2][4:8] == b"ftyp"
+
+
+def _single_stream_page(browser, url: str, name: str) -> dict:
+    """``?stream=NAME`` (the file's stem): that stream alone, in the one-stream layout."""
+    page = browser.new_page()
+    page.goto(url + f"?token={TOKEN}&stream={name}")
+    wait_for(lambda: page.evaluate("() => document.getElementById('label').dataset.index !== ''"), timeout=30)
+    return page.evaluate("""() => ({index: Number(document.getElementById('label').dataset.index),
+        label: document.getElementById('label').textContent, picker: document.getElementById('picker').value,
+        mosaic: document.getElementById('mosaic').hidden})""")

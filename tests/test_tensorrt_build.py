@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from export import tensorrt_build as tb
 from export import trt_plugin
-from export.metadata import metadata_from_checkpoint
+from export.onnx_metadata import metadata_from_checkpoint
 from runtime.backends.tensorrt_backend import check_compatibility, read_sidecar
 from runtime.errors import RuntimeUserError
 from wscnet.errors import UserError

@@ -171,7 +171,7 @@ def test_node_layout_the_parser_needs_per_release(monkeypatch):
 
 
 def test_aot_sidecar_needs_no_registration_in_the_runtime(tmp_path):
-    from export.metadata import metadata_from_checkpoint
+    from export.onnx_metadata import metadata_from_checkpoint
     from tests.test_tensorrt_build import CKPT
 
     records = [{"name": "pool_map_kernel", "ptx_isa": "8.8", "target": "sm_90"}]

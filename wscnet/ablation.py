@@ -4,11 +4,11 @@ training recipes and seeds, reported as mean ± standard deviation over the seed
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
+from .log import log
 
 # name -> model settings; everything else is shared by all variants
 VARIANTS = {
@@ -130,10 +130,10 @@ def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
     from .training import train
 
     if not options.overwrite and _finished(run_dir, options.epochs):
-        print(f"ablation {label}: reusing the finished run in {run_dir}", file=sys.stderr)
+        log.info(f"ablation {label}: reusing the finished run in {run_dir}")
     else:
         options.resume = not options.overwrite and (run_dir / "last.pt").is_file()
-        print(f"ablation {label}: training", file=sys.stderr)
+        log.info(f"ablation {label}: training")
         train(options)
     return evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
                               workers=options.workers, device=options.device)

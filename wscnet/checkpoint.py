@@ -33,6 +33,7 @@ from runtime.contract import IMAGENET_MEAN, IMAGENET_STD, InputContract
 
 from . import __version__
 from .atomic import atomic_write
+from .checkpoint_path import WANTS_CHECKPOINT, check_checkpoint_path
 from .errors import UserError
 from .model import WSCNet, WSCNetConfig
 
@@ -40,9 +41,6 @@ FORMAT = "wscnet-edge-checkpoint"
 FORMAT_VERSION = 1
 DATA_SOURCE_KEYS = ("data", "layout", "fold", "split_seed", "csv_file")
 REQUIRED_KEYS = ("model_config", "class_names", "input_size", "mean", "std", "state_dict")
-EXPORTED_SUFFIXES = (".onnx", ".engine", ".plan")
-WANTS_CHECKPOINT = ("this command takes a .pt checkpoint written by `train` "
-                    "(exported models run with `webcam` and are checked with `parity`)")
 
 
 def library_versions() -> dict[str, str]:
@@ -102,11 +100,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a checkpoint dict; any problem is one UserError line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    if path.suffix.lower() in EXPORTED_SUFFIXES:
-        raise UserError(f"{path}: an exported model, not a training checkpoint; {WANTS_CHECKPOINT}")
+    path = check_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

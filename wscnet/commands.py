@@ -5,6 +5,9 @@ from pathlib import Path
 import typer
 
 from .choices import Arch, Augment, Coupling, Geometry, Head, Layout, LrSchedule, MapWeight, Pool, Split, TrainDevice
+from .defaults import field_defaults, field_values
+from .log import log
+from .training.options import TrainOptions
 
 
 def synth(
@@ -13,8 +16,14 @@ def synth(
     size: int = typer.Option(256, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same set."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic set with other settings, or write into a non-empty folder."),
-    distractors: str = typer.Option("plain", "--distractors", help="plain (flat shapes) | salient (textured, object-sized)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite",
+        help="Replace a synthetic set with other settings, or write into a non-empty folder.",
+    ),
+    distractors: str = typer.Option(
+        "plain", "--distractors",
+        help="plain (flat shapes) | salient (textured, object-sized).",
+    ),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
     from wscnet.synth import SynthConfig, needs_writing, write_synth_set
@@ -22,13 +31,15 @@ def synth(
     cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
                       distractors=distractors)
     if not needs_writing(out, cfg, overwrite):
-        typer.echo(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
+        log.info(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
     write_synth_set(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {6 * n_per_class} images to {out}")
 
 
 # --- train / eval / predict / ablation -----------------------------------------------------------
+
+TRAIN = field_defaults(TrainOptions)  # the one place each training default is written
 
 FROM_SCRATCH_HINT = (
     "Without --pretrained the backbone starts from random weights and the paper's --lr 1e-3 "
@@ -40,74 +51,126 @@ FROM_SCRATCH_HINT = (
 def train(
     data: Path = typer.Option(..., "--data", help="Data set folder (FI, EmotionROI, Twitter, CSV, synth)."),
     out: Path = typer.Option(..., "--out", help="Run folder: best.pt, last.pt, history.json, train_log.jsonl."),
-    arch: Arch = typer.Option("resnet101", "--arch", help="Torchvision backbone."),
-    head: Head = typer.Option("wscnet", "--head", help="wscnet, or cam (GAP + FC baseline)."),
-    k: int = typer.Option(4, "--k", help="Detector maps per class, Eq. (1)."),
-    pool: Pool = typer.Option("max", "--pool", help="Eq. (1) pooling: max (paper) or avg (official code)."),
-    map_weight: MapWeight = typer.Option("softmax", "--map-weight", help="Eq. (3) weights: softmax (paper) or raw."),
-    coupling: Coupling = typer.Option("both", "--coupling", help="Eq. (4) coupling."),
-    pretrained: Path | None = typer.Option(None, "--pretrained", help="Torchvision ImageNet .pth on disk."),
-    epochs: int = typer.Option(25, "--epochs"),
-    batch_size: int = typer.Option(32, "--batch-size", help="Global batch (split over torchrun processes)."),
-    img_size: int = typer.Option(448, "--img-size", help="Model input side S (multiple of 32)."),
-    geometry: Geometry = typer.Option("squash", "--geometry", help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash (whole frame, default) | crop (centre square) | letterbox."),
-    augment: Augment = typer.Option("aspect", "--augment", help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | paper (square 7/8 crop)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
-    head_lr: float = typer.Option(1e-2, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
-    momentum: float = typer.Option(0.9, "--momentum"),
-    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
-    lr_schedule: LrSchedule = typer.Option("step", "--lr-schedule", help="step (×gamma every --lr-step epochs) or cosine."),
-    lr_step: int = typer.Option(7, "--lr-step"),
-    lr_gamma: float = typer.Option(0.1, "--lr-gamma"),
-    warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up (useful from scratch)."),
-    det_weight: float = typer.Option(1.0, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
-    grad_clip: float = typer.Option(0.0, "--grad-clip", help="Clip the gradient norm (0: off); steadies from-scratch runs."),
-    bn_momentum: float | None = typer.Option(None, "--bn-momentum", help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with --pretrained)."),
-    zero_init_residual: bool | None = typer.Option(None, "--zero-init-residual/--no-zero-init-residual", help="ResNets: start every residual block as the identity (its last BatchNorm scale 0); default: on for resnet50/101/152 from scratch, off otherwise."),
-    precise_bn_images: int | None = typer.Option(None, "--precise-bn-images", help="Training images that re-estimate BatchNorm statistics before each validation and save (0: off; default: 512 from scratch, 0 with --pretrained)."),
-    layout: Layout | None = typer.Option(None, "--layout", help="Force a data layout instead of detecting it."),
-    fold: int = typer.Option(1, "--fold", help="Twitter I/II split fold."),
-    csv_file: Path | None = typer.Option(None, "--csv", help="CSV of path,label (Flickr/Instagram)."),
-    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
-    seed: int = typer.Option(0, "--seed", help="Seed of weights, shuffling and augmentation."),
-    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
-    device: TrainDevice = typer.Option("auto", "--device"),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
-    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
-    recipe: str = typer.Option("paper", "--recipe", help="paper | scratch (from-scratch WSCNet: head warm-up) | scratch-flags; fills the flags left at their default."),
-    pool_warmup_epochs: float = typer.Option(0.0, "--pool-warmup-epochs", help="Training only: Eq. (1) pools GAP -> GMP over these epochs."),
-    det_warmup_epochs: float = typer.Option(0.0, "--det-warmup-epochs", help="Training only: detection-loss weight ramps over these epochs."),
-    det_weight_start: float = typer.Option(1.0, "--det-weight-start", help="Detection-loss weight at step 0 of that ramp."),
-    clip_per_loss: bool = typer.Option(False, "--clip-per-loss", help="WSCNet: clip at grad-clip × (1 + detection-loss weight)."),
-    zero_init_coupled: bool = typer.Option(False, "--zero-init-coupled", help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's)."),
-    detach_coupled_map: bool = typer.Option(False, "--detach-coupled-map", help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M learns from the detection loss alone)."),
-    det_label_smoothing: float = typer.Option(0.0, "--det-label-smoothing", help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M)."),
-    diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
+    arch: Arch = typer.Option(TRAIN.arch, "--arch", help="Torchvision backbone."),
+    head: Head = typer.Option(TRAIN.head, "--head", help="wscnet, or cam (GAP + FC baseline)."),
+    k: int = typer.Option(TRAIN.k, "--k", help="Detector maps per class, Eq. (1)."),
+    pool: Pool = typer.Option(TRAIN.pool, "--pool", help="Eq. (1) pooling: max (paper) or avg (official code)."),
+    map_weight: MapWeight = typer.Option(
+        TRAIN.map_weight, "--map-weight",
+        help="Eq. (3) weights: softmax (paper) or raw.",
+    ),
+    coupling: Coupling = typer.Option(TRAIN.coupling, "--coupling", help="Eq. (4) coupling."),
+    pretrained: Path | None = typer.Option(TRAIN.pretrained, "--pretrained", help="Torchvision ImageNet .pth on disk."),
+    epochs: int = typer.Option(TRAIN.epochs, "--epochs"),
+    batch_size: int = typer.Option(
+        TRAIN.batch_size, "--batch-size",
+        help="Global batch (split over torchrun processes).",
+    ),
+    img_size: int = typer.Option(TRAIN.img_size, "--img-size", help="Model input side S (multiple of 32)."),
+    geometry: Geometry = typer.Option(
+        TRAIN.geometry, "--geometry",
+        help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash "
+             "(whole frame, default) | crop (centre square) | letterbox.",
+    ),
+    augment: Augment = typer.Option(
+        TRAIN.augment, "--augment",
+        help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | "
+             "paper (square 7/8 crop).",
+    ),
+    lr: float = typer.Option(TRAIN.lr, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
+    head_lr: float = typer.Option(TRAIN.head_lr, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
+    momentum: float = typer.Option(TRAIN.momentum, "--momentum"),
+    weight_decay: float = typer.Option(TRAIN.weight_decay, "--weight-decay"),
+    lr_schedule: LrSchedule = typer.Option(
+        TRAIN.lr_schedule, "--lr-schedule",
+        help="step (×gamma every --lr-step epochs) or cosine.",
+    ),
+    lr_step: int = typer.Option(TRAIN.lr_step, "--lr-step"),
+    lr_gamma: float = typer.Option(TRAIN.lr_gamma, "--lr-gamma"),
+    warmup_epochs: int = typer.Option(
+        TRAIN.warmup_epochs, "--warmup-epochs",
+        help="Linear warm-up (useful from scratch).",
+    ),
+    det_weight: float = typer.Option(TRAIN.det_weight, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
+    grad_clip: float = typer.Option(
+        TRAIN.grad_clip, "--grad-clip",
+        help="Clip the gradient norm (0: off); steadies from-scratch runs.",
+    ),
+    bn_momentum: float | None = typer.Option(
+        TRAIN.bn_momentum, "--bn-momentum",
+        help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with "
+             "--pretrained).",
+    ),
+    zero_init_residual: bool | None = typer.Option(
+        TRAIN.zero_init_residual, "--zero-init-residual/--no-zero-init-residual",
+        help="ResNets: start every residual block as the identity (its last BatchNorm scale 0); default: on "
+             "for resnet50/101/152 from scratch, off otherwise.",
+    ),
+    precise_bn_images: int | None = typer.Option(
+        TRAIN.precise_bn_images, "--precise-bn-images",
+        help="Training images that re-estimate BatchNorm statistics before each validation and save (0: off; "
+             "default: 512 from scratch, 0 with --pretrained).",
+    ),
+    layout: Layout | None = typer.Option(TRAIN.layout, "--layout", help="Force a data layout instead of detecting it."),
+    fold: int = typer.Option(TRAIN.fold, "--fold", help="Twitter I/II split fold."),
+    csv_file: Path | None = typer.Option(TRAIN.csv_file, "--csv", help="CSV of path,label (Flickr/Instagram)."),
+    split_seed: int = typer.Option(TRAIN.split_seed, "--split-seed", help="Seed of the train/val/test split."),
+    seed: int = typer.Option(TRAIN.seed, "--seed", help="Seed of weights, shuffling and augmentation."),
+    workers: int = typer.Option(TRAIN.workers, "--workers", help="DataLoader worker processes."),
+    device: TrainDevice = typer.Option(TRAIN.device, "--device"),
+    amp: bool = typer.Option(TRAIN.amp, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    resume: bool = typer.Option(TRAIN.resume, "--resume", help="Continue the run in --out from its last.pt."),
+    overwrite: bool = typer.Option(TRAIN.overwrite, "--overwrite", help="Replace the run already in --out."),
+    val_every: int = typer.Option(TRAIN.val_every, "--val-every", help="Validate every N epochs (and after the last)."),
+    recipe: str = typer.Option(
+        TRAIN.recipe, "--recipe",
+        help="paper | scratch (from-scratch WSCNet: head warm-up) | scratch-flags; fills the flags left at "
+             "their default.",
+    ),
+    pool_warmup_epochs: float = typer.Option(
+        TRAIN.pool_warmup_epochs, "--pool-warmup-epochs",
+        help="Training only: Eq. (1) pools GAP -> GMP over these epochs.",
+    ),
+    det_warmup_epochs: float = typer.Option(
+        TRAIN.det_warmup_epochs, "--det-warmup-epochs",
+        help="Training only: detection-loss weight ramps over these epochs.",
+    ),
+    det_weight_start: float = typer.Option(
+        TRAIN.det_weight_start, "--det-weight-start",
+        help="Detection-loss weight at step 0 of that ramp.",
+    ),
+    clip_per_loss: bool = typer.Option(
+        TRAIN.clip_per_loss, "--clip-per-loss",
+        help="WSCNet: clip at grad-clip × (1 + detection-loss weight).",
+    ),
+    zero_init_coupled: bool = typer.Option(
+        TRAIN.zero_init_coupled, "--zero-init-coupled",
+        help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's).",
+    ),
+    detach_coupled_map: bool = typer.Option(
+        TRAIN.detach_coupled_map, "--detach-coupled-map",
+        help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M "
+             "learns from the detection loss alone).",
+    ),
+    det_label_smoothing: float = typer.Option(
+        TRAIN.det_label_smoothing, "--det-label-smoothing",
+        help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M).",
+    ),
+    diagnostics_every: int = typer.Option(
+        TRAIN.diagnostics_every, "--diagnostics-every",
+        help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl).",
+    ),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
-    from wscnet.training import TrainOptions, train as run_training
+    given = {name: str(value) if isinstance(value, Path) else value for name, value in locals().items()}
+    from wscnet.training import train as run_training
     from wscnet.training.recipes import apply_recipe
 
-    options = TrainOptions(
-        data=str(data), out=str(out), arch=arch, head=head, k=k, pool=pool, map_weight=map_weight,
-        coupling=coupling, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
-        batch_size=batch_size, img_size=img_size, geometry=geometry, augment=augment, lr=lr, head_lr=head_lr, momentum=momentum,
-        weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step, lr_gamma=lr_gamma,
-        warmup_epochs=warmup_epochs, det_weight=det_weight, grad_clip=grad_clip,
-        bn_momentum=bn_momentum, precise_bn_images=precise_bn_images, zero_init_residual=zero_init_residual, layout=layout, fold=fold,
-        csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, seed=seed,
-        workers=workers, device=device, amp=amp, resume=resume, overwrite=overwrite, val_every=val_every,
-        pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
-        det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled,
-        detach_coupled_map=detach_coupled_map, det_label_smoothing=det_label_smoothing,
-        diagnostics_every=diagnostics_every,
-    )
+    options = TrainOptions(**field_values(TrainOptions, given))
     apply_recipe(options, recipe)
     options.validate()
     if pretrained is None and options.lr <= 1e-3:
-        typer.echo("note: " + FROM_SCRATCH_HINT, err=True)
+        log.warning(FROM_SCRATCH_HINT)
     summary = run_training(options)
     if summary.get("is_main", True):
         typer.echo(f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); "
@@ -151,7 +214,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of lines."),
     device: TrainDevice = typer.Option("auto", "--device"),
 ) -> None:
-    """Label, class probabilities and a sentiment-map overlay per image; unreadable ones are reported once and skipped."""
+    """Label, class probabilities and a sentiment-map overlay per image; unreadable ones are reported once
+    and skipped."""
     from wscnet.predict import format_predictions, predict_images
 
     from wscnet.errors import UserError
@@ -163,10 +227,13 @@ def predict(
 
 
 def ablation(
-    data: list[Path] = typer.Option(..., "--data", help="Data set folder(s) with GT maps (repeatable: one table row group each)."),
+    data: list[Path] = typer.Option(
+        ..., "--data",
+        help="Data set folder(s) with GT maps (repeatable: one table row group each).",
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md, ablation.json and ablation.png."),
     arch: Arch = typer.Option("resnet18", "--arch"),
-    pretrained: Path | None = typer.Option(None, "--pretrained"),
+    pretrained: Path | None = typer.Option(TRAIN.pretrained, "--pretrained"),
     epochs: int = typer.Option(8, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     img_size: int = typer.Option(160, "--img-size"),
@@ -177,16 +244,25 @@ def ablation(
     grad_clip: float = typer.Option(2.0, "--grad-clip"),
     split: Split = typer.Option("test", "--split", help="Split the table is measured on."),
     seeds: list[int] | None = typer.Option(None, "--seed", help="Training seed(s), repeatable (default: 0)."),
-    recipes: list[str] | None = typer.Option(None, "--recipe", help="Recipe(s), repeatable: scratch-flags (default) | scratch | paper."),
-    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
-    workers: int = typer.Option(2, "--workers"),
-    device: TrainDevice = typer.Option("auto", "--device"),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    recipes: list[str] | None = typer.Option(
+        None, "--recipe",
+        help="Recipe(s), repeatable: scratch-flags (default) | scratch | paper.",
+    ),
+    val_every: int = typer.Option(TRAIN.val_every, "--val-every", help="Validate every N epochs (and after the last)."),
+    workers: int = typer.Option(TRAIN.workers, "--workers"),
+    device: TrainDevice = typer.Option(TRAIN.device, "--device"),
+    amp: bool = typer.Option(TRAIN.amp, "--amp/--no-amp", help="Mixed precision on CUDA."),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
-    train_missing: bool = typer.Option(True, "--train/--no-train", help="--no-train: tabulate finished runs only, list the rest."),
+    train_missing: bool = typer.Option(
+        True, "--train/--no-train",
+        help="--no-train: tabulate finished runs only, list the rest.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Train every run again, replacing what --out holds."),
-    diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Each run logs diagnostics.jsonl every N steps (see train)."),
+    diagnostics_every: int = typer.Option(
+        TRAIN.diagnostics_every, "--diagnostics-every",
+        help="Each run logs diagnostics.jsonl every N steps (see train).",
+    ),
 ) -> None:
     """Train and evaluate WSCNet variants and the CAM baseline per set, recipe and seed; write the table and chart."""
     from wscnet.ablation import run_ablation

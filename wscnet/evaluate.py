@@ -136,7 +136,7 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
     from dataclasses import replace
 
     from .checkpoint import checkpoint_contract, load_checkpoint
-    from .data import ImageDataset, eval_transform, load_index, ten_crop_transform
+    from .data import ImageDataset, eval_transform, load_index
     from .errors import UserError
 
     dev = pick_device(device)

@@ -7,16 +7,22 @@ feeds (the newest frame and records of each stream), its controls and its model 
 import asyncio
 import hmac
 import json
+import re
 import socket
 from pathlib import Path
 
+import cv2
 from aiohttp import web
 
+from ..sinks.clips import CLIP_SUFFIX, list_clips
 from .metrics import CONTENT_TYPE
 
 PAGE_DIR = Path(__file__).with_name("page")
 BOUNDARY = "frame"
 STATS_INTERVAL_S = 1.0
+ALL_STREAMS_INTERVAL_S = 0.1  # /events/all: each stream's newest record at most this often
+CLIP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(mp4|json|mjpg)$")
+CLIP_FILE_TYPES = {"mp4": "video/mp4", "json": "application/json"}
 # kernel send buffer per streaming viewer (Linux doubles it): a few frames in flight, not the
 # megabytes autotuning allows, so a stalled viewer holds little and gets fresh frames when it reads
 STREAM_SNDBUF = 256 * 1024
@@ -24,19 +30,20 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
+ROUTES = (  # method, path, the Routes method that answers
+    ("GET", "/", "index"), ("GET", "/info", "info"), ("GET", "/controls", "get_controls"),
+    ("POST", "/controls", "set_controls"), ("POST", "/model/reload", "reload_model"),
+    ("GET", "/stream.mjpg", "stream_mjpg"), ("GET", "/snapshot.jpg", "snapshot"), ("GET", "/events", "events"),
+    ("GET", "/events/all", "events_all"), ("GET", "/clips", "clips"), ("GET", "/clips/{name}", "clip_file"),
+    ("GET", "/healthz", "healthz"), ("GET", "/metrics", "metrics"),
+)
+
+
 def build_app(server) -> web.Application:
     routes = Routes(server)
     app = web.Application(middlewares=[routes.authorise], client_max_size=64 * 1024)
-    app.router.add_get("/", routes.index)
-    app.router.add_get("/info", routes.info)
-    app.router.add_get("/controls", routes.get_controls)
-    app.router.add_post("/controls", routes.set_controls)
-    app.router.add_post("/model/reload", routes.reload_model)
-    app.router.add_get("/stream.mjpg", routes.stream_mjpg)
-    app.router.add_get("/snapshot.jpg", routes.snapshot)
-    app.router.add_get("/events", routes.events)
-    app.router.add_get("/healthz", routes.healthz)
-    app.router.add_get("/metrics", routes.metrics)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, getattr(routes, handler))
     app.on_response_prepare.append(_harden_headers)
     return app
 
@@ -118,9 +125,7 @@ class Routes:
             seq = 0
             while (newest := await feed.newer("jpeg", seq)) is not None:
                 seq, jpeg, index = newest
-                head = "".join(f"{k}: {v}\r\n" for k, v in _frame_headers(seq, index).items())
-                await response.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                     f"Content-Length: {len(jpeg)}\r\n{head}\r\n".encode() + jpeg + b"\r\n")
+                await response.write(_mjpeg_part(seq, index, jpeg))
         return response
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -141,8 +146,77 @@ class Routes:
                     await response.write(sse(event["event"], event))
         return response
 
+    async def events_all(self, request: web.Request) -> web.StreamResponse:
+        """Every stream on one SSE connection (the mosaic page): each stream's newest record (with its
+        ``stream``) at most every ``ALL_STREAMS_INTERVAL_S``, every event, and each stream's stats."""
+        feeds = self.server.feeds()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        loop = asyncio.get_running_loop()
+        async with self._viewer(next(iter(feeds.values())), "events", request, response):
+            shown = dict.fromkeys(feeds, 0)
+            told = {name: feed.hub.events_seq() for name, feed in feeds.items()}
+            next_stats = 0.0
+            while not any(feed.closing for feed in feeds.values()):
+                for name, feed in feeds.items():
+                    await self._send_newest(response, name, feed, shown, told)
+                    if loop.time() >= next_stats:
+                        await response.write(sse("stats", self._stats(feed)))
+                if loop.time() >= next_stats:
+                    next_stats = loop.time() + STATS_INTERVAL_S
+                await asyncio.sleep(ALL_STREAMS_INTERVAL_S)
+        return response
+
+    async def _send_newest(self, response, name: str, feed, shown: dict, told: dict) -> None:
+        seq, _, record = feed.hub.newest()
+        if record is not None and seq != shown[name]:
+            shown[name] = seq
+            await response.write(sse("message", {**record, "stream": name}))
+        for told[name], event in feed.hub.events_after(told[name]):
+            await response.write(sse(event["event"], event))
+
+    def _clips_dir(self) -> Path | None:
+        folder = getattr(self.server, "clips_dir", None)
+        return Path(folder) if folder is not None else None
+
+    async def clips(self, request: web.Request) -> web.Response:
+        folder = self._clips_dir()
+        found = [] if folder is None else await asyncio.get_running_loop().run_in_executor(None, list_clips, folder)
+        return web.json_response({"clips": found})
+
+    async def clip_file(self, request: web.Request) -> web.StreamResponse:
+        """``NAME.mp4`` or ``NAME.json``: the file; ``NAME.mjpg``: the clip played as MJPEG at its own
+        frame rate (every browser shows that in an <img>, whatever codecs it has)."""
+        name, folder = request.match_info["name"], self._clips_dir()
+        match = CLIP_NAME.match(name)
+        path = None if folder is None or match is None else folder / name
+        kind = match.group(1) if match else ""
+        video = path.with_suffix(CLIP_SUFFIX) if path is not None else None
+        if video is None or not video.is_file() or (kind == "json" and not path.is_file()):
+            raise web.HTTPNotFound(text=f"no clip {name!r}\n")
+        if kind != "mjpg":
+            return web.FileResponse(path, headers={"Content-Type": CLIP_FILE_TYPES[kind]})
+        return await self._play_clip(request, video)
+
+    async def _play_clip(self, request: web.Request, video: Path) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        capture = await loop.run_in_executor(None, cv2.VideoCapture, str(video))
+        response = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}"})
+        await response.prepare(request)
+        try:
+            period = 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 15.0)
+            index = 0
+            while (jpeg := await loop.run_in_executor(None, _next_jpeg, capture)) is not None:
+                await response.write(_mjpeg_part(index, index, jpeg))
+                index += 1
+                await asyncio.sleep(period)
+        except ConnectionError:
+            pass
+        finally:
+            capture.release()
+        return response
+
     def _viewer(self, feed, kind: str, request: web.Request, response: web.StreamResponse):
-        return _ViewerSlot(self, feed, kind, request, response)
+        return _ViewerSlot(self.server, feed, kind, request, response)
 
     def _stats(self, feed) -> dict:
         stats = feed.hub.stats()
@@ -152,6 +226,7 @@ class Routes:
     async def metrics(self, request: web.Request) -> web.Response:
         body = self.server.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
 
 class _ViewerSlot:
     """Counts a streaming viewer in and out; 503 past --max-clients; a vanished viewer leaves quietly."""
@@ -186,6 +261,20 @@ class _ViewerSlot:
 
 def _frame_headers(seq: int, index) -> dict:
     return {"X-Frame-Seq": str(seq), "X-Frame-Index": "" if index is None else str(index)}
+
+
+def _mjpeg_part(seq: int, index, jpeg: bytes) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in _frame_headers(seq, index).items())
+    start = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n{head}\r\n"
+    return start.encode() + jpeg + b"\r\n"
+
+
+def _next_jpeg(capture) -> bytes | None:
+    ok, frame = capture.read()
+    if not ok:
+        return None
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return encoded.tobytes() if ok else None
 
 
 def sse(event: str, payload: dict) -> bytes:

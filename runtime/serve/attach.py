@@ -1,6 +1,8 @@
 """The live server as a sink of a pipeline: every stream's rendered frames, records and events go to
 the page under the stream's own name, and the page's controls are the streams' overlay controls."""
 
+import webbrowser
+
 from ..sinks import Sink
 from .info import model_info
 from .server import LiveServer
@@ -22,13 +24,18 @@ class LiveSink(Sink):
 def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=None) -> LiveServer:
     """Start a LiveServer (``serve``: host, port, token, max_clients) for every stream of ``pipeline``;
     ``on_reload`` answers ``POST /model/reload`` (None or the reason a new file was refused)."""
-    model = pipeline.model
+    model, serve = pipeline.model, dict(serve)
+    open_browser = serve.pop("open_browser", False)
     info = model_info(model.metadata, model.description, resize)
     server = LiveServer(**serve, model_info=info, streams=[s.name for s in pipeline.streams],
                         controls=pipeline.streams[0].controls)
     server.on_reload = on_reload
     server.output_counters = lambda: _output_counters(pipeline)
+    events = getattr(pipeline.options, "events", None)
+    server.clips_dir = events.clips.folder if events is not None and events.clips is not None else None
     server.start()
+    if open_browser:
+        webbrowser.open(server.url)  # does nothing where no browser is known
     for stream in pipeline.streams:
         stream.controls = server.controls  # one set of controls for the page and every stream
         stream.sinks.append(LiveSink(server, stream, stream.name))

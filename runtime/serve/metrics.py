@@ -4,13 +4,14 @@ Latency histograms are ``prometheus_client.Histogram``s observed once per frame;
 figure (frames, drops, viewers, events, outputs' counters) is read from the server when scraped.
 """
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 # seconds; Prometheus convention: base units, cumulative buckets, +Inf last
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what every Prometheus version scrapes
+disable_created_metrics()  # no *_created samples: a scraper needs none of them
 
 
 class ServerMetrics:

@@ -9,7 +9,6 @@ so a slow viewer skips frames and nothing queues behind it.
 
 import asyncio
 import concurrent.futures
-import json
 import threading
 from typing import Callable
 

@@ -1,6 +1,5 @@
 """A torch Dataset over a DatasetIndex that skips unreadable images instead of crashing."""
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from wscnet.data.index import DatasetIndex
+from wscnet.log import log
 
 # Paths already reported in this process: a bad file is named once, not once per epoch.
 _REPORTED: set[str] = set()
@@ -19,7 +19,7 @@ def report_bad_file(path: Path, problem: str) -> None:
     key = str(path)
     if key not in _REPORTED:
         _REPORTED.add(key)
-        print(f"warning: {path}: {problem}; skipped", file=sys.stderr)
+        log.warning(f"{path}: {problem}; skipped")
 
 
 def open_rgb(path: Path) -> Image.Image | None:

@@ -18,6 +18,7 @@ from ..atomic import atomic_write_text
 from ..backbones import zero_init_residual
 from ..checkpoint import make_checkpoint, save_checkpoint
 from ..errors import UserError
+from ..log import log
 from ..losses import wscnet_loss
 from ..model import WSCNet, WSCNetConfig
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
@@ -114,16 +115,16 @@ class Trainer:
         for key in INITIALISATION:  # the run keeps the initialisation it started with
             setattr(self.options, key, getattr(started, key))
         if self.ctx.is_main:
-            print(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}", file=sys.stderr)
+            log.info(f"resuming {self.out / 'last.pt'} after epoch {self.start_epoch}")
 
     def run(self) -> dict:
         options = self.options
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            print(
+            log.info(
                 f"training {options.arch}/{options.head} on {len(self.train_set)} images "
                 f"({len(self.val_set)} val), {len(self.class_names)} classes, device "
-                f"{self.ctx.device}, {self.ctx.world_size} process(es)", file=sys.stderr,
+                f"{self.ctx.device}, {self.ctx.world_size} process(es)"
             )
         for epoch in range(self.start_epoch, options.epochs):
             record = self._epoch(epoch)
@@ -259,7 +260,7 @@ class Trainer:
         atomic_write_text(self.out / "history.json", json.dumps(
             {"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2))
         shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
-        print(shown + ("  *best*" if improved else ""), file=sys.stderr)
+        log.info(shown + ("  *best*" if improved else ""))
 
 
 def input_contract(options: TrainOptions) -> InputContract:

@@ -95,7 +95,8 @@ class TrainOptions:
             if value < 1:
                 raise UserError(f"--{name} must be at least 1; got {value}")
         if self.img_size < 32 or self.img_size % 32:
-            raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
+            raise UserError(f"--img-size must be a positive multiple of 32 (>= 32; the backbone's stride); "
+                            f"got {self.img_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:

@@ -9,14 +9,12 @@ import onnx
 from runtime.backends.tensorrt_backend import sidecar_path
 from wscnet.errors import UserError
 
-from .choices import FORMATS, QUANTIZERS
 from .images import ImageSet, folder_images, split_images
-from .metadata import read_metadata
+from .log import log
+from .onnx_metadata import read_metadata
+from .request import ExportRequest
 
 RUNS_GLOB = "runs/**/best.pt"
-# what each export step writes, after the request's file stem (``model`` by default)
-FILE_SUFFIXES = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx", "int8-trt": ".int8-trt.onnx",
-                 "int8-modelopt": ".int8-modelopt.onnx"}
 
 
 def newest_checkpoint(root: Path = Path(".")) -> Path:
@@ -28,28 +26,33 @@ def newest_checkpoint(root: Path = Path(".")) -> Path:
 
 
 def recorded_data(checkpoint: Path, option: str) -> dict | None:
-    """The data set the checkpoint was trained on (its data_source; older runs: their last.pt)."""
+    """The data set the checkpoint was trained on (its data_source; older runs: their last.pt).
+    An unreadable ``checkpoint`` is one UserError line; an unreadable last.pt beside it is skipped."""
+    from wscnet.checkpoint import read_checkpoint, recorded_data_source
+
+    source = recorded_data_source(read_checkpoint(checkpoint))
+    if not source:
+        sibling = _readable_sibling(checkpoint.with_name("last.pt"))
+        source = recorded_data_source(sibling) if isinstance(sibling, dict) else None
+    if source and not Path(source["data"]).is_dir():
+        raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
+                        f"(moved or deleted); pass {option} DIR")
+    return source or None
+
+
+def _readable_sibling(path: Path) -> dict | None:
+    """The checkpoint dict at ``path``, or None when there is none or it cannot be read."""
     import torch
 
-    from wscnet.checkpoint import recorded_data_source
-
-    for candidate in (checkpoint, checkpoint.with_name("last.pt")):
-        if not candidate.is_file():
-            continue
-        try:
-            ckpt = torch.load(candidate, map_location="cpu", weights_only=True)
-        except Exception:  # an unreadable sibling is not this command's problem
-            continue
-        source = recorded_data_source(ckpt) if isinstance(ckpt, dict) else None
-        if source:
-            if not Path(source["data"]).is_dir():
-                raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
-                                f"(moved or deleted); pass {option} DIR")
-            return source
-    return None
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable sibling is not this command's problem
+        return None
 
 
-def calibration_images(req: "ExportRequest") -> ImageSet:
+def calibration_images(req: ExportRequest) -> ImageSet:
     """--calib DIR (every image below it), else the training split of the recorded data set."""
     if req.calib is not None:
         return folder_images(req.calib, req.calib_n)
@@ -75,89 +78,14 @@ def check_disjoint(calibration: ImageSet, parity: ImageSet) -> None:
 
 
 @dataclass
-class ExportRequest:
-    checkpoint: Path
-    out: Path
-    format: str = "onnx"
-    fp16: bool = False
-    int8: bool = False
-    calib: Path | None = None
-    calib_n: int = 256
-    calib_method: str = "entropy"
-    int8_float: str | None = None  # nodes INT8 keeps float (export.int8.float_nodes); None: the arch's layout
-    img_size: int | None = None
-    batch: int = 1
-    dynamic_batch: bool = False
-    max_batch: int = 16
-    fused_op: bool = True
-    parity_data: Path | None = None
-    parity_n: int = 200
-    parity: bool = True
-    workspace_mb: int = 2048
-    trt_plugin: bool = False
-    overwrite: bool = False  # replace model files already in ``out``
-    quantizer: str = "ort"  # "ort": onnxruntime's ranges, both layouts; "modelopt": also NVIDIA ModelOpt's
-    modelopt_python: str | None = None
-    fold_normalization: bool = False
-    name: str = "model"  # the files' stem: model.onnx, model.fp16.onnx, ...
-    decide_views: bool = False  # measure one view vs two on held-out camera frames (export.views)
-
-    def __post_init__(self) -> None:
-        if self.format == "triton":  # the server forms batches of any size up to --max-batch
-            self.dynamic_batch = True
-
-    def file(self, kind: str) -> Path:
-        """Where the step ``kind`` (a FILE_SUFFIXES key) writes its model."""
-        return self.out / (self.name + FILE_SUFFIXES[kind])
-
-    def engine_file(self, precision: str) -> Path:
-        return self.out / f"{self.name}.{precision}.engine"
-
-    def planned_files(self) -> list[Path]:
-        """The model files this export writes into ``out`` (parity.json is merged, not replaced)."""
-        files = [self.file("fp32")]
-        files += [self.file("fp16")] if self.fp16 else []
-        files += [self.file("int8"), self.file("int8-trt")] if self.int8 else []
-        files += [self.file("int8-modelopt")] if self.int8 and self.quantizer == "modelopt" else []
-        if self.format == "engine":
-            engine = self.engine_file("int8" if self.int8 else "fp16" if self.fp16 else "fp32")
-            files += [engine, sidecar_path(engine)]
-        if self.format == "triton":
-            from .triton_repo import MODEL_NAMES
-
-            files += [self.out / name / "config.pbtxt" for name in MODEL_NAMES]
-        return files
-
-    def validate(self) -> None:
-        """Every check that needs no work, so a wrong request is one line before anything runs."""
-        from runtime.validate import check_output_folder
-
-        if self.format not in FORMATS:
-            raise UserError(f"--format must be one of {', '.join(FORMATS)}; got {self.format!r}")
-        if self.quantizer not in QUANTIZERS:
-            raise UserError(f"--quantizer must be one of {', '.join(QUANTIZERS)}; got {self.quantizer!r}")
-        if self.fp16 and self.int8 and self.format == "engine":
-            raise UserError("an engine has one precision: choose one of --fp16 and --int8")
-        if not Path(self.checkpoint).is_file():
-            raise UserError(f"{self.checkpoint}: checkpoint not found")
-        check_output_folder(self.out, "--out")
-        existing = [p.name for p in self.planned_files() if p.exists()]
-        if existing and not self.overwrite:
-            raise UserError(f"{self.out}: already holds {', '.join(existing)}; pass --overwrite to "
-                            "replace them or --out to write elsewhere")
-        for folder, option in ((self.calib, "--calib"), (self.parity_data, "--parity-data")):
-            if folder is not None and not Path(folder).is_dir():
-                raise UserError(f"{folder}: image folder not found ({option})")
-
-
-@dataclass
 class ExportResult:
     files: list[Path] = field(default_factory=list)
     parity: dict[str, dict] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
-def run_export(req: ExportRequest, echo=print) -> ExportResult:
+def run_export(req: ExportRequest, echo=log.info) -> ExportResult:
+    """Every file ``req`` asks for, with parity; ``echo`` gets the reports (parity tables, Q/DQ layouts)."""
     req.validate()
     if req.format == "engine":
         from .tensorrt_build import import_tensorrt
@@ -172,7 +100,7 @@ def run_export(req: ExportRequest, echo=print) -> ExportResult:
     if req.parity and held_out is None:
         result.notes.append("parity skipped: no held-out images (pass --parity-data DIR)")
     if held_out is not None:
-        echo(f"parity images: {held_out.description}")
+        log.info(f"parity images: {held_out.description}")
         for model in result.files:
             result.parity[model.name] = _checked(model, req.checkpoint, held_out, echo)
     if req.format == "engine":
@@ -228,11 +156,11 @@ def export_fp16(req: ExportRequest, fp32: Path) -> Path:
     return convert_fp16(fp32, req.file("fp16"))
 
 
-def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=print) -> tuple[Path, Path]:
+def export_int8(req: ExportRequest, fp32: Path, calibration: ImageSet, echo=log.info) -> tuple[Path, Path]:
     """The INT8 Q/DQ model (onnxruntime's layout) and its TensorRT-layout twin, one calibration."""
     from .int8 import quantize_int8
 
-    echo(f"calibration images: {calibration.description}")
+    log.info(f"calibration images: {calibration.description}")
     ort_int8 = quantize_int8(fp32, req.file("int8"), calibration, method=req.calib_method, keep_float=req.int8_float)
     return ort_int8, write_trt_int8(fp32, ort_int8, req.file("int8-trt"), echo)
 
@@ -269,9 +197,9 @@ def _fold_normalization(path: Path) -> None:
     atomic_write_bytes(path, model.SerializeToString())
 
 
-def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
+def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=log.info) -> Path:
     """The TensorRT-layout INT8 file from the FP32 model and the ranges calibrated for ``ort_int8``;
-    prints the Q/DQ layout of both INT8 files."""
+    ``echo`` gets the Q/DQ layout of both INT8 files."""
     from wscnet.atomic import atomic_write_bytes
 
     from .qdq_layout import amax_from_qdq_model, check_layout, write_trt_layout
@@ -279,14 +207,15 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=print) -> Path:
     ort_model = onnx.load(str(ort_int8))
     model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
     if missing:
-        echo(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}")
+        log.warning(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: "
+                    f"{', '.join(missing[:3])}")
     atomic_write_bytes(out, model.SerializeToString())
     for path, checked in ((ort_int8, ort_model), (out, model)):
         echo(check_layout(checked).line(path.name))
     return out
 
 
-def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=print) -> Path:
+def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=log.info) -> Path:
     """``model.int8-modelopt.onnx``: ModelOpt on the plain-ops export (it drops local functions)."""
     import tempfile
 

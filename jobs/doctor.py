@@ -17,12 +17,14 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+
+from benchmarks.machine import installed_version, nvidia_smi_query
+from runtime.camera_check import camera_report
 
 CHECK_FAILED_EXIT = 3  # as wscnet.errors.CheckFailed: the command finished, a check did not pass
 OPTIONAL_PACKAGES = ("openvino", "tensorrt", "cuda-python", "triton", "tritonclient")
@@ -65,13 +67,6 @@ class Report:
 
 
 Section = Callable[[Report], None]
-
-
-def installed_version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def torch_build() -> tuple[str, str | None] | None:
@@ -120,17 +115,6 @@ def gpu_section(report: Report) -> None:
                    f"{name}, compute capability {capability}, {float(memory_mib) / 1024:.0f} GiB")
 
 
-def nvidia_smi_query(fields: str) -> list[list[str]]:
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]
-
-
 def export_side_section(report: Report) -> None:
     """TensorRT plugin / AOT support: the export side's, so only where torch is installed."""
     if torch_build() is None:
@@ -150,7 +134,7 @@ def backends_section(report: Report) -> None:
 
 # The report, in order. A section adds its lines to the report; put a new one (e.g. the camera
 # check, runtime.camera_check.camera_report) before backends_section, whose smoke tests take longest.
-SECTIONS: list[Section] = [versions_section, gpu_section, export_side_section, backends_section]
+SECTIONS: list[Section] = [versions_section, gpu_section, export_side_section, camera_report, backends_section]
 
 
 def run_doctor(requested: list[str] | None = None, smoke: bool = True, echo=print, model: Path | None = None,
@@ -179,8 +163,8 @@ def doctor(
     """What this machine can run: versions, GPUs, TensorRT plugin support, a smoke test per back-end."""
     from benchmarks.engines import canonical_backend
 
-    from .errors import RuntimeUserError
-    from .validate import check_runtime_model
+    from runtime.errors import RuntimeUserError
+    from runtime.validate import check_runtime_model
 
     if model is not None:
         check_runtime_model(model)

@@ -17,6 +17,8 @@ METADATA_KEYS = (
     "class_names", "mean", "std", "input_size", "arch", "k", "head", "pool", "map_weight",
     "coupling", "precision", "fused_op", "wscnet_version", CONTRACT_KEY,
 )
+# the values decoded() reads as JSON (lists, numbers, the contract); the rest stay strings
+JSON_KEYS = ("class_names", "mean", "std", "input_size", "k", CONTRACT_KEY)
 # Where the file came from (export.provenance writes and checks them).
 PROVENANCE_KEYS = ("checkpoint_sha256", "checkpoint_path", "checkpoint_epoch", "training_data")
 
@@ -90,7 +92,7 @@ def decoded(metadata: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         try:
-            out[key] = json.loads(value) if key in ("class_names", "mean", "std", "input_size", "k", CONTRACT_KEY) else value
+            out[key] = json.loads(value) if key in JSON_KEYS else value
         except json.JSONDecodeError:
             out[key] = value
     return out
