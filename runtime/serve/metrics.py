@@ -23,8 +23,9 @@ class ServerMetrics:
                                     registry=self.registry, buckets=LATENCY_BUCKETS_S)
         self.registry.register(_ServerCollector(server))
 
-    def observe(self, stream: str, inference_s: float, end_to_end_s: float) -> None:
-        self.inference.labels(stream).observe(inference_s)
+    def observe(self, stream: str, inference_s: float | None, end_to_end_s: float) -> None:
+        if inference_s is not None:  # None: a frame that was not inferred
+            self.inference.labels(stream).observe(inference_s)
         self.end_to_end.labels(stream).observe(end_to_end_s)
 
     def exposition(self) -> bytes:

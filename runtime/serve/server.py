@@ -111,7 +111,8 @@ class LiveServer:
     def publish(self, frame: np.ndarray, record: dict, stream: str = "0", dropped: int | None = None) -> None:
         """Newest overlaid BGR frame and its JSONL record; ``frame`` must not be changed afterwards."""
         self.hubs[stream].publish(frame, record, dropped)
-        self.metrics.observe(stream, float(record.get("inference_ms") or 0.0) / 1000.0,
+        inference_ms = record.get("inference_ms")  # None: not inferred, drawn with an earlier prediction
+        self.metrics.observe(stream, None if inference_ms is None else float(inference_ms) / 1000.0,
                              float(record.get("end_to_end_ms") or 0.0) / 1000.0)
         if self._watching:
             self._pending.set()
