@@ -5,9 +5,10 @@ The held-out pictures are shown to the exported FP32 model as camera-shaped fram
 picture at the centre of a larger frame whose rest continues it by reflection, so objects keep
 their shape, as in a camera frame around them). Every candidate is scored on every row: each
 geometry alone (squash, crop, letterbox) and each pair of them, combined by the mean of the two
-views' probabilities or by the more confident view. The mean accuracy over the rows ranks them;
-two views are recorded only where the best pair beats the best single view by more than
-``MARGIN``, else the best single view (half the inference per frame).
+views' probabilities or by the more confident view. The mean accuracy over the rows ranks them
+(then their worst row); two views are recorded only where the best pair beats the best single
+view by more than ``MARGIN`` in mean accuracy or in worst-row accuracy (a second view that rescues
+one frame shape pays for itself too), else the best single view (half the inference per frame).
 
 The decision and its figures go into the model file next to the input contract, metadata key
 ``view_decision`` (JSON), read back by ``runtime.metadata.ModelMetadata.view_decision``.
@@ -26,7 +27,7 @@ from runtime.metadata import CONTRACT_KEY, VIEW_DECISION_KEY
 
 log = logging.getLogger("export")
 
-MARGIN = 0.01  # accuracy a second view must add (mean over the rows) to be worth its cost
+MARGIN = 0.01  # accuracy a second view must add (mean over the rows, or worst row) to be worth its cost
 ASPECTS = {"16:9": (16, 9), "4:3": (4, 3), "9:16": (9, 16)}
 KINDS = ("stretched", "wider scene")
 COMBINES = ("mean", "max_confidence")
@@ -106,25 +107,32 @@ def score_candidates(row_probs: dict[str, dict[str, np.ndarray]], truth: np.ndar
         rows = {row: float((combined_labels(probs, views, combine) == truth).mean())
                 for row, probs in row_probs.items()}
         table[candidate_name(views, combine)] = {"views": list(views), "combine": combine, "rows": rows,
-                                                 "mean": float(np.mean(list(rows.values())))}
+                                                 "mean": float(np.mean(list(rows.values()))),
+                                                 "worst": float(min(rows.values()))}
     return table
 
 
 def decide(table: dict[str, dict], margin: float = MARGIN) -> dict:
-    """The best single view, the best pair, and which of them the model keeps (ties: earlier wins,
-    so squash, whose map covers the whole frame, before crop before letterbox)."""
-    singles = [name for name, c in table.items() if len(c["views"]) == 1]
-    pairs = [name for name, c in table.items() if len(c["views"]) > 1]
-    best_single = max(singles, key=lambda name: table[name]["mean"])
-    best_pair = max(pairs, key=lambda name: table[name]["mean"])
+    """The best single view, the best pair (by mean accuracy, then worst row; ties: earlier wins, so
+    squash, whose map covers the whole frame, before crop before letterbox), and which the model keeps."""
+    def rank(name: str) -> tuple[float, float]:
+        return table[name]["mean"], table[name]["worst"]
+
+    best_single = max((name for name, c in table.items() if len(c["views"]) == 1), key=rank)
+    best_pair = max((name for name, c in table.items() if len(c["views"]) > 1), key=rank)
     gain = table[best_pair]["mean"] - table[best_single]["mean"]
-    chosen = best_pair if gain > margin else best_single
-    verb = "adds" if gain >= 0 else "loses"
-    reason = (f"{best_pair} {verb} {abs(gain):.3f} mean accuracy over {best_single} "
-              f"({'more' if gain > margin else 'not more'} than the margin {margin})")
+    worst_gain = table[best_pair]["worst"] - table[best_single]["worst"]
+    two = gain > margin or worst_gain > margin
+    chosen = best_pair if two else best_single
+    reason = (f"{best_pair} {_signed(gain)} mean accuracy and {_signed(worst_gain)} on the worst row over "
+              f"{best_single} ({'more' if two else 'not more'} than the margin {margin})")
     return {"chosen": chosen, "views": table[chosen]["views"], "combine": table[chosen]["combine"],
-            "best_single": best_single, "best_pair": best_pair, "gain": round(gain, 4), "margin": margin,
-            "reason": reason}
+            "best_single": best_single, "best_pair": best_pair, "gain": round(gain, 4),
+            "worst_row_gain": round(worst_gain, 4), "margin": margin, "reason": reason}
+
+
+def _signed(value: float) -> str:
+    return f"{'adds' if value >= 0 else 'loses'} {abs(value):.3f}"
 
 
 def measure_views(model_path: Path, pictures: list[Path], truth: np.ndarray) -> dict:

@@ -53,22 +53,29 @@ def test_combined_labels_follow_the_rule():
     assert combined_labels(probs, ("squash", "crop"), "max_confidence").tolist() == [1, 0]  # 0.9, 0.7 win
 
 
-def table(squash: float, crop: float, pair: float) -> dict:
-    """Hand-made candidate means: squash and crop alone, and the two averaged."""
-    return {"squash": {"views": ["squash"], "combine": "mean", "mean": squash},
-            "crop": {"views": ["crop"], "combine": "mean", "mean": crop},
-            "squash+crop mean": {"views": ["squash", "crop"], "combine": "mean", "mean": pair}}
+def table(squash: tuple, crop: tuple, pair: tuple) -> dict:
+    """Hand-made candidates: (mean, worst row) of squash and crop alone, and of the two averaged."""
+    return {name: {"views": views, "combine": "mean", "mean": figures[0], "worst": figures[1]}
+            for name, views, figures in (("squash", ["squash"], squash), ("crop", ["crop"], crop),
+                                         ("squash+crop mean", ["squash", "crop"], pair))}
 
 
 def test_two_views_only_where_the_second_adds_more_than_the_margin():
-    close = decide(table(0.80, 0.83, 0.835), margin=0.01)
+    close = decide(table((0.80, 0.70), (0.83, 0.80), (0.835, 0.805)), margin=0.01)
     assert close["views"] == ["crop"] and close["chosen"] == "crop"
-    worth = decide(table(0.80, 0.83, 0.85), margin=0.01)
+    worth = decide(table((0.80, 0.70), (0.83, 0.80), (0.85, 0.80)), margin=0.01)
     assert worth["views"] == ["squash", "crop"] and worth["gain"] == pytest.approx(0.02)
-    worse = decide(table(0.80, 0.83, 0.79), margin=0.01)
-    assert worse["views"] == ["crop"] and "loses 0.040" in worse["reason"]
-    tie = decide(table(0.83, 0.83, 0.80), margin=0.01)
+    worse = decide(table((0.80, 0.70), (0.83, 0.80), (0.79, 0.75)), margin=0.01)
+    assert worse["views"] == ["crop"] and "loses 0.040 mean accuracy" in worse["reason"]
+    tie = decide(table((0.83, 0.80), (0.83, 0.80), (0.80, 0.75)), margin=0.01)
     assert tie["views"] == ["squash"]  # a tie goes to squash: its map covers the whole frame
+
+
+def test_a_second_view_that_rescues_one_frame_shape_is_kept():
+    # the mean barely moves (+0.005) but the worst row rises from 0.66 to 0.72
+    rescue = decide(table((0.70, 0.60), (0.73, 0.66), (0.735, 0.72)), margin=0.01)
+    assert rescue["views"] == ["squash", "crop"] and rescue["worst_row_gain"] == pytest.approx(0.06)
+    assert "adds 0.060 on the worst row" in rescue["reason"]
 
 
 def test_camera_frames_have_the_asked_shape_and_keep_the_picture():
