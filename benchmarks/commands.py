@@ -163,12 +163,13 @@ def live_streams(
     workdir: Optional[Path] = WORKDIR_OPTION,
     infer_every: Optional[int] = typer.Option(None, "--infer-every", help="As webcam's (default: the scheduler's share)."),
     infer_fps: Optional[float] = typer.Option(None, "--infer-fps", help="As webcam's."),
+    infer_on_change: Optional[float] = typer.Option(None, "--infer-on-change", help="As webcam's."),
 ) -> None:
     """N cameras played in real time with inference scheduling: drawn / inferred fps, latency, label agreement."""
     from .live_streams import print_live_streams
 
     print_live_streams(model, data, _int_list(streams, "--streams"), seconds, _workdir(workdir),
-                       infer_every=infer_every, infer_fps=infer_fps)
+                       infer_every=infer_every, infer_fps=infer_fps, infer_on_change=infer_on_change)
 
 
 @app.command("serve-cost")
