@@ -133,7 +133,11 @@ def from_flags(flags: dict) -> RunConfig:
     unknown = set(flags) - set(BY_KEY)
     if unknown:
         raise RuntimeUserError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return _checked({key: flags.get(key, BY_KEY[key].default) for key in BY_KEY}, origin="")
+    values = {key: flags.get(key, BY_KEY[key].default) for key in BY_KEY}
+    for key, setting in BY_KEY.items():  # a repeatable flag given no times is typer's (), the file's absent key
+        if setting.kind is list:
+            values[key] = list(values[key]) if values[key] else setting.default
+    return _checked(values, origin="")
 
 
 def from_toml(path: str | Path) -> RunConfig:
