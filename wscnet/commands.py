@@ -170,7 +170,7 @@ def train(
     apply_recipe(options, recipe)
     options.validate()
     if pretrained is None and options.lr <= 1e-3:
-        log.warning(FROM_SCRATCH_HINT)
+        log.info(f"note: {FROM_SCRATCH_HINT}")  # advice, not a problem with the input
     summary = run_training(options)
     if summary.get("is_main", True):
         typer.echo(f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); "
