@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow  # the install takes about a minute (pip's cache keeps it off the network)
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "constraints.txt", "cli.py", "wscnet", "export", "runtime", "benchmarks",
+SOURCES = ("pyproject.toml", "README.md", "constraints.txt", "cli.py", "cli_logging.py", "wscnet", "export", "runtime", "benchmarks",
            "studies", "jobs")
 TORCH_LINE = "not installed (training and export need the [train] extra)"
 
