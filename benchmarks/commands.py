@@ -154,6 +154,23 @@ def multistream(
                       model_iters=model_iters, device=device, json_out=json_out)
 
 
+@app.command("live-streams")
+def live_streams(
+    model: Path = typer.Option(..., "--model", help="Exported ONNX model (its recorded views are what runs)."),
+    data: Path = typer.Option(..., "--data", help="The model's data set: its test pictures make the slideshow."),
+    streams: str = typer.Option("4,8,16", "--streams", help="Stream counts, comma-separated."),
+    seconds: float = typer.Option(20.0, "--seconds", help="Length of each live run."),
+    workdir: Optional[Path] = WORKDIR_OPTION,
+    infer_every: Optional[int] = typer.Option(None, "--infer-every", help="As webcam's (default: the scheduler's share)."),
+    infer_fps: Optional[float] = typer.Option(None, "--infer-fps", help="As webcam's."),
+) -> None:
+    """N cameras played in real time with inference scheduling: drawn / inferred fps, latency, label agreement."""
+    from .live_streams import print_live_streams
+
+    print_live_streams(model, data, _int_list(streams, "--streams"), seconds, _workdir(workdir),
+                       infer_every=infer_every, infer_fps=infer_fps)
+
+
 @app.command("serve-cost")
 def serve_cost(
     model: Optional[Path] = typer.Option(None, "--model", help="ONNX model (default: INT8 resnet18@224, as "

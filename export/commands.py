@@ -84,6 +84,11 @@ def export(
         EXPORT.modelopt_python, "--modelopt-python",
         help="Python of the environment with nvidia-modelopt[onnx] (default: $WSCNET_MODELOPT_PYTHON).",
     ),
+    decide_views: bool = typer.Option(
+        EXPORT.decide_views, "--decide-views/--keep-views",
+        help="Measure one view against two on held-out camera-shaped frames and record the choice in the "
+             "model (docs/views.md), or keep the checkpoint's views.",
+    ),
     trt_plugin: bool = typer.Option(
         EXPORT.trt_plugin, "--trt-plugin/--no-trt-plugin",
         help="Engine: run the fused node as the Triton kernel compiled to PTX and baked into the plan (AOT "

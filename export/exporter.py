@@ -121,6 +121,10 @@ def export_onnx_files(req: ExportRequest, calibration: ImageSet | None, result: 
     """FP32 (and FP16 / INT8) ONNX files into ``result.files``; returns the one an engine builds from."""
     fp32 = export_fp32(req)
     result.files.append(fp32)
+    if req.decide_views:  # before the other files copy the FP32 file's metadata
+        from .views import decide_and_record
+
+        result.notes.append(decide_and_record(fp32, recorded_data(req.checkpoint, "--parity-data"), req.parity_n))
     final = fp32
     if req.fp16:
         final = export_fp16(req, fp32)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from runtime.backends.probe import PARITY_TARGETS, thresholds_for
 from wscnet.atomic import atomic_write_text
 from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
@@ -22,29 +23,10 @@ from .images import ImageSet, folder_images, load_batch
 from .onnx_export import OUTPUT_NAMES, DeployModel
 from .provenance import check_model_matches
 
-# Targets on held-out images, per precision: a model that misses one fails parity (exit code 3).
-THRESHOLDS = {
-    "fp32": {"top1_agreement": 1.0, "probs_max_abs": 1e-4},
-    "fp16": {"top1_agreement": 0.99, "map_correlation": 0.99},
-    # OpenVINO's BF16 (from the fp32 file): 8 significant bits against FP16's 11, but oneDNN sums the
-    # products in f32 and keeps Softmax and the outputs f32, so only layer inputs and weights are
-    # rounded. Measured on 120 held-out images (resnet18, 64 and 224 px): top-1 1.0, map
-    # correlation 1.0000, probs max abs 0.004. The 16-bit targets of FP16 hold it; a top-1 flip
-    # needs a near tie.
-    "bf16": {"top1_agreement": 0.99, "map_correlation": 0.99},
-    "int8": {"top1_agreement": 0.97, "map_correlation": 0.95},
-}
+# Targets on held-out images, per precision: a model that misses one fails parity (exit code 3);
+# the runtime's --device auto probe holds back-ends to them too (runtime.backends.probe).
+THRESHOLDS = PARITY_TARGETS
 REL_FLOOR = 1e-3
-
-
-def thresholds_for(precision: str) -> dict:
-    """Targets of ``precision``; a mixed one (OpenVINO's ``int8+bf16``: Q/DQ layers in INT8, the rest
-    in BF16) is held to its quantized part's, the looser, since INT8 error dominates."""
-    if precision in THRESHOLDS:
-        return THRESHOLDS[precision]
-    if "+" in precision and precision.split("+")[0] in THRESHOLDS:
-        return THRESHOLDS[precision.split("+")[0]]
-    return {}
 
 
 class _Runner:

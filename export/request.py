@@ -41,6 +41,7 @@ class ExportRequest:
     modelopt_python: str | None = None
     fold_normalization: bool = False
     name: str = "model"  # the files' stem: model.onnx, model.fp16.onnx, ...
+    decide_views: bool = True  # measure one view against two on held-out camera frames (export.views)
 
     def __post_init__(self) -> None:
         if self.format == "triton":  # the server forms batches of any size up to --max-batch

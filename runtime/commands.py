@@ -53,6 +53,7 @@ def start_run(cfg: run_config.RunConfig) -> None:
         precision=cfg["precision"], resize=cfg["resize"], save=save, jsonl=jsonl,
         display=False if cfg["no_display"] else None, smooth=cfg["smooth"], opacity=cfg["opacity"],
         max_frames=cfg["max_frames"], batch_size=cfg["batch_size"], batch_timeout_ms=cfg["batch_timeout_ms"],
+        infer_every=cfg["infer_every"], infer_fps=cfg["infer_fps"], infer_on_change=cfg["infer_on_change"],
         serve=live, realtime=cfg["realtime"], reconnect=cfg["reconnect"], decoder=cfg["decoder"],
         watch_model=cfg["watch_model"],
         segment_s=cfg["segment"], max_disk=parse_size(cfg["max_disk"]) if cfg["max_disk"] else None,

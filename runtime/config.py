@@ -78,6 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
             "number of streams)", minimum=1),
     Setting("batching", "batch_timeout_ms", float, 33.0, "Send a batch that is not full this long after its first "
             "frame arrived", minimum=0.0),
+    Setting("batching", "infer_every", int, None, "Infer every N-th frame of each stream; the others are drawn with "
+            "the newest prediction (default: every frame the box keeps up with)", minimum=1),
+    Setting("batching", "infer_fps", float, None, "Infer at most this many frames per second of each stream",
+            minimum=0.01),
+    Setting("batching", "infer_on_change", float, None, "Infer a frame early when its 32x18 grey thumbnail differs "
+            "from the last inferred one by more than this (mean absolute grey levels, e.g. 12)", minimum=0.01),
     Setting("serve", "serve", str, None, "Serve a live page at [HOST:]PORT (loopback unless HOST is given)"),
     Setting("serve", "token", str, None, "Secret every route but /healthz requires (bearer or ?token=); needs "
             "--serve"),
@@ -195,6 +201,9 @@ def _checked(values: dict, origin: str) -> RunConfig:
                 raise RuntimeUserError(f"{origin}{name}: {exc}") from None
     if values["model"] is None:
         raise RuntimeUserError(f"{origin}{'model.model' if origin else '--model'}: the model to run is required")
+    if values["infer_every"] is not None and values["infer_fps"] is not None:
+        names = ("batching.infer_every", "batching.infer_fps") if origin else ("--infer-every", "--infer-fps")
+        raise RuntimeUserError(f"{origin}{names[0]} and {names[1]} are two rates: give one")
     if values["token"] is not None and values["serve"] is None:
         raise RuntimeUserError(f"{origin}{'serve.token' if origin else '--token'} only protects the live page: "
                                "give --serve [HOST:]PORT too, or leave the token out")

@@ -9,10 +9,12 @@ Geometries (what part of a W×H frame lands where in the S×S input):
 - ``crop``: the centre square of the frame, resized to S×S; the map covers that square.
 - ``letterbox``: the whole frame scaled to fit S×S, aspect kept, bars of the mean colour.
 
-``extra_views``: further geometries of the same frame, run in the same batch; the class
-probabilities are the mean over all views, the sentiment map is the first view's. The training
-default is ``squash`` + ``crop``: the whole frame (the map covers it) and its centre square at true
-aspect, which keeps wide and tall camera frames as accurate as square pictures.
+``extra_views``: further geometries of the same frame, run in the same batch; the sentiment map
+is the first view's. ``combine`` says how the views' class scores become the frame's: ``mean``
+(averaged) or ``max_confidence`` (the view whose top probability is highest speaks for the frame).
+The training default is ``squash`` + ``crop``, averaged; export measures on camera-shaped frames
+whether the second view pays for itself and records one view where it does not
+(``export/views.py``, docs/views.md).
 """
 
 import json
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 GEOMETRIES = ("squash", "crop", "letterbox")
 INTERPOLATIONS = ("area", "linear")  # area: anti-aliased shrinking (block average, then linear)
 COLOR_ORDERS = ("RGB",)
+COMBINES = ("mean", "max_confidence")  # how several views' scores become one; mean is the default
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Files written before the contract existed were evaluated, calibrated and checked on whole
@@ -38,6 +41,7 @@ class InputContract:
     interpolation: str = "area"
     color: str = "RGB"
     extra_views: tuple[str, ...] = field(default=("crop",))
+    combine: str = "mean"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", int(self.input_size))
@@ -50,6 +54,7 @@ class InputContract:
         _check_choice("geometry", self.geometry, GEOMETRIES)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         _check_choice("color", self.color, COLOR_ORDERS)
+        _check_choice("combine", self.combine, COMBINES)
         object.__setattr__(self, "extra_views", tuple(self.extra_views))
         for view in self.extra_views:
             _check_choice("extra view", view, GEOMETRIES)
@@ -63,11 +68,18 @@ class InputContract:
 
     def with_geometry(self, geometry: str) -> "InputContract":
         """This contract with one view only: ``geometry`` (an override, or one view of several)."""
-        return replace(self, geometry=geometry, extra_views=())
+        return replace(self, geometry=geometry, extra_views=(), combine="mean")
+
+    def with_views(self, views: tuple[str, ...], combine: str = "mean") -> "InputContract":
+        """This contract with ``views`` (the first one's map is the map), combined by ``combine``."""
+        return replace(self, geometry=views[0], extra_views=tuple(views[1:]),
+                       combine=combine if len(views) > 1 else "mean")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"], d["extra_views"] = list(self.mean), list(self.std), list(self.extra_views)
+        if self.combine == "mean":  # the default is left out: files stay readable by runtimes before the key
+            del d["combine"]
         return d
 
     def to_json(self) -> str:
@@ -76,7 +88,7 @@ class InputContract:
     @classmethod
     def from_dict(cls, d: dict) -> "InputContract":
         """From a stored contract; unknown keys are an error (a newer writer), missing ones fall back."""
-        known = {"input_size", "mean", "std", "geometry", "interpolation", "color", "extra_views"}
+        known = {"input_size", "mean", "std", "geometry", "interpolation", "color", "extra_views", "combine"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown input-contract keys {unknown}")
@@ -90,7 +102,9 @@ class InputContract:
         return cls(input_size, tuple(mean), tuple(std), FALLBACK_GEOMETRY, FALLBACK_INTERPOLATION, extra_views=())
 
     def describe(self) -> str:
-        return f"{' + '.join(self.views)} to {self.input_size}x{self.input_size}, {self.interpolation}, {self.color}"
+        combined = f" ({self.combine.replace('_', ' ')})" if len(self.views) > 1 else ""
+        return (f"{' + '.join(self.views)}{combined} to {self.input_size}x{self.input_size}, "
+                f"{self.interpolation}, {self.color}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from .errors import RuntimeUserError
 
 REQUIRED_KEYS = ("class_names", "input_size", "mean", "std")
 CONTRACT_KEY = "input_contract"  # JSON of InputContract.to_dict(); absent in files before it existed
+VIEW_DECISION_KEY = "view_decision"  # JSON: what export measured when it chose the views (export/views.py)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,24 @@ class ModelMetadata:
     def contract_recorded(self) -> bool:
         """False for files written before the contract existed (read with the documented fallback)."""
         return CONTRACT_KEY in self.extra
+
+    @property
+    def view_decision(self) -> dict | None:
+        """What export measured when it chose the contract's views (candidates' accuracies on
+        camera-shaped frames, the margin, the reason); None for files exported without it."""
+        decision = _decode(self.extra.get(VIEW_DECISION_KEY)) if VIEW_DECISION_KEY in self.extra else None
+        return decision if isinstance(decision, dict) else None
+
+    def views_info(self) -> dict:
+        """The views a frame is run through and why, for model-info pages and ``doctor``."""
+        info = {"views": list(self.contract.views), "combine": self.contract.combine, "decided_by": "training"}
+        decision = self.view_decision
+        if decision is None:
+            return info if self.contract_recorded else {**info, "decided_by": "fallback"}
+        chosen = decision.get("candidates", {}).get(decision.get("chosen"), {})
+        return {**info, "decided_by": "measurement at export", "reason": decision.get("reason"),
+                "camera_frame_accuracy": chosen.get("mean"), "picture_accuracy": decision.get("picture_accuracy"),
+                "images": decision.get("images")}
 
     @property
     def num_classes(self) -> int:

@@ -35,12 +35,15 @@ def map_to_frame_colors(sentiment_map: np.ndarray, geo: Geometry) -> np.ndarray:
 
 
 class Overlay:
-    def __init__(self, class_names, opacity: float = 0.45, top_k: int = 3) -> None:
+    def __init__(self, class_names, opacity: float = 0.45, top_k: int = 3, colours=map_to_frame_colors) -> None:
+        """``colours(sentiment_map, geometry)``: the map's colour image over the frame region
+        (``map_to_frame_colors``, or a caller's memo of it)."""
         if not 0.0 <= opacity <= 1.0:
             raise ValueError(f"opacity must be in [0, 1], got {opacity}")
         self.class_names = list(class_names)
         self.opacity = opacity
         self.top_k = min(top_k, len(self.class_names))
+        self.colours = colours
 
     def draw(self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None,
              geo: Geometry, readout: str = "") -> np.ndarray:
@@ -55,7 +58,7 @@ class Overlay:
     def _blend_map(self, frame: np.ndarray, sentiment_map: np.ndarray, geo: Geometry) -> None:
         fx, fy, fw, fh = geo.frame_rect
         region = frame[fy : fy + fh, fx : fx + fw]
-        colours = map_to_frame_colors(sentiment_map, geo)
+        colours = self.colours(sentiment_map, geo)
         if region.flags.c_contiguous:
             cv2.addWeighted(colours, self.opacity, region, 1.0 - self.opacity, 0.0, dst=region)
         else:  # a centre-crop region is a strided view, which OpenCV will not write into

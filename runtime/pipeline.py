@@ -8,6 +8,12 @@ Threads, joined by bounded queues:
 - one render thread per stream: smoothing, overlay, then every ``Sink`` of the stream (video file,
   JSONL, window, live page, publishers), and the stream's events in order with its frames.
 
+Which frames are inferred is ``scheduling.InferenceScheduler``'s call (per stream: every frame,
+``infer_every`` N, ``infer_fps`` F, and for live or real-time streams at most a fair share of what
+the box can infer; ``infer_on_change`` infers a changed scene early). Every frame goes to the render
+thread in order; one not inferred is drawn with the stream's newest prediction, through the same
+smoother and overlay, and its record says ``"inferred": false``.
+
 A live source keeps only the newest frame (a stale one waiting for inference is dropped); a file
 is processed in order, every frame. Each stream ends on its own (its sinks are closed then, a sink
 shared by several streams after the last of them); the run ends when all have. ``request_stop``
@@ -20,7 +26,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from .events import MODEL_RELOADED, Event
 from .model import Model, Prediction
 from .outputs import OutputOptions, attach_outputs
 from .pacing import paced
+from .scheduling import InferenceScheduler, thumbnail
 from .smoothing import EmaSmoother, RateMeter
 from .sources import Source
 
@@ -52,6 +59,9 @@ class PipelineOptions(OutputOptions):
     batch_size: int | None = None  # None: one slot per stream
     batch_timeout_ms: float = 33.0  # one frame interval at 30 fps
     realtime: bool = False  # a file plays at its own frame rate (for watching it live)
+    infer_every: int | None = None  # infer every N-th frame of each stream
+    infer_fps: float | None = None  # infer at most F frames per second of each stream
+    infer_on_change: float | None = None  # infer early when the grey thumbnail changes by this much (0-255)
 
 
 @dataclass
@@ -61,7 +71,7 @@ class RunStats:
     stream: str = ""
     frames_read: int = 0
     frames_out: int = 0
-    dropped: int = 0  # stale live frames replaced by newer ones
+    dropped: int = 0  # live frames never drawn: the render queue was full, or nothing inferred yet
     corrupt: int = 0
     unread: int = 0  # frames a file's header promised that could not be decoded at its end
     interrupted: bool = False
@@ -70,6 +80,7 @@ class RunStats:
     outages: int = 0
     offline_s: float = 0.0
     models_reloaded: int = 0
+    inferred: int = 0  # frames the model ran on; the others were drawn with an earlier frame's prediction
     wall_s: float = 0.0
     infer_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
     end_to_end_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
@@ -87,13 +98,14 @@ class RunStats:
         n = self.frames_out
         return {
             "stream": self.stream, "source": self.source, "backend": self.backend,
-            "frames_read": self.frames_read, "frames_out": n, "dropped": self.dropped,
+            "frames_read": self.frames_read, "frames_out": n, "inferred": self.inferred, "dropped": self.dropped,
             "corrupt": self.corrupt, "unread": self.unread, "interrupted": self.interrupted,
             "lost": self.lost, "outages": self.outages, "offline_s": round(self.offline_s, 3),
             "models_reloaded": self.models_reloaded,
             "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
-            "infer_ms_mean": round(self.infer_ms_total / n, 3) if n else None,
-            "batch_size_mean": round(self.batch_frames_total / n, 2) if n else None,
+            "inferred_fps": round(self.inferred / self.wall_s, 2) if self.wall_s > 0 else 0.0,
+            "infer_ms_mean": round(self.infer_ms_total / self.inferred, 3) if self.inferred else None,
+            "batch_size_mean": round(self.batch_frames_total / self.inferred, 2) if self.inferred else None,
             "infer_ms_p50": pct(self.infer_ms, 50), "end_to_end_ms_p50": pct(self.end_to_end_ms, 50),
             "end_to_end_ms_p95": pct(self.end_to_end_ms, 95),
         }
@@ -102,6 +114,7 @@ class RunStats:
         d = self.as_dict()
         parts = [f"{d['frames_out']} frames in {d['wall_s']:.1f} s ({d['fps']:.1f} fps)",
                  f"inference {d['infer_ms_mean'] or 0:.1f} ms/frame",
+                 *([f"{d['inferred']} inferred ({d['inferred_fps']:.1f} fps)"] if d["inferred"] < d["frames_out"] else []),
                  f"end-to-end p50 {d['end_to_end_ms_p50'] or 0:.1f} ms"]
         for key in ("dropped", "corrupt", "unread", "outages"):
             if d[key]:
@@ -118,11 +131,19 @@ class RunStats:
 
 
 class _Item:
-    __slots__ = ("frame", "buffer", "prepared", "prediction")
+    """One frame on its way to the render thread; ``done`` is set once an inferred frame's
+    prediction is there (None: dropped), ``done`` is None for a frame not inferred."""
 
-    def __init__(self, frame, buffer, prepared) -> None:
-        self.frame, self.buffer, self.prepared = frame, buffer, prepared
+    __slots__ = ("buffer", "done", "frame", "prediction", "prepared")
+
+    def __init__(self, frame, infer: bool = True) -> None:
+        self.frame, self.buffer, self.prepared = frame, None, None
         self.prediction: Prediction | None = None
+        self.done = threading.Event() if infer else None
+
+    def finish(self, prediction: Prediction | None) -> None:
+        self.prediction = prediction
+        self.done.set()
 
 
 class FrameQueue:
@@ -166,6 +187,7 @@ class Stream:
         self.sinks: list = []
         self.smoother = EmaSmoother(options.smooth)
         self.stats = RunStats(source=source.description, backend=model.description, stream=name)
+        self.last: Prediction | None = None  # the newest prediction, for frames that are not inferred
         self.pool: queue.Queue = queue.Queue()
         for _ in range(options.queue_size + 2):  # one being filled, queue_size waiting, one in the batch
             self.pool.put(model.framing.new_batch(1))
@@ -179,9 +201,10 @@ class Stream:
         return (self.source.width or 640, self.source.height or 480)  # a camera down at the start: a guess
 
     def _dropped(self, stale) -> None:
+        """A live frame waiting for inference replaced by a newer one: drawn without its own prediction."""
         if stale is not END:
             self.pool.put(stale.buffer)
-            self.stats.dropped += 1
+            stale.finish(None)
 
 
 class Pipeline:
@@ -197,7 +220,11 @@ class Pipeline:
         named = _named_sources([sources] if isinstance(sources, Source) else list(sources))
         self.ready = threading.Condition()
         self.streams = [Stream(i, name, src, self.model, opts, self.ready) for i, (name, src) in enumerate(named)]
-        self.policy = BatchPolicy(opts.batch_size or len(self.streams), opts.batch_timeout_ms)
+        self.scheduler = make_scheduler(opts, self.streams)
+        self._schedule_lock = threading.Lock()  # capture threads decide, the batcher observes
+        # scheduled frames come when they are due, not together: a batch is sent with what is there
+        self.policy = BatchPolicy(opts.batch_size or len(self.streams),
+                                  0.0 if self.scheduler is not None else opts.batch_timeout_ms)
         self.batch = self.model.framing.new_batch(self.policy.batch_size)
         self.batches = 0
         self.stop = threading.Event()  # graceful: stop reading, finish what is queued
@@ -301,26 +328,52 @@ class Pipeline:
             for frame in frames:
                 if self.stop.is_set():
                     break
-                buffer = self._get(stream.pool)
-                if buffer is None:
-                    break
-                item = _Item(frame, buffer, self.model.prepare(frame.image, buffer))
+                item = _Item(frame, self._decide(stream, frame))
+                if item.done is not None:
+                    item.buffer = self._get(stream.pool)
+                    if item.buffer is None:
+                        break
+                    item.prepared = self.model.prepare(frame.image, item.buffer)
                 stream.stats.frames_read += 1
-                if not stream.inbox.put(item, self.abort):
+                if not self._to_render(stream, item):
+                    break
+                if item.done is not None and not stream.inbox.put(item, self.abort):
                     break
                 if limit is not None and stream.stats.frames_read >= limit:
                     break
         finally:
             stream.inbox.put(END, self.abort)  # live: replaces stale frames; a file drains what is queued
+            self._put(stream.outbox, END)
+
+    def _decide(self, stream: Stream, frame) -> bool:
+        """Infer this frame? (Every frame when nothing schedules inference.)"""
+        if self.scheduler is None:
+            return True
+        thumb = thumbnail(frame.image) if self.options.infer_on_change else None
+        with self._schedule_lock:
+            return self.scheduler.decide(stream.name, frame.timestamp, thumb)
+
+    def _to_render(self, stream: Stream, item: _Item) -> bool:
+        """Queue the frame for drawing, in capture order. A live source never waits for the render
+        thread: a frame that finds its queue full is dropped. False when the run is aborted."""
+        if not stream.source.live:
+            return self._put(stream.outbox, item)
+        try:
+            stream.outbox.put_nowait(item)
+        except queue.Full:
+            stream.stats.dropped += 1
+            if item.buffer is not None:
+                stream.pool.put(item.buffer)
+                item.buffer = None
+            item.done = None  # never sent to inference
+        return not self.abort.is_set()
 
     # ---- batching and inference: the calling thread ---------------------------------------------
     def _batch_loop(self) -> None:
         running = list(self.streams)
         turn = 0
         while running and not self.abort.is_set():
-            taken, ended = self._collect(running, turn)
-            for stream in ended:
-                self._put(stream.outbox, END)
+            taken, _ = self._collect(running, turn)  # an ended stream's END reached its render thread from capture
             if taken and not self.abort.is_set():
                 turn += 1
                 self._swap_model_if_asked()
@@ -368,13 +421,14 @@ class Pipeline:
             item.buffer = None
         predictions = self.model.infer_prepared(self.batch, [item.prepared for _, item in taken])
         self.batches += 1
+        if self.scheduler is not None:
+            with self._schedule_lock:
+                self.scheduler.observe(predictions[0].timings["inference_ms"] / 1000.0, len(taken))
         for (stream, item), prediction in zip(taken, predictions):
             prediction.index, prediction.timestamp = item.frame.index, item.frame.timestamp
             prediction.wall = item.frame.wall
             prediction.stream = None if len(self.streams) == 1 else stream.name
-            item.prediction = prediction
-            if not self._put(stream.outbox, item):
-                return
+            item.finish(prediction)
 
     # ---- render: one thread per stream ---------------------------------------------------------
     def _render(self, stream: Stream, start: float) -> None:
@@ -389,9 +443,12 @@ class Pipeline:
                     for sink in stream.sinks:
                         sink.event(item)
                     continue
-                image, prediction = item.frame.image, item.prediction
+                prediction = self._prediction_for(stream, item)
+                if prediction is None:
+                    continue
+                image = item.frame.image
                 if self.options.overlay:
-                    readout = (f"{meter.rate:4.1f} fps  infer {prediction.timings['inference_ms']:.1f} ms  "
+                    readout = (f"{meter.rate:4.1f} fps  infer {stream.last.timings['inference_ms']:.1f} ms  "
                                f"e2e {last_e2e:.0f} ms")
                     self._draw(stream, image, prediction, readout)
                 now = time.perf_counter()
@@ -412,6 +469,24 @@ class Pipeline:
             else:  # let the batcher's last put go through
                 while self._get(stream.outbox, wait=False) not in (None, END):
                     pass
+
+    def _prediction_for(self, stream: Stream, item: _Item) -> Prediction | None:
+        """The frame's own prediction once inferred, or the stream's newest one for a frame not
+        inferred (or whose inference a newer frame replaced); None for a frame to skip (aborted, or
+        nothing inferred yet)."""
+        if item.done is not None:
+            while not item.done.wait(POLL_S):
+                if self.abort.is_set():
+                    return None
+            if item.prediction is not None:
+                stream.last = item.prediction
+                return item.prediction
+        if stream.last is None:  # the stream's first inferred frame was dropped: nothing to draw with
+            stream.stats.dropped += 1
+            return None
+        frame = item.frame
+        return replace(stream.last, index=frame.index, timestamp=frame.timestamp, wall=frame.wall, inferred=False,
+                       timings={"preprocess_ms": None, "inference_ms": None, "batch_size": 0})
 
     def _draw(self, stream: Stream, image: np.ndarray, prediction: Prediction, readout: str) -> None:
         settings = stream.controls.current()
@@ -471,12 +546,26 @@ def _named_sources(sources: list) -> list[tuple[str, Source]]:
 
 
 def _count(stats: RunStats, prediction: Prediction, end_to_end_ms: float) -> None:
-    infer_ms = prediction.timings["inference_ms"]
     stats.frames_out += 1
-    stats.infer_ms.append(infer_ms)
-    stats.infer_ms_total += infer_ms
-    stats.batch_frames_total += prediction.timings["batch_size"]
     stats.end_to_end_ms.append(end_to_end_ms)
+    if prediction.inferred:
+        infer_ms = prediction.timings["inference_ms"]
+        stats.inferred += 1
+        stats.infer_ms.append(infer_ms)
+        stats.infer_ms_total += infer_ms
+        stats.batch_frames_total += prediction.timings["batch_size"]
+
+
+def make_scheduler(options: PipelineOptions, streams: list[Stream]) -> InferenceScheduler | None:
+    """The run's inference scheduler: live and real-time streams share what the box can infer;
+    files read as fast as they decode are inferred every frame unless a rate is asked for."""
+    adaptive = options.realtime or any(stream.source.live for stream in streams)
+    if not (adaptive or options.infer_every or options.infer_fps or options.infer_on_change):
+        return None
+    scheduler = InferenceScheduler(change_threshold=options.infer_on_change, share_capacity=adaptive)
+    for stream in streams:
+        scheduler.add_stream(stream.name, infer_every=options.infer_every, infer_fps=options.infer_fps)
+    return scheduler
 
 
 def run_pipeline(model, source: Source, options: PipelineOptions | None = None) -> RunStats:

@@ -51,6 +51,8 @@ class Preprocessor:
         # (pixel / 255 - mean) / std  ==  pixel * scale - offset, per RGB channel
         self.scale = (1.0 / (255.0 * std)).astype(np.float32)
         self.offset = (np.asarray(contract.mean, dtype=np.float32) / std).astype(np.float32)
+        self._scale_rgb = self.scale[:, None, None]  # broadcast over a 3×h×w plane stack
+        self._offset_rgb = self.offset[:, None, None]
         self._geometry: Geometry | None = None
         self._frame_size: tuple[int, int] | None = None
 
@@ -73,12 +75,15 @@ class Preprocessor:
         resized = resize_picture(region, cw, ch, self.contract.interpolation)
         if (cw, ch) != (self.input_size, self.input_size):
             out[index].fill(0.0)  # buffers are reused across frames of different sizes
-        target = out[index, :, cy : cy + ch, cx : cx + cw]  # 3×ch×cw view into the buffer
-        for rgb in range(3):  # BGR → RGB by reading channel 2 - rgb
-            channel = target[rgb]
-            np.multiply(resized[:, :, 2 - rgb], self.scale[rgb], out=channel, casting="unsafe")
-            np.subtract(channel, self.offset[rgb], out=channel)
+        self.normalise(resized, out[index, :, cy : cy + ch, cx : cx + cw])  # a 3×ch×cw view into the buffer
         return geo
+
+    def normalise(self, picture_bgr: np.ndarray, target: np.ndarray) -> None:
+        """h×w×3 BGR uint8 → ``target`` (3×h×w float32): RGB, (pixel / 255 - mean) / std."""
+        planes = picture_bgr.transpose(2, 0, 1)[::-1]  # BGR h×w×3 → RGB 3×h×w, a view: no copy
+        # uint8 → float32 inside the multiply, straight into the buffer: two passes, no temporaries
+        np.multiply(planes, self._scale_rgb, out=target, casting="unsafe")
+        np.subtract(target, self._offset_rgb, out=target)
 
     def tensor(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """A fresh 3×S×S input for one frame, and its Geometry."""

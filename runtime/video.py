@@ -32,13 +32,20 @@ def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = Fals
             options[key] = Path(options[key])
     settings = PipelineOptions(**options)
     serve = _page_instead_of_window(settings, serve)
-    opened = Model(model, device=device, threads=threads, precision=precision, resize=resize)
+    # a bad source is one line before the model is loaded (and --device auto probes)
+    streams = open_sources([str(s) for s in sources], keep_going, reconnect, decoder)
+    try:
+        opened = Model(model, device=device, threads=threads, precision=precision, resize=resize)
+    except BaseException:
+        for _, source in streams:
+            source.close()
+        raise
     pipeline = None
     try:
         note = opened.metadata.override_note(resize)
         if note:
             log.info(note)
-        pipeline = Pipeline(opened, open_sources([str(s) for s in sources], keep_going, reconnect, decoder), settings)
+        pipeline = Pipeline(opened, streams, settings)
         return _run(pipeline, model, serve, resize, watch_model and not is_triton_url(model))
     finally:
         opened.close()

@@ -24,31 +24,13 @@ import cv2
 import numpy as np
 import torch
 
+from export.views import camera_frame, wider_scene
 from runtime.api import Model
 from runtime.contract import GEOMETRIES
 
 ASPECTS = {"1:1": (1, 1), "4:3": (4, 3), "16:9": (16, 9), "9:16": (9, 16)}
 VIDEO_SIZE = (640, 360)
 PLACEMENTS = (0.0, 0.5, 1.0)  # picture at the left edge, centre, right edge of the wider frame
-
-
-def frame_size(side: int, aspect: tuple[int, int]) -> tuple[int, int]:
-    """(w, h) of a frame of ``aspect`` whose shorter side is ``side``."""
-    aw, ah = aspect
-    return (round(side * aw / ah), side) if aw >= ah else (side, round(side * ah / aw))
-
-
-def wider_scene(picture: np.ndarray, size: tuple[int, int], place: float = 0.5) -> tuple[np.ndarray, tuple]:
-    """The picture inside a larger frame, the rest filled by reflection; returns (frame, box)."""
-    h, w = picture.shape[:2]
-    fw, fh = size
-    left, top = round((fw - w) * place), round((fh - h) * place)
-    frame = cv2.copyMakeBorder(picture, top, fh - h - top, left, fw - w - left, cv2.BORDER_REFLECT_101)
-    return frame, (left, top, w, h)
-
-
-def stretched(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return cv2.resize(picture, size, interpolation=cv2.INTER_LINEAR)
 
 
 def eval_labels(checkpoint: Path, paths: list[Path]) -> np.ndarray:
@@ -92,10 +74,7 @@ def accuracy_table(checkpoint: Path, model: Path, paths: list[Path], truth: np.n
 
 
 def make_frame(picture: np.ndarray, aspect: tuple[int, int], kind: str) -> np.ndarray:
-    size = frame_size(min(picture.shape[:2]), aspect)
-    if kind == "as is":
-        return picture
-    return wider_scene(picture, size)[0] if kind == "wider scene" else stretched(picture, size)
+    return picture if kind == "as is" else camera_frame(picture, aspect, kind)
 
 
 def write_video(paths: list[Path], video: Path, frames_per_picture: int = 3) -> list[dict]:

@@ -157,3 +157,28 @@ def aspect_accuracy(
 
 def register(app_: typer.Typer) -> None:
     app_.add_typer(app, name="study")
+
+
+@app.command("views")
+def views(
+    pairs: list[Path] = typer.Argument(..., help="CKPT MODEL pairs: a checkpoint and the model exported from it."),
+    n: int = typer.Option(200, "--n", help="Held-out pictures per model."),
+) -> None:
+    """One view or two: each model's recorded decision and its runtime default against eval, on camera frames."""
+    from .views_table import run_views_table
+
+    if len(pairs) % 2:
+        raise typer.BadParameter("give CKPT MODEL pairs")
+    run_views_table(list(zip(pairs[::2], pairs[1::2])), n)
+
+
+@app.command("auto-device")
+def auto_device(
+    models: list[Path] = typer.Argument(None, help="ONNX models (default: resnet18 at 224 px, FP32 and INT8)."),
+    threads: str = typer.Option("2", "--threads", help="Inference thread counts, comma-separated."),
+    rounds: int = typer.Option(200, "--rounds", help="Timed rounds per candidate."),
+) -> None:
+    """Does --device auto pick the fastest CPU back-end? Its probe against every candidate timed again."""
+    from .auto_device import run_auto_device
+
+    run_auto_device(list(models or []), _ints(threads), rounds)

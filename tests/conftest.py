@@ -36,3 +36,20 @@ def make_roi_set(tmp_path_factory):
 def tiny_roi_set(make_roi_set) -> Path:
     """A 6-class synthetic EmotionROI-layout set: 4 images per class, 64×64 (read-only: share it)."""
     return make_roi_set(4, 64, 0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def device_choice_cache(tmp_path_factory):
+    """``--device auto`` remembers its choices under $WSCNET_CACHE_DIR: a private folder for the
+    tests (and the commands they start), never the user's ~/.cache."""
+    import os
+
+    from runtime.backends.probe import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = previous

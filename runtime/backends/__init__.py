@@ -15,7 +15,9 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
     """Load ``path`` with the back-end its suffix (or an ``openvino`` device) calls for; ready to infer.
 
     ``device`` chooses ONNX Runtime's execution providers (auto: TensorRT, CUDA, CPU, whichever
-    are present) or OpenVINO and its device; an engine always runs on its GPU. ``threads``:
+    are present) or OpenVINO and its device; an engine always runs on its GPU. ``auto`` on a
+    machine without a GPU provider measures the CPU back-ends the file allows and keeps the
+    fastest that matches ONNX Runtime (``probe.open_fastest``; ``backend.choice`` says why). ``threads``:
     inference threads (0 = the back-end's default, -1 = all cores but one, see
     ``inference_threads``). ``precision``: OpenVINO's float type, ``fp32`` (default) or ``bf16``;
     every other back-end runs the file's own precision.
@@ -31,9 +33,22 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
                                "ONNX Runtime and TensorRT run the precision of the model file")
     if not path.is_file():
         raise RuntimeUserError(f"{path}: model file not found")
+    if device == "auto" and path.suffix.lower() == ".onnx" and precision is None and not gpu_providers():
+        from .probe import open_fastest
+
+        return open_fastest(path, inference_threads(threads), backend_for)
     backend = backend_for(path, device, inference_threads(threads), precision)
     backend.load(path)
+    backend.choice = {"device": device, "reason": f"--device {device}"}
     return backend
+
+
+def gpu_providers() -> list[str]:
+    """ONNX Runtime's GPU execution providers installed here (none: ``auto`` probes the CPU back-ends)."""
+    import onnxruntime
+
+    return [p for p in onnxruntime.get_available_providers() if p in ("CUDAExecutionProvider",
+                                                                       "TensorrtExecutionProvider")]
 
 
 def backend_for(path: Path, device: str, threads: int, precision: str | None) -> Backend:

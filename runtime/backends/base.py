@@ -26,6 +26,7 @@ class Backend(ABC):
     metadata: ModelMetadata
     fixed_batch: int | None = None  # the only batch size the loaded model takes, if it has one
     max_batch: int | None = None  # the largest batch it takes, if it is bounded
+    choice: dict | None = None  # how open_backend chose this back-end (``--device auto``'s probe, or forced)
 
     @abstractmethod
     def load(self, path: str | Path) -> None: ...

@@ -1,0 +1,113 @@
+"""N cameras on one box with inference scheduling: 640×480 30 fps files played in real time (each
+frame handed over when due, marked live) through the runtime's pipeline, every frame drawn and
+written (mp4 + JSONL per stream), inference at the rate the scheduler gives each stream.
+
+Per stream: drawn fps, inferred fps, end-to-end latency p50 / p95 (capture → frame written),
+dropped frames, and label agreement with every frame inferred under two views averaged (squash +
+crop, the training default), computed offline on the same frames. A stream is held when it
+draws >= ``HELD_FPS`` frames/s with p95 <= ``HELD_P95_MS``.
+
+    python cli.py benchmark live-streams --model M.onnx --data DATA [--streams 4,8,16] [--seconds 20]
+"""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from runtime.framing import Framing
+from runtime.model import Model
+from runtime.pipeline import Pipeline, PipelineOptions
+
+from .multistream import STREAM_FPS, PacedSource
+
+HELD_FPS = 29.0
+HELD_P95_MS = 150.0
+FRAMES_PER_PICTURE = 24  # a new scene every 0.8 s
+
+
+def slideshow(data: Path, video: Path, seconds: float) -> Path:
+    """A 640×480 30 fps slideshow of the data set's test pictures (written once)."""
+    if video.is_file():
+        return video
+    from wscnet.data import load_index
+    from wscnet.synth_video import write_slideshow_video
+
+    pictures = int(seconds * STREAM_FPS) // FRAMES_PER_PICTURE + 1
+    samples = load_index(data, split="test").samples
+    paths = [samples[i].path for i in np.linspace(0, len(samples) - 1, pictures).round().astype(int)]
+    video.parent.mkdir(parents=True, exist_ok=True)
+    write_slideshow_video(paths, video, frames_per_image=FRAMES_PER_PICTURE)
+    return video
+
+
+def reference_labels(model: Model, video: Path) -> list[str]:
+    """Every frame inferred with squash + crop averaged: the labels scheduling is compared with."""
+    from runtime.sources import open_source
+
+    metadata = replace(model.metadata, contract=model.metadata.contract.with_views(("squash", "crop"), "mean"))
+    framing = Framing(metadata)
+    source, labels = open_source(str(video)), []
+    try:
+        for frame in source.frames():
+            batch = framing.new_batch(1)
+            framing.to_tensor(frame.image, batch)
+            probs = framing.combine(model.backend.infer(batch), 0)[0]
+            labels.append(model.class_names[int(np.argmax(probs))])
+    finally:
+        source.close()
+    return labels
+
+
+def live_run(model: Model, video: Path, streams: int, seconds: float, out: Path, **scheduling) -> list[dict]:
+    """``streams`` paced copies of ``video`` through the pipeline; per-stream RunStats as dicts."""
+    out.mkdir(parents=True, exist_ok=True)
+    options = PipelineOptions(display=False, progress=False, save=out / "{stream}.mp4", jsonl=out / "{stream}.jsonl",
+                              **scheduling)
+    sources = [(f"s{i}", PacedSource(video, STREAM_FPS, seconds)) for i in range(streams)]
+    return [s.as_dict() for s in Pipeline(model, sources, options).run()]
+
+
+def agreement(jsonl: Path, reference: list[str]) -> float:
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "label" in r]
+    return float(np.mean([r["label"] == reference[r["index"]] for r in rows])) if rows else float("nan")
+
+
+def measure(model_path: Path, data: Path, streams: list[int], seconds: float, workdir: Path, **scheduling) -> dict:
+    video = slideshow(data, workdir / f"slideshow-{int(seconds)}s.mp4", seconds)
+    result = {"model": str(model_path), "video": str(video), "runs": []}
+    with Model(model_path, device="cpu", threads=-1) as model:
+        result["views"] = " + ".join(model.metadata.contract.views)
+        result["backend"] = model.description
+        reference = reference_labels(model, video)
+        for n in streams:
+            out = workdir / f"live-{n}"
+            stats = live_run(model, video, n, seconds, out, **scheduling)
+            for s in stats:
+                s["label_agreement"] = agreement(out / f"{s['stream']}.jsonl", reference)
+                s["held"] = s["fps"] >= HELD_FPS and (s["end_to_end_ms_p95"] or 1e9) <= HELD_P95_MS
+            result["runs"].append({"streams": n, "held": sum(s["held"] for s in stats), "per_stream": stats})
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"model {Path(result['model']).name} ({result['views']}, {result['backend']}), video {result['video']}",
+             "", "| streams | stream | drawn fps | inferred fps | e2e p50 ms | e2e p95 ms | dropped | "
+             "label agreement | held |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for run in result["runs"]:
+        for s in run["per_stream"]:
+            lines.append(f"| {run['streams']} | {s['stream']} | {s['fps']:.1f} | {s['inferred_fps']:.1f} | "
+                         f"{s['end_to_end_ms_p50']:.0f} | {s['end_to_end_ms_p95']:.0f} | {s['dropped']} | "
+                         f"{s['label_agreement']:.3f} | {'yes' if s['held'] else 'no'} |")
+        lines.append(f"| {run['streams']} | **held** | | | | | | | **{run['held']} of {run['streams']}** |")
+    return "\n".join(lines)
+
+
+def print_live_streams(model: Path, data: Path, streams: list[int], seconds: float, workdir: Path,
+                       **scheduling) -> dict:
+    result = measure(model, data, streams, seconds, workdir, **scheduling)
+    print(markdown(result))
+    print(json.dumps(result, indent=1))
+    return result
