@@ -15,12 +15,13 @@ def synth(
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic set with other settings, or write into a non-empty folder."),
     distractors: str = typer.Option("plain", "--distractors", help="plain (flat shapes) | salient (textured, object-sized)."),
+    scene: str = typer.Option("flat", "--scene", help="flat | natural (harder: photograph-like backgrounds, blobs of 20-45 %, salient distractors, soft maps)."),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
     from wscnet.synth import SynthConfig, needs_writing, write_synth_set
 
     cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
-                      distractors=distractors)
+                      distractors=distractors, scene=scene)
     if not needs_writing(out, cfg, overwrite):
         typer.echo(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
