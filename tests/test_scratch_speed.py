@@ -74,3 +74,90 @@ def test_validation_curves_mean_over_seeds_and_the_speed_table(tmp_path):
     assert "| s | cam (scratch) | 2 | 0.600 | 0.700 | 0.200 | 3 |" in table
     assert "| s | wscnet-k4 (scratch) | 1 | 0.900 | 0.940 | 0.500 | 2 |" in table  # 0.95 · 0.94 = 0.893
     assert (tmp_path / "curves-s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _stage_model(cam_stage_epochs: float = 1.0):
+    from wscnet.training import TrainOptions
+    from wscnet.training.head_warmup import CamStage, zero_init_coupled_weights
+
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=2))
+    zero_init_coupled_weights(model)
+    options = TrainOptions(head="wscnet", grad_clip=2.0, cam_stage_epochs=cam_stage_epochs)
+    return model, CamStage(model, options, steps_per_epoch=4)
+
+
+def _grads(model, loss_of_output, images, labels):
+    model.zero_grad(set_to_none=True)
+    loss_of_output(model(images), labels).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_cam_stage_trains_the_backbone_with_the_classification_loss_alone():
+    from wscnet.losses import wscnet_loss
+
+    model, stage = _stage_model()
+    model.train()
+    images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    stage.apply(step=3)  # 1 epoch of 4 steps: steps 0-3 are the stage
+    joint = _grads(model, lambda out, y: wscnet_loss(out, y)[0], images, labels)
+    stage.hold_coupled_half()
+    n = model.num_features
+    assert model.classifier.weight.grad[:, n:].abs().max() == 0  # the coupled half is held
+    cls_only = _grads(model, lambda out, y: torch.nn.functional.cross_entropy(out.logits, y), images, labels)
+    backbone = [name for name in cls_only if name.startswith("backbone.")]
+    assert backbone and all(torch.allclose(joint[k], cls_only[k], atol=1e-6) for k in backbone)
+    assert joint["detector.weight"].abs().max() > 0  # the detector still learns, from L_dec
+    stage.apply(step=4)  # after the stage: the detection loss reaches the backbone again
+    after = _grads(model, lambda out, y: wscnet_loss(out, y)[0], images, labels)
+    assert not all(torch.allclose(after[k], cls_only[k], atol=1e-6) for k in backbone)
+
+
+def test_cam_stage_clips_the_cam_part_and_the_detector_apart():
+    model, stage = _stage_model()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    first_backbone = next(model.backbone.parameters())
+    first_backbone.grad.view(-1)[0] = 6.0
+    model.detector.weight.grad.view(-1)[0] = 8.0
+    stage.apply(step=0)
+    stage.clip(threshold=10.0)  # in the stage: each part at grad_clip = 2 on its own
+    assert first_backbone.grad.view(-1)[0].item() == pytest.approx(2.0)
+    assert model.detector.weight.grad.view(-1)[0].item() == pytest.approx(2.0)
+    first_backbone.grad.view(-1)[0] = 6.0
+    model.detector.weight.grad.view(-1)[0] = 8.0
+    stage.apply(step=4)
+    stage.clip(threshold=5.0)  # after it: one global norm of 10, clipped to 5
+    assert first_backbone.grad.view(-1)[0].item() == pytest.approx(3.0)
+    assert model.detector.weight.grad.view(-1)[0].item() == pytest.approx(4.0)
+
+
+def test_cam_stage_leaves_eval_mode_alone_and_is_refused_beyond_the_run(tmp_path):
+    from wscnet.training import TrainOptions
+
+    model, stage = _stage_model()
+    stage.apply(step=0)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    model(x).det_logits.sum().backward()
+    assert x.grad is not None and x.grad.abs().max() > 0  # eval: the detector reads F, not a copy
+    (tmp_path / "d").mkdir()
+    options = TrainOptions(data=str(tmp_path / "d"), out=str(tmp_path / "o"), epochs=3, cam_stage_epochs=3)
+    with pytest.raises(UserError, match="--cam-stage-epochs must be in"):
+        options.validate()
+
+
+def test_cam_stage_in_a_run_keeps_the_detection_gradient_off_the_backbone(make_roi_set, tmp_path):
+    from wscnet.training import TrainOptions, train
+    from wscnet.training.recipes import apply_recipe
+
+    options = apply_recipe(TrainOptions(
+        data=str(make_roi_set(4, 64, 0)), out=str(tmp_path / "run"), arch="resnet18", img_size=64,
+        batch_size=4, epochs=2, workers=0, device="cpu", max_train_batches=2, diagnostics_every=1,
+        cam_stage_epochs=1), "scratch")
+    train(options)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["grad_feat_det"] for r in rows[:2]] == [0.0, 0.0]  # steps 0, 1: the stage
+    assert all(r["grad_feat_det"] > 0 for r in rows[2:])
+    assert rows[0]["logit_coupled"] == 0.0 and rows[2]["logit_coupled"] == 0.0  # held at 0 through step 1
+    assert rows[3]["logit_coupled"] > 0  # released at step 2

@@ -16,6 +16,13 @@ map as training makes it informative, instead of reading a random map from step 
 ``detach_coupled_map`` (``WSCNet.training_detach_map``, set by the trainer) stops the
 classification loss at M inside M∘F: the detector learns from Eq. (2) alone.
 
+``cam_stage_epochs`` (``CamStage``) trains the backbone as the CAM baseline's for the first epochs:
+the detector reads F detached (the detection loss trains the detector, not the backbone), the
+classifier's weights on GAP(M∘F) are held where they started (0 with ``zero_init_coupled``, so
+the coupled half adds nothing to the logits nor to the backbone's gradient), and the backbone with
+the classifier is clipped on its own at ``grad_clip``, as CAM is. Afterwards the joint training of
+the paper, with the detector and M already trained.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
 
@@ -62,3 +69,42 @@ def _ramp(step: int, steps: float, start: float, end: float) -> float:
     if steps <= 0 or step >= steps:
         return end
     return start + (end - start) * step / steps
+
+
+class CamStage:
+    """The first ``cam_stage_epochs`` of a WSCNet run train the backbone exactly as CAM's (see above)."""
+
+    def __init__(self, model, options: TrainOptions, steps_per_epoch: int) -> None:
+        self.model = model
+        self.steps = options.cam_stage_epochs * steps_per_epoch if options.head == "wscnet" else 0
+        self.grad_clip = options.grad_clip
+        self.active = False
+        if self.steps > 0:
+            model.detector.register_forward_pre_hook(self._detach_input)
+
+    def _detach_input(self, module, args):
+        if module.training and self.active:
+            return (args[0].detach(),)
+        return None
+
+    def apply(self, step: int) -> None:
+        self.active = step < self.steps
+
+    def hold_coupled_half(self) -> None:
+        """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage lasts."""
+        grad = self.model.classifier.weight.grad
+        if self.active and self.model.config.coupling == "both" and grad is not None:
+            grad[:, self.model.num_features:] = 0.0
+
+    def clip(self, threshold: float) -> None:
+        """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the
+        detector on its own; otherwise every parameter together at ``threshold``."""
+        if threshold <= 0:
+            return
+        if not self.active:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), threshold)
+            return
+        detector = {id(p) for p in self.model.detector.parameters()}
+        cam_part = [p for p in self.model.parameters() if id(p) not in detector]
+        torch.nn.utils.clip_grad_norm_(cam_part, self.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.detector.parameters(), self.grad_clip)
