@@ -42,7 +42,12 @@ def test_logit_halves_split_the_classifier_by_hand():
     halves = logit_halves(model, features, sentiment_map)
     assert halves == {"logit_global": pytest.approx(2.0), "logit_coupled": pytest.approx(3.0)}
     cam = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, head="cam"))
-    assert logit_halves(cam, features, sentiment_map) == {}  # no coupled half
+    with torch.no_grad():
+        cam.classifier.weight.zero_()
+        cam.classifier.weight[1, 0] = -4.0
+    assert logit_halves(cam, features, sentiment_map) == {"logit_global": pytest.approx(4.0)}  # no coupled half
+    local = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, coupling="local"))
+    assert logit_halves(local, features, sentiment_map) == {}
 
 
 def _history(folder, accuracies, fs):

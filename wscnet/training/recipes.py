@@ -10,6 +10,9 @@
   The trained model, and every validation and export, is the paper's WSCNet (GMP, softmax
   weights, coupling).
 
+- ``scratch-staged``: ``scratch`` whose first 3 epochs train the backbone as the CAM baseline's
+  (``cam_stage_epochs``): the detector learns on detached features and the coupled half waits at 0.
+
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
 
@@ -33,6 +36,8 @@ RECIPES: dict[str, dict] = {
                 "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True,
                 "detach_coupled_map": True},
 }
+# ``scratch`` whose first epochs train the backbone as CAM's (head_warmup.CamStage)
+RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
