@@ -150,6 +150,9 @@ def test_cam_stage_leaves_eval_mode_alone_and_is_refused_beyond_the_run(tmp_path
     options = TrainOptions(data=str(tmp_path / "d"), out=str(tmp_path / "o"), epochs=3, cam_stage_epochs=3)
     with pytest.raises(UserError, match="--cam-stage-epochs must be in"):
         options.validate()
+    options.cam_stage_epochs, options.det_backbone_grad = 0, 1.5
+    with pytest.raises(UserError, match="--det-backbone-grad must be in"):
+        options.validate()
 
 
 def test_cam_stage_in_a_run_keeps_the_detection_gradient_off_the_backbone(make_roi_set, tmp_path):
@@ -166,3 +169,25 @@ def test_cam_stage_in_a_run_keeps_the_detection_gradient_off_the_backbone(make_r
     assert all(r["grad_feat_det"] > 0 for r in rows[2:])
     assert rows[0]["logit_coupled"] == 0.0 and rows[2]["logit_coupled"] == 0.0  # held at 0 through step 1
     assert rows[3]["logit_coupled"] > 0  # released at step 2
+
+
+def test_det_backbone_grad_scales_the_detection_gradient_at_the_backbone_only():
+    from wscnet.training import TrainOptions
+    from wscnet.training.head_warmup import CamStage
+
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=2)).train()
+    images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+
+    def det_loss_grads():
+        model.zero_grad(set_to_none=True)
+        out = model(images)
+        torch.nn.functional.cross_entropy(out.det_logits, labels).backward()
+        return out.det_logits.detach(), next(model.backbone.parameters()).grad.clone(), model.detector.weight.grad.clone()
+
+    full_v, full_backbone, full_detector = det_loss_grads()
+    CamStage(model, TrainOptions(head="wscnet", det_backbone_grad=0.25), steps_per_epoch=4).apply(step=0)
+    v, backbone, detector = det_loss_grads()
+    assert torch.equal(v, full_v)  # the forward values are the paper's
+    assert torch.allclose(backbone, 0.25 * full_backbone, atol=1e-7)  # a quarter reaches the backbone
+    assert torch.allclose(detector, full_detector)  # the detector's own gradient is whole

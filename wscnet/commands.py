@@ -86,6 +86,7 @@ def train(
     detach_coupled_map: bool = typer.Option(False, "--detach-coupled-map", help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M learns from the detection loss alone)."),
     det_label_smoothing: float = typer.Option(0.0, "--det-label-smoothing", help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M)."),
     diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
+    det_backbone_grad: float = typer.Option(1.0, "--det-backbone-grad", help="WSCNet, training only: share of the detection loss's gradient that reaches the backbone (0: the detector learns on fixed features)."),
     cam_stage_epochs: float = typer.Option(0.0, "--cam-stage-epochs", help="WSCNet, training only: for the first N epochs the backbone learns as CAM's (detector on detached features, coupled-half weights held, CAM's clip)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -104,7 +105,7 @@ def train(
         pool_warmup_epochs=pool_warmup_epochs, det_warmup_epochs=det_warmup_epochs,
         det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled,
         detach_coupled_map=detach_coupled_map, det_label_smoothing=det_label_smoothing,
-        diagnostics_every=diagnostics_every, cam_stage_epochs=cam_stage_epochs,
+        diagnostics_every=diagnostics_every, cam_stage_epochs=cam_stage_epochs, det_backbone_grad=det_backbone_grad,
     )
     apply_recipe(options, recipe)
     options.validate()

@@ -72,20 +72,28 @@ def _ramp(step: int, steps: float, start: float, end: float) -> float:
 
 
 class CamStage:
-    """The first ``cam_stage_epochs`` of a WSCNet run train the backbone exactly as CAM's (see above)."""
+    """The first ``cam_stage_epochs`` of a WSCNet run train the backbone exactly as CAM's (see above);
+    with ``det_backbone_grad`` < 1 only that share of the detection loss's gradient reaches the
+    backbone, all run long (the forward values are unchanged)."""
 
     def __init__(self, model, options: TrainOptions, steps_per_epoch: int) -> None:
         self.model = model
-        self.steps = options.cam_stage_epochs * steps_per_epoch if options.head == "wscnet" else 0
+        wscnet = options.head == "wscnet"
+        self.steps = options.cam_stage_epochs * steps_per_epoch if wscnet else 0
+        self.det_backbone_grad = options.det_backbone_grad
         self.grad_clip = options.grad_clip
         self.active = False
-        if self.steps > 0:
-            model.detector.register_forward_pre_hook(self._detach_input)
+        if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
+            model.detector.register_forward_pre_hook(self._scale_input_gradient)
 
-    def _detach_input(self, module, args):
-        if module.training and self.active:
-            return (args[0].detach(),)
-        return None
+    def _scale_input_gradient(self, module, args):
+        if not module.training:
+            return None
+        x = args[0]
+        share = 0.0 if self.active else self.det_backbone_grad
+        if share == 1.0:
+            return None
+        return (x.detach() if share == 0.0 else x.detach() + share * (x - x.detach()),)
 
     def apply(self, step: int) -> None:
         self.active = step < self.steps

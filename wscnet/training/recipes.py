@@ -28,7 +28,8 @@ _SCRATCH_FLAGS = {
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing", "cam_stage_epochs")
+                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing", "cam_stage_epochs",
+                      "det_backbone_grad")
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
