@@ -191,3 +191,26 @@ def test_det_backbone_grad_scales_the_detection_gradient_at_the_backbone_only():
     assert torch.equal(v, full_v)  # the forward values are the paper's
     assert torch.allclose(backbone, 0.25 * full_backbone, atol=1e-7)  # a quarter reaches the backbone
     assert torch.allclose(detector, full_detector)  # the detector's own gradient is whole
+
+
+def test_hold_coupled_epochs_hold_the_coupled_half_but_not_the_detection_gradient():
+    from wscnet.losses import wscnet_loss
+    from wscnet.training import TrainOptions
+    from wscnet.training.head_warmup import CamStage
+
+    torch.manual_seed(0)
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=2)).train()
+    stage = CamStage(model, TrainOptions(head="wscnet", hold_coupled_epochs=0.5), steps_per_epoch=4)
+    images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    n = model.num_features
+    for step, held in ((1, True), (2, False)):  # half an epoch of 4 steps: steps 0 and 1
+        stage.apply(step)
+        model.zero_grad(set_to_none=True)
+        out = model(images)
+        features = model.backbone(images)
+        (dec_at_f,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model.detector(features).mean((2, 3)),
+                                                                          labels), features)
+        assert dec_at_f.abs().max() > 0  # the detector's gradient reaches F: no detach while holding
+        wscnet_loss(out, labels)[0].backward()
+        stage.hold_coupled_half()
+        assert (model.classifier.weight.grad[:, n:].abs().max() == 0) == held

@@ -87,6 +87,7 @@ def train(
     det_label_smoothing: float = typer.Option(0.0, "--det-label-smoothing", help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M)."),
     diagnostics_every: int = typer.Option(0, "--diagnostics-every", help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl)."),
     det_backbone_grad: float = typer.Option(1.0, "--det-backbone-grad", help="WSCNet, training only: share of the detection loss's gradient that reaches the backbone (0: the detector learns on fixed features)."),
+    hold_coupled_epochs: float = typer.Option(0.0, "--hold-coupled-epochs", help="WSCNet, training only: the classifier's weights on GAP(M∘F) wait at their start for N epochs."),
     cam_stage_epochs: float = typer.Option(0.0, "--cam-stage-epochs", help="WSCNet, training only: for the first N epochs the backbone learns as CAM's (detector on detached features, coupled-half weights held, CAM's clip)."),
 ) -> None:
     """Train WSCNet (or an ablation / the CAM baseline); torchrun for several GPUs or nodes."""
@@ -106,6 +107,7 @@ def train(
         det_weight_start=det_weight_start, clip_per_loss=clip_per_loss, zero_init_coupled=zero_init_coupled,
         detach_coupled_map=detach_coupled_map, det_label_smoothing=det_label_smoothing,
         diagnostics_every=diagnostics_every, cam_stage_epochs=cam_stage_epochs, det_backbone_grad=det_backbone_grad,
+        hold_coupled_epochs=hold_coupled_epochs,
     )
     apply_recipe(options, recipe)
     options.validate()

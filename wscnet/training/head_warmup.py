@@ -23,6 +23,9 @@ the coupled half adds nothing to the logits nor to the backbone's gradient), and
 the classifier is clipped on its own at ``grad_clip``, as CAM is. Afterwards the joint training of
 the paper, with the detector and M already trained.
 
+``hold_coupled_epochs`` holds the coupled half alone (the detection loss trains the backbone from
+the start): the classifier reads GAP(F) only until M has had those epochs to become informative.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
 
@@ -80,9 +83,10 @@ class CamStage:
         self.model = model
         wscnet = options.head == "wscnet"
         self.steps = options.cam_stage_epochs * steps_per_epoch if wscnet else 0
+        self.hold_steps = max(self.steps, options.hold_coupled_epochs * steps_per_epoch if wscnet else 0)
         self.det_backbone_grad = options.det_backbone_grad
         self.grad_clip = options.grad_clip
-        self.active = False
+        self.active = self.holding = False
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
             model.detector.register_forward_pre_hook(self._scale_input_gradient)
 
@@ -97,11 +101,12 @@ class CamStage:
 
     def apply(self, step: int) -> None:
         self.active = step < self.steps
+        self.holding = step < self.hold_steps
 
     def hold_coupled_half(self) -> None:
-        """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage lasts."""
+        """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage or the hold lasts."""
         grad = self.model.classifier.weight.grad
-        if self.active and self.model.config.coupling == "both" and grad is not None:
+        if self.holding and self.model.config.coupling == "both" and grad is not None:
             grad[:, self.model.num_features:] = 0.0
 
     def clip(self, threshold: float) -> None:

@@ -12,6 +12,8 @@
 
 - ``scratch-staged``: ``scratch`` whose first 3 epochs train the backbone as the CAM baseline's
   (``cam_stage_epochs``): the detector learns on detached features and the coupled half waits at 0.
+- ``scratch-held``: ``scratch`` whose coupled-half weights wait at 0 for the first 3 epochs
+  (``hold_coupled_epochs``); the detection loss trains the backbone from the start.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -29,7 +31,7 @@ _SCRATCH_FLAGS = {
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
                       "zero_init_coupled", "detach_coupled_map", "det_label_smoothing", "cam_stage_epochs",
-                      "det_backbone_grad")
+                      "det_backbone_grad", "hold_coupled_epochs")
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
@@ -39,6 +41,8 @@ RECIPES: dict[str, dict] = {
 }
 # ``scratch`` whose first epochs train the backbone as CAM's (head_warmup.CamStage)
 RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
+# ``scratch`` whose classifier reads GAP(F) alone for 3 epochs (the coupled-half weights wait at 0)
+RECIPES["scratch-held"] = {**RECIPES["scratch"], "hold_coupled_epochs": 3.0}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
