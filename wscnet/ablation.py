@@ -31,7 +31,8 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
                  **train_settings) -> str:
     """Train (or reuse a finished run of) every set × recipe × variant × seed, evaluate each on
     ``split``; write ablation.md, ablation.json and ablation.png into ``out``. With
-    ``train_missing=False`` runs not yet finished are left out of the table and listed."""
+    ``train_missing=False`` runs not yet finished are left out of the table and listed. Runs validated
+    every epoch also give curves-<set>.png and speed.md (write_validation_curves)."""
     from .training.recipes import RECIPES
 
     sets = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
@@ -78,8 +79,7 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     write_diagnostics(out, runs)
     speed = write_validation_curves(out, runs)
     if speed:
-        table += "\n\n" + speed
-        atomic_write_text(out / "ablation.md", table + "\n")
+        atomic_write_text(out / "speed.md", speed + "\n")
     return table
 
 
@@ -222,8 +222,13 @@ def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
         options.resume = not options.overwrite and (run_dir / "last.pt").is_file()
         print(f"ablation {label}: training", file=sys.stderr)
         train(options)
-    return evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
-                              workers=options.workers, device=options.device)
+    cached = run_dir / f"eval-{split}.json"  # the evaluation of this very last.pt, from an earlier table
+    if cached.is_file() and cached.stat().st_mtime >= (run_dir / "last.pt").stat().st_mtime:
+        return json.loads(cached.read_text())
+    result = evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
+                                 workers=options.workers, device=options.device)
+    atomic_write_text(cached, json.dumps(result))
+    return result
 
 
 # options that do not change the trained weights (CAM also ignores WSCNET_ONLY_FIELDS)
