@@ -14,6 +14,8 @@
   (``cam_stage_epochs``): the detector learns on detached features and the coupled half waits at 0.
 - ``scratch-held``: ``scratch`` whose coupled-half weights wait at 0 for the first 3 epochs
   (``hold_coupled_epochs``); the detection loss trains the backbone from the start.
+- ``scratch-cam-clip``: ``scratch`` with one global gradient clip at ``grad_clip``, the budget CAM
+  has, instead of ``grad_clip`` per loss term (see docs/scratch-recipe.md, "A harder set").
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -43,6 +45,8 @@ RECIPES: dict[str, dict] = {
 RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
 # ``scratch`` whose classifier reads GAP(F) alone for 3 epochs (the coupled-half weights wait at 0)
 RECIPES["scratch-held"] = {**RECIPES["scratch"], "hold_coupled_epochs": 3.0}
+# ``scratch`` with CAM's clip budget: one global clip at grad_clip instead of grad_clip per loss
+RECIPES["scratch-cam-clip"] = {**RECIPES["scratch"], "clip_per_loss": False}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
