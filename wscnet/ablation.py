@@ -84,14 +84,14 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
 
 
 def validation_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
-    """Per-epoch validation accuracy and map F of the runs, mean over them (cut to the shortest);
-    epochs without a validation are NaN."""
+    """Per-epoch validation accuracy and map F (and training accuracy) of the runs, mean over them
+    (cut to the shortest); epochs without a validation are NaN."""
     import math
 
     each = [json.loads((Path(d) / "history.json").read_text())["epochs"] for d in run_dirs]
     n = min(len(h) for h in each)
     curves = {}
-    for key in ("val_accuracy", "val_detection_f"):
+    for key in ("val_accuracy", "val_detection_f", "train_accuracy"):
         per_epoch = [[h[i].get(key) for h in each] for i in range(n)]
         curves[key] = [statistics.fmean(v) if None not in v else math.nan for v in per_epoch]
     return curves
@@ -152,8 +152,10 @@ def _plot_curves(path: Path, data_set: str, curves: dict, seeds: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
-    for ax, key, title in zip(axes, ("val_accuracy", "val_detection_f"), ("validation accuracy", "validation map F")):
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
+    panels = (("val_accuracy", "validation accuracy"), ("val_detection_f", "validation map F"),
+              ("train_accuracy", "training accuracy"))
+    for ax, (key, title) in zip(axes, panels):
         for label, c in curves.items():
             ax.plot(range(1, len(c[key]) + 1), c[key], marker="o", ms=3, label=f"{label}, {seeds[label]} seeds")
         ax.set_title(f"{data_set}: {title} (mean over seeds)", fontsize=9)
