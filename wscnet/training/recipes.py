@@ -16,6 +16,7 @@
   (``hold_coupled_epochs``); the detection loss trains the backbone from the start.
 - ``scratch-cam-clip``: ``scratch`` with one global gradient clip at ``grad_clip``, the budget CAM
   has, instead of ``grad_clip`` per loss term (see docs/scratch-recipe.md, "A harder set").
+- ``scratch-staged-cam-clip``: both of the two above.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -47,6 +48,8 @@ RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
 RECIPES["scratch-held"] = {**RECIPES["scratch"], "hold_coupled_epochs": 3.0}
 # ``scratch`` with CAM's clip budget: one global clip at grad_clip instead of grad_clip per loss
 RECIPES["scratch-cam-clip"] = {**RECIPES["scratch"], "clip_per_loss": False}
+# both: 3 epochs trained as CAM, then the joint training under CAM's clip budget
+RECIPES["scratch-staged-cam-clip"] = {**RECIPES["scratch-staged"], "clip_per_loss": False}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
