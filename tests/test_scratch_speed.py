@@ -214,3 +214,19 @@ def test_hold_coupled_epochs_hold_the_coupled_half_but_not_the_detection_gradien
         wscnet_loss(out, labels)[0].backward()
         stage.hold_coupled_half()
         assert (model.classifier.weight.grad[:, n:].abs().max() == 0) == held
+
+
+def test_speed_recipes_are_scratch_with_one_change_each():
+    from wscnet.training import TrainOptions
+    from wscnet.training.recipes import RECIPES, apply_recipe
+
+    scratch = apply_recipe(TrainOptions(), "scratch").to_dict()
+    expected = {"scratch-staged": {"cam_stage_epochs": 3.0}, "scratch-held": {"hold_coupled_epochs": 3.0},
+                "scratch-cam-clip": {"clip_per_loss": False},
+                "scratch-staged-cam-clip": {"cam_stage_epochs": 3.0, "clip_per_loss": False}}
+    for name, change in expected.items():
+        options = apply_recipe(TrainOptions(), name).to_dict()
+        differs = {k: v for k, v in options.items() if scratch[k] != v and k != "recipe"}
+        assert differs == change and name in RECIPES
+    explicit = apply_recipe(TrainOptions(cam_stage_epochs=5.0), "scratch-staged")
+    assert explicit.cam_stage_epochs == 5.0  # an explicit flag wins over the recipe
