@@ -164,8 +164,8 @@ def test_diagnostics_summary_means_per_epoch_and_over_runs(tmp_path):
     cam_curves = summary.group_curves([cam])
     assert math.isnan(cam_curves["entropy_v"][0]) and cam_curves["clipped"] == [0.5]
     table = summary.markdown({"wscnet": both, "cam": cam_curves}, {"wscnet": 2, "cam": 1})
-    assert "| wscnet (2) | 1 | 0.5 | 0.45 | 6 | 0.75 | 0.2 |" in table
-    assert "| cam (1) | 1 | 0.5 | 0.5 | 4 | - | - |" in table
+    assert "| wscnet (2) | 1 | 0.5 | - | 0.45 | 6 | 0.75 | 0.2 | - | - |" in table  # no loss, no logit halves logged
+    assert "| cam (1) | 1 | 0.5 | - | 0.5 | 4 | - | - | - | - |" in table
     summary.write_chart(tmp_path / "d.png", {"set": {"wscnet": both, "cam": cam_curves}})
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -24,12 +24,16 @@ def synth(
         "plain", "--distractors",
         help="plain (flat shapes) | salient (textured, object-sized).",
     ),
+    scene: str = typer.Option(
+        "flat", "--scene",
+        help="flat | natural (harder: photograph-like backgrounds, blobs of 20-45 %, salient distractors, soft maps).",
+    ),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
     from wscnet.synth import SynthConfig, needs_writing, write_synth_set
 
     cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
-                      distractors=distractors)
+                      distractors=distractors, scene=scene)
     if not needs_writing(out, cfg, overwrite):
         log.info(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
@@ -155,6 +159,20 @@ def train(
     det_label_smoothing: float = typer.Option(
         TRAIN.det_label_smoothing, "--det-label-smoothing",
         help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M).",
+    ),
+    det_backbone_grad: float = typer.Option(
+        TRAIN.det_backbone_grad, "--det-backbone-grad",
+        help="WSCNet, training only: share of the detection loss's gradient that reaches the backbone (0: the "
+             "detector learns on fixed features).",
+    ),
+    hold_coupled_epochs: float = typer.Option(
+        TRAIN.hold_coupled_epochs, "--hold-coupled-epochs",
+        help="WSCNet, training only: the classifier's weights on GAP(M∘F) wait at their start for N epochs.",
+    ),
+    cam_stage_epochs: float = typer.Option(
+        TRAIN.cam_stage_epochs, "--cam-stage-epochs",
+        help="WSCNet, training only: for the first N epochs the backbone learns as CAM's (detector on detached "
+             "features, coupled-half weights held, CAM's clip).",
     ),
     diagnostics_every: int = typer.Option(
         TRAIN.diagnostics_every, "--diagnostics-every",

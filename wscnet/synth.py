@@ -11,6 +11,11 @@ Each image is a cluttered background, one class object and 1-3 distractors:
   shapes of the object's size, in a texture no class uses (the class shapes and palette, though);
 - the ground-truth map (PNG, 0/255) is exactly the class object's shape.
 
+``scene="natural"`` makes a harder set (``synth_natural.py``): procedural photograph-like
+backgrounds (coloured 1/f noise with a horizon), the class texture on an irregular blob of 15-45 %
+of the side pasted with a soft edge, distractors of the same sizes and softness in textures no
+class uses, and a soft ground-truth map (the paste's opacity, 0-255).
+
 Images are deterministic per (seed, class, number), whatever else is generated.
 """
 
@@ -45,6 +50,7 @@ DARK = (6, 3, 4, 2, 0, 7)  # palette entries used as the texture's dark colour
 LIGHT = (5, 1, 9, 8, 2, 0)  # ... and as its light colour; class i uses (DARK[i], LIGHT[i])
 
 DISTRACTORS = ("plain", "salient")
+SCENES = ("flat", "natural")
 SHAPES = ("disc", "square", "diamond", "triangle", "ellipse", "hexagon")
 DISTRACTOR_TEXTURES = ("vertical", "grid", "zigzag")  # no class uses these
 
@@ -71,12 +77,15 @@ class SynthConfig:
     seed: int = 0
     test_fraction: float = 0.2
     distractors: str = "plain"  # one of DISTRACTORS
+    scene: str = "flat"  # one of SCENES; "natural" draws salient distractors whatever ``distractors`` says
 
     def __post_init__(self) -> None:
         if self.n_per_class < 2 or self.size < 32 or not 0.0 < self.test_fraction < 1.0:
             raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
         if self.distractors not in DISTRACTORS:
             raise UserError(f"--distractors must be one of {', '.join(DISTRACTORS)}; got {self.distractors!r}")
+        if self.scene not in SCENES:
+            raise UserError(f"--scene must be one of {', '.join(SCENES)}; got {self.scene!r}")
 
 
 # --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
@@ -206,8 +215,13 @@ def _paint_salient_distractor(img: np.ndarray, rng: np.random.Generator, box: tu
     region[mask] = np.where(pattern[..., None], light, dark)[mask]
 
 
-def render(seed: int, label: int, number: int, size: int, distractors: str = "plain") -> tuple[np.ndarray, np.ndarray]:
-    """(H×W×3 uint8 image, H×W uint8 ground truth 0/255) of one sample."""
+def render(seed: int, label: int, number: int, size: int, distractors: str = "plain",
+           scene: str = "flat") -> tuple[np.ndarray, np.ndarray]:
+    """(H×W×3 uint8 image, H×W uint8 ground truth: 0/255, soft 0-255 for the natural scene) of one sample."""
+    if scene == "natural":
+        from .synth_natural import render_natural
+
+        return render_natural(seed, label, number, size)
     if distractors not in DISTRACTORS:
         raise ValueError(f"distractors must be one of {DISTRACTORS}; got {distractors!r}")
     salient = distractors == "salient"
@@ -247,7 +261,8 @@ def needs_writing(out: Path, cfg: SynthConfig, overwrite: bool = False) -> bool:
     if not is_synth_set(out):
         raise UserError(f"{out}: folder is not empty and is not a synthetic set (use --overwrite to write into it)")
     existing = json.loads((out / MARKER).read_text())
-    if {k: existing.get(k) for k in asdict(cfg)} == asdict(cfg):
+    defaults = asdict(SynthConfig())  # sets written before an option existed used its default
+    if {k: existing.get(k, defaults[k]) for k in asdict(cfg)} == asdict(cfg):
         return False
     raise UserError(f"{out}: already holds a synthetic set with other settings "
                     f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
@@ -301,7 +316,7 @@ def _write_all(root: Path, cfg: SynthConfig, progress: bool) -> None:
         (root / "ground_truth" / name).mkdir(parents=True)
     for label, i in tqdm(jobs, desc="synth", unit="img", disable=not progress):
         name = CLASS_NAMES[label]
-        image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors)
+        image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors, cfg.scene)
         Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=JPEG_QUALITY)
         Image.fromarray(gt).save(root / "ground_truth" / name / f"{_stem(name, i)}.png")
     split_dir = root / "training_testing_split"

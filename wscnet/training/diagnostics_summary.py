@@ -14,11 +14,15 @@ from ..atomic import atomic_path
 
 CURVES = {
     "train_accuracy": "training accuracy",
+    "train_loss_cls": "classification loss (ln C = chance)",
     "clipped": "clip factor applied (1 = none)",
     "grad_backbone": "backbone gradient norm (before clip)",
     "entropy_v": "entropy of softmax(v) / ln C",
     "coupling_scale": "coupling scale ‖GAP(M∘F)‖ / ‖GAP(F)‖",
+    "logit_global": "‖logits from GAP(F)‖",
+    "logit_coupled": "‖logits from GAP(M∘F)‖",
 }
+FROM_HISTORY = ("train_accuracy", "train_loss_cls")
 
 
 def run_curves(run_dir: Path) -> dict[str, list[float]]:
@@ -28,9 +32,9 @@ def run_curves(run_dir: Path) -> dict[str, list[float]]:
     rows = [json.loads(line) for line in (run_dir / "diagnostics.jsonl").read_text().splitlines() if line.strip()]
     history = json.loads((run_dir / "history.json").read_text())["epochs"]
     epochs = sorted({r["epoch"] for r in rows})
-    curves = {"train_accuracy": [h["train_accuracy"] for h in history][: len(epochs)]}
+    curves = {key: [h.get(key, math.nan) for h in history][: len(epochs)] for key in FROM_HISTORY}
     for key in CURVES:
-        if key != "train_accuracy":
+        if key not in FROM_HISTORY:
             curves[key] = [_mean([r[key] for r in rows if r["epoch"] == e and key in r]) for e in epochs]
     return curves
 

@@ -24,7 +24,7 @@ from ..model import WSCNet, WSCNetConfig
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
-from .head_warmup import HeadWarmup, zero_init_coupled_weights
+from .head_warmup import CamStage, HeadWarmup, zero_init_coupled_weights
 from .options import INITIALISATION, TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
 
@@ -69,6 +69,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, options)
         self.scheduler = build_scheduler(self.optimizer, options, self.steps_per_epoch)
         self.warmup = HeadWarmup(options, self.steps_per_epoch)
+        self.cam_stage = CamStage(self.model, options, self.steps_per_epoch)
         use_amp = options.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.start_epoch = 0
@@ -169,6 +170,7 @@ class Trainer:
                 continue
             global_step = epoch * self.steps_per_epoch + step
             self.warmup.apply(self.model, global_step)
+            self.cam_stage.apply(global_step)
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
@@ -184,13 +186,14 @@ class Trainer:
             row = self.diagnostics.before_backward(out, labels) if probe else None
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self.cam_stage.hold_coupled_half()
             clip = self.warmup.grad_clip(global_step)
             if probe:
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
                 self.diagnostics.after_backward(row, step, epoch, clip, scale)
             if clip > 0:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                self.cam_stage.clip(clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()

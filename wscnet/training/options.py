@@ -49,6 +49,9 @@ class TrainOptions:
     zero_init_coupled: bool = False  # WSCNet: the FC weights on GAP(M∘F) start at 0 (see head_warmup.py)
     detach_coupled_map: bool = False  # WSCNet, training only: L_cls does not flow back through M in M∘F
     det_label_smoothing: float = 0.0  # WSCNet, training only: label smoothing of L_dec (bounds M's growth)
+    cam_stage_epochs: float = 0.0  # WSCNet, training only: the backbone first learns as CAM's (head_warmup.CamStage)
+    det_backbone_grad: float = 1.0  # WSCNet, training only: share of dL_dec/dF that reaches the backbone
+    hold_coupled_epochs: float = 0.0  # WSCNet, training only: the coupled-half weights wait this long
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -106,6 +109,11 @@ class TrainOptions:
         if min(self.pool_warmup_epochs, self.det_warmup_epochs, self.det_weight_start, self.diagnostics_every) < 0:
             raise UserError("--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
                             "--diagnostics-every must not be negative")
+        if not 0 <= self.det_backbone_grad <= 1:
+            raise UserError(f"--det-backbone-grad must be in [0, 1]; got {self.det_backbone_grad}")
+        for name, value in {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}.items():
+            if not 0 <= value < self.epochs:
+                raise UserError(f"--{name} must be in [0, --epochs); got {value}")
         if not 0 <= self.det_label_smoothing < 1:
             raise UserError(f"--det-label-smoothing must be in [0, 1); got {self.det_label_smoothing}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
