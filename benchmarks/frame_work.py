@@ -77,16 +77,24 @@ def measure(rounds: int) -> list[dict]:
     pairs = {
         "normalise": (lambda: squash.normalise(resized, out[0]), lambda: per_channel(squash, resized, out)),
         "two views": (lambda: shared_shrink(squash, frame, out), lambda: two_views.to_tensor(frame, out)),
-        "draw, same map": (lambda: one_view.draw(canvas, probs, sentiment_map, geometry),
-                           lambda: plain.draw(canvas, probs, sentiment_map, geometry)),
+        "draw, same map": (
+            lambda: one_view.draw(canvas, probs, sentiment_map, geometry),
+            lambda: plain.draw(canvas, probs, sentiment_map, geometry),
+        ),
         "batch": (lambda: one_view.to_tensor(frame, reused), lambda: one_view.to_tensor(frame, one_view.new_batch(1))),
     }
     rows = []
     for name, (after, before) in pairs.items():  # each pair on its own, in blocks: caches warm for both
         times = time_interleaved({"after": repeated(after), "before": repeated(before)}, warmup=2, rounds=rounds)
         after_ms, before_ms = (float(np.median(times[side])) / REPEATS for side in ("after", "before"))
-        rows.append({"step": name, "before_ms": round(before_ms, 4), "after_ms": round(after_ms, 4),
-                     "ratio": round(after_ms / before_ms, 3)})
+        rows.append(
+            {
+                "step": name,
+                "before_ms": round(before_ms, 4),
+                "after_ms": round(after_ms, 4),
+                "ratio": round(after_ms / before_ms, 3),
+            }
+        )
     return rows
 
 
@@ -103,8 +111,10 @@ def same_result() -> dict[str, bool]:
     probs, sentiment_map = np.full(6, 1 / 6, np.float32), np.random.default_rng(1).random((7, 7), np.float32)
     drawn = [framing.draw(frame.copy(), probs, sentiment_map, geometry) for _ in range(2)]
     fresh = Overlay(metadata.class_names, 0.45).draw(frame.copy(), probs, sentiment_map, geometry)
-    return {"normalise": bool(np.array_equal(before, after)),
-            "draw, same map": bool(np.array_equal(drawn[1], fresh) and np.array_equal(drawn[0], fresh))}
+    return {
+        "normalise": bool(np.array_equal(before, after)),
+        "draw, same map": bool(np.array_equal(drawn[1], fresh) and np.array_equal(drawn[0], fresh)),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

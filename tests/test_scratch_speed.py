@@ -52,8 +52,10 @@ def test_logit_halves_split_the_classifier_by_hand():
 
 def _history(folder, accuracies, fs):
     folder.mkdir(parents=True)
-    epochs = [{"epoch": i + 1, **({} if a is None else {"val_accuracy": a, "val_detection_f": f})}
-              for i, (a, f) in enumerate(zip(accuracies, fs))]
+    epochs = [
+        {"epoch": i + 1, **({} if a is None else {"val_accuracy": a, "val_detection_f": f})}
+        for i, (a, f) in enumerate(zip(accuracies, fs))
+    ]
     (folder / "history.json").write_text(json.dumps({"epochs": epochs}))
     return folder
 
@@ -159,10 +161,22 @@ def test_cam_stage_in_a_run_keeps_the_detection_gradient_off_the_backbone(make_r
     from wscnet.training import TrainOptions, train
     from wscnet.training.recipes import apply_recipe
 
-    options = apply_recipe(TrainOptions(
-        data=str(make_roi_set(4, 64, 0)), out=str(tmp_path / "run"), arch="resnet18", img_size=64,
-        batch_size=4, epochs=2, workers=0, device="cpu", max_train_batches=2, diagnostics_every=1,
-        cam_stage_epochs=1), "scratch")
+    options = apply_recipe(
+        TrainOptions(
+            data=str(make_roi_set(4, 64, 0)),
+            out=str(tmp_path / "run"),
+            arch="resnet18",
+            img_size=64,
+            batch_size=4,
+            epochs=2,
+            workers=0,
+            device="cpu",
+            max_train_batches=2,
+            diagnostics_every=1,
+            cam_stage_epochs=1,
+        ),
+        "scratch",
+    )
     train(options)
     rows = [json.loads(line) for line in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()]
     assert [r["grad_feat_det"] for r in rows[:2]] == [0.0, 0.0]  # steps 0, 1: the stage
@@ -183,7 +197,11 @@ def test_det_backbone_grad_scales_the_detection_gradient_at_the_backbone_only():
         model.zero_grad(set_to_none=True)
         out = model(images)
         torch.nn.functional.cross_entropy(out.det_logits, labels).backward()
-        return out.det_logits.detach(), next(model.backbone.parameters()).grad.clone(), model.detector.weight.grad.clone()
+        return (
+            out.det_logits.detach(),
+            next(model.backbone.parameters()).grad.clone(),
+            model.detector.weight.grad.clone(),
+        )
 
     full_v, full_backbone, full_detector = det_loss_grads()
     CamStage(model, TrainOptions(head="wscnet", det_backbone_grad=0.25), steps_per_epoch=4).apply(step=0)
@@ -208,8 +226,9 @@ def test_hold_coupled_epochs_hold_the_coupled_half_but_not_the_detection_gradien
         model.zero_grad(set_to_none=True)
         out = model(images)
         features = model.backbone(images)
-        (dec_at_f,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model.detector(features).mean((2, 3)),
-                                                                          labels), features)
+        (dec_at_f,) = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(model.detector(features).mean((2, 3)), labels), features
+        )
         assert dec_at_f.abs().max() > 0  # the detector's gradient reaches F: no detach while holding
         wscnet_loss(out, labels)[0].backward()
         stage.hold_coupled_half()
@@ -221,9 +240,12 @@ def test_speed_recipes_are_scratch_with_one_change_each():
     from wscnet.training.recipes import RECIPES, apply_recipe
 
     scratch = apply_recipe(TrainOptions(), "scratch").to_dict()
-    expected = {"scratch-staged": {"cam_stage_epochs": 3.0}, "scratch-held": {"hold_coupled_epochs": 3.0},
-                "scratch-cam-clip": {"clip_per_loss": False},
-                "scratch-staged-cam-clip": {"cam_stage_epochs": 3.0, "clip_per_loss": False}}
+    expected = {
+        "scratch-staged": {"cam_stage_epochs": 3.0},
+        "scratch-held": {"hold_coupled_epochs": 3.0},
+        "scratch-cam-clip": {"clip_per_loss": False},
+        "scratch-staged-cam-clip": {"cam_stage_epochs": 3.0, "clip_per_loss": False},
+    }
     for name, change in expected.items():
         options = apply_recipe(TrainOptions(), name).to_dict()
         differs = {k: v for k, v in options.items() if scratch[k] != v and k != "recipe"}

@@ -26,9 +26,19 @@ METRICS = ("accuracy", "f", "mae", "accuracy_detection_branch", "precision", "re
 TABLE_FILES = ("ablation.md", "ablation.json")
 
 
-def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",), split: str = "test",
-                 train_missing: bool = True, resume: bool = False, overwrite: bool = False,
-                 **train_settings) -> str:
+def run_ablation(
+    *,
+    data,
+    out,
+    only=None,
+    seeds=(0,),
+    recipes=("scratch-flags",),
+    split: str = "test",
+    train_missing: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    **train_settings,
+) -> str:
     """Train (or reuse a finished run of) every set × recipe × variant × seed, evaluate each on
     ``split``; write ablation.md, ablation.json and ablation.png into ``out``. With
     ``train_missing=False`` runs not yet finished are left out of the table and listed. Runs validated
@@ -64,17 +74,38 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     runs = []
     for (run_dir, data_dir, name, recipe, seed), opts in options.items():
         result = _train_and_evaluate(run_dir, f"{data_dir.name} / {recipe} / {name} / seed {seed}", opts, split)
-        runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
-                     "run": str(run_dir), **VARIANTS[name], **_metrics(result)})
+        runs.append(
+            {
+                "set": data_dir.name,
+                "recipe": recipe,
+                "variant": name,
+                "seed": seed,
+                "run": str(run_dir),
+                **VARIANTS[name],
+                **_metrics(result),
+            }
+        )
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
     if missing:
         table += "\n\nNot finished, left out: " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", table + "\n")
-    atomic_write_text(out / "ablation.json", json.dumps(
-        {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
-         "rows": rows, "runs": runs, "missing": missing}, indent=2))
+    atomic_write_text(
+        out / "ablation.json",
+        json.dumps(
+            {
+                "split": split,
+                "seeds": list(seeds),
+                "recipes": list(recipes),
+                "settings": train_settings,
+                "rows": rows,
+                "runs": runs,
+                "missing": missing,
+            },
+            indent=2,
+        ),
+    )
     write_chart(out / "ablation.png", rows)
     write_diagnostics(out, runs)
     speed = write_validation_curves(out, runs)
@@ -112,8 +143,11 @@ def _curve_groups(runs: list[dict]) -> dict[str, dict[str, list[Path]]]:
     groups: dict[str, dict[str, list[Path]]] = {}
     shown: set[tuple] = set()
     for run in runs:
-        dirs = [Path(r["run"]) for r in runs if (r["set"], r["recipe"], r["variant"]) ==
-                (run["set"], run["recipe"], run["variant"])]
+        dirs = [
+            Path(r["run"])
+            for r in runs
+            if (r["set"], r["recipe"], r["variant"]) == (run["set"], run["recipe"], run["variant"])
+        ]
         if tuple(dirs) not in shown:
             shown.add(tuple(dirs))
             groups.setdefault(run["set"], {})[f"{run['variant']} ({run['recipe']})"] = dirs
@@ -134,15 +168,19 @@ def write_validation_curves(out: Path, runs: list[dict], at_epoch: int = 10) -> 
         for label, c in curves.items():
             acc = c["val_accuracy"]
             at = acc[at_epoch - 1] if len(acc) >= at_epoch else float("nan")
-            rows.append(f"| {data_set} | {label} | {len(groups[label])} | {_fmt(at, None)} | "
-                        f"{_fmt(acc[-1], None)} | {_fmt(c['val_detection_f'][-1], None)} | "
-                        f"{epochs_to_reach(acc) or '-'} |")
+            rows.append(
+                f"| {data_set} | {label} | {len(groups[label])} | {_fmt(at, None)} | "
+                f"{_fmt(acc[-1], None)} | {_fmt(c['val_detection_f'][-1], None)} | "
+                f"{epochs_to_reach(acc) or '-'} |"
+            )
     if not rows:
         return ""
-    head = (f"Validation split, mean over seeds, per epoch (curves-<set>.png): accuracy at epoch {at_epoch} "
-            "and at the end, F at the end, first epoch at 95 % of the final accuracy.\n\n"
-            f"| set | run | seeds | val accuracy, epoch {at_epoch} | val accuracy, last | val F, last | "
-            "epochs to 95 % |\n| --- | --- | --- | --- | --- | --- | --- |")
+    head = (
+        f"Validation split, mean over seeds, per epoch (curves-<set>.png): accuracy at epoch {at_epoch} "
+        "and at the end, F at the end, first epoch at 95 % of the final accuracy.\n\n"
+        f"| set | run | seeds | val accuracy, epoch {at_epoch} | val accuracy, last | val F, last | "
+        "epochs to 95 % |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
     return head + "\n" + "\n".join(rows)
 
 
@@ -153,8 +191,11 @@ def _plot_curves(path: Path, data_set: str, curves: dict, seeds: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
-    panels = (("val_accuracy", "validation accuracy"), ("val_detection_f", "validation map F"),
-              ("train_accuracy", "training accuracy"))
+    panels = (
+        ("val_accuracy", "validation accuracy"),
+        ("val_detection_f", "validation map F"),
+        ("train_accuracy", "training accuracy"),
+    )
     for ax, (key, title) in zip(axes, panels):
         for label, c in curves.items():
             ax.plot(range(1, len(c[key]) + 1), c[key], marker="o", ms=3, label=f"{label}, {seeds[label]} seeds")
@@ -181,7 +222,9 @@ def write_diagnostics(out: Path, runs: list[dict]) -> None:
     shown: set[tuple] = set()  # CAM's runs serve several recipes: one curve
     for data_set in dict.fromkeys(r["set"] for r in logged):
         for recipe, variant in dict.fromkeys((r["recipe"], r["variant"]) for r in logged if r["set"] == data_set):
-            dirs = [Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)]
+            dirs = [
+                Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)
+            ]
             if tuple(dirs) in shown:
                 continue
             shown.add(tuple(dirs))
@@ -227,8 +270,9 @@ def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
     cached = run_dir / f"eval-{split}.json"  # the evaluation of this very last.pt, from an earlier table
     if cached.is_file() and cached.stat().st_mtime >= (run_dir / "last.pt").stat().st_mtime:
         return json.loads(cached.read_text())
-    result = evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
-                                 workers=options.workers, device=options.device)
+    result = evaluate_checkpoint(
+        run_dir / "last.pt", options.data, split=split, workers=options.workers, device=options.device
+    )
     atomic_write_text(cached, json.dumps(result))
     return result
 
@@ -251,11 +295,16 @@ def _check_reusable(run_dir: Path, options) -> None:
         return
     ignored = set(_NOT_WEIGHTS) | (set(WSCNET_ONLY_FIELDS) if options.head == "cam" else set())
     was = type(options).from_dict(recorded).to_dict()
-    changed = [f"{key} {was[key]!r} (now {value!r})" for key, value in options.to_dict().items()
-               if key not in ignored and was[key] != value]
+    changed = [
+        f"{key} {was[key]!r} (now {value!r})"
+        for key, value in options.to_dict().items()
+        if key not in ignored and was[key] != value
+    ]
     if changed:
-        raise UserError(f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
-                        "to train it again or choose another --out")
+        raise UserError(
+            f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
+            "to train it again or choose another --out"
+        )
 
 
 def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -270,8 +319,10 @@ def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
     found = [name for name in TABLE_FILES if (out / name).exists()]
     found += sorted({str(p.parent.relative_to(out)) for f in RUN_FILES for p in out.rglob(f)}) if out.is_dir() else []
     if found and not (resume or overwrite):
-        raise UserError(f"{out}: already holds an ablation ({', '.join(found[:4])}); pass --resume to "
-                        "reuse and continue its runs or --overwrite to train them again")
+        raise UserError(
+            f"{out}: already holds an ablation ({', '.join(found[:4])}); pass --resume to "
+            "reuse and continue its runs or --overwrite to train them again"
+        )
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -289,8 +340,11 @@ def _metrics(result: dict) -> dict:
     return {
         "accuracy": result.get("accuracy"),
         "accuracy_detection_branch": result.get("accuracy_detection_branch"),
-        "mae": det.get("mae"), "precision": det.get("precision"), "recall": det.get("recall"),
-        "f": det.get("f"), "num_images": result.get("num_images"),
+        "mae": det.get("mae"),
+        "precision": det.get("precision"),
+        "recall": det.get("recall"),
+        "f": det.get("f"),
+        "num_images": result.get("num_images"),
     }
 
 
@@ -301,8 +355,14 @@ def summarise(runs: list[dict]) -> list[dict]:
         groups.setdefault((run["set"], run["recipe"], run["variant"]), []).append(run)
     rows = []
     for (data_set, recipe, variant), members in groups.items():
-        row = {"set": data_set, "recipe": recipe, "variant": variant, **VARIANTS[variant],
-               "seeds": len(members), "num_images": members[0]["num_images"]}
+        row = {
+            "set": data_set,
+            "recipe": recipe,
+            "variant": variant,
+            **VARIANTS[variant],
+            "seeds": len(members),
+            "num_images": members[0]["num_images"],
+        }
         for metric in METRICS:
             values = [m[metric] for m in members if m[metric] is not None]
             row[metric] = statistics.fmean(values) if values else None
@@ -314,10 +374,16 @@ def summarise(runs: list[dict]) -> list[dict]:
 def markdown_table(rows: list[dict], split: str, seeds: int) -> str:
     spread = f"mean ± sample standard deviation over up to {seeds} seeds" if seeds > 1 else "one seed"
     images = rows[0]["num_images"] if rows else 0
-    head = ("| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    lines = [f"Ablation on the {split} split ({images} images per set; {spread}; classification "
-             "branch = the model's answer; CAM's detection column is its classifier).", "", head]
+    head = (
+        "| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
+    lines = [
+        f"Ablation on the {split} split ({images} images per set; {spread}; classification "
+        "branch = the model's answer; CAM's detection column is its classifier).",
+        "",
+        head,
+    ]
     for r in rows:
         cells = [r["set"], r["recipe"], r["variant"], str(r["seeds"])] + [_fmt(r[m], r[f"{m}_std"]) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")

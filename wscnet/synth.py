@@ -40,9 +40,16 @@ FORMAT = "wscnet-synth-emotionroi"
 # One palette for everything: backgrounds, objects and distractors all draw from it.
 PALETTE = np.array(
     [
-        [200, 60, 50], [230, 180, 40], [60, 150, 70], [50, 90, 190],
-        [150, 70, 170], [240, 240, 230], [30, 30, 40], [120, 120, 110],
-        [40, 170, 180], [230, 120, 150],
+        [200, 60, 50],
+        [230, 180, 40],
+        [60, 150, 70],
+        [50, 90, 190],
+        [150, 70, 170],
+        [240, 240, 230],
+        [30, 30, 40],
+        [120, 120, 110],
+        [40, 170, 180],
+        [230, 120, 150],
     ],
     dtype=np.float32,
 )
@@ -90,6 +97,7 @@ class SynthConfig:
 
 # --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
 
+
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "disc":
         return u**2 + v**2 <= 1.0
@@ -135,10 +143,13 @@ def _texture(kind: str, u: np.ndarray, v: np.ndarray, phase: float, angle: float
 
 # --- image pieces -------------------------------------------------------------------------------
 
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth multi-colour clutter from the shared palette, plus a few lines and grain."""
     coarse = PALETTE[rng.integers(0, len(PALETTE), size=(5, 5))]  # 5×5×3
-    img = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    img = np.asarray(
+        Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC), np.float32
+    )
     img = 0.55 * img + 0.45 * img.mean()  # muted: the objects must stand out from it
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     for _ in range(rng.integers(4, 9)):  # soft blobs and thin lines: clutter at many scales
@@ -165,7 +176,9 @@ def _local_grid(size: int, box: tuple[int, int, int]) -> tuple[np.ndarray, np.nd
 def _overlaps(a: tuple[int, int, int], b: tuple[int, int, int], margin: int) -> bool:
     ax, ay, aside = a
     bx, by, bside = b
-    return not (ax + aside + margin <= bx or bx + bside + margin <= ax or ay + aside + margin <= by or by + bside + margin <= ay)
+    return not (
+        ax + aside + margin <= bx or bx + bside + margin <= ax or ay + aside + margin <= by or by + bside + margin <= ay
+    )
 
 
 def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float = 18.0) -> np.ndarray:
@@ -215,8 +228,9 @@ def _paint_salient_distractor(img: np.ndarray, rng: np.random.Generator, box: tu
     region[mask] = np.where(pattern[..., None], light, dark)[mask]
 
 
-def render(seed: int, label: int, number: int, size: int, distractors: str = "plain",
-           scene: str = "flat") -> tuple[np.ndarray, np.ndarray]:
+def render(
+    seed: int, label: int, number: int, size: int, distractors: str = "plain", scene: str = "flat"
+) -> tuple[np.ndarray, np.ndarray]:
     """(H×W×3 uint8 image, H×W uint8 ground truth: 0/255, soft 0-255 for the natural scene) of one sample."""
     if scene == "natural":
         from .synth_natural import render_natural
@@ -244,6 +258,7 @@ def render(seed: int, label: int, number: int, size: int, distractors: str = "pl
 
 # --- writing the set ----------------------------------------------------------------------------
 
+
 def is_synth_set(folder: Path) -> bool:
     try:
         return json.loads((folder / MARKER).read_text()).get("format") == FORMAT
@@ -264,9 +279,11 @@ def needs_writing(out: Path, cfg: SynthConfig, overwrite: bool = False) -> bool:
     defaults = asdict(SynthConfig())  # sets written before an option existed used its default
     if {k: existing.get(k, defaults[k]) for k in asdict(cfg)} == asdict(cfg):
         return False
-    raise UserError(f"{out}: already holds a synthetic set with other settings "
-                    f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
-                    f"{existing.get('seed')}); pass --overwrite to replace it")
+    raise UserError(
+        f"{out}: already holds a synthetic set with other settings "
+        f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
+        f"{existing.get('seed')}); pass --overwrite to replace it"
+    )
 
 
 def _split(cfg: SynthConfig) -> dict[str, list[str]]:
@@ -285,7 +302,9 @@ def _stem(name: str, number: int) -> str:
     return f"{name}_{number:04d}"
 
 
-def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+def write_synth_set(
+    out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Write the set into ``out``; a half-written set never replaces a good one, and another set
     is replaced only with ``overwrite`` (the same set already there is left as it is)."""
     cfg = cfg or SynthConfig()

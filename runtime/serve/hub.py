@@ -94,10 +94,17 @@ class StreamHub:
     def stats(self) -> dict:
         """The page's readouts, and copies of the histograms for /metrics, read together."""
         with self._lock:
-            return {"stream": self.name, "frames": self.seq, "fps": round(self.rate.rate, 2),
-                    "inference_ms": round(self.inference_ms, 2), "end_to_end_ms": round(self.end_to_end_ms, 2),
-                    "dropped": self.dropped, "jpeg_encodes": self.jpeg_encodes, "online": self.online,
-                    "events": dict(self.event_counts)}
+            return {
+                "stream": self.name,
+                "frames": self.seq,
+                "fps": round(self.rate.rate, 2),
+                "inference_ms": round(self.inference_ms, 2),
+                "end_to_end_ms": round(self.end_to_end_ms, 2),
+                "dropped": self.dropped,
+                "jpeg_encodes": self.jpeg_encodes,
+                "online": self.online,
+                "events": dict(self.event_counts),
+            }
 
 
 def _ema(previous: float, value: float) -> float:

@@ -85,8 +85,12 @@ def _map_statistics(out, features: torch.Tensor | None) -> dict:
     m = out.sentiment_map.float().flatten(1)
     mean, std = m.mean(1), m.std(1)
     contrast = (m.amax(1) - mean) / (mean.abs() + std + 1e-12)
-    row = {"entropy_v": entropy.mean().item(), "map_contrast": contrast.mean().item(),
-           "map_mean": mean.mean().item(), "map_std": std.mean().item()}
+    row = {
+        "entropy_v": entropy.mean().item(),
+        "map_contrast": contrast.mean().item(),
+        "map_mean": mean.mean().item(),
+        "map_std": std.mean().item(),
+    }
     if features is not None:
         f = features.detach().float()
         glob = f.mean(dim=(2, 3)).norm(dim=1)

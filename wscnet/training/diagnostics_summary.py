@@ -48,9 +48,13 @@ def group_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
 
 def markdown(groups: dict[str, dict[str, list[float]]], runs_per_group: dict[str, int]) -> str:
     head = "| run | epoch | " + " | ".join(CURVES.values()) + " |"
-    lines = ["Per-epoch means of the logged steps (diagnostics.jsonl), averaged over the runs of each "
-             "row group; '-' = not logged (CAM has no detection branch).", "", head,
-             "|" + " --- |" * (len(CURVES) + 2)]
+    lines = [
+        "Per-epoch means of the logged steps (diagnostics.jsonl), averaged over the runs of each "
+        "row group; '-' = not logged (CAM has no detection branch).",
+        "",
+        head,
+        "|" + " --- |" * (len(CURVES) + 2),
+    ]
     for label, curves in groups.items():
         for i in range(len(curves["train_accuracy"])):
             cells = ["-" if math.isnan(curves[k][i]) else f"{curves[k][i]:.3g}" for k in CURVES]

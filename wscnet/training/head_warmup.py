@@ -64,7 +64,7 @@ def zero_init_coupled_weights(model) -> bool:
     if config.head != "wscnet" or config.coupling != "both":
         return False
     with torch.no_grad():
-        model.classifier.weight[:, model.num_features:] = 0.0
+        model.classifier.weight[:, model.num_features :] = 0.0
     return True
 
 
@@ -107,7 +107,7 @@ class CamStage:
         """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage or the hold lasts."""
         grad = self.model.classifier.weight.grad
         if self.holding and self.model.config.coupling == "both" and grad is not None:
-            grad[:, self.model.num_features:] = 0.0
+            grad[:, self.model.num_features :] = 0.0
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the

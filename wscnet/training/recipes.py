@@ -27,20 +27,39 @@ from ..errors import UserError
 from .options import TrainOptions
 
 _SCRATCH_FLAGS = {
-    "lr": 0.02, "head_lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1, "grad_clip": 2.0,
+    "lr": 0.02,
+    "head_lr": 0.02,
+    "lr_schedule": "cosine",
+    "warmup_epochs": 1,
+    "grad_clip": 2.0,
     "batch_size": 16,
 }
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
-WSCNET_ONLY_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing", "cam_stage_epochs",
-                      "det_backbone_grad", "hold_coupled_epochs")
+WSCNET_ONLY_FIELDS = (
+    "det_weight_start",
+    "det_warmup_epochs",
+    "pool_warmup_epochs",
+    "clip_per_loss",
+    "zero_init_coupled",
+    "detach_coupled_map",
+    "det_label_smoothing",
+    "cam_stage_epochs",
+    "det_backbone_grad",
+    "hold_coupled_epochs",
+)
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
-    "scratch": {**_SCRATCH_FLAGS, "det_weight_start": 0.0, "det_warmup_epochs": 2.0,
-                "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True,
-                "detach_coupled_map": True},
+    "scratch": {
+        **_SCRATCH_FLAGS,
+        "det_weight_start": 0.0,
+        "det_warmup_epochs": 2.0,
+        "pool_warmup_epochs": 2.0,
+        "clip_per_loss": True,
+        "zero_init_coupled": True,
+        "detach_coupled_map": True,
+    },
 }
 # ``scratch`` whose first epochs train the backbone as CAM's (head_warmup.CamStage)
 RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
