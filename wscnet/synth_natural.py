@@ -5,7 +5,7 @@ Closer to EmotionROI than the flat scene, and harder for a network trained from 
 - the background is a procedural photograph: a sky and a ground colour split at a random horizon,
   both shaded by coloured 1/f noise (structure at every scale), a few soft dark masses (trees,
   rocks) and grain; it is as contrasted as the objects pasted on it;
-- the class object is the class texture and colour pair of ``synth.CLASS_LOOK`` on an irregular
+- the class object is the class texture and colour pair of ``paint.CLASS_LOOK`` on an irregular
   blob (not the class shape), 20-45 % of the side, anywhere, shaded like the background and
   pasted with a soft edge; its shape says nothing about the class;
 - 1-3 distractors of the same sizes, blobs and softness; each is a texture no class uses or, one
@@ -17,7 +17,7 @@ Closer to EmotionROI than the flat scene, and harder for a network trained from 
 import numpy as np
 from PIL import Image
 
-from . import synth
+from . import synth_paint as paint
 
 # Natural colours (RGB) of the two halves of a background.
 SKY = np.array([[120, 160, 210], [170, 180, 190], [220, 170, 120], [90, 110, 150]], np.float32)
@@ -43,8 +43,8 @@ def natural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     horizon = rng.uniform(0.25, 0.7) * size + (noise_field(rng, size, 2)[0] - 0.5) * 0.2 * size
     ground_share = np.clip((yy - horizon[None, :]) / (0.04 * size) + 0.5, 0, 1)[..., None]
-    sky = synth._jitter(rng, SKY[rng.integers(len(SKY))], 20)
-    ground = synth._jitter(rng, GROUND[rng.integers(len(GROUND))], 20)
+    sky = paint.jitter(rng, SKY[rng.integers(len(SKY))], 20)
+    ground = paint.jitter(rng, GROUND[rng.integers(len(GROUND))], 20)
     img = (1 - ground_share) * sky + ground_share * ground
     shade = np.stack([noise_field(rng, size) for _ in range(3)], axis=-1)
     img = img * (0.55 + 0.9 * shade.mean(-1, keepdims=True)) + (shade - 0.5) * 60
@@ -66,9 +66,9 @@ def blob_alpha(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.nda
 
 def _paste(img: np.ndarray, rng: np.random.Generator, box, texture: str, dark, light) -> np.ndarray:
     """Paste a shaded two-colour texture on a blob into img; returns the blob's opacity, H×W."""
-    u, v, where = synth._local_grid(img.shape[0], box)
+    u, v, where = paint.local_grid(img.shape[0], box)
     alpha = blob_alpha(rng, u, v) * rng.uniform(0.85, 1.0)
-    pattern = synth._texture(texture, u, v, phase=rng.uniform(0, 2 * np.pi), angle=rng.uniform(-0.3, 0.3))
+    pattern = paint.texture(texture, u, v, phase=rng.uniform(0, 2 * np.pi), angle=rng.uniform(-0.3, 0.3))
     if np.abs(dark - light).sum() < 150:  # keep the texture visible
         light = np.clip(dark + 160, 0, 255)
     shade = 0.8 + 0.4 * noise_field(rng, box[2], 3)[..., None]
@@ -81,15 +81,15 @@ def _paste(img: np.ndarray, rng: np.random.Generator, box, texture: str, dark, l
 
 def _distractor_look(rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
     """A texture no class uses in any two colours, or a class texture in another colour pair."""
-    pair = tuple(int(i) for i in rng.choice(len(synth.PALETTE), size=2, replace=False))
+    pair = tuple(int(i) for i in rng.choice(len(paint.PALETTE), size=2, replace=False))
     if rng.random() < CLASS_TEXTURE_DISTRACTOR:
-        label = int(rng.integers(len(synth.CLASS_NAMES)))
-        while pair == (synth.DARK[label], synth.LIGHT[label]):
-            pair = tuple(int(i) for i in rng.choice(len(synth.PALETTE), size=2, replace=False))
-        texture = synth.CLASS_LOOK[synth.CLASS_NAMES[label]][1]
+        label = int(rng.integers(len(paint.CLASS_NAMES)))
+        while pair == (paint.DARK[label], paint.LIGHT[label]):
+            pair = tuple(int(i) for i in rng.choice(len(paint.PALETTE), size=2, replace=False))
+        texture = paint.CLASS_LOOK[paint.CLASS_NAMES[label]][1]
     else:
-        texture = synth.DISTRACTOR_TEXTURES[rng.integers(len(synth.DISTRACTOR_TEXTURES))]
-    return texture, synth._jitter(rng, synth.PALETTE[pair[0]], 25), synth._jitter(rng, synth.PALETTE[pair[1]], 25)
+        texture = paint.DISTRACTOR_TEXTURES[rng.integers(len(paint.DISTRACTOR_TEXTURES))]
+    return texture, paint.jitter(rng, paint.PALETTE[pair[0]], 25), paint.jitter(rng, paint.PALETTE[pair[1]], 25)
 
 
 def _random_box(rng: np.random.Generator, size: int) -> tuple[int, int, int]:
@@ -102,15 +102,15 @@ def render_natural(seed: int, label: int, number: int, size: int) -> tuple[np.nd
     rng = np.random.default_rng([seed, label, number, 7])
     img = natural_background(rng, size)
     target = _random_box(rng, size)
-    texture = synth.CLASS_LOOK[synth.CLASS_NAMES[label]][1]
-    dark = synth._jitter(rng, synth.PALETTE[synth.DARK[label]], 25)
-    light = synth._jitter(rng, synth.PALETTE[synth.LIGHT[label]], 25)
+    texture = paint.CLASS_LOOK[paint.CLASS_NAMES[label]][1]
+    dark = paint.jitter(rng, paint.PALETTE[paint.DARK[label]], 25)
+    light = paint.jitter(rng, paint.PALETTE[paint.LIGHT[label]], 25)
     gt = _paste(img, rng, target, texture, dark, light)
     placed = [target]
     for _ in range(int(rng.integers(1, 4))):
         for _attempt in range(30):
             box = _random_box(rng, size)
-            if not any(synth._overlaps(box, other, margin=size // 64) for other in placed):
+            if not any(paint.overlaps(box, other, margin=size // 64) for other in placed):
                 _paste(img, rng, box, *_distractor_look(rng))
                 placed.append(box)
                 break
