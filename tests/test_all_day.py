@@ -37,6 +37,12 @@ def webcam(model, *args) -> subprocess.Popen:
     )
 
 
+def run_webcam(model, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``cli.py webcam --model MODEL ARGS…`` to its end."""
+    command = [sys.executable, "cli.py", "webcam", "--model", str(model), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
 def wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,51 +130,25 @@ def test_kill_9_leaves_closed_segments_playable_and_the_jsonl_parseable(model, t
 def test_segments_are_cut_and_the_disk_budget_deletes_the_oldest(model, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=90, fps=30.0)
     out = tmp_path / "rec" / "out.mp4"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "cli.py",
-            "webcam",
-            "--model",
-            str(model),
-            "--source",
-            str(video),
-            "--no-display",
-            "--save",
-            str(out),
-            "--segment",
-            "0.5",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_webcam(
+        model, "--source", str(video), "--no-display", "--save", str(out), "--segment", "0.5", timeout=300
     )
     assert result.returncode == 0, result.stderr
     segments = sorted(out.parent.glob("out-*.mp4"))
     assert len(segments) == 6 and all(playable(s) for s in segments)  # 90 frames, 15 per file
     one = max(s.stat().st_size for s in segments)
     budget_dir = tmp_path / "budget"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "cli.py",
-            "webcam",
-            "--model",
-            str(model),
-            "--source",
-            str(video),
-            "--no-display",
-            "--save",
-            str(budget_dir / "out.mp4"),
-            "--segment",
-            "0.5",
-            "--max-disk",
-            str(int(2.5 * one)),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_webcam(
+        model,
+        "--source",
+        str(video),
+        "--no-display",
+        "--save",
+        str(budget_dir / "out.mp4"),
+        "--segment",
+        "0.5",
+        "--max-disk",
+        str(int(2.5 * one)),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -189,28 +169,19 @@ def test_a_full_disk_pauses_recording_without_a_traceback(model, tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs root); the simulated ENOSPC test covers the writer")
     try:
         video = write_video(tmp_path / "clip.avi", frames=240, fps=30.0, size=(640, 480))
-        result = subprocess.run(
-            [
-                sys.executable,
-                "cli.py",
-                "webcam",
-                "--model",
-                str(model),
-                "--source",
-                str(video),
-                "--no-display",
-                "--save",
-                str(disk / "out.mp4"),
-                "--segment",
-                "1",
-                "--min-free",
-                "1MB",
-                "--jsonl",
-                str(tmp_path / "frames.jsonl"),
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
+        result = run_webcam(
+            model,
+            "--source",
+            str(video),
+            "--no-display",
+            "--save",
+            str(disk / "out.mp4"),
+            "--segment",
+            "1",
+            "--min-free",
+            "1MB",
+            "--jsonl",
+            str(tmp_path / "frames.jsonl"),
             timeout=600,
         )
         assert result.returncode == 0, result.stderr
@@ -258,24 +229,7 @@ def test_a_jsonl_writer_that_hits_enospc_loses_records_not_the_file(tmp_path):
 
 def test_stdout_jsonl(model, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=4)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "cli.py",
-            "webcam",
-            "--model",
-            str(model),
-            "--source",
-            str(video),
-            "--no-display",
-            "--jsonl",
-            "-",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_webcam(model, "--source", str(video), "--no-display", "--jsonl", "-", timeout=300)
     assert result.returncode == 0, result.stderr
     assert [line.count('"index"') for line in result.stdout.splitlines()] == [1, 1, 1, 1]
 
@@ -408,13 +362,7 @@ def test_a_bad_config_is_one_line_and_exit_code_2_before_anything_starts(tmp_pat
 
 
 def test_token_without_serve_is_refused(model):
-    result = subprocess.run(
-        [sys.executable, "cli.py", "webcam", "--model", str(model), "--token", "t"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_webcam(model, "--token", "t", timeout=120)
     assert result.returncode == 2 and "--token" in result.stderr and "--serve" in result.stderr
 
 
