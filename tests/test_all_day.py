@@ -100,14 +100,16 @@ def test_a_camera_down_at_the_start_is_waited_for(model, tmp_path):
     camera.stop()  # the port is known, nobody listens
     records = tmp_path / "late.jsonl"
     run = webcam(model, "--source", url, "--jsonl", records, "--max-frames", 5)
-    time.sleep(2.0)
+    said = run.stderr.readline()  # the run has found the camera down (however long it took to start)
+    assert "reconnecting" in said and run.poll() is None, said
+    time.sleep(1.0)
     assert run.poll() is None, "the run waits for the camera instead of ending"
     camera.start()
     try:
         _, stderr = run.communicate(timeout=90)
     finally:
         camera.stop()
-    assert run.returncode == 0, stderr
+    assert run.returncode == 0, said + stderr
     assert len(frames_in(records)) >= 1
     assert [e["event"] for e in read_records(records, "events")] == ["source_offline", "source_online"]
 
