@@ -43,15 +43,16 @@ class StreamHub:
 
     def publish(self, frame: np.ndarray, record: dict, dropped: int | None = None) -> None:
         """Keep ``frame`` (by reference: the caller must not change it afterwards) and ``record``."""
-        inference_ms = float(record.get("inference_ms", 0.0))
-        end_to_end_ms = float(record.get("end_to_end_ms", 0.0))
+        inference_ms = record.get("inference_ms")  # None for a frame drawn with an earlier prediction
+        end_to_end_ms = float(record.get("end_to_end_ms") or 0.0)
         with self._lock:
             self._frame, self._record = frame, record
             self.seq += 1
             if dropped is not None:
                 self.dropped = int(dropped)
             self.rate.tick(time.perf_counter())
-            self.inference_ms = _ema(self.inference_ms, inference_ms)
+            if inference_ms is not None:
+                self.inference_ms = _ema(self.inference_ms, float(inference_ms))
             self.end_to_end_ms = _ema(self.end_to_end_ms, end_to_end_ms)
 
     def publish_event(self, event: dict) -> None:

@@ -33,8 +33,10 @@ class ServerMetrics:
         )
         self.registry.register(_ServerCollector(server))
 
-    def observe(self, stream: str, inference_s: float, end_to_end_s: float) -> None:
-        self.inference.labels(stream).observe(inference_s)
+    def observe(self, stream: str, inference_s: float | None, end_to_end_s: float) -> None:
+        """One frame's figures; ``inference_s`` None for a frame drawn with an earlier prediction."""
+        if inference_s is not None:
+            self.inference.labels(stream).observe(inference_s)
         self.end_to_end.labels(stream).observe(end_to_end_s)
 
     def exposition(self) -> bytes:

@@ -119,9 +119,10 @@ class LiveServer:
     def publish(self, frame: np.ndarray, record: dict, stream: str = "0", dropped: int | None = None) -> None:
         """Newest overlaid BGR frame and its JSONL record; ``frame`` must not be changed afterwards."""
         self.hubs[stream].publish(frame, record, dropped)
+        inference_ms = record.get("inference_ms")
         self.metrics.observe(
             stream,
-            float(record.get("inference_ms") or 0.0) / 1000.0,
+            None if inference_ms is None else float(inference_ms) / 1000.0,
             float(record.get("end_to_end_ms") or 0.0) / 1000.0,
         )
         if self._watching:
