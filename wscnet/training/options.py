@@ -110,7 +110,8 @@ class TrainOptions:
                             "--diagnostics-every must not be negative")
         if not 0 <= self.det_backbone_grad <= 1:
             raise UserError(f"--det-backbone-grad must be in [0, 1]; got {self.det_backbone_grad}")
-        for name, value in {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}.items():
+        stages = {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}
+        for name, value in stages.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
         if not 0 <= self.det_label_smoothing < 1:
