@@ -197,11 +197,8 @@ def test_det_backbone_grad_scales_the_detection_gradient_at_the_backbone_only():
         model.zero_grad(set_to_none=True)
         out = model(images)
         torch.nn.functional.cross_entropy(out.det_logits, labels).backward()
-        return (
-            out.det_logits.detach(),
-            next(model.backbone.parameters()).grad.clone(),
-            model.detector.weight.grad.clone(),
-        )
+        first_backbone = next(model.backbone.parameters())
+        return out.det_logits.detach(), first_backbone.grad.clone(), model.detector.weight.grad.clone()
 
     full_v, full_backbone, full_detector = det_loss_grads()
     CamStage(model, TrainOptions(head="wscnet", det_backbone_grad=0.25), steps_per_epoch=4).apply(step=0)

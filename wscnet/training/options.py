@@ -99,9 +99,7 @@ class TrainOptions:
             if value < 1:
                 raise UserError(f"--{name} must be at least 1; got {value}")
         if self.img_size < 32 or self.img_size % 32:
-            raise UserError(
-                f"--img-size must be a positive multiple of 32 (>= 32; the backbone's stride); got {self.img_size}"
-            )
+            raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
@@ -115,10 +113,8 @@ class TrainOptions:
             )
         if not 0 <= self.det_backbone_grad <= 1:
             raise UserError(f"--det-backbone-grad must be in [0, 1]; got {self.det_backbone_grad}")
-        for name, value in {
-            "cam-stage-epochs": self.cam_stage_epochs,
-            "hold-coupled-epochs": self.hold_coupled_epochs,
-        }.items():
+        stages = {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}
+        for name, value in stages.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
         if not 0 <= self.det_label_smoothing < 1:
