@@ -55,8 +55,12 @@ def demo_figures(out: Path, export_dir: Path) -> dict:
             for name, r in parity.items()
         },
         "video_frames": len(records),
-        "video_mean_inference_ms": sum(r["inference_ms"] for r in records) / max(len(records), 1),
+        "video_mean_inference_ms": _mean([r["inference_ms"] for r in records if r.get("inference_ms") is not None]),
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
 
 
 def write_demo_summary(out: Path, export_dir: Path, clock: DemoClock = CLOCK) -> dict:

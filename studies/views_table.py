@@ -23,17 +23,20 @@ SHOWN = ("squash", "crop", "letterbox", "squash+crop mean", "squash+crop max_con
 
 
 def model_rows(checkpoint: Path, model_path: Path, n: int = 200) -> dict:
-    """The table of one model: per camera-frame row, eval, the recorded candidates, the runtime default."""
+    """The table of one model: per camera-frame row, eval, the recorded candidates, the runtime default
+    (on the pictures the file's decision was measured on, or ``n`` when it records none)."""
     from wscnet.checkpoint import read_checkpoint, recorded_data_source
 
     from .aspect_accuracy import eval_labels
 
+    with Model(model_path, device="cpu") as runtime:
+        decision = runtime.metadata.view_decision
     source = recorded_data_source(read_checkpoint(checkpoint))
-    paths, truth, description = held_out_pictures(source, n)
+    # the pictures the decision was measured on (the same spread of the test split), else ``n``
+    paths, truth, description = held_out_pictures(source, decision["images"] if decision else n)
     eval_accuracy = float((eval_labels(checkpoint, paths) == truth).mean())
     pictures = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
     with Model(model_path, device="cpu") as runtime:
-        decision = runtime.metadata.view_decision
         views = " + ".join(runtime.metadata.contract.views)
         rows = []
         for aspect, size in ASPECTS.items():

@@ -11,7 +11,7 @@ from runtime_fixtures import exported_model
 
 from runtime.backends import open_backend
 from runtime.backends import probe as probe_module
-from runtime.backends.probe import CACHE_ENV, REFERENCE, Candidate, cache_path, fastest, parity_mismatch
+from runtime.backends.probe import CACHE_ENV, REFERENCE, TIE_SHARE, Candidate, cache_path, fastest, parity_mismatch
 
 pytest.importorskip("openvino")
 
@@ -32,7 +32,11 @@ def test_auto_probes_picks_the_fastest_matching_backend_and_caches_it(model, cac
     with open_backend(model, threads=1) as backend:
         choice = backend.choice
     assert choice["cached"] is False and set(choice["times_ms"]) == {"onnxruntime", "openvino-fp32"}
-    assert choice["device"] == min(choice["times_ms"], key=choice["times_ms"].get)  # the fastest measured
+    times = choice["times_ms"]
+    fastest_measured = min(times, key=times.get)
+    # the fastest measured, unless ONNX Runtime is within the tie share of it
+    tie = times[fastest_measured] >= times["onnxruntime"] * (1 - TIE_SHARE)
+    assert choice["device"] == ("onnxruntime" if tie else fastest_measured)
     assert backend.name == ("onnxruntime" if choice["device"] == "onnxruntime" else "openvino")
     assert [r.message for r in caplog.records if "device auto" in r.message] == [
         f"device auto: {choice['device']} ({choice['reason']}; measured now)"
