@@ -12,9 +12,8 @@ import sys
 
 import typer
 
-from cli_logging import setup_logging
-
 from benchmarks.commands import register as register_bench
+from cli_logging import setup_logging
 from export.commands import register as register_export
 from jobs.commands import register as register_jobs
 from jobs.doctor import register as register_doctor
@@ -28,8 +27,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="WSCNet visual sentiment: train, export, run on video, benchmark.",
 )
-for register in (register_core, register_export, register_runtime, register_doctor, register_bench, register_studies,
-                 register_jobs):
+for register in (
+    register_core,
+    register_export,
+    register_runtime,
+    register_doctor,
+    register_bench,
+    register_studies,
+    register_jobs,
+):
     register(app)
 log = logging.getLogger("cli")
 

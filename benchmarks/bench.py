@@ -127,15 +127,20 @@ def prepare_inputs(inputs: list[str], out: Path, settings: BenchSettings) -> tup
     return cases, image_dir, find_images(image_dir, settings.agreement_images)
 
 
-def measure_cases(cases: list, settings: BenchSettings, image_paths: list[Path], image_dir: Path,
-                  out: Path) -> tuple[list[dict], list[dict]]:
+def measure_cases(
+    cases: list, settings: BenchSettings, image_paths: list[Path], image_dir: Path, out: Path
+) -> tuple[list[dict], list[dict]]:
     """(table rows, video rows): every case × thread count × back-end × batch, with a progress bar."""
     workdir = out / "models"
     specs = [SPECS[name] for name in settings.backends]
     rows, video = [], []
     thread_counts = settings.thread_counts()
-    progress = tqdm(total=len(cases) * len(specs) * len(settings.batches) * len(thread_counts), desc="bench",
-                    unit="row", file=sys.stderr)
+    progress = tqdm(
+        total=len(cases) * len(specs) * len(settings.batches) * len(thread_counts),
+        desc="bench",
+        unit="row",
+        file=sys.stderr,
+    )
     for case in cases:
         context = case_context(case, image_paths, workdir)
         for threads in thread_counts:
@@ -145,8 +150,10 @@ def measure_cases(cases: list, settings: BenchSettings, image_paths: list[Path],
                     rows.append(measure_row(case, spec, batch, context, settings, image_dir, workdir, threads))
                     progress.update()
             if settings.video is not None:
-                video += [measure_video(case, SPECS[name], settings, image_dir, workdir, out, threads)
-                          for name in settings.video_backends()]
+                video += [
+                    measure_video(case, SPECS[name], settings, image_dir, workdir, out, threads)
+                    for name in settings.video_backends()
+                ]
     progress.close()
     return rows, video
 
@@ -160,14 +167,19 @@ def check_bench_out(out: Path, overwrite: bool) -> None:
     check_output_folder(out, "--out")
     found = [name for name in REPORT_FILES.values() if (out / name).exists()]
     if found and not overwrite:
-        raise UserError(f"{out}: already holds benchmark results ({', '.join(found)}); pass "
-                        "--overwrite to replace them or --out to write elsewhere")
+        raise UserError(
+            f"{out}: already holds benchmark results ({', '.join(found)}); pass "
+            "--overwrite to replace them or --out to write elsewhere"
+        )
 
 
 def failed_rows(results: dict) -> list[str]:
     """Rows that failed (validation or measurement), e.g. ``resnet18@224 ort-int8 b1: …``."""
-    return [f"{r['model']}@{r['img_size']} {r['backend']} b{r['batch']}: {r['status']}"
-            for r in results["rows"] if r["status"].startswith("failed")]
+    return [
+        f"{r['model']}@{r['img_size']} {r['backend']} b{r['batch']}: {r['status']}"
+        for r in results["rows"]
+        if r["status"].startswith("failed")
+    ]
 
 
 def synthetic_images(folder: Path, n: int) -> Path:
@@ -228,20 +240,37 @@ def reference_context(case: models.Case, image_paths: list[Path], context: dict)
     images = load_batch(image_paths, export_contract(ckpt, case.img_size))
     context["reference"] = predict_in_batches(runner, images, 8)  # probs, det_scores, maps
     if not all(np.isfinite(v).all() for v in context["reference"].values()):
-        raise UserError(f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
-                        "(broken weights); nothing to compare the back-ends with")
+        raise UserError(
+            f"{case.checkpoint}: the PyTorch model gives NaN/inf on the check images "
+            "(broken weights); nothing to compare the back-ends with"
+        )
     context["flops"] = count_flops(runner.model, case.img_size)
     context["model_config"] = ckpt["model_config"]
     runner.close()
     return images
 
 
-def measure_row(case, spec: BackendSpec, batch: int, context: dict, settings: BenchSettings,
-                image_dir: Path, workdir: Path, threads: int = 0) -> dict:
+def measure_row(
+    case,
+    spec: BackendSpec,
+    batch: int,
+    context: dict,
+    settings: BenchSettings,
+    image_dir: Path,
+    workdir: Path,
+    threads: int = 0,
+) -> dict:
     row = {
-        "model": case.label, "backend": spec.name, "engine": spec.engine, "precision": spec.precision,
-        "device": spec.device, "batch": batch, "img_size": case.img_size, "threads": threads,
-        "status": "ok", "reason": None,
+        "model": case.label,
+        "backend": spec.name,
+        "engine": spec.engine,
+        "precision": spec.precision,
+        "device": spec.device,
+        "batch": batch,
+        "img_size": case.img_size,
+        "threads": threads,
+        "status": "ok",
+        "reason": None,
     }
     torch_missing = TORCH_MISSING if spec.engine == "torch" and not torch_installed() else None
     reason = torch_missing or models.not_applicable(case, spec) or skip_reason(spec)
@@ -281,11 +310,14 @@ def measured_fields(result: dict, path: Path, batch: int) -> dict:
     """A worker's timings and memory as row fields (``median_ms``, ``gpu_median_ms``, ...)."""
     host, device = result["host_ms"], result["device_ms"] or {}
     return {
-        "description": result["description"], "model_file": str(path), "iters": result["iters"],
+        "description": result["description"],
+        "model_file": str(path),
+        "iters": result["iters"],
         **{f"{k}_ms": host[k] for k in STAT_NAMES},
         "images_per_s": batch * 1000.0 / host["mean"],
         "ms_per_image": host["median"] / batch,
-        "peak_mem_mb": result["peak_mem_mb"], "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
+        "peak_mem_mb": result["peak_mem_mb"],
+        "peak_gpu_mem_mb": result["peak_gpu_mem_mb"],
         "size_mb": model_bytes(path) / 1e6 if model_bytes(path) else None,
         **{f"gpu_{k}_ms": device.get(k) for k in STAT_NAMES if k != "max"},
     }
@@ -329,9 +361,14 @@ def parity_thresholds() -> dict:
 def validate(reference: dict | None, got: dict, path: Path, precision: str) -> dict:
     """The parity code's comparison with the PyTorch reference, and its verdict for ``precision``."""
     if reference is None:
-        return {"top1_agreement": None, "map_correlation": None, "probs_max_abs": None,
-                "validation_passed": None, "validation_failures": None,
-                "agreement_images": len(got["probs"])}
+        return {
+            "top1_agreement": None,
+            "map_correlation": None,
+            "probs_max_abs": None,
+            "validation_passed": None,
+            "validation_failures": None,
+            "agreement_images": len(got["probs"]),
+        }
     from export.parity import summarise
 
     report = summarise(reference, got, model=str(path), precision=precision)
@@ -346,16 +383,41 @@ def validate(reference: dict | None, got: dict, path: Path, precision: str) -> d
             failures.append(f"{key} {measured[key]:.2g} > {limit}")
         elif not key.endswith("_max_abs") and measured[key] < limit:
             failures.append(f"{key.replace('_', ' ')} {measured[key]:.3f} < {limit}")
-    return {**measured, "validation_passed": report["passed"],
-            "validation_failures": "; ".join(failures) or None, "agreement_images": report["n_images"]}
+    return {
+        **measured,
+        "validation_passed": report["passed"],
+        "validation_failures": "; ".join(failures) or None,
+        "agreement_images": report["n_images"],
+    }
 
 
 ROW_NUMBERS = (
-    "iters", "min_ms", "mean_ms", "median_ms", "p90_ms", "p99_ms", "max_ms", "images_per_s",
-    "ms_per_image", "peak_mem_mb", "peak_gpu_mem_mb", "size_mb", "gflops", "gflops_per_s",
-    "pct_of_peak", "top1_agreement", "map_correlation", "probs_max_abs", "validation_passed",
-    "validation_failures", "agreement_images",
-    "gpu_min_ms", "gpu_mean_ms", "gpu_median_ms", "gpu_p90_ms", "gpu_p99_ms",
+    "iters",
+    "min_ms",
+    "mean_ms",
+    "median_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "images_per_s",
+    "ms_per_image",
+    "peak_mem_mb",
+    "peak_gpu_mem_mb",
+    "size_mb",
+    "gflops",
+    "gflops_per_s",
+    "pct_of_peak",
+    "top1_agreement",
+    "map_correlation",
+    "probs_max_abs",
+    "validation_passed",
+    "validation_failures",
+    "agreement_images",
+    "gpu_min_ms",
+    "gpu_mean_ms",
+    "gpu_median_ms",
+    "gpu_p90_ms",
+    "gpu_p99_ms",
 )
 
 
@@ -382,13 +444,29 @@ def pct_of_peak(row: dict, peak: dict) -> float | None:
     return 100.0 * row["gflops_per_s"] / ceiling if ceiling else None
 
 
-def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings: BenchSettings,
-               workdir: Path, threads: int = 0, *, predict: bool) -> dict:
+def run_worker(
+    spec: BackendSpec,
+    path: Path,
+    batch: int,
+    images: Path,
+    settings: BenchSettings,
+    workdir: Path,
+    threads: int = 0,
+    *,
+    predict: bool,
+) -> dict:
     """Measure one row in a fresh ``python -m benchmarks.worker`` process and return its result."""
     job = {
-        "engine": spec.engine, **spec.open_args(), "path": str(path), "batch": batch,
-        "images": str(images), "warmup": settings.warmup, "iters": settings.iters,
-        "duration": settings.duration, "min_iters": settings.min_iters, "threads": threads,
+        "engine": spec.engine,
+        **spec.open_args(),
+        "path": str(path),
+        "batch": batch,
+        "images": str(images),
+        "warmup": settings.warmup,
+        "iters": settings.iters,
+        "duration": settings.duration,
+        "min_iters": settings.min_iters,
+        "threads": threads,
         "outputs": str(workdir / "outputs.npz") if predict else None,
     }
     job_path = workdir / "job.json"
@@ -397,7 +475,10 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
     result_path.unlink(missing_ok=True)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker", str(job_path), str(result_path)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     if not result_path.is_file():
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
@@ -407,13 +488,20 @@ def run_worker(spec: BackendSpec, path: Path, batch: int, images: Path, settings
     return result
 
 
-def measure_video(case, spec: BackendSpec, settings: BenchSettings, image_dir: Path, workdir: Path,
-                  out: Path, threads: int = 0) -> dict:
+def measure_video(
+    case, spec: BackendSpec, settings: BenchSettings, image_dir: Path, workdir: Path, out: Path, threads: int = 0
+) -> dict:
     """Whole runtime pipeline fps on the video with the case's model file for ``spec``."""
     from .video_pipeline import measure_video_pipeline
 
-    entry = {"model": case.label, "img_size": case.img_size, "video_backend": spec.name, "threads": threads,
-             "model_file": None, "error": None}
+    entry = {
+        "model": case.label,
+        "img_size": case.img_size,
+        "video_backend": spec.name,
+        "threads": threads,
+        "model_file": None,
+        "error": None,
+    }
     reason = models.not_applicable(case, spec) or skip_reason(spec)
     if reason:
         entry["error"] = f"skipped: {reason}"
@@ -422,9 +510,14 @@ def measure_video(case, spec: BackendSpec, settings: BenchSettings, image_dir: P
         path = models.model_path(case, spec, 1, workdir, image_dir, settings.calib_images)
         entry["model_file"] = path.name
         stats = measure_video_pipeline(
-            path, settings.video, **spec.open_args(), threads=threads,
-            frames=settings.video_frames, model_only_frames=min(settings.video_frames, 20),
-            warmup=2, out_dir=out / "video" / f"{case.label}_{case.img_size}_{spec.name}_t{threads}",
+            path,
+            settings.video,
+            **spec.open_args(),
+            threads=threads,
+            frames=settings.video_frames,
+            model_only_frames=min(settings.video_frames, 20),
+            warmup=2,
+            out_dir=out / "video" / f"{case.label}_{case.img_size}_{spec.name}_t{threads}",
         )
     except Exception as exc:
         entry["error"] = first_line(exc)
@@ -434,8 +527,16 @@ def measure_video(case, spec: BackendSpec, settings: BenchSettings, image_dir: P
 
 
 VIDEO_FIELDS = (
-    "backend", "resolution", "frames", "pipeline_fps", "pipeline_ms_per_frame", "model_only_ms",
-    "model_only_fps", "overhead_pct", "end_to_end_ms_p50", "end_to_end_ms_p95",
+    "backend",
+    "resolution",
+    "frames",
+    "pipeline_fps",
+    "pipeline_ms_per_frame",
+    "model_only_ms",
+    "model_only_fps",
+    "overhead_pct",
+    "end_to_end_ms_p50",
+    "end_to_end_ms_p95",
 )
 
 

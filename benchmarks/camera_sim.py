@@ -80,8 +80,11 @@ class MjpegCamera:
             while self._live.is_set():
                 ok, jpeg = cv2.imencode(".jpg", camera_frame(self.sent, self.size))
                 part = jpeg.tobytes()
-                out.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(part)}\r\n\r\n".encode()
-                          + part + b"\r\n")
+                out.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(part)}\r\n\r\n".encode()
+                    + part
+                    + b"\r\n"
+                )
                 out.flush()
                 self.sent += 1
                 next_at += period

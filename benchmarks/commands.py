@@ -9,12 +9,20 @@ import typer
 from .engines import DEFAULT_BACKENDS, SPECS, canonical_backend
 from .soak import soak
 
-app = typer.Typer(no_args_is_help=True, help="Benchmarks beyond bench's table: the video pipeline, several "
-                  "streams, serving, OpenVINO, Triton, export latency.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Benchmarks beyond bench's table: the video pipeline, several "
+    "streams, serving, OpenVINO, Triton, export latency.",
+)
 
 # an example for each list option, so a refusal shows a value that option takes
-LIST_EXAMPLES = {"--batch": "1,8", "--img-size": "224,448 (one side each: inputs are square)", "--threads": "1,2",
-                 "--streams": "1,2,4,8", "--clients": "1,4"}
+LIST_EXAMPLES = {
+    "--batch": "1,8",
+    "--img-size": "224,448 (one side each: inputs are square)",
+    "--threads": "1,2",
+    "--streams": "1,2,4,8",
+    "--clients": "1,4",
+}
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -40,38 +48,56 @@ def _backend_list(text: str) -> str:
 
 def bench(
     inputs: Optional[list[str]] = typer.Argument(
-        None, metavar="[CKPT|MODEL|ARCH[@SIZE]]...",
+        None,
+        metavar="[CKPT|MODEL|ARCH[@SIZE]]...",
         help="Checkpoints (exported as needed), ONNX/engine files (measured as they are) or "
         "architecture names for default models. Default: resnet18@224 resnet101@448.",
     ),
-    backends: str = typer.Option(",".join(DEFAULT_BACKENDS), callback=_backend_list, help="Comma-separated "
-                                 "back-ends (an unknown name is refused with the full list); ones "
-                                 "this machine cannot run are listed as skipped, with the reason."),
+    backends: str = typer.Option(
+        ",".join(DEFAULT_BACKENDS),
+        callback=_backend_list,
+        help="Comma-separated "
+        "back-ends (an unknown name is refused with the full list); ones "
+        "this machine cannot run are listed as skipped, with the reason.",
+    ),
     batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
-    img_size: Optional[str] = typer.Option(None, help="Comma-separated input sizes (default: the "
-                                           "checkpoint's, or ARCH@SIZE, or 224)."),
+    img_size: Optional[str] = typer.Option(
+        None, help="Comma-separated input sizes (default: the checkpoint's, or ARCH@SIZE, or 224)."
+    ),
     warmup: int = typer.Option(3, help="Untimed calls before timing."),
     iters: Optional[int] = typer.Option(None, help="Timed calls per row (instead of --duration)."),
-    duration: Optional[float] = typer.Option(None, help="Seconds of timed calls per row "
-                                             "(default 3 when --iters is not given)."),
+    duration: Optional[float] = typer.Option(
+        None, help="Seconds of timed calls per row (default 3 when --iters is not given)."
+    ),
     min_iters: int = typer.Option(5, help="With --duration: at least this many timed calls."),
     out: Path = typer.Option(Path("bench-results"), help="Folder for bench.json/.md/.png and exported models."),
     overwrite: bool = typer.Option(False, help="Replace the results already in --out."),
     no_fail: bool = typer.Option(False, help="Exit 0 even when a row failed (default: exit code 3)."),
-    data: Optional[Path] = typer.Option(None, help="Image folder for top-1 agreement and int8 "
-                                        "calibration (default: synthesised images)."),
+    data: Optional[Path] = typer.Option(
+        None, help="Image folder for top-1 agreement and int8 calibration (default: synthesised images)."
+    ),
     agreement_images: int = typer.Option(40, help="Images each model file is checked on against PyTorch."),
-    calib_images: int = typer.Option(8, help="Images int8 is calibrated on (spread over the same "
-                                     "folder; memory does not grow with it, time does)."),
-    reference: Optional[Path] = typer.Option(None, help="Checkpoint that given ONNX/engine files "
-                                             "are checked against (and run as torch rows)."),
-    video: Optional[Path] = typer.Option(None, help="Also measure the whole runtime pipeline "
-                                         "(decode, pre-process, infer, overlay, encode) on this video; "
-                                         "'test' writes a 640×480 test clip into --out and uses it."),
+    calib_images: int = typer.Option(
+        8, help="Images int8 is calibrated on (spread over the same folder; memory does not grow with it, time does)."
+    ),
+    reference: Optional[Path] = typer.Option(
+        None, help="Checkpoint that given ONNX/engine files are checked against (and run as torch rows)."
+    ),
+    video: Optional[Path] = typer.Option(
+        None,
+        help="Also measure the whole runtime pipeline "
+        "(decode, pre-process, infer, overlay, encode) on this video; "
+        "'test' writes a 640×480 test clip into --out and uses it.",
+    ),
     video_frames: int = typer.Option(60, help="Frames of --video to run."),
-    video_backend: str = typer.Option("ort-int8", help="Back-end(s), comma-separated, whose model file runs the video pipeline."),
-    threads: str = typer.Option("0", help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their "
-                                "default); comma-separated to measure every row at each, e.g. 1,2."),
+    video_backend: str = typer.Option(
+        "ort-int8", help="Back-end(s), comma-separated, whose model file runs the video pipeline."
+    ),
+    threads: str = typer.Option(
+        "0",
+        help="Inference threads for torch, ONNX Runtime and OpenVINO (0: their "
+        "default); comma-separated to measure every row at each, e.g. 1,2.",
+    ),
     peak_n: int = typer.Option(2048, min=64, help="Side of the matrix product that measures the peak."),
 ) -> None:
     """Latency, throughput, memory and top-1 agreement per back-end, precision, batch and size."""
@@ -82,11 +108,19 @@ def bench(
         backends=[b.strip() for b in backends.split(",") if b.strip()],
         batches=_int_list(batch, "--batch"),
         img_sizes=_int_list(img_size, "--img-size") if img_size else None,
-        warmup=warmup, iters=iters,
+        warmup=warmup,
+        iters=iters,
         duration=duration if duration is not None or iters is not None else 3.0,
-        min_iters=min_iters, agreement_images=agreement_images, calib_images=calib_images,
-        threads=_int_list(threads, "--threads"), data=data, reference=reference, video=video, video_frames=video_frames,
-        video_backend=video_backend, peak_n=peak_n,
+        min_iters=min_iters,
+        agreement_images=agreement_images,
+        calib_images=calib_images,
+        threads=_int_list(threads, "--threads"),
+        data=data,
+        reference=reference,
+        video=video,
+        video_frames=video_frames,
+        video_backend=video_backend,
+        peak_n=peak_n,
     )
     results = run_bench(inputs or [], out, settings, overwrite=overwrite)
     typer.echo(Path(results["files"]["markdown"]).read_text())
@@ -100,8 +134,11 @@ def bench(
 # the options every video benchmark takes (model, video, frames, threads, cache folder)
 VIDEO_OPTION = typer.Option(None, "--video", help="Video file (default: a 640×480 30 fps test video).")
 FRAMES_OPTION = typer.Option(150, "--frames", help="Frames of the test video / frames per run.")
-WORKDIR_OPTION = typer.Option(None, "--workdir", help="Cache for the default model and video "
-                              "(default: wscnet-edge-bench in the temporary folder).")
+WORKDIR_OPTION = typer.Option(
+    None,
+    "--workdir",
+    help="Cache for the default model and video (default: wscnet-edge-bench in the temporary folder).",
+)
 
 
 def _workdir(path: Optional[Path]) -> Path:
@@ -112,8 +149,11 @@ def _workdir(path: Optional[Path]) -> Path:
 
 @app.command("video-pipeline")
 def video_pipeline(
-    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model or TensorRT engine "
-                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        help="ONNX model or TensorRT engine (default: INT8 resnet18@224, made once; needs torch, the train extra).",
+    ),
     video: Optional[Path] = VIDEO_OPTION,
     frames: int = FRAMES_OPTION,
     threads: int = typer.Option(0, "--threads", help="Inference threads (0 = the back-end's default)."),
@@ -126,14 +166,26 @@ def video_pipeline(
     model's own inference time, in one run."""
     from .video_pipeline import print_video_pipeline
 
-    print_video_pipeline(model, video, frames=frames, threads=threads, workdir=_workdir(workdir), device=device,
-                         precision=precision, rounds=rounds)
+    print_video_pipeline(
+        model,
+        video,
+        frames=frames,
+        threads=threads,
+        workdir=_workdir(workdir),
+        device=device,
+        precision=precision,
+        rounds=rounds,
+    )
 
 
 @app.command("multistream")
 def multistream(
-    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model with a dynamic batch, or an engine "
-                                         "(default: INT8 resnet18@224, made once; needs torch, the train extra)."),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        help="ONNX model with a dynamic batch, or an engine "
+        "(default: INT8 resnet18@224, made once; needs torch, the train extra).",
+    ),
     video: Optional[Path] = VIDEO_OPTION,
     frames: int = FRAMES_OPTION,
     threads: int = typer.Option(1, "--threads", help="Inference threads (0 = the back-end's default)."),
@@ -149,9 +201,27 @@ def multistream(
     model's own batched throughput."""
     from .multistream import print_multistream
 
-    print_multistream(model, video, frames=frames, threads=threads, workdir=_workdir(workdir),
-                      streams=_int_list(streams, "--streams"), rounds=rounds, live_seconds=live_seconds,
-                      model_iters=model_iters, device=device, json_out=json_out)
+    print_multistream(
+        model,
+        video,
+        frames=frames,
+        threads=threads,
+        workdir=_workdir(workdir),
+        streams=_int_list(streams, "--streams"),
+        rounds=rounds,
+        live_seconds=live_seconds,
+        model_iters=model_iters,
+        device=device,
+        json_out=json_out,
+    )
+
+
+@app.command("frame-work")
+def frame_work(rounds: int = typer.Option(60, "--rounds", help="Timed blocks of ten calls per step.")) -> None:
+    """Per-frame work outside inference (normalising, drawing, views), each change against the code before it."""
+    from .frame_work import print_frame_work
+
+    print_frame_work(rounds)
 
 
 @app.command("live-streams")
@@ -161,21 +231,32 @@ def live_streams(
     streams: str = typer.Option("4,8,16", "--streams", help="Stream counts, comma-separated."),
     seconds: float = typer.Option(20.0, "--seconds", help="Length of each live run."),
     workdir: Optional[Path] = WORKDIR_OPTION,
-    infer_every: Optional[int] = typer.Option(None, "--infer-every", help="As webcam's (default: the scheduler's share)."),
+    infer_every: Optional[int] = typer.Option(
+        None, "--infer-every", help="As webcam's (default: the scheduler's share)."
+    ),
     infer_fps: Optional[float] = typer.Option(None, "--infer-fps", help="As webcam's."),
     infer_on_change: Optional[float] = typer.Option(None, "--infer-on-change", help="As webcam's."),
 ) -> None:
     """N cameras played in real time with inference scheduling: drawn / inferred fps, latency, label agreement."""
     from .live_streams import print_live_streams
 
-    print_live_streams(model, data, _int_list(streams, "--streams"), seconds, _workdir(workdir),
-                       infer_every=infer_every, infer_fps=infer_fps, infer_on_change=infer_on_change)
+    print_live_streams(
+        model,
+        data,
+        _int_list(streams, "--streams"),
+        seconds,
+        _workdir(workdir),
+        infer_every=infer_every,
+        infer_fps=infer_fps,
+        infer_on_change=infer_on_change,
+    )
 
 
 @app.command("serve-cost")
 def serve_cost(
-    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model (default: INT8 resnet18@224, as "
-                                         "video-pipeline)."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="ONNX model (default: INT8 resnet18@224, as video-pipeline)."
+    ),
     video: Optional[Path] = VIDEO_OPTION,
     frames: int = FRAMES_OPTION,
     threads: int = typer.Option(1, "--threads", help="Inference threads (0 = the back-end's default)."),
@@ -201,8 +282,9 @@ def openvino_vs_ort(
     """OpenVINO against ONNX Runtime on the same files, batch 1, timed interleaved in one process."""
     from .openvino_vs_ort import print_openvino_vs_ort
 
-    print_openvino_vs_ort(ckpt, arch, img_size, threads=_int_list(threads, "--threads"), rounds=rounds,
-                          warmup=warmup, out=out)
+    print_openvino_vs_ort(
+        ckpt, arch, img_size, threads=_int_list(threads, "--threads"), rounds=rounds, warmup=warmup, out=out
+    )
 
 
 @app.command("triton-throughput")
@@ -224,8 +306,12 @@ def export_latency(
     img_size: int = typer.Option(224, "--img-size"),
     rounds: int = typer.Option(40, "--rounds"),
     warmup: int = typer.Option(5, "--warmup"),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads of every runner (0: all cores); 1 by "
-                                "default: on a small shared machine more threads measure the neighbours' load."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="Intra-op threads of every runner (0: all cores); 1 by "
+        "default: on a small shared machine more threads measure the neighbours' load.",
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="Also time the FP16 ONNX (slow on x86 CPUs)."),
     out: Path = typer.Option(Path("bench-results/export_latency.json"), "--out"),
 ) -> None:
@@ -237,8 +323,11 @@ def export_latency(
 
 @app.command("decode-cost")
 def decode_cost(
-    video: Optional[list[Path]] = typer.Option(None, "--video", help="H.264 files to measure (repeat; default: "
-                                               "640×480 and 1280×720 clips made with GStreamer's x264enc)."),
+    video: Optional[list[Path]] = typer.Option(
+        None,
+        "--video",
+        help="H.264 files to measure (repeat; default: 640×480 and 1280×720 clips made with GStreamer's x264enc).",
+    ),
     frames: int = typer.Option(300, "--frames", min=2, help="Frames of each made clip."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Timed decodes of each clip per path, interleaved."),
     workdir: Path = typer.Option(Path("bench-results/decode-cost"), "--workdir", help="Where the clips are kept."),

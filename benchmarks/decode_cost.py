@@ -57,7 +57,7 @@ def panning_frames(width: int, height: int, frames: int, seed: int = 0):
     noise = [rng.normal(0, 2, (height, width, 1)).astype(np.int16) for _ in range(4)]
     for i in range(frames):
         x, y = PAN_PX[0] * i, PAN_PX[1] * i
-        yield np.clip(scene[y:y + height, x:x + width] + noise[i % 4], 0, 255).astype(np.uint8)
+        yield np.clip(scene[y : y + height, x : x + width] + noise[i % 4], 0, 255).astype(np.uint8)
 
 
 def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
@@ -68,14 +68,40 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -
     from runtime.gst import element_exists
 
     if not element_exists("x264enc"):
-        raise RuntimeUserError("decode-cost makes its clips with GStreamer's x264enc (apt install gstreamer1.0-plugins-ugly); "
-                        "or give H.264 files with --video")
+        raise RuntimeUserError(
+            "decode-cost makes its clips with GStreamer's x264enc (apt install gstreamer1.0-plugins-ugly); "
+            "or give H.264 files with --video"
+        )
     partial = path.with_suffix(".partial.mp4")
-    command = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", f"width={width}", f"height={height}",
-               "format=bgr", f"framerate={fps}/1", "!", "videoconvert", "!", "video/x-raw,format=I420", "!",
-               "x264enc", "speed-preset=superfast", "bframes=0", "key-int-max=60",
-               f"bitrate={BITRATE_KBPS.get(width, 3000)}", "!", "video/x-h264,profile=main", "!", "mp4mux", "!",
-               "filesink", f"location={partial}"]
+    command = [
+        "gst-launch-1.0",
+        "-q",
+        "fdsrc",
+        "fd=0",
+        "!",
+        "rawvideoparse",
+        f"width={width}",
+        f"height={height}",
+        "format=bgr",
+        f"framerate={fps}/1",
+        "!",
+        "videoconvert",
+        "!",
+        "video/x-raw,format=I420",
+        "!",
+        "x264enc",
+        "speed-preset=superfast",
+        "bframes=0",
+        "key-int-max=60",
+        f"bitrate={BITRATE_KBPS.get(width, 3000)}",
+        "!",
+        "video/x-h264,profile=main",
+        "!",
+        "mp4mux",
+        "!",
+        "filesink",
+        f"location={partial}",
+    ]
     with subprocess.Popen(command, stdin=subprocess.PIPE) as encoder:
         assert encoder.stdin is not None
         for frame in panning_frames(width, height, frames):
@@ -156,8 +182,12 @@ def decode_gstreamer(path: Path, decoder: str) -> Decoded:
 
     start = time.perf_counter()
     source = open_source(str(path), decoder=decoder)
-    return _decode_all((frame.image for frame in source.frames()), source.close,
-                       lambda: source.process.proc.pid if source.process.proc else None, start)
+    return _decode_all(
+        (frame.image for frame in source.frames()),
+        source.close,
+        lambda: source.process.proc.pid if source.process.proc else None,
+        start,
+    )
 
 
 def decode_paths() -> dict[str, Callable[[Path], Decoded]]:
@@ -184,12 +214,20 @@ def measure_clip(clip: Path, rounds: int) -> list[Row]:
     for name, runs in results.items():
         timed = runs[1:]  # the warm-up call is not timed
         per_frame = max(timed[-1].frames - 1, 1)
-        rows.append(Row(clip=clip.name, path=name, frames=timed[-1].frames,
-                        wall_ms_per_frame=float(np.median([r.steady_ms for r in timed])) / per_frame,
-                        cpu_ms_per_frame=float(np.median([r.steady_cpu_ms for r in timed])) / per_frame,
-                        first_frame_ms=float(np.median([r.first_ms for r in timed])),
-                        whole_file_ms=summarise(whole[name])["median"], wall_vs_opencv=0.0, cpu_vs_opencv=0.0,
-                        max_mean_abs_diff=_difference(timed[-1], reference)))
+        rows.append(
+            Row(
+                clip=clip.name,
+                path=name,
+                frames=timed[-1].frames,
+                wall_ms_per_frame=float(np.median([r.steady_ms for r in timed])) / per_frame,
+                cpu_ms_per_frame=float(np.median([r.steady_cpu_ms for r in timed])) / per_frame,
+                first_frame_ms=float(np.median([r.first_ms for r in timed])),
+                whole_file_ms=summarise(whole[name])["median"],
+                wall_vs_opencv=0.0,
+                cpu_vs_opencv=0.0,
+                max_mean_abs_diff=_difference(timed[-1], reference),
+            )
+        )
     for row in rows:
         row.wall_vs_opencv = row.wall_ms_per_frame / rows[0].wall_ms_per_frame
         row.cpu_vs_opencv = row.cpu_ms_per_frame / rows[0].cpu_ms_per_frame
@@ -204,13 +242,17 @@ def _difference(ours: Decoded, reference: Decoded) -> float:
 
 
 def markdown(rows: list[Row]) -> str:
-    header = ("| clip | decode path | frames | wall ms/frame | CPU ms/frame | wall, CPU vs OpenCV | first frame ms "
-              "| whole file ms | mean abs diff vs OpenCV |")
+    header = (
+        "| clip | decode path | frames | wall ms/frame | CPU ms/frame | wall, CPU vs OpenCV | first frame ms "
+        "| whole file ms | mean abs diff vs OpenCV |"
+    )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.clip} | {r.path} | {r.frames} | {r.wall_ms_per_frame:.2f} | {r.cpu_ms_per_frame:.2f} | "
-                     f"{r.wall_vs_opencv:.2f}×, {r.cpu_vs_opencv:.2f}× | {r.first_frame_ms:.0f} | "
-                     f"{r.whole_file_ms:.0f} | {r.max_mean_abs_diff:.2f} |")
+        lines.append(
+            f"| {r.clip} | {r.path} | {r.frames} | {r.wall_ms_per_frame:.2f} | {r.cpu_ms_per_frame:.2f} | "
+            f"{r.wall_vs_opencv:.2f}×, {r.cpu_vs_opencv:.2f}× | {r.first_frame_ms:.0f} | "
+            f"{r.whole_file_ms:.0f} | {r.max_mean_abs_diff:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -220,10 +262,21 @@ def run_decode_cost(videos: list[Path], frames: int, rounds: int, workdir: Path)
     rows = [row for clip in clips for row in measure_clip(clip, rounds)]
     from runtime.gst import gstreamer_version
 
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg_1m_start": round(os.getloadavg()[0], 2),
-               "os": platform.platform(), "opencv": cv2.__version__, "gstreamer": gstreamer_version()}
-    return {"date": time.strftime("%Y-%m-%d"), "machine": machine, "rounds": rounds,
-            "rows": [asdict(r) for r in rows], "markdown": markdown(rows)}
+    machine = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),
+        "os": platform.platform(),
+        "opencv": cv2.__version__,
+        "gstreamer": gstreamer_version(),
+    }
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "rounds": rounds,
+        "rows": [asdict(r) for r in rows],
+        "markdown": markdown(rows),
+    }
 
 
 def print_decode_cost(videos: list[Path], frames: int, rounds: int, workdir: Path, json_out: Path | None) -> dict:
@@ -233,7 +286,9 @@ def print_decode_cost(videos: list[Path], frames: int, rounds: int, workdir: Pat
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
     m = result["machine"]
-    print(f"{result['date']}, {m['cpu']} ({m['cores']} cores, load {m['load_avg_1m_start']}), OpenCV {m['opencv']}, "
-          f"{m['gstreamer']}, {rounds} rounds")
+    print(
+        f"{result['date']}, {m['cpu']} ({m['cores']} cores, load {m['load_avg_1m_start']}), OpenCV {m['opencv']}, "
+        f"{m['gstreamer']}, {rounds} rounds"
+    )
     print(result["markdown"])
     return result

@@ -23,8 +23,10 @@ class BackendSpec:
     def open_args(self) -> dict:
         """``runtime.backends.open_backend`` arguments of a runtime row (device, precision)."""
         if self.engine == "openvino":
-            return {"device": f"openvino:{self.device.upper()}",
-                    "precision": "bf16" if self.precision == "bf16" else None}
+            return {
+                "device": f"openvino:{self.device.upper()}",
+                "precision": "bf16" if self.precision == "bf16" else None,
+            }
         return {"device": self.device, "precision": None}
 
 
@@ -96,12 +98,19 @@ def skip_reason(spec: BackendSpec) -> str | None:
     if spec.engine == "openvino":
         return openvino_skip_reason(spec)
     if spec.engine == "triton":
-        return None if importlib.util.find_spec("tritonclient") else "tritonclient is not installed (pip install 'wscnet-edge[triton]')"
+        return (
+            None
+            if importlib.util.find_spec("tritonclient")
+            else "tritonclient is not installed (pip install 'wscnet-edge[triton]')"
+        )
     if spec.device == "cpu":
         return None
     if not cuda_available():
-        return "no CUDA GPU on this machine (torch.cuda.is_available() is False)" if torch_installed() else \
-            "no CUDA GPU visible (no CUDA provider in onnxruntime, no TensorRT with an NVIDIA driver)"
+        return (
+            "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+            if torch_installed()
+            else "no CUDA GPU visible (no CUDA provider in onnxruntime, no TensorRT with an NVIDIA driver)"
+        )
     if spec.engine == "onnx" and "CUDAExecutionProvider" not in onnxruntime_providers():
         return "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
     if spec.engine == "tensorrt" and importlib.util.find_spec("tensorrt") is None:

@@ -50,8 +50,9 @@ def class_video(path: Path, classes: list[int], fps: float = 15.0, size=(128, 96
 def run_once(model: Model, video: Path, events: EventOptions | None) -> float:
     """The run's frame rate: frames over the time to the last frame written, not counting the
     publishers' drain at the end (up to their timeouts with a receiver that hangs)."""
-    pipeline = Pipeline(model, [("bench", open_source(str(video)))],
-                        PipelineOptions(display=False, progress=False, events=events))
+    pipeline = Pipeline(
+        model, [("bench", open_source(str(video)))], PipelineOptions(display=False, progress=False, events=events)
+    )
     return pipeline.run()[0].fps
 
 
@@ -60,10 +61,14 @@ def conditions(broker: Mosquitto, receiver: WebhookReceiver, hanging: WebhookRec
     return {
         "all off": None,
         "MQTT + webhook + clips": EventOptions(
-            **events, mqtt=MqttSettings("127.0.0.1", broker.port, prefix="bench"),
-            webhooks=WebhookSettings((receiver.url,)), clips=ClipSettings(clips, None, pre_s=1.0, post_s=1.0)),
+            **events,
+            mqtt=MqttSettings("127.0.0.1", broker.port, prefix="bench"),
+            webhooks=WebhookSettings((receiver.url,)),
+            clips=ClipSettings(clips, None, pre_s=1.0, post_s=1.0),
+        ),
         "webhook to a receiver that hangs": EventOptions(
-            **events, webhooks=WebhookSettings((hanging.url,), timeout_s=5.0, retries=3)),
+            **events, webhooks=WebhookSettings((hanging.url,), timeout_s=5.0, retries=3)
+        ),
     }
 
 
@@ -80,11 +85,17 @@ def events_cost(
     with tempfile.TemporaryDirectory(prefix="wscnet-events-cost-") as folder:
         work = Path(folder)
         video = class_video(work / "bench.avi", [(1, 3)[(i // 30) % 2] for i in range(frames)], size=(width, height))
-        with Mosquitto(work / "broker") as broker, WebhookReceiver() as receiver, WebhookReceiver("hang") as hanging, \
-                Model(model, device="cpu", threads=-1) as opened:
+        with (
+            Mosquitto(work / "broker") as broker,
+            WebhookReceiver() as receiver,
+            WebhookReceiver("hang") as hanging,
+            Model(model, device="cpu", threads=-1) as opened,
+        ):
             measured: dict[str, list[float]] = {}
-            runs = {name: (lambda name=name, e=e: measured.setdefault(name, []).append(run_once(opened, video, e)))
-                    for name, e in conditions(broker, receiver, hanging, work / "clips").items()}
+            runs = {
+                name: (lambda name=name, e=e: measured.setdefault(name, []).append(run_once(opened, video, e)))
+                for name, e in conditions(broker, receiver, hanging, work / "clips").items()
+            }
             time_interleaved(runs, warmup=1, rounds=rounds)  # the interleaving; the fps come from the runs
             clips_made = len(list((work / "clips").glob("*.mp4")))
     fps = {name: float(np.median(values[1:])) for name, values in measured.items()}  # [0]: the warm-up
@@ -95,8 +106,10 @@ def events_cost(
 
 
 def _print_table(rows: dict, model: Path, frames: int, size, rounds: int, clips_made: int) -> None:
-    print(f"model {model.name}, {frames} frames of {size[0]}x{size[1]}, median of {rounds} interleaved rounds, "
-          f"{clips_made} clips written over all its runs")
+    print(
+        f"model {model.name}, {frames} frames of {size[0]}x{size[1]}, median of {rounds} interleaved rounds, "
+        f"{clips_made} clips written over all its runs"
+    )
     print("| condition | fps | share of all off | within 5 % |")
     print("| --- | ---: | ---: | --- |")
     for name, row in rows.items():

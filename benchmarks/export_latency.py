@@ -33,16 +33,19 @@ def markdown_table(stats: dict[str, dict[str, float]], baseline: str, second: st
     rule = "|---|---:|---:|---:|---:|" + ("---:|" if second else "")
     rows = [head, rule]
     for name, s in stats.items():
-        row = (f"| {name} | {s['median']:.2f} | {s['p90']:.2f} | {s['min']:.2f} | "
-               f"{s['median'] / stats[baseline]['median']:.2f} |")
+        row = (
+            f"| {name} | {s['median']:.2f} | {s['p90']:.2f} | {s['min']:.2f} | "
+            f"{s['median'] / stats[baseline]['median']:.2f} |"
+        )
         if second:
             row += f" {s['median'] / stats[second]['median']:.2f} |"
         rows.append(row)
     return "\n".join(rows)
 
 
-def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True,
-                    fp16: bool = True) -> tuple[Path, dict[str, Path]]:
+def prepare_models(
+    ckpt: Path | None, arch: str, size: int, work: Path, *, fused_op: bool = True, fp16: bool = True
+) -> tuple[Path, dict[str, Path]]:
     """The checkpoint (a tiny trained one unless given) and its FP32, INT8 (and FP16) ONNX files,
     made by the export pipeline."""
     from export.exporter import ExportRequest, run_export
@@ -51,9 +54,19 @@ def prepare_models(ckpt: Path | None, arch: str, size: int, work: Path, *, fused
     if ckpt is None:
         ckpt = make_trained_checkpoint(work / "ckpt.pt", arch=arch, size=size, steps=2)
     calib = write_image_folder(work / "calib", num_classes=6, per_class=4, size=size, seed=1)
-    req = ExportRequest(ckpt, work, name="model" if fused_op else "model-no-fused-op", img_size=size,
-                        fused_op=fused_op, fp16=fp16, int8=True, calib=calib, calib_n=24, parity=False,
-                        overwrite=True)
+    req = ExportRequest(
+        ckpt,
+        work,
+        name="model" if fused_op else "model-no-fused-op",
+        img_size=size,
+        fused_op=fused_op,
+        fp16=fp16,
+        int8=True,
+        calib=calib,
+        calib_n=24,
+        parity=False,
+        overwrite=True,
+    )
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints its histogram steps
         run_export(req, echo=lambda line: None)
     models = {"ort-fp32": req.file("fp32"), "ort-int8": req.file("int8")}
@@ -87,7 +100,7 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
             if name == "ort-fp16" and not with_fp16:
                 continue
             backend = open_backend(path, device="cpu", threads=threads)
-            runners[name] = (lambda b: (lambda: b.infer(x)))(backend)
+            runners[name] = (lambda b: lambda: b.infer(x))(backend)
         times = time_interleaved(runners, rounds=rounds, warmup=warmup)
         sizes = {name: path.stat().st_size / 2**20 for name, path in models.items()}
     stats = {name: summarise(samples) for name, samples in times.items()}
@@ -96,11 +109,21 @@ def run(ckpt: Path | None, arch: str, size: int, rounds: int, warmup: int, threa
         "ort-int8 / ort-fp32": stats["ort-int8"]["median"] / stats["ort-fp32"]["median"],
     }
     return {
-        "arch": meta["model_config"]["arch"], "img_size": size, "batch": 1, "threads": threads,
-        "rounds": rounds, "warmup": warmup, "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
-        "versions": _versions(), "stats": stats, "ratios": ratios, "targets": TARGETS,
-        "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()}, "model_mb": sizes,
+        "arch": meta["model_config"]["arch"],
+        "img_size": size,
+        "batch": 1,
+        "threads": threads,
+        "rounds": rounds,
+        "warmup": warmup,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "versions": _versions(),
+        "stats": stats,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "targets_met": {k: ratios[k] <= v for k, v in TARGETS.items()},
+        "model_mb": sizes,
     }
 
 
@@ -111,14 +134,17 @@ def _versions() -> dict[str, str]:
     return {"torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__}
 
 
-def print_export_latency(ckpt: Path | None, arch: str, img_size: int, *, rounds: int, warmup: int, threads: int,
-                         fp16: bool, out: Path) -> dict:
+def print_export_latency(
+    ckpt: Path | None, arch: str, img_size: int, *, rounds: int, warmup: int, threads: int, fp16: bool, out: Path
+) -> dict:
     """``python cli.py benchmark export-latency``: the table and the ratios against their targets."""
     from wscnet.atomic import atomic_write_text
 
     result = run(ckpt, arch, img_size, rounds, warmup, threads, fp16)
-    print(f"{result['arch']} @ {result['img_size']}, batch 1, {result['threads']} threads, "
-          f"{result['rounds']} interleaved rounds (load average {result['load_average'][0]:.1f})\n")
+    print(
+        f"{result['arch']} @ {result['img_size']}, batch 1, {result['threads']} threads, "
+        f"{result['rounds']} interleaved rounds (load average {result['load_average'][0]:.1f})\n"
+    )
     print(markdown_table(result["stats"], "torch-eager", "ort-fp32"))
     for name, ratio in result["ratios"].items():
         verdict = "met" if result["targets_met"][name] else "NOT met"

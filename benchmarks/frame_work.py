@@ -10,10 +10,8 @@ their ratio (after / before), so load from other processes hits both alike:
   image remembered (kept) vs coloured again;
 - ``batch``: a reused input buffer vs a fresh one per frame (not kept: see docs/views.md).
 
-    python -m benchmarks.frame_work [--rounds 60]
+    python cli.py benchmark frame-work [--rounds 60]
 """
-
-import argparse
 
 import cv2
 import numpy as np
@@ -77,16 +75,24 @@ def measure(rounds: int) -> list[dict]:
     pairs = {
         "normalise": (lambda: squash.normalise(resized, out[0]), lambda: per_channel(squash, resized, out)),
         "two views": (lambda: shared_shrink(squash, frame, out), lambda: two_views.to_tensor(frame, out)),
-        "draw, same map": (lambda: one_view.draw(canvas, probs, sentiment_map, geometry),
-                           lambda: plain.draw(canvas, probs, sentiment_map, geometry)),
+        "draw, same map": (
+            lambda: one_view.draw(canvas, probs, sentiment_map, geometry),
+            lambda: plain.draw(canvas, probs, sentiment_map, geometry),
+        ),
         "batch": (lambda: one_view.to_tensor(frame, reused), lambda: one_view.to_tensor(frame, one_view.new_batch(1))),
     }
     rows = []
     for name, (after, before) in pairs.items():  # each pair on its own, in blocks: caches warm for both
         times = time_interleaved({"after": repeated(after), "before": repeated(before)}, warmup=2, rounds=rounds)
         after_ms, before_ms = (float(np.median(times[side])) / REPEATS for side in ("after", "before"))
-        rows.append({"step": name, "before_ms": round(before_ms, 4), "after_ms": round(after_ms, 4),
-                     "ratio": round(after_ms / before_ms, 3)})
+        rows.append(
+            {
+                "step": name,
+                "before_ms": round(before_ms, 4),
+                "after_ms": round(after_ms, 4),
+                "ratio": round(after_ms / before_ms, 3),
+            }
+        )
     return rows
 
 
@@ -103,19 +109,17 @@ def same_result() -> dict[str, bool]:
     probs, sentiment_map = np.full(6, 1 / 6, np.float32), np.random.default_rng(1).random((7, 7), np.float32)
     drawn = [framing.draw(frame.copy(), probs, sentiment_map, geometry) for _ in range(2)]
     fresh = Overlay(metadata.class_names, 0.45).draw(frame.copy(), probs, sentiment_map, geometry)
-    return {"normalise": bool(np.array_equal(before, after)),
-            "draw, same map": bool(np.array_equal(drawn[1], fresh) and np.array_equal(drawn[0], fresh))}
+    return {
+        "normalise": bool(np.array_equal(before, after)),
+        "draw, same map": bool(np.array_equal(drawn[1], fresh) and np.array_equal(drawn[0], fresh)),
+    }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=60)
-    args = parser.parse_args(argv)
+def print_frame_work(rounds: int = 60) -> list[dict]:
+    """``python cli.py benchmark frame-work``: the Markdown table, then whether the kept changes compute the same."""
+    rows = measure(rounds)
     print("| step | before ms | after ms | after / before |\n|---|---:|---:|---:|")
-    for row in measure(args.rounds):
+    for row in rows:
         print(f"| {row['step']} | {row['before_ms']:.3f} | {row['after_ms']:.3f} | {row['ratio']:.2f} |")
     print(f"\nsame result: {same_result()}")
-
-
-if __name__ == "__main__":
-    main()
+    return rows

@@ -48,8 +48,11 @@ def reference_labels(model: Model, video: Path, two_views: bool = True) -> list[
     from runtime.sources import open_source
 
     contract = model.metadata.contract
-    framing = Framing(replace(model.metadata, contract=contract.with_views(("squash", "crop"), "mean"))
-                      if two_views else model.metadata)
+    framing = Framing(
+        replace(model.metadata, contract=contract.with_views(("squash", "crop"), "mean"))
+        if two_views
+        else model.metadata
+    )
     source, labels = open_source(str(video)), []
     try:
         for frame in source.frames():
@@ -65,8 +68,9 @@ def reference_labels(model: Model, video: Path, two_views: bool = True) -> list[
 def live_run(model: Model, video: Path, streams: int, seconds: float, out: Path, **scheduling) -> list[dict]:
     """``streams`` paced copies of ``video`` through the pipeline; per-stream RunStats as dicts."""
     out.mkdir(parents=True, exist_ok=True)
-    options = PipelineOptions(display=False, progress=False, save=out / "{stream}.mp4", jsonl=out / "{stream}.jsonl",
-                              **scheduling)
+    options = PipelineOptions(
+        display=False, progress=False, save=out / "{stream}.mp4", jsonl=out / "{stream}.jsonl", **scheduling
+    )
     sources = [(f"s{i}", PacedSource(video, STREAM_FPS, seconds)) for i in range(streams)]
     return [s.as_dict() for s in Pipeline(model, sources, options).run()]
 
@@ -97,22 +101,28 @@ def measure(model_path: Path, data: Path, streams: list[int], seconds: float, wo
 
 
 def markdown(result: dict) -> str:
-    lines = [f"model {Path(result['model']).name} ({result['views']}, {result['backend']}), video {result['video']}; "
-             f"every frame, its views vs squash + crop: {result['own_views_vs_two_views']:.3f} of labels agree",
-             "", "| streams | stream | drawn fps | inferred fps | e2e p50 ms | e2e p95 ms | dropped | "
-             "agreement vs every frame, two views | vs every frame, same views | held |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"model {Path(result['model']).name} ({result['views']}, {result['backend']}), video {result['video']}; "
+        f"every frame, its views vs squash + crop: {result['own_views_vs_two_views']:.3f} of labels agree",
+        "",
+        "| streams | stream | drawn fps | inferred fps | e2e p50 ms | e2e p95 ms | dropped | "
+        "agreement vs every frame, two views | vs every frame, same views | held |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for run in result["runs"]:
         for s in run["per_stream"]:
-            lines.append(f"| {run['streams']} | {s['stream']} | {s['fps']:.1f} | {s['inferred_fps']:.1f} | "
-                         f"{s['end_to_end_ms_p50']:.0f} | {s['end_to_end_ms_p95']:.0f} | {s['dropped']} | "
-                         f"{s['label_agreement']:.3f} | {s['agreement_same_views']:.3f} | {'yes' if s['held'] else 'no'} |")
+            lines.append(
+                f"| {run['streams']} | {s['stream']} | {s['fps']:.1f} | {s['inferred_fps']:.1f} | "
+                f"{s['end_to_end_ms_p50']:.0f} | {s['end_to_end_ms_p95']:.0f} | {s['dropped']} | "
+                f"{s['label_agreement']:.3f} | {s['agreement_same_views']:.3f} | {'yes' if s['held'] else 'no'} |"
+            )
         lines.append(f"| {run['streams']} | **held** | | | | | | | | **{run['held']} of {run['streams']}** |")
     return "\n".join(lines)
 
 
-def print_live_streams(model: Path, data: Path, streams: list[int], seconds: float, workdir: Path,
-                       **scheduling) -> dict:
+def print_live_streams(
+    model: Path, data: Path, streams: list[int], seconds: float, workdir: Path, **scheduling
+) -> dict:
     result = measure(model, data, streams, seconds, workdir, **scheduling)
     print(markdown(result))
     print(json.dumps(result, indent=1))

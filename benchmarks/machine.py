@@ -9,12 +9,21 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-import subprocess
 import shutil
+import subprocess
 
 LIBRARIES = (
-    "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "openvino",
-    "opencv-python-headless", "numpy", "tensorrt", "cuda-python",
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxscript",
+    "openvino",
+    "opencv-python-headless",
+    "numpy",
+    "tensorrt",
+    "cuda-python",
 )
 
 
@@ -47,8 +56,13 @@ def gpu_info() -> dict | None:
         if not smi:
             return None
         name, memory_mib, capability, driver = smi[0]
-        return {"name": name, "memory_gb": round(float(memory_mib) / 1024, 1), "compute_capability": capability,
-                "cuda_runtime": None, "driver": driver}
+        return {
+            "name": name,
+            "memory_gb": round(float(memory_mib) / 1024, 1),
+            "compute_capability": capability,
+            "cuda_runtime": None,
+            "driver": driver,
+        }
     import torch
 
     if not torch.cuda.is_available():
@@ -144,7 +158,8 @@ def _ort_matmul_rate(a, b, flops: float, reps: int) -> float:
 
     n = a.shape[0]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "peak",
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
     )
@@ -166,8 +181,13 @@ def nvidia_smi_query(fields: str) -> list[list[str]]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]

@@ -69,8 +69,14 @@ def time_calls(
         if device_ms is not None:
             device.append(float(device_ms))
 
-    host = time_interleaved({"infer": lambda: runner.infer(batch)}, warmup=warmup, rounds=iters,
-                            duration=duration, min_rounds=min_iters, after=record_device)["infer"]
+    host = time_interleaved(
+        {"infer": lambda: runner.infer(batch)},
+        warmup=warmup,
+        rounds=iters,
+        duration=duration,
+        min_rounds=min_iters,
+        after=record_device,
+    )["infer"]
     return host, device
 
 
@@ -90,8 +96,9 @@ def summarise(latencies_ms: list[float]) -> dict[str, float]:
 def predict_in_batches(runner, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Every output for every image, fed ``batch`` images at a time (memory stays bounded); a
     fixed-batch back-end pads and slices inside its own ``infer``."""
-    parts = [runner.infer(np.ascontiguousarray(images[start : start + batch]))
-             for start in range(0, len(images), batch)]
+    parts = [
+        runner.infer(np.ascontiguousarray(images[start : start + batch])) for start in range(0, len(images), batch)
+    ]
     return {name: np.concatenate([np.asarray(part[name], dtype=np.float32) for part in parts]) for name in parts[0]}
 
 

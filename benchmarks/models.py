@@ -43,8 +43,9 @@ class Case:
     config: dict | None = None  # a given file's WSCNetConfig, from its metadata (for FLOPs)
 
 
-def resolve_cases(inputs: list[str], img_sizes: list[int] | None, workdir: Path,
-                  reference: Path | None = None) -> list[Case]:
+def resolve_cases(
+    inputs: list[str], img_sizes: list[int] | None, workdir: Path, reference: Path | None = None
+) -> list[Case]:
     """One Case per (input, image size), default models when ``inputs`` is empty.
 
     Every input is checked before any default model is made, so a typo fails at once.
@@ -89,8 +90,7 @@ def classify(token: str) -> tuple[str, str]:
         return "model", token
     if path.exists():
         raise UserError(
-            f"{path}: not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) "
-            f"or model file ({', '.join(MODEL_SUFFIXES)})"
+            f"{path}: not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) or model file ({', '.join(MODEL_SUFFIXES)})"
         )
     parse_arch(token)
     return "arch", token
@@ -100,8 +100,7 @@ def parse_arch(token: str) -> tuple[str, int | None]:
     match = re.fullmatch(r"([a-z0-9_]+)(?:@(\d+))?", token)
     if not match or match.group(1) not in ARCHITECTURES:
         raise UserError(
-            f"{token}: no such file, and not an architecture name "
-            f"({', '.join(ARCHITECTURES)}, optionally @SIZE)"
+            f"{token}: no such file, and not an architecture name ({', '.join(ARCHITECTURES)}, optionally @SIZE)"
         )
     if match.group(2) and (int(match.group(2)) < 32 or int(match.group(2)) % 32):
         raise UserError(f"{token}: the size must be a multiple of 32 and >= 32")
@@ -127,8 +126,9 @@ def model_file_case(token: str, reference: Path | None) -> Case:
     engine = "triton" if served else "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
     if not torch_installed():
         if reference is not None or meta.extra.get("checkpoint_path"):
-            log.warning(f"{TORCH_MISSING}: top-1 agreement against the checkpoint needs it; "
-                        f"measuring {path.name} without it")
+            log.warning(
+                f"{TORCH_MISSING}: top-1 agreement against the checkpoint needs it; measuring {path.name} without it"
+            )
         reference = None
     elif reference is not None:
         from export.provenance import check_model_matches
@@ -137,8 +137,16 @@ def model_file_case(token: str, reference: Path | None) -> Case:
         check_model_matches(path, meta, reference, read_checkpoint(reference))
     else:
         reference = recorded_reference(path, meta)
-    return Case(path.stem, meta.input_size, reference, token if served else path, meta.precision, engine,
-                meta.contract, config_from_metadata(meta))
+    return Case(
+        path.stem,
+        meta.input_size,
+        reference,
+        token if served else path,
+        meta.precision,
+        engine,
+        meta.contract,
+        config_from_metadata(meta),
+    )
 
 
 def model_file_metadata(token: str):
@@ -197,14 +205,21 @@ def default_checkpoint(arch: str, workdir: Path) -> Path:
             return path
     from wscnet.tiny_model import make_trained_checkpoint
 
-    print(f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
-          f"images (once; kept as {trained})", file=sys.stderr, flush=True)
+    print(
+        f"bench: training the default {arch} for {DEFAULT_TRAIN_STEPS} SGD steps on synthetic "
+        f"images (once; kept as {trained})",
+        file=sys.stderr,
+        flush=True,
+    )
     make_trained_checkpoint(trained, arch=arch, num_classes=DEFAULT_CLASSES, size=64, steps=DEFAULT_TRAIN_STEPS)
     if weights_finite(trained):
         return trained
     trained.unlink()
-    print(f"bench: training {arch} diverged (NaN weights); using its random init instead ({random})",
-          file=sys.stderr, flush=True)
+    print(
+        f"bench: training {arch} diverged (NaN weights); using its random init instead ({random})",
+        file=sys.stderr,
+        flush=True,
+    )
     save_random_checkpoint(arch, random)
     return random
 
@@ -222,7 +237,6 @@ def save_random_checkpoint(arch: str, path: Path) -> None:
 
     from wscnet.checkpoint import make_checkpoint, save_checkpoint
     from wscnet.model import WSCNet, WSCNetConfig
-
     from wscnet.tiny_model import synthetic_batches
     from wscnet.training.batchnorm import recalibrate_batchnorm
 
@@ -269,7 +283,9 @@ def model_path(case: Case, spec: BackendSpec, batch: int, workdir: Path, calib_d
     # TensorRT takes fp16 as the fp16 ONNX and int8 as the Q/DQ ONNX; one static-batch engine
     # per batch, as trtexec measures a fixed shape
     engine = req.engine_file(spec.precision).with_suffix(f".b{batch}.engine")
-    return cached(engine, source, lambda: build_trt(source, engine, spec.precision, batch, workdir / "trt-timing.cache"))
+    return cached(
+        engine, source, lambda: build_trt(source, engine, spec.precision, batch, workdir / "trt-timing.cache")
+    )
 
 
 def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
@@ -277,8 +293,16 @@ def export_request(case: Case, workdir: Path, calib_dir: Path, calib_n: int):
     measures agreement itself), files named after the case (``resnet18_224.int8.onnx``)."""
     from export.exporter import ExportRequest
 
-    return ExportRequest(case.checkpoint, workdir, name=f"{case.label}_{case.img_size}", img_size=case.img_size,
-                         dynamic_batch=True, calib=calib_dir, calib_n=calib_n, parity=False)
+    return ExportRequest(
+        case.checkpoint,
+        workdir,
+        name=f"{case.label}_{case.img_size}",
+        img_size=case.img_size,
+        dynamic_batch=True,
+        calib=calib_dir,
+        calib_n=calib_n,
+        parity=False,
+    )
 
 
 def exported_onnx(req, precision: str) -> Path:
@@ -307,5 +331,12 @@ def cached(out: Path, source: Path, make) -> Path:
 def build_trt(onnx_path: Path, out: Path, precision: str, batch: int, timing_cache: Path) -> None:
     from export.tensorrt_build import build_engine
 
-    build_engine(onnx_path, out, precision=precision, min_batch=batch, opt_batch=batch,
-                 max_batch=batch, timing_cache=timing_cache)
+    build_engine(
+        onnx_path,
+        out,
+        precision=precision,
+        min_batch=batch,
+        opt_batch=batch,
+        max_batch=batch,
+        timing_cache=timing_cache,
+    )

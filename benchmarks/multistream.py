@@ -99,9 +99,13 @@ def model_only(model: Model, frames: list[np.ndarray], batch: int, iters: int) -
 
 
 def run_streams(model: Model, sources: list[Source], batch_size: int, out_dir: Path | None) -> dict:
-    options = PipelineOptions(display=False, progress=False, batch_size=batch_size,
-                              save=out_dir / "{stream}.mp4" if out_dir else None,
-                              jsonl=out_dir / "{stream}.jsonl" if out_dir else None)
+    options = PipelineOptions(
+        display=False,
+        progress=False,
+        batch_size=batch_size,
+        save=out_dir / "{stream}.mp4" if out_dir else None,
+        jsonl=out_dir / "{stream}.jsonl" if out_dir else None,
+    )
     named = [(f"s{i}", s) for i, s in enumerate(sources)]
     with RssSampler() as rss:
         started, cpu = time.perf_counter(), time.process_time()
@@ -110,21 +114,30 @@ def run_streams(model: Model, sources: list[Source], batch_size: int, out_dir: P
     frames = sum(s["frames_out"] for s in stats)
     read = sum(s["frames_read"] for s in stats)
     return {
-        "streams": len(sources), "batch_size": batch_size, "frames": frames, "wall_s": round(wall, 3),
-        "aggregate_fps": round(frames / wall, 2), "cpu_ms_per_frame": round(cpu * 1000.0 / max(frames, 1), 3),
+        "streams": len(sources),
+        "batch_size": batch_size,
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "aggregate_fps": round(frames / wall, 2),
+        "cpu_ms_per_frame": round(cpu * 1000.0 / max(frames, 1), 3),
         "stream_fps": [s["fps"] for s in stats],
         "dropped_share": [round(s["dropped"] / max(s["frames_read"], 1), 4) for s in stats],
         "drop_share_total": round(sum(s["dropped"] for s in stats) / max(read, 1), 4),
         "batch_size_mean": round(float(np.mean([s["batch_size_mean"] or 0 for s in stats])), 2),
         "end_to_end_ms_p50": [s["end_to_end_ms_p50"] for s in stats],
         "end_to_end_ms_p95": [s["end_to_end_ms_p95"] for s in stats],
-        "rss_mb": {"start": rss.samples[0], "max": max(rss.samples), "end": rss.samples[-1],
-                   "series": rss.samples[:: max(1, len(rss.samples) // 10)]},
+        "rss_mb": {
+            "start": rss.samples[0],
+            "max": max(rss.samples),
+            "end": rss.samples[-1],
+            "series": rss.samples[:: max(1, len(rss.samples) // 10)],
+        },
     }
 
 
-def measure_streams(model: Model, video: Path, n: int, rounds: int, live_seconds: float, out_dir: Path,
-                    model_iters: int) -> dict:
+def measure_streams(
+    model: Model, video: Path, n: int, rounds: int, live_seconds: float, out_dir: Path, model_iters: int
+) -> dict:
     sample = read_frames(video, 8)
     result = {"streams": n, "model_only": [], "batched": [], "per_frame": [], "live": None}
     for _ in range(rounds):
@@ -158,19 +171,23 @@ def summarise_streams(result: dict) -> dict:
     live = result["live"]
     if live:
         held = sum(share <= MAX_DROP for share in live["dropped_share"])
-        result["summary"].update({
-            "live_streams_held": held,
-            "live_end_to_end_ms_p50": round(float(np.median(live["end_to_end_ms_p50"])), 1),
-            "live_end_to_end_ms_p95": round(float(max(live["end_to_end_ms_p95"])), 1),
-        })
+        result["summary"].update(
+            {
+                "live_streams_held": held,
+                "live_end_to_end_ms_p50": round(float(np.median(live["end_to_end_ms_p50"])), 1),
+                "live_end_to_end_ms_p95": round(float(max(live["end_to_end_ms_p95"])), 1),
+            }
+        )
     return result
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| streams | model only, batch N (img/s) | pipeline batched (fps) | one call per frame (fps) | "
-             "batched ÷ per frame | batched ÷ model | CPU ms/frame: model / batched / per frame | "
-             "30-fps streams: capacity / held live | live e2e p50 / p95 ms | RSS start → max → end MB |",
-             "|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
+    lines = [
+        "| streams | model only, batch N (img/s) | pipeline batched (fps) | one call per frame (fps) | "
+        "batched ÷ per frame | batched ÷ model | CPU ms/frame: model / batched / per frame | "
+        "30-fps streams: capacity / held live | live e2e p50 / p95 ms | RSS start → max → end MB |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
     for r in results:
         s = r["summary"]
         rss = [x["rss_mb"] for x in r["batched"] + r["per_frame"] + ([r["live"]] if r["live"] else [])]
@@ -181,13 +198,25 @@ def markdown(results: list[dict]) -> str:
             f"{s['batched_over_per_frame']:.2f} | {s['batched_share_of_model']:.2f} | "
             f"{s['model_only_cpu_ms']:.1f} / {s['batched_cpu_ms_per_frame']:.1f} / {s['per_frame_cpu_ms_per_frame']:.1f} | "
             f"{held} | {e2e} | "
-            f"{rss[0]['start']:.0f} → {max(x['max'] for x in rss):.0f} → {rss[-1]['end']:.0f} |")
+            f"{rss[0]['start']:.0f} → {max(x['max'] for x in rss):.0f} → {rss[-1]['end']:.0f} |"
+        )
     return "\n".join(lines)
 
 
-def print_multistream(model_path: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
-                      streams: list[int], rounds: int, live_seconds: float, model_iters: int, device: str,
-                      json_out: Path | None) -> dict:
+def print_multistream(
+    model_path: Path | None,
+    video: Path | None,
+    *,
+    frames: int,
+    threads: int,
+    workdir: Path,
+    streams: list[int],
+    rounds: int,
+    live_seconds: float,
+    model_iters: int,
+    device: str,
+    json_out: Path | None,
+) -> dict:
     """``python cli.py benchmark multistream``: Markdown tables, then the JSON (also to ``json_out``)."""
     model_path = model_path or default_int8_model(workdir, dynamic_batch=True)
     video = test_video_for(video, workdir, frames)
@@ -198,8 +227,13 @@ def print_multistream(model_path: Path | None, video: Path | None, *, frames: in
         for n in streams:
             results.append(measure_streams(model, video, n, rounds, live_seconds, out_dir, model_iters))
             print(f"{n} streams: {json.dumps(results[-1]['summary'])}", file=sys.stderr, flush=True)
-        report = {"model": str(model_path), "backend": model.description, "threads": threads,
-                  "video": str(video), "results": results}
+        report = {
+            "model": str(model_path),
+            "backend": model.description,
+            "threads": threads,
+            "video": str(video),
+            "results": results,
+        }
     print(markdown(results))
     print(json.dumps(report, indent=2))
     if json_out:

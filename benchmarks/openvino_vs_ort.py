@@ -58,14 +58,23 @@ def open_runners(files: dict[str, Path], threads: int) -> tuple[dict, dict]:
         "openvino-direct": DirectOpenVino(files["ort-fp32"], threads),
         "openvino-direct-int8": DirectOpenVino(files["ort-int8"], threads),
     }
-    ran = {name: getattr(b, "description", None) or f"openvino-direct[CPU,{b.precision}]"
-           for name, b in backends.items()}
+    ran = {
+        name: getattr(b, "description", None) or f"openvino-direct[CPU,{b.precision}]" for name, b in backends.items()
+    }
     return backends, ran
 
 
 def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], rounds: int, warmup: int) -> dict:
-    results = {"arch": arch, "img_size": size, "batch": 1, "rounds": rounds, "warmup": warmup,
-               "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg()), "groups": []}
+    results = {
+        "arch": arch,
+        "img_size": size,
+        "batch": 1,
+        "rounds": rounds,
+        "warmup": warmup,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": list(os.getloadavg()),
+        "groups": [],
+    }
     with tempfile.TemporaryDirectory(prefix="wscnet-ov-vs-ort-") as tmp:
         files = {}
         for kind, fused in FILE_KINDS.items():
@@ -74,12 +83,16 @@ def run(ckpt: Path | None, arch: str, size: int, thread_counts: list[int], round
         for threads in thread_counts:
             for kind in FILE_KINDS:
                 backends, ran = open_runners(files[kind], threads)
-                runners = {name: (lambda b: (lambda: b.infer(x)))(b) for name, b in backends.items()}
+                runners = {name: (lambda b: lambda: b.infer(x))(b) for name, b in backends.items()}
                 times = time_interleaved(runners, rounds=rounds, warmup=warmup)
-                results["groups"].append({
-                    "threads": threads, "file": kind, "ran": ran,
-                    "stats": {name: summarise(samples) for name, samples in times.items()},
-                })
+                results["groups"].append(
+                    {
+                        "threads": threads,
+                        "file": kind,
+                        "ran": ran,
+                        "stats": {name: summarise(samples) for name, samples in times.items()},
+                    }
+                )
                 for backend in backends.values():
                     getattr(backend, "close", lambda: None)()
     results["load_average_end"] = list(os.getloadavg())
@@ -95,21 +108,28 @@ def best_paths(group: dict) -> dict:
     return {"best_ort": ort, "best_openvino": ov, "openvino_over_ort": median[ov] / median[ort]}
 
 
-def print_openvino_vs_ort(ckpt: Path | None, arch: str, img_size: int, *, threads: list[int], rounds: int,
-                          warmup: int, out: Path) -> dict:
+def print_openvino_vs_ort(
+    ckpt: Path | None, arch: str, img_size: int, *, threads: list[int], rounds: int, warmup: int, out: Path
+) -> dict:
     """``python cli.py benchmark openvino-vs-ort``: one table per (file, thread count), then the ratio."""
     from wscnet.atomic import atomic_write_text
 
     result = run(ckpt, arch, img_size, threads, rounds, warmup)
     for group in result["groups"]:
         group.update(best_paths(group))
-        print(f"\n{result['arch']} @ {result['img_size']}, {group['file']} file, {group['threads']} threads, "
-              f"{result['rounds']} interleaved rounds")
+        print(
+            f"\n{result['arch']} @ {result['img_size']}, {group['file']} file, {group['threads']} threads, "
+            f"{result['rounds']} interleaved rounds"
+        )
         print(markdown_table(group["stats"], "ort", "ort-int8"))
         print("ran: " + "; ".join(f"{name} {what}" for name, what in group["ran"].items()))
-        print(f"best OpenVINO {group['best_openvino']} / best ONNX Runtime {group['best_ort']}: "
-              f"{group['openvino_over_ort']:.2f}")
+        print(
+            f"best OpenVINO {group['best_openvino']} / best ONNX Runtime {group['best_ort']}: "
+            f"{group['openvino_over_ort']:.2f}"
+        )
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(f"\nload average {result['load_average_start'][0]:.1f} at the start, "
-          f"{result['load_average_end'][0]:.1f} at the end; wrote {out}")
+    print(
+        f"\nload average {result['load_average_start'][0]:.1f} at the start, "
+        f"{result['load_average_end'][0]:.1f} at the end; wrote {out}"
+    )
     return result

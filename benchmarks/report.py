@@ -10,8 +10,20 @@ from wscnet.atomic import atomic_path, atomic_write_text
 log = logging.getLogger("benchmarks")
 
 REQUIRED_COLUMNS = (
-    "backend", "precision", "batch", "img_size", "min_ms", "mean_ms", "median_ms", "p90_ms",
-    "p99_ms", "images_per_s", "peak_mem_mb", "size_mb", "gflops_per_s", "top1_agreement",
+    "backend",
+    "precision",
+    "batch",
+    "img_size",
+    "min_ms",
+    "mean_ms",
+    "median_ms",
+    "p90_ms",
+    "p99_ms",
+    "images_per_s",
+    "peak_mem_mb",
+    "size_mb",
+    "gflops_per_s",
+    "top1_agreement",
 )
 
 
@@ -47,8 +59,10 @@ def _rows_table(rows: list[dict]) -> list[str]:
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in (r for r in rows if r["status"] != "skipped"):
-        head = (f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
-                f"| {r.get('threads', 0) or 'default'} |")
+        head = (
+            f"| {r['model']} | {r['img_size']} | {r['backend']} | {r['precision']} | {r['batch']} "
+            f"| {r.get('threads', 0) or 'default'} |"
+        )
         if r["status"] == "failed":
             lines.append(head + " " + "| " * 11 + f"failed: {r['reason']} |")
             continue
@@ -58,7 +72,8 @@ def _rows_table(rows: list[dict]) -> list[str]:
             f"| {_num(r['min_ms'], 2)} | {_num(r['images_per_s'])} | {_num(r['gflops_per_s'])} "
             f"| {_num(r['pct_of_peak'])} | {_num(r['peak_mem_mb'], 0)} | {_num(r['size_mb'])} "
             f"| {_num(r['top1_agreement'], 3)} | {r['status']}"
-            + (f" ({r['reason']})" if r["status"] == "failed validation" else "") + " |"
+            + (f" ({r['reason']})" if r["status"] == "failed validation" else "")
+            + " |"
         )
     return lines
 
@@ -67,9 +82,11 @@ def _machine_notes(results: dict) -> list[str]:
     machine, peak, settings = results["machine"], results["peak"], results["settings"]
     gpu = machine.get("gpu")
     physical = f" ({machine['cpu_physical_cores']} physical)" if machine.get("cpu_physical_cores") else ""
-    cpu = (f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores{physical}, "
-           f"{machine['memory_gb']} GB, load average "
-           f"{machine.get('load_avg_1m_start')} at the start and {machine.get('load_avg_1m_end')} at the end")
+    cpu = (
+        f"{machine['cpu']}, {machine['cpu_logical_cores']} logical cores{physical}, "
+        f"{machine['memory_gb']} GB, load average "
+        f"{machine.get('load_avg_1m_start')} at the start and {machine.get('load_avg_1m_end')} at the end"
+    )
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     peak_text = f"fp32 {_num(peak.get('fp32_gflops'))} GFLOP/s"
     if "fp16_gflops" in peak:
@@ -95,13 +112,17 @@ def _settings_note(settings: dict, thresholds: dict) -> str:
             "equals the PyTorch fp32 reference's (measured once per model file, by `export.parity`); "
             "a row that misses the parity targets of its precision ("
             + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in t.items()) for p, t in thresholds.items())
-            + ") is marked `failed validation`.")
+            + ") is marked `failed validation`."
+        )
     else:
         agreement = "no top-1 agreement: torch is not installed here, so there is no PyTorch reference."
     return (
         f"Settings: warm-up {settings['warmup']} calls, then "
-        + (f"{settings['iters']} timed calls" if settings.get("iters") else
-           f"{settings['duration']} s of timed calls (at least {settings['min_iters']})")
+        + (
+            f"{settings['iters']} timed calls"
+            if settings.get("iters")
+            else f"{settings['duration']} s of timed calls (at least {settings['min_iters']})"
+        )
         + "; latency is host wall-clock per call with copies, input already pre-processed; "
         "images/s = batch / mean latency; GFLOP/s = model FLOPs × batch / median latency; "
         "peak MB = the measuring process's RSS high-water mark (one process per row); " + agreement
@@ -111,9 +132,12 @@ def _settings_note(settings: dict, thresholds: dict) -> str:
 def _video_table(video: list[dict]) -> list[str]:
     if not video:
         return []
-    lines = ["", "| video pipeline | back-end | video | frames | pipeline fps | ms/frame "
-             "| model-only ms | pipeline cost over model | end-to-end p50 / p95 ms |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "",
+        "| video pipeline | back-end | video | frames | pipeline fps | ms/frame "
+        "| model-only ms | pipeline cost over model | end-to-end p50 / p95 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for v in video:
         name = f"{v['model']} @ {v['img_size']}"
         if v.get("error"):
@@ -137,8 +161,10 @@ def _skipped_notes(rows: list[dict]) -> list[str]:
     notes = []
     if skipped:
         every_model = {r["model"] for r in rows}
-        items = [f"`{backend}`" + ("" if models == every_model else f" ({', '.join(sorted(models))})") + f": {why}"
-                 for (backend, why), models in skipped.items()]
+        items = [
+            f"`{backend}`" + ("" if models == every_model else f" ({', '.join(sorted(models))})") + f": {why}"
+            for (backend, why), models in skipped.items()
+        ]
         notes += ["", "Skipped: " + "; ".join(items) + "."]
     if any(r["top1_agreement"] is None and r["status"] not in ("skipped", "failed") for r in rows):
         notes += ["", "top-1 agree –: a given model file without a PyTorch reference (--reference CKPT)."]
@@ -169,8 +195,7 @@ def write_chart(path: Path, rows: list[dict]) -> None:
             median = [by_backend[b]["median_ms"] / batch if b in by_backend else np.nan for b in backends]
             p90 = [by_backend[b]["p90_ms"] / batch if b in by_backend else np.nan for b in backends]
             upper = np.clip(np.subtract(p90, median), 0, None)
-            ax.bar(x, median, width, label=f"batch {batch}",
-                   yerr=[np.zeros_like(upper), upper], capsize=3)
+            ax.bar(x, median, width, label=f"batch {batch}", yerr=[np.zeros_like(upper), upper], capsize=3)
         ax.set_xticks(np.arange(len(backends)), backends, rotation=30, ha="right")
         ax.set_title(f"{model} @ {size}" if size else model)
         ax.set_ylabel("ms per image (median, whisker: p90)")

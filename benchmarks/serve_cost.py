@@ -31,9 +31,14 @@ from runtime.sources import open_source
 
 from .video_pipeline import DEFAULT_WORKDIR, default_int8_model, test_video_for
 
-CONDITIONS = (("no serve", None, False), ("serve, 0 viewers", 0, False), ("serve, 1 viewer", 1, False),
-              ("serve, 4 viewers", 4, False), ("serve, 20 viewers", 20, False),
-              ("serve, 1 slow viewer (1 byte/s)", 1, True))
+CONDITIONS = (
+    ("no serve", None, False),
+    ("serve, 0 viewers", 0, False),
+    ("serve, 1 viewer", 1, False),
+    ("serve, 4 viewers", 4, False),
+    ("serve, 20 viewers", 20, False),
+    ("serve, 1 slow viewer (1 byte/s)", 1, True),
+)
 TARGET_ONE_VIEWER = 0.90  # fps with one viewer, as a share of fps without --serve
 SLOW_RCVBUF = 2048
 
@@ -87,8 +92,9 @@ class Viewers:
         self.proc = None
         if self.n:
             code = f"from benchmarks.serve_cost import watch; watch({self.url!r}, {self.n}, {self.slow})"
-            self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                         cwd=Path(__file__).resolve().parents[1])
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1]
+            )
             assert self.proc.stdout.readline().strip() == "ready"
         return self
 
@@ -100,8 +106,15 @@ class Viewers:
 
 
 # ---- the measurement ---------------------------------------------------------------------------
-def measure_serve_cost(model_path, video_path, *, frames: int = 150, rounds: int = 3, threads: int = 1,
-                       out_dir: Path = DEFAULT_WORKDIR / "serve-run") -> dict:
+def measure_serve_cost(
+    model_path,
+    video_path,
+    *,
+    frames: int = 150,
+    rounds: int = 3,
+    threads: int = 1,
+    out_dir: Path = DEFAULT_WORKDIR / "serve-run",
+) -> dict:
     backend = open_backend(model_path, device="cpu", threads=threads)
     server = LiveServer(port=0, max_clients=32, model_info=model_info(backend.metadata, backend.description))
     server.start()
@@ -109,7 +122,7 @@ def measure_serve_cost(model_path, video_path, *, frames: int = 150, rounds: int
     try:
         _run(backend, video_path, None, min(frames, 30), out_dir)  # warm-up
         for r in range(rounds):
-            order = CONDITIONS[r % len(CONDITIONS):] + CONDITIONS[: r % len(CONDITIONS)]
+            order = CONDITIONS[r % len(CONDITIONS) :] + CONDITIONS[: r % len(CONDITIONS)]
             for name, viewers, slow in order:
                 live = server if viewers is not None else None
                 encodes = server.hubs["0"].jpeg_encodes
@@ -129,8 +142,9 @@ def measure_serve_cost(model_path, video_path, *, frames: int = 150, rounds: int
 
 
 def _run(backend, video_path, live, frames: int, out_dir: Path) -> tuple[dict, float]:
-    options = PipelineOptions(save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl", display=False,
-                              progress=False, max_frames=frames)
+    options = PipelineOptions(
+        save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl", display=False, progress=False, max_frames=frames
+    )
     pipeline = Pipeline(backend, open_source(str(video_path)), options)
     if live is not None:  # what webcam --serve attaches (runtime/serve/attach.py)
         pipeline.streams[0].sinks.append(LiveSink(live, pipeline.streams[0], "0"))
@@ -145,37 +159,59 @@ def _summarise(rows: dict, model_path, video_path, frames, rounds, threads, desc
     for name, viewers, slow in CONDITIONS:
         row = rows[name]
         fps, cpu = np.array(row["fps"]), np.array(row["cpu_ms"])
-        table.append({
-            "condition": name, "viewers": viewers or 0, "slow": slow,
-            "fps_median": round(float(np.median(fps)), 1),
-            "fps_ratio": round(float(np.median(fps / base_fps)), 3),
-            "fps_ratio_rounds": [round(float(v), 3) for v in fps / base_fps],
-            "cpu_ms_per_frame": round(float(np.median(cpu)), 2),
-            "cpu_ratio": round(float(np.median(cpu / base_cpu)), 3),
-            "frames_per_viewer": round(float(np.median(row["parts"])), 1),
-            "jpeg_encodes_per_frame": round(float(np.median(row["encodes"])), 3),
-        })
+        table.append(
+            {
+                "condition": name,
+                "viewers": viewers or 0,
+                "slow": slow,
+                "fps_median": round(float(np.median(fps)), 1),
+                "fps_ratio": round(float(np.median(fps / base_fps)), 3),
+                "fps_ratio_rounds": [round(float(v), 3) for v in fps / base_fps],
+                "cpu_ms_per_frame": round(float(np.median(cpu)), 2),
+                "cpu_ratio": round(float(np.median(cpu / base_cpu)), 3),
+                "frames_per_viewer": round(float(np.median(row["parts"])), 1),
+                "jpeg_encodes_per_frame": round(float(np.median(row["encodes"])), 3),
+            }
+        )
     one = next(t for t in table if t["condition"] == "serve, 1 viewer")
-    return {"model": str(model_path), "video": str(video_path), "backend": description, "threads": threads,
-            "frames": frames, "rounds": rounds, "rows": table,
-            "one_viewer_cost_pct": round(100 * (1 - one["fps_ratio"]), 1),
-            "meets_10pct_one_viewer": one["fps_ratio"] >= TARGET_ONE_VIEWER}
+    return {
+        "model": str(model_path),
+        "video": str(video_path),
+        "backend": description,
+        "threads": threads,
+        "frames": frames,
+        "rounds": rounds,
+        "rows": table,
+        "one_viewer_cost_pct": round(100 * (1 - one["fps_ratio"]), 1),
+        "meets_10pct_one_viewer": one["fps_ratio"] >= TARGET_ONE_VIEWER,
+    }
 
 
 def markdown_table(result: dict) -> str:
-    lines = ["| condition | fps (median) | × no-serve fps | CPU ms/frame | × no-serve CPU | frames per viewer | JPEG encodes per frame |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| condition | fps (median) | × no-serve fps | CPU ms/frame | × no-serve CPU | frames per viewer | JPEG encodes per frame |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for t in result["rows"]:
-        lines.append(f"| {t['condition']} | {t['fps_median']:.1f} | {t['fps_ratio']:.3f} | {t['cpu_ms_per_frame']:.2f} | "
-                     f"{t['cpu_ratio']:.3f} | {t['frames_per_viewer']:.0f} | {t['jpeg_encodes_per_frame']:.2f} |")
+        lines.append(
+            f"| {t['condition']} | {t['fps_median']:.1f} | {t['fps_ratio']:.3f} | {t['cpu_ms_per_frame']:.2f} | "
+            f"{t['cpu_ratio']:.3f} | {t['frames_per_viewer']:.0f} | {t['jpeg_encodes_per_frame']:.2f} |"
+        )
     return "\n".join(lines)
 
 
-def print_serve_cost(model: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
-                     rounds: int) -> dict:
+def print_serve_cost(
+    model: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path, rounds: int
+) -> dict:
     """``python cli.py benchmark serve-cost``: the Markdown table, then the JSON."""
-    result = measure_serve_cost(model or default_int8_model(workdir), test_video_for(video, workdir, frames),
-                                frames=frames, rounds=rounds, threads=threads, out_dir=workdir / "serve-run")
+    result = measure_serve_cost(
+        model or default_int8_model(workdir),
+        test_video_for(video, workdir, frames),
+        frames=frames,
+        rounds=rounds,
+        threads=threads,
+        out_dir=workdir / "serve-run",
+    )
     print(markdown_table(result))
     print(json.dumps(result, indent=2))
     return result

@@ -44,8 +44,11 @@ def plugin_items(report, capabilities: list[tuple[int, int]]) -> None:
         report.add("aot kernel ptx", "FAIL", first_line(exc))
         return
     head = ptx_header(kernel.ptx)
-    report.add("aot kernel ptx", "ok", f"Triton compiled the plugin kernel: PTX {head['ptx_isa']} for "
-               f"{head['target']} ({len(kernel.ptx)} bytes)")
+    report.add(
+        "aot kernel ptx",
+        "ok",
+        f"Triton compiled the plugin kernel: PTX {head['ptx_isa']} for {head['target']} ({len(kernel.ptx)} bytes)",
+    )
 
 
 def smoke_items(report) -> None:
@@ -158,8 +161,10 @@ def smoke_file(spec, tiny: dict, workdir: Path) -> tuple[str, bool]:
     case = Case(label="tiny", img_size=SMOKE_SIZE, checkpoint=tiny["ckpt"])
     path = model_path(case, spec, 1, workdir, tiny["images"], SMOKE_IMAGES)
     report = run_parity(path, tiny["ckpt"], tiny["images"], n=SMOKE_IMAGES, progress=False)
-    detail = (f"{path.name}: top-1 agreement {report['top1_agreement'] * 100:.0f} %, "
-              f"map correlation {report['map_correlation']:.4f}, {'PASS' if report['passed'] else 'FAIL'}")
+    detail = (
+        f"{path.name}: top-1 agreement {report['top1_agreement'] * 100:.0f} %, "
+        f"map correlation {report['map_correlation']:.4f}, {'PASS' if report['passed'] else 'FAIL'}"
+    )
     return detail, bool(report["passed"])
 
 

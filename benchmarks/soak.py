@@ -37,14 +37,32 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_soak(model: Path, out: Path, minutes: float, every_s: float, outage_s: float, fps: float,
-             segment_s: float, max_disk: str) -> dict:
+def run_soak(
+    model: Path, out: Path, minutes: float, every_s: float, outage_s: float, fps: float, segment_s: float, max_disk: str
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     camera = MjpegCamera(fps=fps, size=(640, 480)).start()
     records, stderr_path = out / "frames.jsonl", out / "webcam.log"
-    command = [sys.executable, str(REPO / "cli.py"), "webcam", "--model", str(model), "--source", camera.url,
-               "--no-display", "--threads", "1", "--jsonl", str(records), "--save", str(out / "rec" / "cam.mp4"),
-               "--segment", str(segment_s), "--max-disk", max_disk]
+    command = [
+        sys.executable,
+        str(REPO / "cli.py"),
+        "webcam",
+        "--model",
+        str(model),
+        "--source",
+        camera.url,
+        "--no-display",
+        "--threads",
+        "1",
+        "--jsonl",
+        str(records),
+        "--save",
+        str(out / "rec" / "cam.mp4"),
+        "--segment",
+        str(segment_s),
+        "--max-disk",
+        max_disk,
+    ]
     with open(stderr_path, "w") as log:
         run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
         schedule = _drive_camera(camera, run, minutes * 60.0, every_s, outage_s)
@@ -54,8 +72,7 @@ def run_soak(model: Path, out: Path, minutes: float, every_s: float, outage_s: f
     return _report(out, records, stderr_path, camera, schedule, code)
 
 
-def _drive_camera(camera: MjpegCamera, run: subprocess.Popen, total_s: float, every_s: float,
-                  outage_s: float) -> dict:
+def _drive_camera(camera: MjpegCamera, run: subprocess.Popen, total_s: float, every_s: float, outage_s: float) -> dict:
     """Unplug the camera for ``outage_s`` every ``every_s`` seconds; sample the run's memory."""
     start = time.monotonic()
     schedule = {"outages": [], "rss_mb": [], "sent_before": []}
@@ -86,21 +103,30 @@ def _report(out: Path, records: Path, stderr_path: Path, camera: MjpegCamera, sc
     stderr = stderr_path.read_text()
     deleted = sum(int(n) for n in re.findall(r"disk budget: deleted (\d+)", stderr))
     result = {
-        "minutes": round(schedule["wall_s"] / 60.0, 2), "exit_code": code,
-        "camera_frames_sent": camera.sent, "frames_read": read_count, "frames_out": len(frames),
-        "frames_dropped_stale": read_count - len(frames), "frames_lost": camera.sent - read_count,
+        "minutes": round(schedule["wall_s"] / 60.0, 2),
+        "exit_code": code,
+        "camera_frames_sent": camera.sent,
+        "frames_read": read_count,
+        "frames_out": len(frames),
+        "frames_dropped_stale": read_count - len(frames),
+        "frames_lost": camera.sent - read_count,
         "outages_caused": len(schedule["outages"]),
         "outages_seen": sum(1 for e in events if e["event"] == "source_online"),
         "offline_events": sum(1 for e in events if e["event"] == "source_offline"),
         "mean_offline_s": _mean([e["offline_s"] for e in events if e["event"] == "source_online"]),
-        "rss_mb_start": schedule["rss_mb"][0], "rss_mb_end": schedule["rss_mb"][-1],
-        "segments_kept": len(segments), "segments_deleted": deleted,
+        "rss_mb_start": schedule["rss_mb"][0],
+        "rss_mb_end": schedule["rss_mb"][-1],
+        "segments_kept": len(segments),
+        "segments_deleted": deleted,
         "segments_playable": sum(playable(s) for s in segments),
-        "jsonl_lines": len(lines), "jsonl_lines_parsed": len(frames) + len(events),
+        "jsonl_lines": len(lines),
+        "jsonl_lines_parsed": len(frames) + len(events),
         "tracebacks": stderr.count("Traceback"),
     }
     (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "soak.md").write_text("| measure | value |\n|---|---:|\n" + "".join(f"| {k} | {v} |\n" for k, v in result.items()))
+    (out / "soak.md").write_text(
+        "| measure | value |\n|---|---:|\n" + "".join(f"| {k} | {v} |\n" for k, v in result.items())
+    )
     return result
 
 
@@ -110,7 +136,9 @@ def _mean(values: list[float]) -> float | None:
 
 def soak(
     model: Path = typer.Option(..., "--model", help="Exported .onnx model the runtime runs"),
-    out: Path = typer.Option(Path("bench-results/soak"), "--out", help="Folder for soak.json/.md, the JSONL and recordings"),
+    out: Path = typer.Option(
+        Path("bench-results/soak"), "--out", help="Folder for soak.json/.md, the JSONL and recordings"
+    ),
     minutes: float = typer.Option(30.0, "--minutes", min=0.5, help="How long the runtime runs"),
     every: float = typer.Option(120.0, "--every", min=5.0, help="Seconds between the starts of two outages"),
     outage: float = typer.Option(20.0, "--outage", min=1.0, help="Seconds the camera stays away each time"),

@@ -49,4 +49,3 @@ class TorchRunner(Backend):
 
     def close(self) -> None:
         self.model = None
-

@@ -37,8 +37,11 @@ def run_clients(open_runner, clients: int, batch: np.ndarray, seconds: float) ->
     for runner in runners:
         runner.close()
     every = np.concatenate([np.asarray(lat) for lat in latencies])
-    return {"requests_per_s": sum(len(lat) for lat in latencies) / seconds,
-            "p50_ms": float(np.percentile(every, 50)), "p95_ms": float(np.percentile(every, 95))}
+    return {
+        "requests_per_s": sum(len(lat) for lat in latencies) / seconds,
+        "p50_ms": float(np.percentile(every, 50)),
+        "p95_ms": float(np.percentile(every, 95)),
+    }
 
 
 def executed_batches(url_http: str) -> Counter:
@@ -63,12 +66,25 @@ def run(repo: Path, seconds: float, client_counts: tuple[int, ...]) -> list[dict
             shared = open_backend(local_model, device="cpu", threads=PYTHON_THREADS)
             local = run_clients(lambda: _Unclosed(shared), clients, batch, seconds)
             shared.close()
-            rows.append({"backend": f"local onnxruntime ({PYTHON_THREADS} threads, one session)", "clients": clients, **local, "batches": "-"})
+            rows.append(
+                {
+                    "backend": f"local onnxruntime ({PYTHON_THREADS} threads, one session)",
+                    "clients": clients,
+                    **local,
+                    "batches": "-",
+                }
+            )
             before = executed_batches(http)
             remote = run_clients(lambda: open_backend(grpc), clients, batch, seconds)
             formed = executed_batches(http) - before
-            rows.append({"backend": "triton gRPC, python backend", "clients": clients, **remote,
-                         "batches": ", ".join(f"{n}×b{size}" for size, n in sorted(formed.items()))})
+            rows.append(
+                {
+                    "backend": "triton gRPC, python backend",
+                    "clients": clients,
+                    **remote,
+                    "batches": ", ".join(f"{n}×b{size}" for size, n in sorted(formed.items())),
+                }
+            )
     return rows
 
 
@@ -86,10 +102,14 @@ class _Unclosed:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| back-end | clients | requests/s | p50 ms | p95 ms | server batches (count×size) |",
-             "|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {r['backend']} | {r['clients']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['batches']} |"
-              for r in rows]
+    lines = [
+        "| back-end | clients | requests/s | p50 ms | p95 ms | server batches (count×size) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['backend']} | {r['clients']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['batches']} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 

@@ -53,19 +53,30 @@ def write_test_video(path: Path, frames: int = 300, size: tuple[int, int] = (640
     return path
 
 
-def default_int8_model(workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224,
-                       dynamic_batch: bool = False) -> Path:
+def default_int8_model(
+    workdir: Path = DEFAULT_WORKDIR, arch: str = "resnet18", size: int = 224, dynamic_batch: bool = False
+) -> Path:
     """The INT8 Q/DQ model of the reference case, made by the export pipeline once and cached until
     the exporter changes (needs torch: export side). ``dynamic_batch``: any batch size, for batched streams."""
-    from export import exporter, fused_op, int8 as int8_module, onnx_export
+    from export import exporter, fused_op, onnx_export
+    from export import int8 as int8_module
     from export.exporter import ExportRequest, run_export
     from wscnet.tiny_model import make_trained_checkpoint, write_image_folder
 
     workdir = Path(workdir)
     ckpt = workdir / f"{arch}-synthetic.pt"
-    req = ExportRequest(ckpt, workdir, name=f"{arch}@{size}{'-dynamic' if dynamic_batch else ''}", img_size=size,
-                        dynamic_batch=dynamic_batch, int8=True, calib=workdir / "calib", calib_n=32, parity=False,
-                        overwrite=True)
+    req = ExportRequest(
+        ckpt,
+        workdir,
+        name=f"{arch}@{size}{'-dynamic' if dynamic_batch else ''}",
+        img_size=size,
+        dynamic_batch=dynamic_batch,
+        int8=True,
+        calib=workdir / "calib",
+        calib_n=32,
+        parity=False,
+        overwrite=True,
+    )
     int8 = req.file("int8")
     exporter_files = [Path(m.__file__) for m in (fused_op, int8_module, onnx_export, exporter)]
     if int8.is_file() and all(int8.stat().st_mtime >= f.stat().st_mtime for f in exporter_files):
@@ -122,10 +133,20 @@ class Round:
         return self.pipeline_ms / self.model_ms
 
 
-def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threads: int = 0,
-                           precision: str | None = None,
-                           frames: int | None = None, model_only_frames: int = 30, warmup: int = 10,
-                           rounds: int = 5, out_dir: Path | None = None, resize: str | None = None) -> dict:
+def measure_video_pipeline(
+    model_path,
+    video_path,
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+    precision: str | None = None,
+    frames: int | None = None,
+    model_only_frames: int = 30,
+    warmup: int = 10,
+    rounds: int = 5,
+    out_dir: Path | None = None,
+    resize: str | None = None,
+) -> dict:
     """Run the full pipeline (overlay, mp4 and JSONL writing, no window) over ``video_path``, and the
     model alone on its frames right before and right after each pipeline run, for ``rounds`` rounds
     in one process. A round's cost is pipeline ms/frame ÷ the mean of its two model-only figures,
@@ -133,17 +154,28 @@ def measure_video_pipeline(model_path, video_path, *, device: str = "cpu", threa
     round. The fastest round is reported too: what the pipeline does when the CPU is free."""
     model_path, video_path = Path(model_path), Path(video_path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="wscnet-video-bench-"))
-    options = PipelineOptions(resize=resize, save=out_dir / "overlay.mp4", jsonl=out_dir / "frames.jsonl",
-                              display=False, progress=False, max_frames=frames)
+    options = PipelineOptions(
+        resize=resize,
+        save=out_dir / "overlay.mp4",
+        jsonl=out_dir / "frames.jsonl",
+        display=False,
+        progress=False,
+        max_frames=frames,
+    )
     with open_backend(model_path, device=device, threads=threads, precision=precision) as backend:
         sample = read_frames(video_path, max(model_only_frames, warmup))
         model_only_ms(backend, sample[:warmup], resize)  # warm-up: allocations, kernel choice
         measured = [one_round(backend, video_path, sample[:model_only_frames], options) for _ in range(rounds)]
         source = open_source(str(video_path))
-        described = {"model": str(model_path), "precision": backend.metadata.precision,
-                     "input_size": backend.metadata.input_size, "video": str(video_path),
-                     "resolution": f"{source.width}x{source.height}", "backend": backend.description,
-                     "threads": threads}
+        described = {
+            "model": str(model_path),
+            "precision": backend.metadata.precision,
+            "input_size": backend.metadata.input_size,
+            "video": str(video_path),
+            "resolution": f"{source.width}x{source.height}",
+            "backend": backend.description,
+            "threads": threads,
+        }
         source.close()
     outputs = {"video": str(options.save), "jsonl": str(options.jsonl)}
     return {**described, **summarise_rounds(measured), "outputs": outputs}
@@ -157,8 +189,14 @@ def one_round(backend, video_path: Path, sample: list[np.ndarray], options: Pipe
     pipeline_cpu_ms = (time.process_time() - cpu) * 1000.0 / frames
     rss = rss_mb()
     after = model_only_ms(backend, sample, options.resize)
-    return Round(stats, 1000.0 / stats["fps"] if stats["fps"] else float("inf"), pipeline_cpu_ms,
-                 (before[0] + after[0]) / 2, (before[1] + after[1]) / 2, rss)
+    return Round(
+        stats,
+        1000.0 / stats["fps"] if stats["fps"] else float("inf"),
+        pipeline_cpu_ms,
+        (before[0] + after[0]) / 2,
+        (before[1] + after[1]) / 2,
+        rss,
+    )
 
 
 def summarise_rounds(rounds: list[Round]) -> dict:
@@ -182,8 +220,11 @@ def summarise_rounds(rounds: list[Round]) -> dict:
         "model_only_cpu_ms": round(float(np.median([r.model_cpu_ms for r in rounds])), 3),
         "pipeline_cpu_ms_per_frame": round(float(np.median([r.pipeline_cpu_ms for r in rounds])), 3),
         "cpu_overhead_pct": round(100.0 * (cpu_cost - 1.0), 1),
-        "best_round": {"pipeline_fps": best.pipeline["fps"], "model_only_ms": round(best.model_ms, 3),
-                       "overhead_pct": round(100.0 * (best.cost - 1.0), 1)},
+        "best_round": {
+            "pipeline_fps": best.pipeline["fps"],
+            "model_only_ms": round(best.model_ms, 3),
+            "overhead_pct": round(100.0 * (best.cost - 1.0), 1),
+        },
         "model_only_ms_rounds": [round(r.model_ms, 3) for r in rounds],
         "pipeline_ms_rounds": [round(r.pipeline_ms, 3) for r in rounds],
         "overhead_pct_rounds": [round(100.0 * (r.cost - 1.0), 1) for r in rounds],
@@ -208,14 +249,21 @@ def markdown_table(result: dict) -> str:
         ("back-end", f"{result['backend']}, inference threads {result['threads'] or 'default'}"),
         ("video", f"{result['resolution']}, {result['frames']} frames, {result['rounds']} rounds"),
         ("model only (median round)", f"{result['model_only_ms']:.2f} ms/frame ({result['model_only_fps']:.1f} fps)"),
-        ("pipeline: decode + infer + overlay + mp4 + JSONL (median round)",
-         f"{result['pipeline_ms_per_frame']:.2f} ms/frame ({result['pipeline_fps']:.1f} fps)"),
+        (
+            "pipeline: decode + infer + overlay + mp4 + JSONL (median round)",
+            f"{result['pipeline_ms_per_frame']:.2f} ms/frame ({result['pipeline_fps']:.1f} fps)",
+        ),
         ("pipeline cost over model (median round)", f"{result['overhead_pct']:+.1f} % (target ≤ 25 %)"),
-        ("CPU time per frame, model only / pipeline (median)",
-         f"{result['model_only_cpu_ms']:.2f} / {result['pipeline_cpu_ms_per_frame']:.2f} ms "
-         f"({result['cpu_overhead_pct']:+.1f} % extra work)"),
-        ("fastest round", f"{best['pipeline_fps']:.1f} fps, model alone {best['model_only_ms']:.2f} ms, "
-                          f"cost {best['overhead_pct']:+.1f} %"),
+        (
+            "CPU time per frame, model only / pipeline (median)",
+            f"{result['model_only_cpu_ms']:.2f} / {result['pipeline_cpu_ms_per_frame']:.2f} ms "
+            f"({result['cpu_overhead_pct']:+.1f} % extra work)",
+        ),
+        (
+            "fastest round",
+            f"{best['pipeline_fps']:.1f} fps, model alone {best['model_only_ms']:.2f} ms, "
+            f"cost {best['overhead_pct']:+.1f} %",
+        ),
         ("end-to-end latency p50 / p95", f"{result['end_to_end_ms_p50']} / {result['end_to_end_ms_p95']} ms"),
         ("resident memory after each round", ", ".join(f"{v:.0f}" for v in result["rss_mb_after_rounds"]) + " MB"),
     ]
@@ -234,12 +282,28 @@ def test_video_for(video: Path | None, workdir: Path, frames: int) -> Path:
     return video
 
 
-def print_video_pipeline(model: Path | None, video: Path | None, *, frames: int, threads: int, workdir: Path,
-                         device: str, precision: str | None, rounds: int) -> dict:
+def print_video_pipeline(
+    model: Path | None,
+    video: Path | None,
+    *,
+    frames: int,
+    threads: int,
+    workdir: Path,
+    device: str,
+    precision: str | None,
+    rounds: int,
+) -> dict:
     """``python cli.py benchmark video-pipeline``: the Markdown table, then the JSON."""
-    result = measure_video_pipeline(model or default_int8_model(workdir), test_video_for(video, workdir, frames),
-                                    device=device, threads=threads, precision=precision, frames=frames,
-                                    rounds=rounds, out_dir=workdir / "video-run")
+    result = measure_video_pipeline(
+        model or default_int8_model(workdir),
+        test_video_for(video, workdir, frames),
+        device=device,
+        threads=threads,
+        precision=precision,
+        frames=frames,
+        rounds=rounds,
+        out_dir=workdir / "video-run",
+    )
     print(markdown_table(result))
     print(json.dumps(result, indent=2))
     return result

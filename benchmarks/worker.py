@@ -65,8 +65,12 @@ def run_job(job: dict) -> dict:
     try:
         batch = timing_batch(images, job["batch"])
         host, device = time_calls(
-            runner, batch, warmup=job["warmup"], iters=job.get("iters"),
-            duration=job.get("duration"), min_iters=job.get("min_iters", 1),
+            runner,
+            batch,
+            warmup=job["warmup"],
+            iters=job.get("iters"),
+            duration=job.get("duration"),
+            min_iters=job.get("min_iters", 1),
         )
         peak_mb = peak_rss_mb()  # the model, its runtime and one batch: before the check images
         if job.get("outputs"):  # the check images, once per model file

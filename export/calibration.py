@@ -73,26 +73,35 @@ def ort_method(method: str):
 
     if method not in CALIB_METHODS:
         raise UserError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}; got {method!r}")
-    return {"entropy": CalibrationMethod.Entropy, "max": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile}[method]
+    return {
+        "entropy": CalibrationMethod.Entropy,
+        "max": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
 
 
-def collect_ranges(prepared_model: Path, images: CalibrationImages, method: str, op_types: list[str],
-                   workdir: Path):
+def collect_ranges(prepared_model: Path, images: CalibrationImages, method: str, op_types: list[str], workdir: Path):
     """onnxruntime ``TensorsData`` for ``method`` over ``images``, one image in memory at a time."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, create_calibrator
 
     def calibrator_for(kind):
         return create_calibrator(
-            Path(prepared_model), op_types, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
-            calibrate_method=kind, extra_options={},
+            Path(prepared_model),
+            op_types,
+            augmented_model_path=str(Path(workdir) / "augmented.onnx"),
+            calibrate_method=kind,
+            extra_options={},
         )
 
     if method == "entropy" and entropy_is_full_range():
         ranges = _min_max(calibrator_for(CalibrationMethod.MinMax), images)
-        return TensorsData(CalibrationMethod.Entropy, {
-            name: TensorData(lowest=_scalar(data.range_value[0]), highest=_scalar(data.range_value[1]))
-            for name, data in ranges.items()})
+        return TensorsData(
+            CalibrationMethod.Entropy,
+            {
+                name: TensorData(lowest=_scalar(data.range_value[0]), highest=_scalar(data.range_value[1]))
+                for name, data in ranges.items()
+            },
+        )
     calibrator = calibrator_for(ort_method(method))
     if method == "max":
         return _min_max(calibrator, images)
@@ -124,8 +133,9 @@ def _min_max(calibrator, images: CalibrationImages):
 
 
 def _histogram_ranges(calibrator, images: CalibrationImages, method: str):
-    histograms = StreamingHistograms(symmetric_abs=method == "percentile" and calibrator.symmetric,
-                                     num_bins=calibrator.num_bins)
+    histograms = StreamingHistograms(
+        symmetric_abs=method == "percentile" and calibrator.symmetric, num_bins=calibrator.num_bins
+    )
     names = [o.name for o in calibrator.infer_session.get_outputs()]
     wanted = [i for i, name in enumerate(names) if name in calibrator.tensors_to_calibrate]
     for stage, label in ((histograms.observe_range, "ranges"), (histograms.count, "histograms")):
@@ -195,8 +205,11 @@ class StreamingHistograms:
         from onnxruntime.quantization.calibrate import HistogramCollector
 
         collector = HistogramCollector(
-            method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
-            num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+            method=calibrator.method,
+            symmetric=calibrator.symmetric,
+            num_bins=calibrator.num_bins,
+            num_quantized_bins=calibrator.num_quantized_bins,
+            percentile=calibrator.percentile,
             scenario=calibrator.scenario,
         )
         for name, hist in self.counts.items():
@@ -236,7 +249,10 @@ def check_calibration_memory(model, method: str, op_types: list[str], size: int,
         total = current_rss_bytes() + calibration_bytes(footprint, "max", op_types)
         fix = f"--calib-method max would fit (about {total / GB:.1f} GB)"
     else:
-        sides = [s for s in range(size - 32, 31, -32)
-                 if fits(calibration_bytes(footprint, method, op_types, (s / size) ** 2))]
+        sides = [
+            s
+            for s in range(size - 32, 31, -32)
+            if fits(calibration_bytes(footprint, method, op_types, (s / size) ** 2))
+        ]
         fix = f"--img-size {sides[0]} would fit" if sides else "no input size fits: use a larger machine"
     require(f"INT8 calibration of {what} ({method})", need, fix)

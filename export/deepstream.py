@@ -148,10 +148,13 @@ def fold_normalization(model: onnx.ModelProto) -> None:
                 node.input[i] = inner
     scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(1, 3, 1, 1)
     shift = (-mean / std).astype(np.float32).reshape(1, 3, 1, 1)
-    graph.initializer.extend([numpy_helper.from_array(scale, f"{name}__scale"),
-                              numpy_helper.from_array(shift, f"{name}__shift")])
-    nodes = [helper.make_node("Mul", [name, f"{name}__scale"], [f"{name}__scaled"], name="fold_normalization_scale"),
-             helper.make_node("Add", [f"{name}__scaled", f"{name}__shift"], [inner], name="fold_normalization_shift")]
+    graph.initializer.extend(
+        [numpy_helper.from_array(scale, f"{name}__scale"), numpy_helper.from_array(shift, f"{name}__shift")]
+    )
+    nodes = [
+        helper.make_node("Mul", [name, f"{name}__scale"], [f"{name}__scaled"], name="fold_normalization_scale"),
+        helper.make_node("Add", [f"{name}__scaled", f"{name}__shift"], [inner], name="fold_normalization_shift"),
+    ]
     old = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + old)

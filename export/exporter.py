@@ -35,8 +35,9 @@ def recorded_data(checkpoint: Path, option: str) -> dict | None:
         sibling = _readable_sibling(checkpoint.with_name("last.pt"))
         source = recorded_data_source(sibling) if isinstance(sibling, dict) else None
     if source and not Path(source["data"]).is_dir():
-        raise UserError(f"{checkpoint}: its training data folder {source['data']} is gone "
-                        f"(moved or deleted); pass {option} DIR")
+        raise UserError(
+            f"{checkpoint}: its training data folder {source['data']} is gone (moved or deleted); pass {option} DIR"
+        )
     return source or None
 
 
@@ -73,8 +74,10 @@ def parity_images(checkpoint: Path, folder: Path | None, n: int, option: str = "
 def check_disjoint(calibration: ImageSet, parity: ImageSet) -> None:
     shared = set(map(Path.resolve, calibration.files)) & set(map(Path.resolve, parity.files))
     if shared:
-        raise UserError(f"parity images ({parity.description}) include {len(shared)} calibration images "
-                        f"({calibration.description}): pass held-out images with --parity-data")
+        raise UserError(
+            f"parity images ({parity.description}) include {len(shared)} calibration images "
+            f"({calibration.description}): pass held-out images with --parity-data"
+        )
 
 
 @dataclass
@@ -112,8 +115,9 @@ def run_export(req: ExportRequest, echo=log.info) -> ExportResult:
         from .triton_repo import write_triton_repository
 
         fp32 = req.file("fp32")  # the GPU models' file; the CPU models run the INT8 one when there is one
-        result.files += write_triton_repository(fp32, req.out, req.max_batch, tensorrt_fp16=req.fp16,
-                                                cpu_onnx=final if req.int8 else fp32)
+        result.files += write_triton_repository(
+            fp32, req.out, req.max_batch, tensorrt_fp16=req.fp16, cpu_onnx=final if req.int8 else fp32
+        )
     return result
 
 
@@ -143,8 +147,14 @@ def export_fp32(req: ExportRequest) -> Path:
     """The FP32 ONNX model every other file is made from."""
     from .onnx_export import export_onnx
 
-    fp32 = export_onnx(req.checkpoint, req.file("fp32"), img_size=req.img_size, batch=req.batch,
-                       dynamic_batch=req.dynamic_batch, fused_op=req.fused_op)
+    fp32 = export_onnx(
+        req.checkpoint,
+        req.file("fp32"),
+        img_size=req.img_size,
+        batch=req.batch,
+        dynamic_batch=req.dynamic_batch,
+        fused_op=req.fused_op,
+    )
     if req.fold_normalization:
         _fold_normalization(fp32)
     return fp32
@@ -170,10 +180,16 @@ def export_engine(req: ExportRequest, onnx_file: Path, echo) -> Path:
 
     precision = read_metadata(onnx.load(str(onnx_file), load_external_data=False))["precision"]
     return build_engine(
-        onnx_file, req.engine_file(precision), precision=precision,
-        min_batch=1, opt_batch=req.batch, max_batch=max(req.batch, req.max_batch),
-        workspace_mb=req.workspace_mb, timing_cache=req.out / "timing.cache",
-        use_plugin=req.trt_plugin, echo=echo,
+        onnx_file,
+        req.engine_file(precision),
+        precision=precision,
+        min_batch=1,
+        opt_batch=req.batch,
+        max_batch=max(req.batch, req.max_batch),
+        workspace_mb=req.workspace_mb,
+        timing_cache=req.out / "timing.cache",
+        use_plugin=req.trt_plugin,
+        echo=echo,
     )
 
 
@@ -207,8 +223,9 @@ def write_trt_int8(fp32: Path, ort_int8: Path, out: Path, echo=log.info) -> Path
     ort_model = onnx.load(str(ort_int8))
     model, missing = write_trt_layout(onnx.load(str(fp32)), amax_from_qdq_model(ort_model))
     if missing:
-        log.warning(f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: "
-                    f"{', '.join(missing[:3])}")
+        log.warning(
+            f"{out.name}: no calibrated range for {len(missing)} tensor(s), left float: {', '.join(missing[:3])}"
+        )
     atomic_write_bytes(out, model.SerializeToString())
     for path, checked in ((ort_int8, ort_model), (out, model)):
         echo(check_layout(checked).line(path.name))
@@ -225,8 +242,14 @@ def _modelopt_int8(req: ExportRequest, calibration: ImageSet, echo=log.info) -> 
 
     out = req.file("int8-modelopt")
     with tempfile.TemporaryDirectory(prefix="wscnet-plain-") as tmp:
-        plain = export_onnx(req.checkpoint, Path(tmp) / "model.plain.onnx", img_size=req.img_size, batch=req.batch,
-                            dynamic_batch=req.dynamic_batch, fused_op=False)
+        plain = export_onnx(
+            req.checkpoint,
+            Path(tmp) / "model.plain.onnx",
+            img_size=req.img_size,
+            batch=req.batch,
+            dynamic_batch=req.dynamic_batch,
+            fused_op=False,
+        )
         quantize_modelopt(plain, out, calibration, method=req.calib_method, python=req.modelopt_python)
     echo(check_layout(onnx.load(str(out))).line(out.name))
     return out
@@ -263,5 +286,8 @@ def summary_lines(result: ExportResult) -> list[str]:
 
 def failed_checks(result: ExportResult) -> list[str]:
     """The files whose parity missed its targets, e.g. ``model.int8.onnx (top-1 91.0 %)``."""
-    return [f"{name} (top-1 {r['top1_agreement'] * 100:.1f} %, map corr {r['map_correlation']:.4f})"
-            for name, r in result.parity.items() if not r["passed"]]
+    return [
+        f"{name} (top-1 {r['top1_agreement'] * 100:.1f} %, map corr {r['map_correlation']:.4f})"
+        for name, r in result.parity.items()
+        if not r["passed"]
+    ]

@@ -16,8 +16,13 @@ class ModelFootprint:
 
     def tensor_bytes(self, op_types: list[str]) -> int:
         """Bytes of the distinct non-constant tensors that nodes of ``op_types`` read or write."""
-        names = {name for node in self._nodes if node.op_type in op_types
-                 for name in (*node.input, *node.output) if name and name not in self._initializers}
+        names = {
+            name
+            for node in self._nodes
+            if node.op_type in op_types
+            for name in (*node.input, *node.output)
+            if name and name not in self._initializers
+        }
         return sum(self._sizes.get(name, 0) for name in names)
 
 

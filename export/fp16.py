@@ -42,8 +42,11 @@ def check_fp16_memory(model: onnx.ModelProto, name: str) -> None:
     from wscnet.memory import require
 
     weights = sum(init.ByteSize() for init in model.graph.initializer)
-    require(f"FP16 conversion of {name}", FP16_MODEL_COPIES * weights,
-            "convert on a larger machine and copy the .onnx file over")
+    require(
+        f"FP16 conversion of {name}",
+        FP16_MODEL_COPIES * weights,
+        "convert on a larger machine and copy the .onnx file over",
+    )
 
 
 def _runs_fp32(node: onnx.NodeProto) -> bool:

@@ -38,8 +38,14 @@ def split_images(args: dict, split: str, n: int | None = None) -> ImageSet:
     from wscnet.data import load_index
 
     root = Path(args["data"])
-    index = load_index(root, split=split, layout=args.get("layout"), fold=args.get("fold", 1),
-                       seed=args.get("split_seed", 0), csv_file=args.get("csv_file"))
+    index = load_index(
+        root,
+        split=split,
+        layout=args.get("layout"),
+        fold=args.get("fold", 1),
+        seed=args.get("split_seed", 0),
+        csv_file=args.get("csv_file"),
+    )
     files = [s.path for s in index.samples]
     if not files:
         raise UserError(f"{root}: no images in its {split} split")
@@ -62,8 +68,10 @@ def find_images(root: Path, n: int | None = None) -> list[Path]:
     if not root.is_dir():
         raise UserError(f"{root}: image folder not found")
     files = sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
         and not any(part in NOT_PICTURES for part in p.relative_to(root).parts[:-1])
     )
     if not files:

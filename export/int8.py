@@ -51,8 +51,14 @@ class ImageCalibrationReader:
 
 
 def quantize_int8(
-    fp32_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
-    bounded: bool = True, keep_float: str | None = None,
+    fp32_onnx: Path,
+    out: Path,
+    images: ImageSet | Path,
+    *,
+    n: int = 256,
+    method: str = "entropy",
+    bounded: bool = True,
+    keep_float: str | None = None,
 ) -> Path:
     """INT8 Q/DQ model of ``fp32_onnx`` calibrated on ``images`` (an ImageSet, or a folder of which
     ``n`` images are used), each made into a model input by the model's own contract; written atomically.
@@ -67,15 +73,19 @@ def quantize_int8(
     model = load_onnx(fp32_onnx)
     metadata = read_metadata(model)
     if metadata.get("precision", "fp32") != "fp32":
-        raise UserError(f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}")
+        raise UserError(
+            f"{fp32_onnx}: INT8 quantization starts from the FP32 model, this one is {metadata['precision']}"
+        )
     layout = keep_float or float_layout(metadata.get("arch", ""))
     excluded = float_nodes(model, layout)
     if not isinstance(images, ImageSet):
         images = folder_images(Path(images), n)
-    write_metadata(model, {**metadata, "int8_float_layout": layout,
-                           "int8_calibration": f"{method}, {len(images.files)} images"})
-    calibration = CalibrationImages(list(images.files), model.graph.input[0].name,
-                                    model_contract(model, str(fp32_onnx)))
+    write_metadata(
+        model, {**metadata, "int8_float_layout": layout, "int8_calibration": f"{method}, {len(images.files)} images"}
+    )
+    calibration = CalibrationImages(
+        list(images.files), model.graph.input[0].name, model_contract(model, str(fp32_onnx))
+    )
     if bounded:
         check_calibration_memory(model, method, QUANTIZED_OPS, calibration.size, Path(fp32_onnx).name)
     with tempfile.TemporaryDirectory(prefix="wscnet-int8-") as tmp:
@@ -84,8 +94,9 @@ def quantize_int8(
             ranges = collect_ranges(prepared, calibration, method, QUANTIZED_OPS, Path(tmp))
             quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, ranges=ranges, exclude=excluded)
         else:
-            quantized = place_qdq(prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration),
-                                  exclude=excluded)
+            quantized = place_qdq(
+                prepared, Path(tmp) / "int8.onnx", method, reader=ImageCalibrationReader(calibration), exclude=excluded
+            )
         result = onnx.load(str(quantized))
     finish_int8(result, model, Path(out))
     return Path(out)
@@ -121,9 +132,18 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
         cache = Path(out).with_name("ranges.json")
         save_tensors_data(ranges, cache)
     quantize_static(
-        str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
-        nodes_to_exclude=list(exclude), per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        calibrate_method=ort_method(method), extra_options=dict(QDQ_OPTIONS), calibration_cache_path=cache,
+        str(prepared),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=QUANTIZED_OPS,
+        nodes_to_exclude=list(exclude),
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=ort_method(method),
+        extra_options=dict(QDQ_OPTIONS),
+        calibration_cache_path=cache,
     )
     return Path(out)
 
@@ -132,7 +152,8 @@ def place_qdq(prepared: Path, out: Path, method: str, *, ranges=None, reader=Non
 # backbone in studies/int8_layouts.py; the choice per architecture is ``float_layout``).
 FLOAT_PATTERNS = ("squeeze_excitation", "hardswish")
 FLOAT_LAYOUTS = ("none",) + tuple(  # every combination of the patterns: what int8_layouts measures
-    "+".join(parts) for r in range(1, len(FLOAT_PATTERNS) + 1) for parts in combinations(FLOAT_PATTERNS, r))
+    "+".join(parts) for r in range(1, len(FLOAT_PATTERNS) + 1) for parts in combinations(FLOAT_PATTERNS, r)
+)
 
 
 def float_layout(arch: str) -> str:
@@ -159,9 +180,11 @@ def float_nodes(model: onnx.ModelProto, layout: str) -> list[str]:
     blocks = {block_of(n.name) for n in model.graph.node if n.op_type in QUANTIZED_OPS}
     unknown = [p for p in parts if p not in FLOAT_PATTERNS and p not in blocks]
     if unknown:
-        raise UserError(f"INT8 float layout {layout!r}: {', '.join(map(repr, unknown))} is neither "
-                        f"{', '.join(('none',) + FLOAT_PATTERNS)} nor a block of this model "
-                        f"({', '.join(sorted(blocks, key=_block_order))})")
+        raise UserError(
+            f"INT8 float layout {layout!r}: {', '.join(map(repr, unknown))} is neither "
+            f"{', '.join(('none',) + FLOAT_PATTERNS)} nor a block of this model "
+            f"({', '.join(sorted(blocks, key=_block_order))})"
+        )
     kept = set(_pattern_nodes(model, [p for p in parts if p in FLOAT_PATTERNS]))
     kept |= {n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and block_of(n.name) in parts}
     return sorted(kept)
@@ -272,5 +295,6 @@ def qdq_scales(path: Path) -> dict[str, np.ndarray]:
     """Each QuantizeLinear node's scale in the model at ``path``, by node name."""
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    return {n.name: inits[n.input[1]] for n in model.graph.node
-            if n.op_type == "QuantizeLinear" and n.input[1] in inits}
+    return {
+        n.name: inits[n.input[1]] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits
+    }

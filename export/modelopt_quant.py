@@ -62,7 +62,12 @@ def write_calibration_array(plain_onnx: Path, images: ImageSet, out: Path) -> Pa
 
 
 def quantize_modelopt(
-    plain_onnx: Path, out: Path, images: ImageSet | Path, *, n: int = 256, method: str = "entropy",
+    plain_onnx: Path,
+    out: Path,
+    images: ImageSet | Path,
+    *,
+    n: int = 256,
+    method: str = "entropy",
     python: str | None = None,
 ) -> Path:
     """INT8 Q/DQ of a plain-ops FP32 model by ModelOpt; metadata copied, precision int8, layout modelopt.
@@ -76,8 +81,12 @@ def quantize_modelopt(
     with tempfile.TemporaryDirectory(prefix="wscnet-modelopt-") as tmp:
         calib = write_calibration_array(plain_onnx, images, Path(tmp) / "calib.npy")
         quantized = Path(tmp) / "int8.onnx"
-        run = subprocess.run([interpreter, "-c", _SCRIPT, str(plain_onnx), str(calib), str(quantized), method],
-                             capture_output=True, text=True, cwd=tmp)
+        run = subprocess.run(
+            [interpreter, "-c", _SCRIPT, str(plain_onnx), str(calib), str(quantized), method],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
         if run.returncode != 0 or not quantized.is_file():
             last = (run.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{plain_onnx}: ModelOpt quantization failed: {last[:300]}")

@@ -13,12 +13,11 @@ import onnx
 import torch
 from torch import nn
 
+from runtime.backends.base import OUTPUT_NAMES
 from wscnet.atomic import atomic_write_bytes
 from wscnet.checkpoint import load_checkpoint
 from wscnet.errors import UserError
 from wscnet.model import WSCNet, deploy_outputs
-
-from runtime.backends.base import OUTPUT_NAMES
 
 from .fused_op import DOMAIN, DOMAIN_VERSION, ExportablePoolMap, make_function
 from .onnx_metadata import metadata_from_checkpoint, write_metadata
@@ -79,9 +78,7 @@ def export_onnx(
     return out
 
 
-def _trace_to_onnx(
-    deploy: nn.Module, example: torch.Tensor, dynamic_batch: bool, fused: bool
-) -> onnx.ModelProto:
+def _trace_to_onnx(deploy: nn.Module, example: torch.Tensor, dynamic_batch: bool, fused: bool) -> onnx.ModelProto:
     buffer = io.BytesIO()
     dynamic_axes = None
     if dynamic_batch:

@@ -1,9 +1,8 @@
 """Model metadata written into every exported file (ARCHITECTURE.md, "Exported ONNX model")."""
 
 import json
-from typing import Any
-
 from dataclasses import replace
+from typing import Any
 
 import onnx
 
@@ -14,8 +13,20 @@ from wscnet.checkpoint import checkpoint_contract
 
 PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_KEYS = (
-    "class_names", "mean", "std", "input_size", "arch", "k", "head", "pool", "map_weight",
-    "coupling", "precision", "fused_op", "wscnet_version", CONTRACT_KEY,
+    "class_names",
+    "mean",
+    "std",
+    "input_size",
+    "arch",
+    "k",
+    "head",
+    "pool",
+    "map_weight",
+    "coupling",
+    "precision",
+    "fused_op",
+    "wscnet_version",
+    CONTRACT_KEY,
 )
 # the values decoded() reads as JSON (lists, numbers, the contract); the rest stay strings
 JSON_KEYS = ("class_names", "mean", "std", "input_size", "k", CONTRACT_KEY)

@@ -46,8 +46,7 @@ class _Runner:
         self.fixed_batch = self.backend.fixed_batch
         meta = self.backend.metadata
         # the precision the back-end computes in (OpenVINO BF16 from an fp32 file is bf16)
-        self.metadata = {**meta.extra, "precision": self.backend.executed_precision,
-                         "input_size": str(meta.input_size)}
+        self.metadata = {**meta.extra, "precision": self.backend.executed_precision, "input_size": str(meta.input_size)}
         self.contract = meta.contract
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,8 +99,9 @@ def run_parity(
     return report
 
 
-def _outputs_of_both(runner: _Runner, reference, torch_contract, files: list[Path], step: int,
-                     progress: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _outputs_of_both(
+    runner: _Runner, reference, torch_contract, files: list[Path], step: int, progress: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(PyTorch's, the file's) outputs on every image, ``step`` images at a time."""
     got: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}
     ref: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUT_NAMES}

@@ -81,8 +81,9 @@ def recorded_checkpoint(model_path: Path, metadata) -> Path:
     if not recorded:
         raise UserError(f"{model_path}: records no checkpoint (exported by an older version); pass CKPT")
     if not Path(recorded).is_file():
-        raise UserError(f"{model_path}: the checkpoint it was exported from, {recorded}, is gone "
-                        "(moved or deleted); pass CKPT")
+        raise UserError(
+            f"{model_path}: the checkpoint it was exported from, {recorded}, is gone (moved or deleted); pass CKPT"
+        )
     return Path(recorded)
 
 
@@ -90,8 +91,10 @@ def check_model_matches(model_path: Path, metadata, checkpoint: Path, ckpt: dict
     """Refuse, in one line naming both, a checkpoint that is not the one the model came from."""
     model_classes, ckpt_classes = list(metadata.class_names), list(ckpt["class_names"])
     if model_classes != ckpt_classes:
-        raise UserError(f"{model_path} has classes {json.dumps(model_classes)} but {checkpoint} has "
-                        f"{json.dumps(ckpt_classes)}; pass the checkpoint it was exported from")
+        raise UserError(
+            f"{model_path} has classes {json.dumps(model_classes)} but {checkpoint} has "
+            f"{json.dumps(ckpt_classes)}; pass the checkpoint it was exported from"
+        )
     recorded = metadata.extra.get("checkpoint_sha256")
     if recorded:
         actual = file_sha256(checkpoint)
@@ -100,7 +103,10 @@ def check_model_matches(model_path: Path, metadata, checkpoint: Path, ckpt: dict
                 f"{model_path} was exported from {metadata.extra.get('checkpoint_path', '?')} "
                 f"(sha256 {recorded[:HASH_SHOWN]}, epoch {metadata.extra.get('checkpoint_epoch', '?')}, "
                 f"{metadata.input_size} px), not from {checkpoint} (sha256 {actual[:HASH_SHOWN]}, epoch "
-                f"{ckpt.get('epoch', '?')}, {ckpt['input_size']} px)")
+                f"{ckpt.get('epoch', '?')}, {ckpt['input_size']} px)"
+            )
     elif metadata.input_size != int(ckpt["input_size"]):  # no hash: input size is what can be told
-        raise UserError(f"{model_path} takes {metadata.input_size} px input but {checkpoint} was "
-                        f"trained at {ckpt['input_size']} px; pass the checkpoint it was exported from")
+        raise UserError(
+            f"{model_path} takes {metadata.input_size} px input but {checkpoint} was "
+            f"trained at {ckpt['input_size']} px; pass the checkpoint it was exported from"
+        )

@@ -48,8 +48,10 @@ def amax_from_qdq_model(model: onnx.ModelProto) -> dict[str, float]:
 
 def amax_from_tensors_data(data) -> dict[str, float]:
     """{tensor: amax} from onnxruntime's calibration ``TensorsData`` (``range_value`` = (lo, hi))."""
-    return {name: float(max(abs(float(np.min(v.range_value[0]))), abs(float(np.max(v.range_value[1])))))
-            for name, v in data.items()}
+    return {
+        name: float(max(abs(float(np.min(v.range_value[0]))), abs(float(np.max(v.range_value[1])))))
+        for name, v in data.items()
+    }
 
 
 class _Placer:
@@ -196,8 +198,7 @@ class LayoutSummary:
             f"residual Adds int8 on both sides {self.residual_add_both_int8}/{self.residual_add}; Concat int8 inputs "
             f"{self.concat_int8_inputs}/{self.concat_inputs}; duplicated pairs {self.duplicated_pairs}; "
             f"non-zero zero points {self.nonzero_zero_points}; fused node input {'float' if self.fused_node_float else 'int8-rounded'}; "
-            f"float islands {len(self.float_islands)}{' (' + islands + ')' if islands else ''}"
-            + self._others()
+            f"float islands {len(self.float_islands)}{' (' + islands + ')' if islands else ''}" + self._others()
         )
 
     def _others(self) -> str:
@@ -303,4 +304,3 @@ def _all_dequantized(name: str, graph) -> bool:
 
 def _int8_conv(node, dq) -> bool:
     return node is not None and node.op_type == "Conv" and dq(node.input[0]) is not None
-

@@ -11,8 +11,13 @@ from wscnet.errors import UserError
 from .choices import FORMATS, QUANTIZERS
 
 # what each export step writes, after the request's file stem (``model`` by default)
-FILE_SUFFIXES = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx", "int8-trt": ".int8-trt.onnx",
-                 "int8-modelopt": ".int8-modelopt.onnx"}
+FILE_SUFFIXES = {
+    "fp32": ".onnx",
+    "fp16": ".fp16.onnx",
+    "int8": ".int8.onnx",
+    "int8-trt": ".int8-trt.onnx",
+    "int8-modelopt": ".int8-modelopt.onnx",
+}
 
 
 @dataclass
@@ -83,8 +88,10 @@ class ExportRequest:
         check_output_folder(self.out, "--out")
         existing = [p.name for p in self.planned_files() if p.exists()]
         if existing and not self.overwrite:
-            raise UserError(f"{self.out}: already holds {', '.join(existing)}; pass --overwrite to "
-                            "replace them or --out to write elsewhere")
+            raise UserError(
+                f"{self.out}: already holds {', '.join(existing)}; pass --overwrite to "
+                "replace them or --out to write elsewhere"
+            )
         for folder, option in ((self.calib, "--calib"), (self.parity_data, "--parity-data")):
             if folder is not None and not Path(folder).is_dir():
                 raise UserError(f"{folder}: image folder not found ({option})")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import tensorrt
 
 
-
 def import_tensorrt():
     """The tensorrt module, or one clear line. Helpers import it lazily themselves (``import
     tensorrt as trt``) so that the static check (.ci/typecheck) sees NVIDIA's stubs there."""
@@ -75,7 +74,10 @@ def network_flags(precision: str) -> int:
 
 
 def batch_range(
-    onnx_model: onnx.ModelProto, min_batch: int, opt_batch: int, max_batch: int,
+    onnx_model: onnx.ModelProto,
+    min_batch: int,
+    opt_batch: int,
+    max_batch: int,
 ) -> tuple[int, int, int] | None:
     """(min, opt, max) for a dynamic batch; None for a fixed-batch file."""
     dim = onnx_model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -132,9 +134,18 @@ def set_fused_node_mode(onnx_model: onnx.ModelProto, mode: str) -> None:
 
 
 def sidecar_data(
-    metadata: dict[str, str], *, tensorrt_version: str, gpu_name: str, compute_capability: str | None,
-    built_from: Path, input_size: int, batch: tuple[int, int, int] | int, plugins: list[str],
-    precision: str, fused_node: str = "inline", aot_kernels: list[dict] | None = None,
+    metadata: dict[str, str],
+    *,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: str | None,
+    built_from: Path,
+    input_size: int,
+    batch: tuple[int, int, int] | int,
+    plugins: list[str],
+    precision: str,
+    fused_node: str = "inline",
+    aot_kernels: list[dict] | None = None,
 ) -> dict[str, Any]:
     """``plugins``: ids a loading process must register (none for inline or AOT fused nodes)."""
     metadata = {**metadata, "precision": precision}
@@ -178,8 +189,14 @@ ENGINE_MODEL_COPIES = 3
 
 def check_engine_memory(model: onnx.ModelProto, max_batch: int, workspace_mb: int, name: str) -> None:
     """One line before TensorRT starts when the workspace, weights and largest batch will not fit."""
-    from wscnet.memory import (FORWARD_PER_LARGEST, MB, current_rss_bytes, device_room_bytes, memory_limit_bytes,
-                               require_on_device)
+    from wscnet.memory import (
+        FORWARD_PER_LARGEST,
+        MB,
+        current_rss_bytes,
+        device_room_bytes,
+        memory_limit_bytes,
+        require_on_device,
+    )
 
     from .footprint import ModelFootprint
 
@@ -235,9 +252,17 @@ def build_engine(onnx_path: Path, engine: Path, *, echo=log.info, **settings) ->
         atomic_write_bytes(opts.timing_cache, bytes(cache.serialize()))
     fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
     sidecar = sidecar_data(
-        metadata, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
-        built_from=onnx_path, input_size=int(metadata["input_size"]), batch=batches or int(fixed),
-        plugins=[], precision=precision, fused_node=fused_node, aot_kernels=aot_kernel_records(fused_node),
+        metadata,
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        built_from=onnx_path,
+        input_size=int(metadata["input_size"]),
+        batch=batches or int(fixed),
+        plugins=[],
+        precision=precision,
+        fused_node=fused_node,
+        aot_kernels=aot_kernel_records(fused_node),
     )
     atomic_write_text(sidecar_path(engine), json.dumps(sidecar, indent=2) + "\n")
     for path in write_deepstream_files(engine, sidecar):
@@ -250,15 +275,21 @@ def check_precision(onnx_path: Path, metadata: dict[str, str], precision: str | 
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if metadata.get("precision", precision) != precision:
-        raise UserError(f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the "
-                        f"{precision} ONNX file")
+        raise UserError(
+            f"{onnx_path}: is a {metadata['precision']} model; build a {precision} engine from the "
+            f"{precision} ONNX file"
+        )
     return precision
 
 
 def prepare_fused_node(
-    model: onnx.ModelProto, use_plugin: bool, trt_version: str, echo=log.info, capability: str | None = None,
+    model: onnx.ModelProto,
+    use_plugin: bool,
+    trt_version: str,
+    echo=log.info,
+    capability: str | None = None,
 ) -> str:
-    """"none", "inline" (the function body) or "aot-plugin"; registers the plugin for AOT,
+    """ "none", "inline" (the function body) or "aot-plugin"; registers the plugin for AOT,
     compiled for ``capability`` ("major.minor", the building GPU)."""
     if not fused_nodes(model):
         return "none"
@@ -286,7 +317,9 @@ def aot_kernel_records(fused_node: str) -> list[dict]:
 
 
 def parse_network(
-    model: onnx.ModelProto, onnx_path: Path, precision: str,
+    model: onnx.ModelProto,
+    onnx_path: Path,
+    precision: str,
 ) -> tuple["tensorrt.Builder", "tensorrt.INetworkDefinition", "tensorrt.OnnxParser"]:
     import tensorrt as trt
 
@@ -301,7 +334,10 @@ def parse_network(
 
 
 def make_builder_config(
-    builder: "tensorrt.Builder", size: int, batches: tuple[int, int, int] | None, opts: BuildSettings,
+    builder: "tensorrt.Builder",
+    size: int,
+    batches: tuple[int, int, int] | None,
+    opts: BuildSettings,
 ) -> tuple["tensorrt.IBuilderConfig", "tensorrt.ITimingCache"]:
     import tensorrt as trt
 

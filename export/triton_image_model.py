@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the runtime copied beside this file, before any other on the path
 
 import cv2  # noqa: E402
+
 import runtime  # noqa: E402
 from runtime.framing import Framing  # noqa: E402
 from runtime.metadata import ModelMetadata  # noqa: E402
@@ -56,7 +57,12 @@ class TritonPythonModel:
         """The V views' outputs → one answer: scores averaged over the views, the first view's map."""
         outputs = {name: np.from_dlpack(pb_utils.get_input_tensor_by_name(request, name)) for name in self.input_names}
         probs, det_scores, sentiment_map = self.framing.combine(outputs, 0)
-        answer = {"label_index": np.array([np.argmax(probs)], dtype=np.int32),
-                  "probabilities": probs, "detection_probabilities": det_scores, "sentiment_map": sentiment_map}
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor.from_dlpack(name, np.array(value)) for name, value in answer.items()])  # copies
+        answer = {
+            "label_index": np.array([np.argmax(probs)], dtype=np.int32),
+            "probabilities": probs,
+            "detection_probabilities": det_scores,
+            "sentiment_map": sentiment_map,
+        }
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor.from_dlpack(name, np.array(value)) for name, value in answer.items()]
+        )  # copies

@@ -17,11 +17,16 @@ import triton.language as tl
 @triton.jit
 def pool_map_kernel(
     f_ptr,
-    C, HW,
-    v_ptr, m_ptr,
+    C,
+    HW,
+    v_ptr,
+    m_ptr,
     K: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
-    POOL_MAX: tl.constexpr, SOFTMAX: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_HW: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    POOL_MAX: tl.constexpr,
+    SOFTMAX: tl.constexpr,
 ):
     n = tl.program_id(0)
     offs_k = tl.arange(0, BLOCK_K)
@@ -87,8 +92,16 @@ def cross_spatial_pool_map_triton(fprime, k: int, pool: str = "max", map_weight:
     v = torch.empty(n, cfg["C"], dtype=fprime.dtype, device=fprime.device) if v is None else v
     m = torch.empty(n, h, w, dtype=fprime.dtype, device=fprime.device) if m is None else m
     pool_map_kernel[cfg["grid"]](
-        fprime, cfg["C"], cfg["HW"], v, m,
-        K=k, BLOCK_K=cfg["BLOCK_K"], BLOCK_HW=cfg["BLOCK_HW"], BLOCK_C=cfg["BLOCK_C"],
-        POOL_MAX=pool == "max", SOFTMAX=map_weight == "softmax",
+        fprime,
+        cfg["C"],
+        cfg["HW"],
+        v,
+        m,
+        K=k,
+        BLOCK_K=cfg["BLOCK_K"],
+        BLOCK_HW=cfg["BLOCK_HW"],
+        BLOCK_C=cfg["BLOCK_C"],
+        POOL_MAX=pool == "max",
+        SOFTMAX=map_weight == "softmax",
     )
     return v, m

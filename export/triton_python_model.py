@@ -34,8 +34,10 @@ class TritonPythonModel:
         responses, start = [], 0
         for batch in batches:
             rows = slice(start, start + len(batch))
-            tensors = [pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[rows]))
-                       for name, out in zip(OUTPUTS, outputs)]
+            tensors = [
+                pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[rows]))
+                for name, out in zip(OUTPUTS, outputs)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += len(batch)
         return responses

@@ -55,34 +55,58 @@ ONNX_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TY
 
 def tensor_dims(model: onnx.ModelProto) -> tuple[list, list]:
     """[(name, Triton type, dims without the batch)] of the graph's inputs and outputs."""
+
     def dims(values):
-        return [(v.name, ONNX_TYPES[v.type.tensor_type.elem_type],
-                 [d.dim_value or -1 for d in v.type.tensor_type.shape.dim][1:]) for v in values]
+        return [
+            (
+                v.name,
+                ONNX_TYPES[v.type.tensor_type.elem_type],
+                [d.dim_value or -1 for d in v.type.tensor_type.shape.dim][1:],
+            )
+            for v in values
+        ]
 
     initializers = {i.name for i in model.graph.initializer}
     return dims([v for v in model.graph.input if v.name not in initializers]), dims(model.graph.output)
 
 
 def _tensors(kind: str, tensors: list) -> str:
-    body = ",\n".join(f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ] }}'
-                      for name, dtype, dims in tensors)
+    body = ",\n".join(
+        f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ] }}'
+        for name, dtype, dims in tensors
+    )
     return f"{kind} [\n{body}\n]"
 
 
 def _parameters(values: dict[str, str]) -> str:
-    return "\n".join(f"parameters {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(str(value), ensure_ascii=False)} }} }}"
-                     for key, value in sorted(values.items()))
+    return "\n".join(
+        f"parameters {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(str(value), ensure_ascii=False)} }} }}"
+        for key, value in sorted(values.items())
+    )
 
 
-def config_text(name: str, engine: str, inputs: list, outputs: list, max_batch: int, kind: str | None,
-                parameters: dict[str, str], extra: str = "") -> str:
+def config_text(
+    name: str,
+    engine: str,
+    inputs: list,
+    outputs: list,
+    max_batch: int,
+    kind: str | None,
+    parameters: dict[str, str],
+    extra: str = "",
+) -> str:
     """One complete ``config.pbtxt``. ``engine``: ``backend: "..."`` or ``platform: "..."``;
     ``kind`` None for an ensemble (it has no instances); dynamic batching when ``max_batch`` > 0."""
     parts = [
-        f'name: "{name}"', engine, f"max_batch_size: {max_batch}", _tensors("input", inputs), _tensors("output", outputs),
+        f'name: "{name}"',
+        engine,
+        f"max_batch_size: {max_batch}",
+        _tensors("input", inputs),
+        _tensors("output", outputs),
         f"dynamic_batching {{ max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US} }}" if max_batch else "",
         f"instance_group [ {{ count: {CPU_INSTANCES} kind: {kind} }} ]" if kind else "",
-        _parameters(parameters), extra,
+        _parameters(parameters),
+        extra,
     ]
     return "\n".join(part for part in parts if part) + "\n"
 
@@ -99,8 +123,9 @@ def _model_folder(repo: Path, name: str, files: dict[str, Path]) -> Path:
 def write_python_model(onnx_file: Path, repo: Path, max_batch: int) -> Path:
     """``wscnet_python``: ONNX Runtime on CPU inside the python backend."""
     model = onnx.load(str(onnx_file), load_external_data=False)
-    folder = _model_folder(repo, PYTHON_MODEL, {"model.onnx": onnx_file,
-                                                 "model.py": Path(__file__).with_name("triton_python_model.py")})
+    folder = _model_folder(
+        repo, PYTHON_MODEL, {"model.onnx": onnx_file, "model.py": Path(__file__).with_name("triton_python_model.py")}
+    )
     parameters = {**read_metadata(model), "intra_op_threads": str(PYTHON_THREADS)}
     text = config_text(PYTHON_MODEL, 'backend: "python"', *tensor_dims(model), max_batch, "KIND_CPU", parameters)
     atomic_write_text(folder / "config.pbtxt", text)
@@ -109,8 +134,10 @@ def write_python_model(onnx_file: Path, repo: Path, max_batch: int) -> Path:
 
 def tensorrt_accelerator() -> str:
     """ONNX Runtime's TensorRT execution provider in FP16 (Triton's ``optimization`` block)."""
-    return ('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
-            'parameters { key: "precision_mode" value: "FP16" } } ] } }')
+    return (
+        'optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt" '
+        'parameters { key: "precision_mode" value: "FP16" } } ] } }'
+    )
 
 
 def write_onnx_model(fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16: bool = False) -> Path:
@@ -122,8 +149,9 @@ def write_onnx_model(fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16:
         raise ValueError(f"{fp32_onnx}: the onnxruntime model must be the FP32 export")
     folder = _model_folder(repo, ONNX_MODEL, {"model.onnx": fp32_onnx})
     extra = tensorrt_accelerator() if tensorrt_fp16 else ""
-    text = config_text(ONNX_MODEL, 'backend: "onnxruntime"', *tensor_dims(model), max_batch, "KIND_GPU",
-                       read_metadata(model), extra)
+    text = config_text(
+        ONNX_MODEL, 'backend: "onnxruntime"', *tensor_dims(model), max_batch, "KIND_GPU", read_metadata(model), extra
+    )
     atomic_write_text(folder / "config.pbtxt", text)
     return folder
 
@@ -140,13 +168,19 @@ def write_tensorrt_model(engine: Path, fp32_onnx: Path, repo: Path, max_batch: i
     model = onnx.load(str(fp32_onnx), load_external_data=False)
     metadata = read_metadata(model)
     stored = sidecar.get("metadata", {})
-    differ = [key for key in ("class_names", "input_contract", "checkpoint_sha256") if stored.get(key) != metadata.get(key)]
+    differ = [
+        key for key in ("class_names", "input_contract", "checkpoint_sha256") if stored.get(key) != metadata.get(key)
+    ]
     if differ:
-        raise UserError(f"{engine}: built from another model ({', '.join(differ)} differ from {fp32_onnx.name}); "
-                        "rebuild it with --format engine or move it out of --out")
+        raise UserError(
+            f"{engine}: built from another model ({', '.join(differ)} differ from {fp32_onnx.name}); "
+            "rebuild it with --format engine or move it out of --out"
+        )
     if sidecar.get("plugins"):
-        raise UserError(f"{engine}: needs the TensorRT plugins {', '.join(sidecar['plugins'])}, which Triton "
-                        "would have to load; rebuild it without --trt-plugin")
+        raise UserError(
+            f"{engine}: needs the TensorRT plugins {', '.join(sidecar['plugins'])}, which Triton "
+            "would have to load; rebuild it without --trt-plugin"
+        )
     inputs, outputs = tensor_dims(model)
     io = sidecar["io"]
     batch = io["inputs"]["image"]["shape"][0]
@@ -175,7 +209,9 @@ def runtime_files() -> list[Path]:
             continue
         found.add(name)
         tree = ast.parse((root / f"{name}.py").read_text())
-        todo += [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
+        todo += [
+            node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        ]
     return [root / f"{name}.py" for name in sorted(found)]
 
 
@@ -200,24 +236,36 @@ def write_image_ensemble(onnx_file: Path, repo: Path, max_batch: int) -> list[Pa
     metadata = read_metadata(model)
     views = len(model_contract(model, str(onnx_file)).views)
     if views > max_batch:
-        raise UserError(f"--max-batch {max_batch} is below the {views} views a picture takes under the model's "
-                        "input contract (the ensemble sends them as one batch)")
+        raise UserError(
+            f"--max-batch {max_batch} is below the {views} views a picture takes under the model's "
+            "input contract (the ensemble sends them as one batch)"
+        )
     (image,), outputs = tensor_dims(model)
     out = {name: (dtype, dims) for name, dtype, dims in outputs}
     per_view = [(name, dtype, [views, *dims]) for name, dtype, dims in outputs]
-    answer = [("label_index", "TYPE_INT32", [1]), ("probabilities", *out["probs"]),
-              ("detection_probabilities", *out["det_scores"]), ("sentiment_map", out["sentiment_map"][0], out["sentiment_map"][1][1:])]
-    folders = [write_step_model(repo, PREPROCESS_MODEL, [IMAGE_INPUT], [(VIEWS, image[1], [views, *image[2]])], metadata),
-               write_step_model(repo, POSTPROCESS_MODEL, per_view, answer, metadata)]
+    answer = [
+        ("label_index", "TYPE_INT32", [1]),
+        ("probabilities", *out["probs"]),
+        ("detection_probabilities", *out["det_scores"]),
+        ("sentiment_map", out["sentiment_map"][0], out["sentiment_map"][1][1:]),
+    ]
+    folders = [
+        write_step_model(repo, PREPROCESS_MODEL, [IMAGE_INPUT], [(VIEWS, image[1], [views, *image[2]])], metadata),
+        write_step_model(repo, POSTPROCESS_MODEL, per_view, answer, metadata),
+    ]
     scheduling = [
         _ensemble_step(PREPROCESS_MODEL, {IMAGE_INPUT[0]: IMAGE_INPUT[0]}, {VIEWS: VIEWS}),
         _ensemble_step(PYTHON_MODEL, {image[0]: VIEWS}, {name: f"view_{name}" for name, _, _ in outputs}),
-        _ensemble_step(POSTPROCESS_MODEL, {name: f"view_{name}" for name, _, _ in outputs}, {n: n for n, _, _ in answer}),
+        _ensemble_step(
+            POSTPROCESS_MODEL, {name: f"view_{name}" for name, _, _ in outputs}, {n: n for n, _, _ in answer}
+        ),
     ]
     extra = "ensemble_scheduling { step [\n  " + ",\n  ".join(scheduling) + "\n] }"
     folder = _model_folder(repo, ENSEMBLE_MODEL, {})  # an ensemble has no files, but a version folder
-    atomic_write_text(folder / "config.pbtxt", config_text(ENSEMBLE_MODEL, 'platform: "ensemble"', [IMAGE_INPUT], answer,
-                                                           0, None, metadata, extra))
+    atomic_write_text(
+        folder / "config.pbtxt",
+        config_text(ENSEMBLE_MODEL, 'platform: "ensemble"', [IMAGE_INPUT], answer, 0, None, metadata, extra),
+    )
     return folders + [folder]
 
 
@@ -230,16 +278,22 @@ def write_step_model(repo: Path, name: str, inputs: list, outputs: list, metadat
     for source in runtime_files():
         shutil.copy2(source, folder / "1" / "runtime" / source.name)
     parameters = {**metadata, "step": name.removeprefix("wscnet_")}
-    atomic_write_text(folder / "config.pbtxt", config_text(name, 'backend: "python"', inputs, outputs, 0, "KIND_CPU", parameters))
+    atomic_write_text(
+        folder / "config.pbtxt", config_text(name, 'backend: "python"', inputs, outputs, 0, "KIND_CPU", parameters)
+    )
     return folder
 
 
-def write_triton_repository(fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16: bool = False,
-                            cpu_onnx: Path | None = None) -> list[Path]:
+def write_triton_repository(
+    fp32_onnx: Path, repo: Path, max_batch: int, tensorrt_fp16: bool = False, cpu_onnx: Path | None = None
+) -> list[Path]:
     """Every model into ``repo``; returns their config files. ``cpu_onnx``: the file the CPU models
     run (the INT8 export when there is one), the FP32 file otherwise."""
     cpu_onnx = cpu_onnx or fp32_onnx
-    folders = [write_python_model(cpu_onnx, repo, max_batch), write_onnx_model(fp32_onnx, repo, max_batch, tensorrt_fp16),
-               *write_image_ensemble(cpu_onnx, repo, max_batch),
-               *(write_tensorrt_model(engine, fp32_onnx, repo, max_batch) for engine in engines_beside(repo))]
+    folders = [
+        write_python_model(cpu_onnx, repo, max_batch),
+        write_onnx_model(fp32_onnx, repo, max_batch, tensorrt_fp16),
+        *write_image_ensemble(cpu_onnx, repo, max_batch),
+        *(write_tensorrt_model(engine, fp32_onnx, repo, max_batch) for engine in engines_beside(repo)),
+    ]
     return [folder / "config.pbtxt" for folder in folders]

@@ -29,8 +29,10 @@ def wheel_root() -> Path:
 
     spec = importlib.util.find_spec("pytriton")  # located, not imported: its Python API wants numpy < 2
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("tritonserver comes from the nvidia-pytriton wheel: "
-                        "pip install --no-deps -c constraints.txt nvidia-pytriton")
+        raise UserError(
+            "tritonserver comes from the nvidia-pytriton wheel: "
+            "pip install --no-deps -c constraints.txt nvidia-pytriton"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
 
 
@@ -56,8 +58,14 @@ def free_port() -> int:
 class LocalTritonServer:
     """``tritonserver`` serving ``repository`` on loopback HTTP and gRPC ports; a context manager."""
 
-    def __init__(self, repository: Path, models: tuple[str, ...] = (), http_port: int = 0, grpc_port: int = 0,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        models: tuple[str, ...] = (),
+        http_port: int = 0,
+        grpc_port: int = 0,
+        log: Path | None = None,
+    ) -> None:
         if not Path(repository).is_dir():
             raise UserError(f"{repository}: model repository not found")
         self.repository = Path(repository)
@@ -70,9 +78,14 @@ class LocalTritonServer:
 
     def command(self, backends: Path) -> list[str]:
         return [
-            str(wheel_root() / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-            f"--backend-directory={backends}", f"--http-address={LOOPBACK}", f"--http-port={self.http_port}",
-            f"--grpc-address={LOOPBACK}", f"--grpc-port={self.grpc_port}", "--allow-metrics=false",
+            str(wheel_root() / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            f"--http-address={LOOPBACK}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={LOOPBACK}",
+            f"--grpc-port={self.grpc_port}",
+            "--allow-metrics=false",
         ] + (["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)] if self.models else [])
 
     def environment(self) -> dict:
@@ -93,8 +106,13 @@ class LocalTritonServer:
         backends = backend_folder(Path(self._scratch.name))
         output = open(self.log, "wb") if self.log else subprocess.DEVNULL
         # a process group of its own: stop() ends the python-backend stubs too, even after a SIGKILL
-        self.process = subprocess.Popen(self.command(backends), stdout=output, stderr=subprocess.STDOUT,
-                                        env=self.environment(), start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(backends),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,
+        )
         self._wait_ready(timeout)
         return self
 
@@ -105,8 +123,10 @@ class LocalTritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                raise UserError(f"tritonserver exited with code {self.process.returncode} while starting"
-                                + (f"; see {self.log}" if self.log else ""))
+                raise UserError(
+                    f"tritonserver exited with code {self.process.returncode} while starting"
+                    + (f"; see {self.log}" if self.log else "")
+                )
             try:
                 with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/v2/health/ready", timeout=1):
                     return
@@ -148,16 +168,24 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("repository", type=Path)
-    parser.add_argument("--models", nargs="+", default=list(SERVED_ON_CPU), help="models to load (the wheel has only the python backend)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(SERVED_ON_CPU),
+        help="models to load (the wheel has only the python backend)",
+    )
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on SIGTERM too
     try:
         with LocalTritonServer(args.repository, tuple(args.models), args.http_port, args.grpc_port) as server:
-            print(f"serving {', '.join(args.models)} on {LOOPBACK}: gRPC port {server.grpc_port} "
-                  f"(triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]}), HTTP port {server.http_port}; "
-                  "Ctrl-C stops", flush=True)
+            print(
+                f"serving {', '.join(args.models)} on {LOOPBACK}: gRPC port {server.grpc_port} "
+                f"(triton://{LOOPBACK}:{server.grpc_port}/{args.models[0]}), HTTP port {server.http_port}; "
+                "Ctrl-C stops",
+                flush=True,
+            )
             server.process.wait()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -74,7 +74,10 @@ def plugin_mode(version: tuple[int, ...]) -> tuple[str, str]:
             f"TensorRT {shown} has Python plugins but not aot_impl (10.9+): a plugin here would need "
             "Python and torch at run time, so the fused node is built from its ONNX function body"
         )
-    return "inline", f"TensorRT {shown} has no tensorrt.plugin (10.6+): the fused node is built from its ONNX function body"
+    return (
+        "inline",
+        f"TensorRT {shown} has no tensorrt.plugin (10.6+): the fused node is built from its ONNX function body",
+    )
 
 
 def kernel_signature(dtype: str) -> dict[str, str]:
@@ -97,7 +100,11 @@ class CompiledKernel:
 
 @lru_cache(maxsize=32)
 def compile_ptx(
-    fprime_dims: tuple[int, int, int], k: int, pool: str, map_weight: str, dtype: str = "float32",
+    fprime_dims: tuple[int, int, int],
+    k: int,
+    pool: str,
+    map_weight: str,
+    dtype: str = "float32",
     capability: tuple[int, int] | None = None,
 ) -> CompiledKernel:
     """PTX of the kernel for F' of (kC, h, w) per image; ``capability`` None = the visible GPU's.
@@ -115,9 +122,16 @@ def compile_ptx(
     check_attributes(k, pool, map_weight, channels=kc)
     cfg = launch_config(1, kc, h, w, k)
     source = triton.compiler.ASTSource(
-        fn=pool_map_kernel, signature=kernel_signature(dtype),
-        constexprs={"K": int(k), "BLOCK_K": cfg["BLOCK_K"], "BLOCK_HW": cfg["BLOCK_HW"],
-                    "BLOCK_C": cfg["BLOCK_C"], "POOL_MAX": pool == "max", "SOFTMAX": map_weight == "softmax"},
+        fn=pool_map_kernel,
+        signature=kernel_signature(dtype),
+        constexprs={
+            "K": int(k),
+            "BLOCK_K": cfg["BLOCK_K"],
+            "BLOCK_HW": cfg["BLOCK_HW"],
+            "BLOCK_C": cfg["BLOCK_C"],
+            "POOL_MAX": pool == "max",
+            "SOFTMAX": map_weight == "softmax",
+        },
     )
     target = None if capability is None else GPUTarget("cuda", capability[0] * 10 + capability[1], 32)
     compiled = triton.compile(source, target=target)
@@ -179,8 +193,12 @@ def _define_aot(trtp) -> None:
 
     @trtp.aot_impl(PLUGIN_NAME)
     def _aot(
-        fprime: trtp.TensorDesc, k: int, pool: str, map_weight: str,
-        outputs: Tuple[trtp.TensorDesc], tactic: int,
+        fprime: trtp.TensorDesc,
+        k: int,
+        pool: str,
+        map_weight: str,
+        outputs: Tuple[trtp.TensorDesc],
+        tactic: int,
     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
         kernel = compile_ptx(_static_dims(fprime), int(k), pool, map_weight, _dtype_name(fprime.dtype), _aot_capability)
         if kernel not in _aot_compiled:

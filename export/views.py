@@ -104,17 +104,23 @@ def score_candidates(row_probs: dict[str, dict[str, np.ndarray]], truth: np.ndar
     """Accuracy of every candidate on every row, and their mean (``mean``)."""
     table = {}
     for views, combine in candidates():
-        rows = {row: float((combined_labels(probs, views, combine) == truth).mean())
-                for row, probs in row_probs.items()}
-        table[candidate_name(views, combine)] = {"views": list(views), "combine": combine, "rows": rows,
-                                                 "mean": float(np.mean(list(rows.values()))),
-                                                 "worst": float(min(rows.values()))}
+        rows = {
+            row: float((combined_labels(probs, views, combine) == truth).mean()) for row, probs in row_probs.items()
+        }
+        table[candidate_name(views, combine)] = {
+            "views": list(views),
+            "combine": combine,
+            "rows": rows,
+            "mean": float(np.mean(list(rows.values()))),
+            "worst": float(min(rows.values())),
+        }
     return table
 
 
 def decide(table: dict[str, dict], margin: float = MARGIN) -> dict:
     """The best single view, the best pair (by mean accuracy, then worst row; ties: earlier wins, so
     squash, whose map covers the whole frame, before crop before letterbox), and which the model keeps."""
+
     def rank(name: str) -> tuple[float, float]:
         return table[name]["mean"], table[name]["worst"]
 
@@ -124,11 +130,21 @@ def decide(table: dict[str, dict], margin: float = MARGIN) -> dict:
     worst_gain = table[best_pair]["worst"] - table[best_single]["worst"]
     two = gain > margin or worst_gain > margin
     chosen = best_pair if two else best_single
-    reason = (f"{best_pair} {_signed(gain)} mean accuracy and {_signed(worst_gain)} on the worst row over "
-              f"{best_single} ({'more' if two else 'not more'} than the margin {margin})")
-    return {"chosen": chosen, "views": table[chosen]["views"], "combine": table[chosen]["combine"],
-            "best_single": best_single, "best_pair": best_pair, "gain": round(gain, 4),
-            "worst_row_gain": round(worst_gain, 4), "margin": margin, "reason": reason}
+    reason = (
+        f"{best_pair} {_signed(gain)} mean accuracy and {_signed(worst_gain)} on the worst row over "
+        f"{best_single} ({'more' if two else 'not more'} than the margin {margin})"
+    )
+    return {
+        "chosen": chosen,
+        "views": table[chosen]["views"],
+        "combine": table[chosen]["combine"],
+        "best_single": best_single,
+        "best_pair": best_pair,
+        "gain": round(gain, 4),
+        "worst_row_gain": round(worst_gain, 4),
+        "margin": margin,
+        "reason": reason,
+    }
 
 
 def _signed(value: float) -> str:
@@ -142,10 +158,16 @@ def measure_views(model_path: Path, pictures: list[Path], truth: np.ndarray) -> 
     images = [_read(p) for p in pictures]
     with open_backend(model_path, device="cpu") as backend:
         picture_probs = view_probabilities(backend, images)["squash"]
-        row_probs = {f"{aspect} {kind}": view_probabilities(backend, [camera_frame(i, size, kind) for i in images])
-                     for aspect, size in ASPECTS.items() for kind in KINDS}
-    return {"images": len(images), "picture_accuracy": float((picture_probs.argmax(1) == truth).mean()),
-            "candidates": score_candidates(row_probs, truth)}
+        row_probs = {
+            f"{aspect} {kind}": view_probabilities(backend, [camera_frame(i, size, kind) for i in images])
+            for aspect, size in ASPECTS.items()
+            for kind in KINDS
+        }
+    return {
+        "images": len(images),
+        "picture_accuracy": float((picture_probs.argmax(1) == truth).mean()),
+        "candidates": score_candidates(row_probs, truth),
+    }
 
 
 def _read(path: Path) -> np.ndarray:
@@ -164,8 +186,14 @@ def held_out_pictures(source: dict, n: int) -> tuple[list[Path], np.ndarray, str
     from .images import spread
 
     root = Path(source["data"])
-    index = load_index(root, split="test", layout=source.get("layout"), fold=source.get("fold", 1),
-                       seed=source.get("split_seed", 0), csv_file=source.get("csv_file"))
+    index = load_index(
+        root,
+        split="test",
+        layout=source.get("layout"),
+        fold=source.get("fold", 1),
+        seed=source.get("split_seed", 0),
+        csv_file=source.get("csv_file"),
+    )
     samples = spread([s for s in index.samples if s.label >= 0], n)
     description = f"{root}, test split ({len(samples)} of {len(index.samples)} images)"
     return [s.path for s in samples], np.array([s.label for s in samples]), description
@@ -215,5 +243,7 @@ def _rounded(value):
 
 def summary_line(decision: dict) -> str:
     chosen = decision["candidates"][decision["chosen"]]
-    return (f"views: {decision['chosen']} (camera-frame accuracy {chosen['mean']:.3f}, pictures as they are "
-            f"{decision['picture_accuracy']:.3f}, {decision['images']} held-out images); {decision['reason']}")
+    return (
+        f"views: {decision['chosen']} (camera-frame accuracy {chosen['mean']:.3f}, pictures as they are "
+        f"{decision['picture_accuracy']:.3f}, {decision['images']} held-out images); {decision['reason']}"
+    )

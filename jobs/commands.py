@@ -32,8 +32,9 @@ def demo_summary(
 
 @app.command("gpu-acceptance")
 def gpu_acceptance(
-    out: Path = typer.Option(Path("gpu-acceptance"), "--out", envvar="OUT",
-                             help="Folder for gpu_acceptance.json and the bench results."),
+    out: Path = typer.Option(
+        Path("gpu-acceptance"), "--out", envvar="OUT", help="Folder for gpu_acceptance.json and the bench results."
+    ),
 ) -> None:
     """The GPU acceptance run for a lent machine: AMP training, the fused op's Triton kernel and its
     PTX, the torch-cuda bench rows. Without CUDA it says so in one line and exits 0."""

@@ -37,13 +37,32 @@ def run_demo(out: Path) -> None:
     _step("evaluate", "eval", str(run / "best.pt"), "--data", str(data), "--json", str(out / "eval.json"))
     samples = sorted((data / "images").glob("*/*.jpg"))[::40][:6]
     _step("predict", "predict", str(run / "best.pt"), *map(str, samples), "--out", str(out / "predict"))
-    _step("export FP32 + INT8", "export", str(run / "best.pt"), "--int8", "--out", str(export_dir),
-          "--parity-n", "120", "--overwrite")
+    _step(
+        "export FP32 + INT8",
+        "export",
+        str(run / "best.pt"),
+        "--int8",
+        "--out",
+        str(export_dir),
+        "--parity-n",
+        "120",
+        "--overwrite",
+    )
     video = out / "input.mp4"
     _write_demo_video(data, video)
-    _step("runtime on video", "webcam", "--model", str(export_dir / "model.int8.onnx"), "--source",
-          str(video), "--save", str(out / "overlay.mp4"), "--jsonl",
-          str(out / "frames.jsonl"), "--no-display")
+    _step(
+        "runtime on video",
+        "webcam",
+        "--model",
+        str(export_dir / "model.int8.onnx"),
+        "--source",
+        str(video),
+        "--save",
+        str(out / "overlay.mp4"),
+        "--jsonl",
+        str(out / "frames.jsonl"),
+        "--no-display",
+    )
     _print_demo_figures(out, export_dir)
 
 

@@ -46,8 +46,14 @@ def demo_figures(out: Path, export_dir: Path) -> dict:
         "test_accuracy": metrics["accuracy"],
         "test_accuracy_detection_branch": metrics["accuracy_detection_branch"],
         "detection": {k: metrics["detection"][k] for k in ("mae", "precision", "recall", "f")},
-        "parity": {name: {"top1_agreement": r["top1_agreement"], "map_correlation": r["map_correlation"],
-                          "passed": r["passed"]} for name, r in parity.items()},
+        "parity": {
+            name: {
+                "top1_agreement": r["top1_agreement"],
+                "map_correlation": r["map_correlation"],
+                "passed": r["passed"],
+            }
+            for name, r in parity.items()
+        },
         "video_frames": len(records),
         "video_mean_inference_ms": _mean([r["inference_ms"] for r in records if r.get("inference_ms") is not None]),
     }
@@ -59,15 +65,17 @@ def _mean(values: list[float]) -> float:
 
 def write_demo_summary(out: Path, export_dir: Path, clock: DemoClock = CLOCK) -> dict:
     """Write ``out/summary.json`` (figures, timings, machine) and return it."""
-    from wscnet.atomic import atomic_write_text
-
     from benchmarks.machine import cpu_model, library_versions
+    from wscnet.atomic import atomic_write_text
 
     summary = demo_figures(out, export_dir)
     summary["timings_s"] = {"total_wall": clock.total_s(), "steps_wall": dict(clock.steps)}
     summary["machine"] = {
-        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
-        "load_avg_1m_end": round(os.getloadavg()[0], 2), "versions": library_versions(),
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        "versions": library_versions(),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -82,13 +90,19 @@ def format_demo_summary(summary: dict, out: Path) -> list[str]:
         f"P {det['precision']:.3f}, R {det['recall']:.3f}, F {det['f']:.3f}",
     ]
     for name, r in summary["parity"].items():
-        lines.append(f"  {name}: top-1 agreement {r['top1_agreement'] * 100:.1f} %, map correlation "
-                     f"{r['map_correlation']:.4f}, {'PASS' if r['passed'] else 'FAIL'}")
-    lines.append(f"  runtime: {summary['video_frames']} frames, mean inference "
-                 f"{summary['video_mean_inference_ms']:.1f} ms/frame; overlay video {out / 'overlay.mp4'}")
+        lines.append(
+            f"  {name}: top-1 agreement {r['top1_agreement'] * 100:.1f} %, map correlation "
+            f"{r['map_correlation']:.4f}, {'PASS' if r['passed'] else 'FAIL'}"
+        )
+    lines.append(
+        f"  runtime: {summary['video_frames']} frames, mean inference "
+        f"{summary['video_mean_inference_ms']:.1f} ms/frame; overlay video {out / 'overlay.mp4'}"
+    )
     steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings["steps_wall"].items())
-    lines.append(f"  wall time {timings['total_wall']:.0f} s ({steps}) on {summary['machine']['cpu']}, "
-                 f"{summary['machine']['logical_cores']} logical cores")
+    lines.append(
+        f"  wall time {timings['total_wall']:.0f} s ({steps}) on {summary['machine']['cpu']}, "
+        f"{summary['machine']['logical_cores']} logical cores"
+    )
     lines.append(f"  all figures: {out / 'summary.json'}")
     return lines
 

@@ -111,8 +111,9 @@ def gpu_section(report: Report) -> None:
     for index, (name, capability, memory_mib, _driver) in enumerate(rows):
         major, _, minor = capability.partition(".")
         report.gpu_capabilities.append((int(major), int(minor or 0)))
-        report.add(f"gpu {index}", "info",
-                   f"{name}, compute capability {capability}, {float(memory_mib) / 1024:.0f} GiB")
+        report.add(
+            f"gpu {index}", "info", f"{name}, compute capability {capability}, {float(memory_mib) / 1024:.0f} GiB"
+        )
 
 
 def export_side_section(report: Report) -> None:
@@ -137,8 +138,13 @@ def backends_section(report: Report) -> None:
 SECTIONS: list[Section] = [versions_section, gpu_section, export_side_section, camera_report, backends_section]
 
 
-def run_doctor(requested: list[str] | None = None, smoke: bool = True, echo=print, model: Path | None = None,
-               sections: list[Section] | None = None) -> Report:
+def run_doctor(
+    requested: list[str] | None = None,
+    smoke: bool = True,
+    echo=print,
+    model: Path | None = None,
+    sections: list[Section] | None = None,
+) -> Report:
     """Run every section, echoing each line as soon as it is known (a smoke test takes a while)."""
     report = Report(DoctorOptions(requested, smoke, model))
     shown = 0
@@ -151,18 +157,25 @@ def run_doctor(requested: list[str] | None = None, smoke: bool = True, echo=prin
 
 
 def doctor(
-    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated back-ends to check, as bench "
-                                           "names them or as webcam --device does (openvino, cuda, tensorrt); "
-                                           "any that cannot run here or fails gives exit code 3 (default: every "
-                                           "back-end, unavailable ones listed as skipped)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Smoke-test the runtime back-ends on this ONNX "
-                                         "model (default: a tiny model built on the spot, which needs torch)."),
+    backends: Optional[str] = typer.Option(
+        None,
+        "--backends",
+        help="Comma-separated back-ends to check, as bench "
+        "names them or as webcam --device does (openvino, cuda, tensorrt); "
+        "any that cannot run here or fails gives exit code 3 (default: every "
+        "back-end, unavailable ones listed as skipped).",
+    ),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        help="Smoke-test the runtime back-ends on this ONNX "
+        "model (default: a tiny model built on the spot, which needs torch).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Versions, devices and availability only."),
 ) -> None:
     """What this machine can run: versions, GPUs, TensorRT plugin support, a smoke test per back-end."""
     from benchmarks.engines import canonical_backend
-
     from runtime.errors import RuntimeUserError
     from runtime.validate import check_runtime_model
 
@@ -170,10 +183,14 @@ def doctor(
         check_runtime_model(model)
         if not model.is_file():
             raise RuntimeUserError(f"{model}: --model file not found")
-    requested = list(dict.fromkeys(canonical_backend(b.strip()) for b in backends.split(",") if b.strip())) \
-        if backends else None
-    report = run_doctor(requested, smoke=not no_smoke, model=model,
-                        echo=(lambda line: None) if json_out else typer.echo)
+    requested = (
+        list(dict.fromkeys(canonical_backend(b.strip()) for b in backends.split(",") if b.strip()))
+        if backends
+        else None
+    )
+    report = run_doctor(
+        requested, smoke=not no_smoke, model=model, echo=(lambda line: None) if json_out else typer.echo
+    )
     if json_out:
         typer.echo(report.to_json())
     if report.failed_requests:

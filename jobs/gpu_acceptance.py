@@ -22,8 +22,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_ARGS = ["resnet18@224", "resnet101@448", "--backends", "torch-cuda", "--batch", "1,8",
-              "--warmup", "5", "--duration", "3", "--agreement-images", "16"]
+BENCH_ARGS = [
+    "resnet18@224",
+    "resnet101@448",
+    "--backends",
+    "torch-cuda",
+    "--batch",
+    "1,8",
+    "--warmup",
+    "5",
+    "--duration",
+    "3",
+    "--agreement-images",
+    "16",
+]
 
 
 def cuda_reason() -> str | None:
@@ -84,9 +96,15 @@ def amp_step(arch: str = "resnet101", size: int = 448, batch: int = 8) -> dict:
         losses.append(float(loss.detach()))
 
     ms = _cuda_ms(step, repeats=10)
-    return {"arch": arch, "size": size, "batch": batch, "step_ms": round(ms, 2),
-            "images_per_s": round(batch / ms * 1000, 1), "losses_finite": all(math.isfinite(v) for v in losses),
-            "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "arch": arch,
+        "size": size,
+        "batch": batch,
+        "step_ms": round(ms, 2),
+        "images_per_s": round(batch / ms * 1000, 1),
+        "losses_finite": all(math.isfinite(v) for v in losses),
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 def train_command(out: Path) -> dict:
@@ -94,10 +112,35 @@ def train_command(out: Path) -> dict:
     data, run = out / "synth", out / "train"
     started = time.perf_counter()
     _cli(["synth", str(data), "--n-per-class", "24", "--size", "160"], 300)
-    result = _cli(["train", "--data", str(data), "--out", str(run), "--arch", "resnet18", "--img-size", "160",
-                   "--epochs", "1", "--batch-size", "32", "--device", "cuda", "--amp", "--workers", "4"], 300)
-    return {"returncode": result.returncode, "seconds": round(time.perf_counter() - started, 1),
-            "checkpoint": (run / "best.pt").is_file(), "stderr_tail": result.stderr[-600:]}
+    result = _cli(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--arch",
+            "resnet18",
+            "--img-size",
+            "160",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cuda",
+            "--amp",
+            "--workers",
+            "4",
+        ],
+        300,
+    )
+    return {
+        "returncode": result.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "checkpoint": (run / "best.pt").is_file(),
+        "stderr_tail": result.stderr[-600:],
+    }
 
 
 def kernel_checks() -> dict:
@@ -113,12 +156,17 @@ def kernel_checks() -> dict:
             f = (torch.randn(*shape, device="cuda") * 3).to(dtype)
             v, m = cross_spatial_pool_map_triton(f, k, "max", "softmax")
             rv, rm = cross_spatial_pool_map(f.float(), k, "max", "softmax")
-            rows.append({
-                "shape": list(shape), "k": k, "dtype": str(dtype).split(".")[-1],
-                "v_max_abs": float((v.float() - rv).abs().max()), "m_max_abs": float((m.float() - rm).abs().max()),
-                "triton_ms": round(_cuda_ms(lambda: cross_spatial_pool_map_triton(f, k, "max", "softmax")), 4),
-                "torch_ms": round(_cuda_ms(lambda: cross_spatial_pool_map(f, k, "max", "softmax")), 4),
-            })
+            rows.append(
+                {
+                    "shape": list(shape),
+                    "k": k,
+                    "dtype": str(dtype).split(".")[-1],
+                    "v_max_abs": float((v.float() - rv).abs().max()),
+                    "m_max_abs": float((m.float() - rm).abs().max()),
+                    "triton_ms": round(_cuda_ms(lambda: cross_spatial_pool_map_triton(f, k, "max", "softmax")), 4),
+                    "torch_ms": round(_cuda_ms(lambda: cross_spatial_pool_map(f, k, "max", "softmax")), 4),
+                }
+            )
     return {"rows": rows, "all_close": all(r["v_max_abs"] < 2e-2 and r["m_max_abs"] < 2e-1 for r in rows)}
 
 
@@ -146,18 +194,30 @@ def aot_ptx_checks(out: Path) -> dict:
     """The AOT kernel's PTX launched by CuPy: with TensorRT's five arguments and with all seven."""
     results = {}
     for n_args in (5, 7):
-        run = subprocess.run([sys.executable, "-c", AOT_CHILD, str(n_args), str(out / f"aot_{n_args}.ptx")],
-                             cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
+        run = subprocess.run(
+            [sys.executable, "-c", AOT_CHILD, str(n_args), str(out / f"aot_{n_args}.ptx")],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         lines = run.stdout.strip().splitlines()
-        results[f"{n_args}_args"] = json.loads(lines[-1]) if run.returncode == 0 and lines else {
-            "returncode": run.returncode, "stderr_tail": run.stderr[-600:]}
+        results[f"{n_args}_args"] = (
+            json.loads(lines[-1])
+            if run.returncode == 0 and lines
+            else {"returncode": run.returncode, "stderr_tail": run.stderr[-600:]}
+        )
     return results
 
 
 def bench_rows(out: Path) -> dict:
     result = _cli(["bench", *BENCH_ARGS, "--out", str(out / "bench")], 360)
     table = out / "bench" / "bench.md"
-    return {"returncode": result.returncode, "markdown": table.read_text() if table.is_file() else result.stderr[-1500:]}
+    return {
+        "returncode": result.returncode,
+        "markdown": table.read_text() if table.is_file() else result.stderr[-1500:],
+    }
 
 
 def _env() -> dict:
@@ -165,8 +225,9 @@ def _env() -> dict:
 
 
 def _cli(args: list[str], timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "cli.py", *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 STEPS = (  # name, function of the output folder; each step's failure is recorded, the run goes on
@@ -185,8 +246,12 @@ def run(out: Path) -> dict:
         return {"skipped": reason}
     import torch
 
-    report: dict = {"gpu": torch.cuda.get_device_name(0), "capability": list(torch.cuda.get_device_capability(0)),
-                    "torch": torch.__version__, "cuda": torch.version.cuda}
+    report: dict = {
+        "gpu": torch.cuda.get_device_name(0),
+        "capability": list(torch.cuda.get_device_capability(0)),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
     for name, step in STEPS:
         started = time.perf_counter()
         try:

@@ -6,8 +6,13 @@ The public API (``from runtime import Model``) is imported on first use, so ``cl
 import importlib
 
 __all__ = ["Controls", "Model", "Pipeline", "PipelineOptions", "Prediction"]
-_HOMES = {"Model": "api", "Prediction": "model", "Controls": "controls", "Pipeline": "pipeline",
-          "PipelineOptions": "pipeline"}
+_HOMES = {
+    "Model": "api",
+    "Prediction": "model",
+    "Controls": "controls",
+    "Pipeline": "pipeline",
+    "PipelineOptions": "pipeline",
+}
 
 
 def __getattr__(name: str):

@@ -41,8 +41,16 @@ def camera_report(report) -> None:
 def gstreamer_items() -> list[Item]:
     version = gstreamer_version()
     if version is None:
-        return [("gstreamer", "skipped", ("gst-launch-1.0 not found: csi://, v4l2://, gst:// and --decoder cpu/nvdec "
-                                          "need gstreamer1.0-tools and its plugins"))]
+        return [
+            (
+                "gstreamer",
+                "skipped",
+                (
+                    "gst-launch-1.0 not found: csi://, v4l2://, gst:// and --decoder cpu/nvdec "
+                    "need gstreamer1.0-tools and its plugins"
+                ),
+            )
+        ]
     items = [("gstreamer", "ok", version)]
     for element, use in ELEMENTS.items():
         found = element_exists(element)
@@ -60,8 +68,13 @@ def device_items(dev: Path = Path("/dev")) -> list[Item]:
     items = []
     for device in devices:
         if has_ctl:
-            result = subprocess.run(["v4l2-ctl", "-d", str(device), "--list-formats-ext"], check=False,
-                                    capture_output=True, text=True, timeout=10)
+            result = subprocess.run(
+                ["v4l2-ctl", "-d", str(device), "--list-formats-ext"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             detail = summarise_formats(result.stdout) if result.returncode == 0 else result.stderr.strip()[:120]
         else:
             detail = f"{sysfs_name(device)}; formats: install v4l-utils (v4l2-ctl --list-formats-ext)"

@@ -72,8 +72,9 @@ class InputContract:
 
     def with_views(self, views: tuple[str, ...], combine: str = "mean") -> "InputContract":
         """This contract with ``views`` (the first one's map is the map), combined by ``combine``."""
-        return replace(self, geometry=views[0], extra_views=tuple(views[1:]),
-                       combine=combine if len(views) > 1 else "mean")
+        return replace(
+            self, geometry=views[0], extra_views=tuple(views[1:]), combine=combine if len(views) > 1 else "mean"
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -103,8 +104,10 @@ class InputContract:
 
     def describe(self) -> str:
         combined = f" ({self.combine.replace('_', ' ')})" if len(self.views) > 1 else ""
-        return (f"{' + '.join(self.views)}{combined} to {self.input_size}x{self.input_size}, "
-                f"{self.interpolation}, {self.color}")
+        return (
+            f"{' + '.join(self.views)}{combined} to {self.input_size}x{self.input_size}, "
+            f"{self.interpolation}, {self.color}"
+        )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -39,9 +39,15 @@ class EventOptions:
 
 def event_options(values: dict) -> EventOptions:
     """``runtime.config`` values (flags or TOML) → EventOptions; one error line for a bad value."""
-    return EventOptions(label_events=values["label_events"], hold_s=values["event_hold"],
-                        min_score=values["event_min_score"], every_s=values["event_every"],
-                        mqtt=_mqtt(values), webhooks=_webhooks(values), clips=_clips(values))
+    return EventOptions(
+        label_events=values["label_events"],
+        hold_s=values["event_hold"],
+        min_score=values["event_min_score"],
+        every_s=values["event_every"],
+        mqtt=_mqtt(values),
+        webhooks=_webhooks(values),
+        clips=_clips(values),
+    )
 
 
 def _mqtt(values: dict) -> MqttSettings | None:
@@ -52,16 +58,22 @@ def _mqtt(values: dict) -> MqttSettings | None:
     prefix = values["mqtt_prefix"].strip("/")
     if not prefix or any(c in prefix for c in "+#"):
         raise RuntimeUserError(f"--mqtt-prefix {values['mqtt_prefix']!r}: a topic prefix without + or #")
-    return MqttSettings(host, port, prefix, values["mqtt_username"], password, tls, values["mqtt_ca"],
-                        values["mqtt_queue"])
+    return MqttSettings(
+        host, port, prefix, values["mqtt_username"], password, tls, values["mqtt_ca"], values["mqtt_queue"]
+    )
 
 
 def _webhooks(values: dict) -> WebhookSettings | None:
     if not values["webhook"]:
         return None
     secret = values["webhook_secret"] or os.environ.get("WSCNET_WEBHOOK_SECRET")
-    return WebhookSettings(tuple(check_url(u) for u in values["webhook"]), secret, values["webhook_timeout"],
-                           values["webhook_retries"], values["webhook_queue"])
+    return WebhookSettings(
+        tuple(check_url(u) for u in values["webhook"]),
+        secret,
+        values["webhook_timeout"],
+        values["webhook_retries"],
+        values["webhook_queue"],
+    )
 
 
 def _clips(values: dict) -> ClipSettings | None:
@@ -71,8 +83,9 @@ def _clips(values: dict) -> ClipSettings | None:
     labels = None if names == [ALL_LABELS] else tuple(names)
     if not names:
         raise RuntimeUserError("--clip-on: name the labels to clip (e.g. joy,fear) or all")
-    return ClipSettings(Path(values["clip_dir"]), labels, values["clip_pre"], values["clip_post"],
-                        parse_size(values["clip_memory"]))
+    return ClipSettings(
+        Path(values["clip_dir"]), labels, values["clip_pre"], values["clip_post"], parse_size(values["clip_memory"])
+    )
 
 
 def attach_event_outputs(pipeline, options: EventOptions, budget=None) -> list:
@@ -112,5 +125,6 @@ def _stream_sinks(pipeline, stream, options: EventOptions, classes: list[str], b
 def _check_clip_labels(clips: ClipSettings | None, classes: list[str]) -> None:
     unknown = [label for label in (clips.labels or ()) if label not in classes] if clips else []
     if unknown:
-        raise RuntimeUserError(f"--clip-on: {', '.join(unknown)} not a class of the model; classes: "
-                               f"{', '.join(classes)} (or all)")
+        raise RuntimeUserError(
+            f"--clip-on: {', '.join(unknown)} not a class of the model; classes: {', '.join(classes)} (or all)"
+        )

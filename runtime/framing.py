@@ -64,8 +64,15 @@ class Framing:
         on_frame[fy : fy + fh, fx : fx + fw] = shown
         return on_frame
 
-    def draw(self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None, geometry: Geometry,
-             opacity: float = 0.45, readout: str = "") -> np.ndarray:
+    def draw(
+        self,
+        frame: np.ndarray,
+        probs: np.ndarray,
+        sentiment_map: np.ndarray | None,
+        geometry: Geometry,
+        opacity: float = 0.45,
+        readout: str = "",
+    ) -> np.ndarray:
         """The overlay, in place: map (unless None or opacity 0), top-3 bars, readout."""
         opacity = min(max(float(opacity), 0.0), 1.0)
         overlay = Overlay(self.class_names, opacity, colours=self._colours)

@@ -57,19 +57,36 @@ SINK = "wscnet_frames"  # the name of the fdsink whose negotiated caps give the 
 START_TIMEOUT_S = 20.0  # a CSI camera or an RTSP handshake takes seconds
 STALL_TIMEOUT_S = 10.0  # a live pipeline silent this long is lost
 STOP_POLL_S = 0.5  # how often a blocked read looks at the pipeline's stop flag
-LIVE_ELEMENTS = ("nvarguscamerasrc", "nvv4l2camerasrc", "v4l2src", "libcamerasrc", "rtspsrc", "udpsrc",
-                 "tcpclientsrc", "souphttpsrc", "srtsrc", "ximagesrc")
+LIVE_ELEMENTS = (
+    "nvarguscamerasrc",
+    "nvv4l2camerasrc",
+    "v4l2src",
+    "libcamerasrc",
+    "rtspsrc",
+    "udpsrc",
+    "tcpclientsrc",
+    "souphttpsrc",
+    "srtsrc",
+    "ximagesrc",
+)
 LEAKY_QUEUE = "queue max-size-buffers=1 leaky=downstream"  # a live source's newest frame wins
 JETPACK = "NVIDIA JetPack, on a Jetson only"
 # where a missing element comes from, for the error line
 ELEMENT_PACKAGES = {
-    "nvarguscamerasrc": JETPACK, "nvvidconv": JETPACK,
-    "nvv4l2decoder": JETPACK, "avdec_h264": "gstreamer1.0-libav",
-    "avdec_h265": "gstreamer1.0-libav", "h264parse": "gstreamer1.0-plugins-bad",
-    "h265parse": "gstreamer1.0-plugins-bad", "x264enc": "gstreamer1.0-plugins-ugly",
-    "v4l2src": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
-    "rtspsrc": "gstreamer1.0-plugins-good", "qtdemux": "gstreamer1.0-plugins-good",
-    "matroskademux": "gstreamer1.0-plugins-good", "avidemux": "gstreamer1.0-plugins-good",
+    "nvarguscamerasrc": JETPACK,
+    "nvvidconv": JETPACK,
+    "nvv4l2decoder": JETPACK,
+    "avdec_h264": "gstreamer1.0-libav",
+    "avdec_h265": "gstreamer1.0-libav",
+    "h264parse": "gstreamer1.0-plugins-bad",
+    "h265parse": "gstreamer1.0-plugins-bad",
+    "x264enc": "gstreamer1.0-plugins-ugly",
+    "v4l2src": "gstreamer1.0-plugins-good",
+    "jpegdec": "gstreamer1.0-plugins-good",
+    "rtspsrc": "gstreamer1.0-plugins-good",
+    "qtdemux": "gstreamer1.0-plugins-good",
+    "matroskademux": "gstreamer1.0-plugins-good",
+    "avidemux": "gstreamer1.0-plugins-good",
     "videoconvert": "gstreamer1.0-plugins-base",
 }
 CAPS_LINE = re.compile(rf"{SINK}\.GstPad:sink: caps = (.*)$")
@@ -117,8 +134,10 @@ def pipeline_elements(pipeline: str) -> list[str]:
 def require_elements(spec: str, pipeline: str) -> None:
     """One line naming the first element this machine lacks (and the package that brings it)."""
     if shutil.which(LAUNCH) is None:
-        raise RuntimeUserError(f"{spec}: GStreamer is not installed ({LAUNCH} not found; apt install "
-                               "gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)")
+        raise RuntimeUserError(
+            f"{spec}: GStreamer is not installed ({LAUNCH} not found; apt install "
+            "gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)"
+        )
     for name in pipeline_elements(pipeline):
         if not element_exists(name):
             raise RuntimeUserError(f"{spec}: {not_installed(name)}")
@@ -138,24 +157,30 @@ def launch_failure(lines: list[str], returncode: int | None) -> LaunchFailed:
         return LaunchFailed(not_installed(missing[1]), permanent=True)
     for line in lines:
         if "erroneous pipeline" in line:
-            return LaunchFailed("GStreamer cannot build the pipeline: " + line.split("erroneous pipeline:", 1)[1].strip(),
-                                permanent=True)
+            return LaunchFailed(
+                "GStreamer cannot build the pipeline: " + line.split("erroneous pipeline:", 1)[1].strip(),
+                permanent=True,
+            )
     errors = [(i, m) for i, m in enumerate(map(ELEMENT_ERROR.search, lines)) if m]
     if any("not-linked" in line for line in lines):
-        return LaunchFailed("the stream's format does not fit the pipeline (not-linked"
-                            + (f" after {errors[0][1][1]}" if errors else "") + "; an H.265 stream needs #codec=h265)",
-                            permanent=True)
+        return LaunchFailed(
+            "the stream's format does not fit the pipeline (not-linked"
+            + (f" after {errors[0][1][1]}" if errors else "")
+            + "; an H.265 stream needs #codec=h265)",
+            permanent=True,
+        )
     if errors:
         index, error = errors[0]
-        return LaunchFailed(f"GStreamer element {error[1]}: {error[2].strip()}{_debug_detail(lines, index)}",
-                            permanent=False)
+        return LaunchFailed(
+            f"GStreamer element {error[1]}: {error[2].strip()}{_debug_detail(lines, index)}", permanent=False
+        )
     last = next((line for line in reversed(lines) if line.strip()), f"exit code {returncode}")
     return LaunchFailed(f"GStreamer pipeline failed: {last.strip()}", permanent=False)
 
 
 def _debug_detail(lines: list[str], error_index: int) -> str:
     """The plain-words line of gst-launch's "Additional debug info" after an ERROR (``No such file …``)."""
-    following = lines[error_index + 1:error_index + 4]
+    following = lines[error_index + 1 : error_index + 4]
     if len(following) == 3 and following[0].startswith("Additional debug info") and following[2].strip():
         return f" ({following[2].strip()})"
     return ""
@@ -192,8 +217,14 @@ class GstProcess:
         self.command(0)  # an unreadable pipeline fails before anything starts
         read_fd, write_fd = os.pipe()
         try:
-            self.proc = subprocess.Popen(self.command(write_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(write_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
         except OSError as exc:
             os.close(read_fd)
             raise LaunchFailed(f"cannot run {LAUNCH}: {exc.strerror or exc}", permanent=True) from None
@@ -208,8 +239,10 @@ class GstProcess:
             raise failure
         if self.caps.format not in SINK_FORMATS:
             self.stop()
-            raise LaunchFailed(f"GStreamer negotiated {self.caps.format or 'no'} format, not one of "
-                               f"{', '.join(SINK_FORMATS)}", permanent=True)
+            raise LaunchFailed(
+                f"GStreamer negotiated {self.caps.format or 'no'} format, not one of {', '.join(SINK_FORMATS)}",
+                permanent=True,
+            )
         self.layout = FrameLayout(self.caps.format, self.caps.width, self.caps.height, self.caps.colorimetry)
         _widen_pipe(read_fd, self.layout.nbytes)
         return self.caps
@@ -310,7 +343,7 @@ def _widen_pipe(fd: int, frame_bytes: int) -> None:
 # ---- which source a spec gets ----------------------------------------------------------------------
 def local_path(spec: str) -> str:
     """``file:///a/b.mp4`` -> ``/a/b.mp4``; anything else unchanged."""
-    return spec[len("file://"):] if spec[:7].lower() == "file://" else spec
+    return spec[len("file://") :] if spec[:7].lower() == "file://" else spec
 
 
 @dataclass(frozen=True)
@@ -389,9 +422,11 @@ def _file_plan(path: Path, decoder: str) -> GstPlan | None:
     if codec is None:
         if decoder == "auto":
             return None
-        raise RuntimeUserError(f"{path}: --decoder {decoder} decodes H.264/H.265 in .mp4/.mov/.mkv/.webm/.avi or "
-                               f"bare .h264/.h265 files; this is {fourcc or 'an unknown codec'} in "
-                               f"{path.suffix or 'a file without suffix'} (--decoder opencv reads it)")
+        raise RuntimeUserError(
+            f"{path}: --decoder {decoder} decodes H.264/H.265 in .mp4/.mov/.mkv/.webm/.avi or "
+            f"bare .h264/.h265 files; this is {fourcc or 'an unknown codec'} in "
+            f"{path.suffix or 'a file without suffix'} (--decoder opencv reads it)"
+        )
     chosen = resolve_decoder(decoder, codec)
     if chosen is None:
         return None

@@ -44,8 +44,15 @@ def _round_up_4(value: int) -> int:
 
 
 # colorimetry names GStreamer prints -> (full range, matrix number as in RANGE:MATRIX:…)
-NAMED_COLORIMETRY = {"bt601": (False, 4), "bt709": (False, 3), "smpte240m": (False, 5), "bt2020": (False, 6),
-                     "bt2020-10": (False, 6), "bt2100-pq": (False, 6), "bt2100-hlg": (False, 6)}
+NAMED_COLORIMETRY = {
+    "bt601": (False, 4),
+    "bt709": (False, 3),
+    "smpte240m": (False, 5),
+    "bt2020": (False, 6),
+    "bt2020-10": (False, 6),
+    "bt2100-pq": (False, 6),
+    "bt2100-hlg": (False, 6),
+}
 MATRIX_KR_KB = {3: (0.2126, 0.0722), 4: (0.299, 0.114), 5: (0.212, 0.087), 6: (0.2627, 0.0593)}
 
 
@@ -66,8 +73,9 @@ def yuv_to_bgr_matrix(full_range: bool, matrix: int) -> np.ndarray:
     kg = 1.0 - kr - kb
     luma, chroma, black = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
     rows = [(2 * (1 - kb), 0.0), (-2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg), (0.0, 2 * (1 - kr))]
-    return np.array([[luma, u * chroma, v * chroma, -black * luma - 128 * (u + v) * chroma] for u, v in rows],
-                    np.float32)
+    return np.array(
+        [[luma, u * chroma, v * chroma, -black * luma - 128 * (u + v) * chroma] for u, v in rows], np.float32
+    )
 
 
 @dataclass
@@ -94,7 +102,11 @@ class FrameLayout:
         w, h = self.width, self.height
         if self.format == "BGR":
             rows = data.reshape(h, -1)
-            return rows.reshape(h, w, 3) if rows.shape[1] == w * 3 else np.ascontiguousarray(rows[:, :w * 3]).reshape(h, w, 3)
+            return (
+                rows.reshape(h, w, 3)
+                if rows.shape[1] == w * 3
+                else np.ascontiguousarray(rows[:, : w * 3]).reshape(h, w, 3)
+            )
         if self.format == "BGRx":
             return cv2.cvtColor(data.reshape(h, w, 4), cv2.COLOR_BGRA2BGR)
         full_range, matrix = yuv_kind(self.colorimetry, h)
@@ -113,9 +125,11 @@ class FrameLayout:
         chroma_stride = _round_up_4(chroma_w)
         u_start = luma_stride * (h + h % 2)
         v_start = u_start + chroma_stride * chroma_h
-        luma = data[:luma_stride * h].reshape(h, luma_stride)[:, :w]
-        u, v = (data[start:start + chroma_stride * chroma_h].reshape(chroma_h, chroma_stride)[:, :chroma_w]
-                for start in (u_start, v_start))
+        luma = data[: luma_stride * h].reshape(h, luma_stride)[:, :w]
+        u, v = (
+            data[start : start + chroma_stride * chroma_h].reshape(chroma_h, chroma_stride)[:, :chroma_w]
+            for start in (u_start, v_start)
+        )
         return luma, u, v
 
 

@@ -38,7 +38,9 @@ class ModelMetadata:
         """One line when ``geometry`` overrides the contract, naming what the model was trained with."""
         if geometry is None or (geometry,) == self.contract.views:
             return None
-        trained = " + ".join(self.contract.views) + ("" if self.contract_recorded else " (fallback: no contract recorded)")
+        trained = " + ".join(self.contract.views) + (
+            "" if self.contract_recorded else " (fallback: no contract recorded)"
+        )
         return f"note: --resize {geometry} overrides the model's input contract; it was trained with {trained}"
 
     @property
@@ -60,9 +62,14 @@ class ModelMetadata:
         if decision is None:
             return info if self.contract_recorded else {**info, "decided_by": "fallback"}
         chosen = decision.get("candidates", {}).get(decision.get("chosen"), {})
-        return {**info, "decided_by": "measurement at export", "reason": decision.get("reason"),
-                "camera_frame_accuracy": chosen.get("mean"), "picture_accuracy": decision.get("picture_accuracy"),
-                "images": decision.get("images")}
+        return {
+            **info,
+            "decided_by": "measurement at export",
+            "reason": decision.get("reason"),
+            "camera_frame_accuracy": chosen.get("mean"),
+            "picture_accuracy": decision.get("picture_accuracy"),
+            "images": decision.get("images"),
+        }
 
     @property
     def num_classes(self) -> int:

@@ -64,16 +64,18 @@ class Prediction:
     def to_dict(self) -> dict:
         """The JSONL record ``webcam --jsonl`` writes for this frame."""
         record = {} if self.stream is None else {"stream": self.stream}
-        record.update({
-            "index": self.index,
-            "timestamp": None if self.timestamp is None else round(self.timestamp, 4),
-            "time": utc_iso(self.wall),
-            "inferred": self.inferred,
-            "label": self.label,
-            "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names, self.probs)},
-            "inference_ms": _rounded(self.timings.get("inference_ms")),
-            "end_to_end_ms": _rounded(self.timings.get("end_to_end_ms")),
-        })
+        record.update(
+            {
+                "index": self.index,
+                "timestamp": None if self.timestamp is None else round(self.timestamp, 4),
+                "time": utc_iso(self.wall),
+                "inferred": self.inferred,
+                "label": self.label,
+                "probabilities": {name: round(float(p), 6) for name, p in zip(self.class_names, self.probs)},
+                "inference_ms": _rounded(self.timings.get("inference_ms")),
+                "end_to_end_ms": _rounded(self.timings.get("end_to_end_ms")),
+            }
+        )
         return record
 
     def plot(self, frame: np.ndarray, opacity: float = 0.45, readout: str = "") -> np.ndarray:
@@ -89,8 +91,15 @@ class Model:
     """An exported WSCNet model ready for frames, pre-processed by the model's own input contract
     (``resize``: a geometry — squash, crop, letterbox — that overrides it)."""
 
-    def __init__(self, path: str | Path, device: str = "auto", *, threads: int = 0, resize: str | None = None,
-                 precision: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        *,
+        threads: int = 0,
+        resize: str | None = None,
+        precision: str | None = None,
+    ) -> None:
         backend = open_backend(path, device=device, threads=threads, precision=precision)
         self.path = path
         self.open_options = {"device": device, "threads": threads, "resize": resize, "precision": precision}
@@ -165,8 +174,14 @@ class Model:
         outputs = self.backend.infer(batch[: n * self.framing.per_frame])
         infer_ms = (time.perf_counter() - start) * 1000.0
         return [
-            Prediction(self.class_names, *self.framing.combine(outputs, i), geometry, size, self.framing,
-                       {"preprocess_ms": pre_ms, "inference_ms": infer_ms, "batch_size": n})
+            Prediction(
+                self.class_names,
+                *self.framing.combine(outputs, i),
+                geometry,
+                size,
+                self.framing,
+                {"preprocess_ms": pre_ms, "inference_ms": infer_ms, "batch_size": n},
+            )
             for i, (geometry, size, pre_ms) in enumerate(prepared)
         ]
 

@@ -84,8 +84,9 @@ def _stream_outputs(stream, count: int, options: OutputOptions, budget) -> list:
         path = stream_path(options.save, stream.name, count, "--save")
         source = stream.source
         size = (source.width, source.height) if source.width else None  # a camera down at the start: later
-        makers.append(lambda: VideoRecorder(path, lambda: source.fps, size, options.segment_s, budget,
-                                            options.min_free))
+        makers.append(
+            lambda: VideoRecorder(path, lambda: source.fps, size, options.segment_s, budget, options.min_free)
+        )
     if options.jsonl is not None:
         target = "-" if str(options.jsonl) == "-" else stream_path(options.jsonl, stream.name, count, "--jsonl")
         makers.append(lambda: JsonlSink(target))
@@ -96,8 +97,10 @@ def stream_path(template: Path | str, name: str, count: int, option: str) -> Pat
     """``template`` with ``{stream}`` replaced by the stream's name; several streams need the field."""
     text = str(template)
     if count > 1 and STREAM_FIELD not in text:
-        raise RuntimeUserError(f"{template}: with {count} sources {option} needs {STREAM_FIELD} in its name, "
-                               f"e.g. out-{STREAM_FIELD}{Path(text).suffix}")
+        raise RuntimeUserError(
+            f"{template}: with {count} sources {option} needs {STREAM_FIELD} in its name, "
+            f"e.g. out-{STREAM_FIELD}{Path(text).suffix}"
+        )
     return Path(text.replace(STREAM_FIELD, name))
 
 

@@ -45,8 +45,9 @@ class Overlay:
         self.top_k = min(top_k, len(self.class_names))
         self.colours = colours
 
-    def draw(self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None,
-             geo: Geometry, readout: str = "") -> np.ndarray:
+    def draw(
+        self, frame: np.ndarray, probs: np.ndarray, sentiment_map: np.ndarray | None, geo: Geometry, readout: str = ""
+    ) -> np.ndarray:
         if sentiment_map is not None and self.opacity > 0:
             self._blend_map(frame, sentiment_map, geo)
         if self.top_k:

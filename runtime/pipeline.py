@@ -97,25 +97,38 @@ class RunStats:
 
         n = self.frames_out
         return {
-            "stream": self.stream, "source": self.source, "backend": self.backend,
-            "frames_read": self.frames_read, "frames_out": n, "inferred": self.inferred, "dropped": self.dropped,
-            "corrupt": self.corrupt, "unread": self.unread, "interrupted": self.interrupted,
-            "lost": self.lost, "outages": self.outages, "offline_s": round(self.offline_s, 3),
+            "stream": self.stream,
+            "source": self.source,
+            "backend": self.backend,
+            "frames_read": self.frames_read,
+            "frames_out": n,
+            "inferred": self.inferred,
+            "dropped": self.dropped,
+            "corrupt": self.corrupt,
+            "unread": self.unread,
+            "interrupted": self.interrupted,
+            "lost": self.lost,
+            "outages": self.outages,
+            "offline_s": round(self.offline_s, 3),
             "models_reloaded": self.models_reloaded,
-            "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
+            "wall_s": round(self.wall_s, 3),
+            "fps": round(self.fps, 2),
             "inferred_fps": round(self.inferred / self.wall_s, 2) if self.wall_s > 0 else 0.0,
             "infer_ms_mean": round(self.infer_ms_total / self.inferred, 3) if self.inferred else None,
             "batch_size_mean": round(self.batch_frames_total / self.inferred, 2) if self.inferred else None,
-            "infer_ms_p50": pct(self.infer_ms, 50), "end_to_end_ms_p50": pct(self.end_to_end_ms, 50),
+            "infer_ms_p50": pct(self.infer_ms, 50),
+            "end_to_end_ms_p50": pct(self.end_to_end_ms, 50),
             "end_to_end_ms_p95": pct(self.end_to_end_ms, 95),
         }
 
     def summary_line(self) -> str:
         d = self.as_dict()
-        parts = [f"{d['frames_out']} frames in {d['wall_s']:.1f} s ({d['fps']:.1f} fps)",
-                 f"inference {d['infer_ms_mean'] or 0:.1f} ms/frame",
-                 *([f"{d['inferred']} inferred ({d['inferred_fps']:.1f} fps)"] if d["inferred"] < d["frames_out"] else []),
-                 f"end-to-end p50 {d['end_to_end_ms_p50'] or 0:.1f} ms"]
+        parts = [
+            f"{d['frames_out']} frames in {d['wall_s']:.1f} s ({d['fps']:.1f} fps)",
+            f"inference {d['infer_ms_mean'] or 0:.1f} ms/frame",
+            *([f"{d['inferred']} inferred ({d['inferred_fps']:.1f} fps)"] if d["inferred"] < d["frames_out"] else []),
+            f"end-to-end p50 {d['end_to_end_ms_p50'] or 0:.1f} ms",
+        ]
         for key in ("dropped", "corrupt", "unread", "outages"):
             if d[key]:
                 parts.append(f"{d[key]} {key}")
@@ -180,8 +193,9 @@ class FrameQueue:
 class Stream:
     """One source's state: queues, buffer pool, smoothing, controls, sinks and statistics."""
 
-    def __init__(self, index: int, name: str, source: Source, model: Model, options: PipelineOptions,
-                 ready: threading.Condition) -> None:
+    def __init__(
+        self, index: int, name: str, source: Source, model: Model, options: PipelineOptions, ready: threading.Condition
+    ) -> None:
         self.index, self.name, self.source = index, name, source
         self.controls = Controls(opacity=options.opacity, smoothing=options.smooth)
         self.sinks: list = []
@@ -223,8 +237,9 @@ class Pipeline:
         self.scheduler = make_scheduler(opts, self.streams)
         self._schedule_lock = threading.Lock()  # capture threads decide, the batcher observes
         # scheduled frames come when they are due, not together: a batch is sent with what is there
-        self.policy = BatchPolicy(opts.batch_size or len(self.streams),
-                                  0.0 if self.scheduler is not None else opts.batch_timeout_ms)
+        self.policy = BatchPolicy(
+            opts.batch_size or len(self.streams), 0.0 if self.scheduler is not None else opts.batch_timeout_ms
+        )
         self.batch = self.model.framing.new_batch(self.policy.batch_size)
         self.batches = 0
         self.stop = threading.Event()  # graceful: stop reading, finish what is queued
@@ -448,8 +463,10 @@ class Pipeline:
                     continue
                 image = item.frame.image
                 if self.options.overlay:
-                    readout = (f"{meter.rate:4.1f} fps  infer {stream.last.timings['inference_ms']:.1f} ms  "
-                               f"e2e {last_e2e:.0f} ms")
+                    readout = (
+                        f"{meter.rate:4.1f} fps  infer {stream.last.timings['inference_ms']:.1f} ms  "
+                        f"e2e {last_e2e:.0f} ms"
+                    )
                     self._draw(stream, image, prediction, readout)
                 now = time.perf_counter()
                 last_e2e = (now - item.frame.captured) * 1000.0
@@ -485,8 +502,14 @@ class Pipeline:
             stream.stats.dropped += 1
             return None
         frame = item.frame
-        return replace(stream.last, index=frame.index, timestamp=frame.timestamp, wall=frame.wall, inferred=False,
-                       timings={"preprocess_ms": None, "inference_ms": None, "batch_size": 0})
+        return replace(
+            stream.last,
+            index=frame.index,
+            timestamp=frame.timestamp,
+            wall=frame.wall,
+            inferred=False,
+            timings={"preprocess_ms": None, "inference_ms": None, "batch_size": 0},
+        )
 
     def _draw(self, stream: Stream, image: np.ndarray, prediction: Prediction, readout: str) -> None:
         settings = stream.controls.current()

@@ -63,8 +63,13 @@ class InferenceScheduler:
     """``decide(stream, frame_time, thumbnail=None) -> bool`` per frame; ``observe(seconds, frames)``
     after each inference call (``frames`` frames took ``seconds``)."""
 
-    def __init__(self, budget: float = DEFAULT_BUDGET, change_threshold: float | None = None,
-                 initial_cost_s: float | None = None, share_capacity: bool = True) -> None:
+    def __init__(
+        self,
+        budget: float = DEFAULT_BUDGET,
+        change_threshold: float | None = None,
+        initial_cost_s: float | None = None,
+        share_capacity: bool = True,
+    ) -> None:
         """``share_capacity`` False: every stream gets what it asks for, whatever the box can do
         (files read as fast as they decode have no live edge to keep up with)."""
         if not 0.0 < budget <= 1.0:
@@ -147,9 +152,16 @@ class InferenceScheduler:
 
     def stats(self) -> dict[str, dict]:
         """Per stream: frames seen, inferred, inferred early by the trigger, allotted rate."""
-        return {name: {"frames": r.frames, "inferred": r.inferred, "triggered": r.triggered,
-                       "fps": r.fps, "allotted_fps": r.allotted_fps}
-                for name, r in self.streams.items()}
+        return {
+            name: {
+                "frames": r.frames,
+                "inferred": r.inferred,
+                "triggered": r.triggered,
+                "fps": r.fps,
+                "allotted_fps": r.allotted_fps,
+            }
+            for name, r in self.streams.items()
+        }
 
 
 def fair_shares(asks: dict[str, float | None], capacity: float | None) -> dict[str, float | None]:

@@ -84,5 +84,3 @@ def _stop_on_signals(pipeline):
             signal.signal(sig, handler)
 
     return restore
-
-

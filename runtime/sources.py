@@ -69,8 +69,14 @@ class ReconnectPolicy:
     (a fraction) so that many cameras do not retry in step. ``max_attempts`` consecutive failures
     end the source (None: never); a good frame starts the count again."""
 
-    def __init__(self, max_attempts: int | None = None, initial_s: float = 0.5, cap_s: float = 30.0,
-                 jitter: float = 0.2, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        max_attempts: int | None = None,
+        initial_s: float = 0.5,
+        cap_s: float = 30.0,
+        jitter: float = 0.2,
+        rng: random.Random | None = None,
+    ) -> None:
         if max_attempts is not None and max_attempts < 0:
             raise RuntimeUserError(f"--reconnect must be 0 or more attempts, got {max_attempts}")
         if initial_s < 0 or cap_s < initial_s or not 0 <= jitter < 1:
@@ -189,9 +195,15 @@ class LiveSource(Source):
 class CaptureSource(LiveSource):
     """A camera or stream read through ``cv2.VideoCapture`` (``opener`` builds the capture)."""
 
-    def __init__(self, target, description: str, policy: ReconnectPolicy | None = None,
-                 opener: Callable[[object], object] | None = None, max_bad_reads: int = 8,
-                 unopenable: str = "cannot open") -> None:
+    def __init__(
+        self,
+        target,
+        description: str,
+        policy: ReconnectPolicy | None = None,
+        opener: Callable[[object], object] | None = None,
+        max_bad_reads: int = 8,
+        unopenable: str = "cannot open",
+    ) -> None:
         self.target, self.unopenable, self.max_bad_reads = target, unopenable, max_bad_reads
         self._open = opener or _open_capture
         self.capture = None
@@ -233,8 +245,13 @@ class CaptureSource(LiveSource):
 class VideoFileSource(Source):
     """A video file through ``cv2.VideoCapture``: every frame in order, corrupt ones counted and skipped."""
 
-    def __init__(self, path: str, opener: Callable[[object], object] | None = None, max_bad_reads: int = 8,
-                 unopenable: str = "not a video OpenCV can decode (unknown format, or damaged)") -> None:
+    def __init__(
+        self,
+        path: str,
+        opener: Callable[[object], object] | None = None,
+        max_bad_reads: int = 8,
+        unopenable: str = "not a video OpenCV can decode (unknown format, or damaged)",
+    ) -> None:
         self.description = str(path)
         self.max_bad_reads = max_bad_reads
         self.corrupt = self.decoded = self.unread = 0
@@ -345,8 +362,10 @@ class GstPipelineSource(Source):
             self.decoded += 1
         code, error = self.process.exit_status()
         if code not in (0, None):
-            log.warning(f"{self.description}: GStreamer stopped after {self.decoded} frames (exit code {code})"
-                        + (f": {error}" if error else ""))
+            log.warning(
+                f"{self.description}: GStreamer stopped after {self.decoded} frames (exit code {code})"
+                + (f": {error}" if error else "")
+            )
         if self.frame_count:
             self.unread = max(0, self.frame_count - self.decoded)
 
@@ -358,9 +377,16 @@ def _usable_fps(fps: float | None) -> float:
     return float(fps) if fps and 1.0 <= fps <= 240.0 else DEFAULT_FPS
 
 
-def VideoSource(target, description: str, live: bool, retries: int | None = None, retry_delay: float = 0.5,
-                opener: Callable[[object], object] | None = None, max_bad_reads: int = 8,
-                unopenable: str = "cannot open") -> Source:
+def VideoSource(
+    target,
+    description: str,
+    live: bool,
+    retries: int | None = None,
+    retry_delay: float = 0.5,
+    opener: Callable[[object], object] | None = None,
+    max_bad_reads: int = 8,
+    unopenable: str = "cannot open",
+) -> Source:
     """A ``cv2.VideoCapture`` source: a ``CaptureSource`` (live; ``retries`` reconnection attempts in
     a row, None for ever, the first after ``retry_delay`` s) or a ``VideoFileSource``."""
     if live:
@@ -378,11 +404,17 @@ def open_source(spec: str | int, reconnect: int | None = None, decoder: str = "a
     if plan is not None:
         return GstLiveSource(plan, ReconnectPolicy(reconnect)) if plan.live else GstPipelineSource(plan)
     if spec.isdigit():
-        return VideoSource(int(spec), f"camera {spec}", live=True, retries=reconnect,
-                           unopenable="no such camera, or it is busy")
+        return VideoSource(
+            int(spec), f"camera {spec}", live=True, retries=reconnect, unopenable="no such camera, or it is busy"
+        )
     if URL.match(spec):
-        return VideoSource(spec, f"stream {spec}", live=True, retries=reconnect,
-                           unopenable="cannot connect, or not a stream OpenCV can decode")
+        return VideoSource(
+            spec,
+            f"stream {spec}",
+            live=True,
+            retries=reconnect,
+            unopenable="cannot connect, or not a stream OpenCV can decode",
+        )
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path)
@@ -399,7 +431,9 @@ def read_source_list(path: str | Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise RuntimeUserError(f"{path}: cannot read the source list ({getattr(exc, 'strerror', None) or exc})") from None
+        raise RuntimeUserError(
+            f"{path}: cannot read the source list ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     specs = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     if not specs:
         raise RuntimeUserError(f"{path}: the source list names no source")
@@ -423,8 +457,9 @@ def stream_names(specs: list[str]) -> list[str]:
     return names
 
 
-def open_sources(specs: list[str], keep_going: bool = False, reconnect: int | None = None,
-                 decoder: str = "auto") -> list[tuple[str, Source]]:
+def open_sources(
+    specs: list[str], keep_going: bool = False, reconnect: int | None = None, decoder: str = "auto"
+) -> list[tuple[str, Source]]:
     """(name, Source) for each spec. One that cannot be opened is one error line naming it, or,
     with ``keep_going``, a warning line while the others run."""
     opened: list[tuple[str, Source]] = []

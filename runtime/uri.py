@@ -27,12 +27,27 @@ GST_SCHEMES = ("csi", "v4l2", "gst")
 CODECS = ("h264", "h265")
 V4L2_FORMATS = {"mjpg": "image/jpeg", "yuyv": "video/x-raw,format=YUY2"}
 CSI_DEFAULTS = {"width": 1280, "height": 720, "fps": 30, "flip": 0}
-DEMUXERS = {".mp4": "qtdemux", ".m4v": "qtdemux", ".mov": "qtdemux", ".3gp": "qtdemux",
-            ".mkv": "matroskademux", ".webm": "matroskademux", ".avi": "avidemux"}
+DEMUXERS = {
+    ".mp4": "qtdemux",
+    ".m4v": "qtdemux",
+    ".mov": "qtdemux",
+    ".3gp": "qtdemux",
+    ".mkv": "matroskademux",
+    ".webm": "matroskademux",
+    ".avi": "avidemux",
+}
 ELEMENTARY_SUFFIXES = {".h264": "h264", ".264": "h264", ".h265": "h265", ".265": "h265"}
 # FOURCCs in a container header, as OpenCV reports them, for each codec the decode pipelines handle
-FOURCC_CODECS = {"avc1": "h264", "avc3": "h264", "h264": "h264", "x264": "h264",
-                 "hev1": "h265", "hvc1": "h265", "hevc": "h265", "h265": "h265"}
+FOURCC_CODECS = {
+    "avc1": "h264",
+    "avc3": "h264",
+    "h264": "h264",
+    "x264": "h264",
+    "hev1": "h265",
+    "hvc1": "h265",
+    "hevc": "h265",
+    "h265": "h265",
+}
 NV_TO_SYSTEM = "nvvidconv ! video/x-raw,format=BGRx"  # NVMM to system memory, converted by the VIC
 
 
@@ -100,8 +115,10 @@ def csi_pipeline(uri: SourceURI) -> str:
     fps = _int_option(uri, "fps", 1, 240, CSI_DEFAULTS["fps"])
     flip = _int_option(uri, "flip", 0, 7, CSI_DEFAULTS["flip"])
     caps = _raw_caps("video/x-raw(memory:NVMM)", width, height, fps) + ",format=NV12"
-    return f"nvarguscamerasrc sensor-id={int(uri.target)} ! {caps} ! nvvidconv flip-method={flip} ! " \
-           "video/x-raw,format=BGRx"
+    return (
+        f"nvarguscamerasrc sensor-id={int(uri.target)} ! {caps} ! nvvidconv flip-method={flip} ! "
+        "video/x-raw,format=BGRx"
+    )
 
 
 def v4l2_pipeline(uri: SourceURI) -> str:
@@ -112,8 +129,12 @@ def v4l2_pipeline(uri: SourceURI) -> str:
     pixel_format = uri.options.get("format", "mjpg").lower()
     if pixel_format not in V4L2_FORMATS:
         raise RuntimeUserError(f"{uri.spec}: format must be one of {', '.join(V4L2_FORMATS)}, got {pixel_format!r}")
-    caps = _raw_caps(V4L2_FORMATS[pixel_format], _int_option(uri, "width", 1, 8192),
-                     _int_option(uri, "height", 1, 8192), _int_option(uri, "fps", 1, 240))
+    caps = _raw_caps(
+        V4L2_FORMATS[pixel_format],
+        _int_option(uri, "width", 1, 8192),
+        _int_option(uri, "height", 1, 8192),
+        _int_option(uri, "fps", 1, 240),
+    )
     decode = " ! jpegdec" if pixel_format == "mjpg" else ""
     return f"v4l2src device={quote(device)} ! {caps}{decode}"
 
@@ -135,8 +156,9 @@ def rtsp_codec(uri: SourceURI) -> str:
 def rtsp_pipeline(uri: SourceURI, decoder: str, parser: bool, latency_ms: int = 200) -> str:
     codec = rtsp_codec(uri)
     latency = _int_option(uri, "latency", 0, 60000, latency_ms)
-    return f"rtspsrc location={quote(uri.target)} latency={latency} ! rtp{codec}depay ! " \
-           + decoder_chain(codec, decoder, parser)
+    return f"rtspsrc location={quote(uri.target)} latency={latency} ! rtp{codec}depay ! " + decoder_chain(
+        codec, decoder, parser
+    )
 
 
 def _codec_option(uri: SourceURI) -> str:
@@ -161,5 +183,3 @@ def file_codec(path: Path, fourcc: str) -> str | None:
     if suffix not in DEMUXERS:
         return None
     return FOURCC_CODECS.get(fourcc.strip().lower())
-
-

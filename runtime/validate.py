@@ -49,7 +49,8 @@ def check_video_output(path: Path | None, option: str = "--save") -> None:
     if suffix not in writable:
         raise RuntimeUserError(
             f"{path}: cannot write {suffix or 'a file without a suffix'} video here; "
-            f"{option} takes one of {', '.join(writable)}")
+            f"{option} takes one of {', '.join(writable)}"
+        )
 
 
 def check_runtime_model(path: Path) -> None:
@@ -58,7 +59,8 @@ def check_runtime_model(path: Path) -> None:
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise RuntimeUserError(
             f"{path}: a PyTorch training checkpoint; the runtime runs exported models: "
-            f"run `python cli.py export {path}` first and pass the .onnx it writes")
+            f"run `python cli.py export {path}` first and pass the .onnx it writes"
+        )
 
 
 def check_webcam_paths(model: Path, save: Path | None, jsonl: Path | None) -> None:

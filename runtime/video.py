@@ -17,10 +17,21 @@ from .sinks.window import GUI_EXTRA, gui_opencv, screen_present
 from .sources import open_sources
 
 
-def run_videos(model: str | Path, sources: list[str], *, keep_going: bool = False, device: str = "auto",
-               threads: int = 0, precision: str | None = None, resize: str | None = None,
-               serve: dict | None = None, reconnect: int | None = None, watch_model: bool = True,
-               decoder: str = "auto", **options) -> list[RunStats]:
+def run_videos(
+    model: str | Path,
+    sources: list[str],
+    *,
+    keep_going: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    precision: str | None = None,
+    resize: str | None = None,
+    serve: dict | None = None,
+    reconnect: int | None = None,
+    watch_model: bool = True,
+    decoder: str = "auto",
+    **options,
+) -> list[RunStats]:
     """Every source through one model, batched; one RunStats per stream that could be opened.
     ``options``: ``PipelineOptions`` fields (``save`` / ``jsonl`` may hold ``{stream}``);
     ``serve``: host, port, token, max_clients of a live page (``runtime.serve``); ``reconnect``:
@@ -77,11 +88,15 @@ def _page_instead_of_window(settings: PipelineOptions, serve: dict | None) -> di
         return serve
     settings.display = False
     if serve is not None:
-        log.warning(f"this OpenCV has no GUI, so no window; install the '{GUI_EXTRA}' extra for one "
-                    "(the live page shows the overlay)")
+        log.warning(
+            f"this OpenCV has no GUI, so no window; install the '{GUI_EXTRA}' extra for one "
+            "(the live page shows the overlay)"
+        )
         return serve
-    log.warning(f"this OpenCV has no GUI, so no window; install the '{GUI_EXTRA}' extra for one. "
-                "The overlay is served on loopback instead:")
+    log.warning(
+        f"this OpenCV has no GUI, so no window; install the '{GUI_EXTRA}' extra for one. "
+        "The overlay is served on loopback instead:"
+    )
     return {"host": "127.0.0.1", "port": 0, "token": None, "max_clients": 8, "open_browser": True}
 
 

@@ -61,13 +61,16 @@ def accuracy_table(checkpoint: Path, model: Path, paths: list[Path], truth: np.n
         contract = runtime.metadata.contract.to_dict()
     table = {"eval_accuracy": float((reference == truth).mean()), "contract": contract, "rows": []}
     for name, aspect in ASPECTS.items():
-        for kind in (("wider scene", "stretched") if aspect != (1, 1) else ("as is",)):
+        for kind in ("wider scene", "stretched") if aspect != (1, 1) else ("as is",):
             frames = [make_frame(p, aspect, kind) for p in pictures]
             row = {"frame": name, "kind": kind}
             for geometry in (None, *GEOMETRIES):
                 got = runtime_labels(model, frames, geometry)
                 key = "default" if geometry is None else geometry
-                row[key] = {"accuracy": float((got == truth).mean()), "agrees_with_eval": float((got == reference).mean())}
+                row[key] = {
+                    "accuracy": float((got == truth).mean()),
+                    "agrees_with_eval": float((got == reference).mean()),
+                }
             table["rows"].append(row)
             print(f"  {name:>5} {kind:<12} default {row['default']['accuracy']:.3f}", file=sys.stderr)
     return table
@@ -112,10 +115,15 @@ def map_placement(model: Path, video: Path, placed: list[dict], gt_maps: dict[st
             left, top, w, h = record["box"]
             inside.append(predicted[top : top + h, left : left + w].sum() / max(predicted.sum(), 1e-6))
             correlations.append(np.corrcoef(predicted.ravel(), truth.ravel())[0, 1])
-    return {"frames": len(peak_hits), "peak_in_object": float(np.mean(peak_hits)),
-            "map_mass_on_picture": float(np.mean(inside)),
-            "picture_share_of_frame": float(np.mean([b["box"][2] * b["box"][3] for b in placed]) / (VIDEO_SIZE[0] * VIDEO_SIZE[1])),
-            "correlation_with_ground_truth": float(np.nanmean(correlations))}
+    return {
+        "frames": len(peak_hits),
+        "peak_in_object": float(np.mean(peak_hits)),
+        "map_mass_on_picture": float(np.mean(inside)),
+        "picture_share_of_frame": float(
+            np.mean([b["box"][2] * b["box"][3] for b in placed]) / (VIDEO_SIZE[0] * VIDEO_SIZE[1])
+        ),
+        "correlation_with_ground_truth": float(np.nanmean(correlations)),
+    }
 
 
 def placed_truth(gt_path: Path, box: tuple, shape: tuple[int, int]) -> np.ndarray:
@@ -132,8 +140,7 @@ def video_run(model: Path, samples, out: Path) -> dict:
 
     video, jsonl = out / "test-16x9.mp4", out / "test-16x9.jsonl"
     placed = write_video([s.path for s in samples], video)
-    stats = run_video(model, str(video), save=out / "test-16x9-overlay.mp4", jsonl=jsonl, display=False,
-                      progress=False)
+    stats = run_video(model, str(video), save=out / "test-16x9-overlay.mp4", jsonl=jsonl, display=False, progress=False)
     truth = {str(s.path): s.label for s in samples}
     names = json.loads(jsonl.read_text().splitlines()[0])["probabilities"].keys()
     index = {n: i for i, n in enumerate(names)}
@@ -148,21 +155,27 @@ def markdown(table: dict, video: dict | None) -> str:
     geometries = ("default", *GEOMETRIES)
     contract = table["contract"]
     views = " + ".join([contract["geometry"], *contract.get("extra_views", [])])
-    lines = [f"eval top-1 on the pictures: {table['eval_accuracy']:.3f}; model contract: "
-             f"{views} at {contract['input_size']} px", "",
-             "| frame | kind | " + " | ".join(f"runtime {g}" for g in geometries) + " | default vs eval (points) |",
-             "|---|---|" + "---:|" * (len(geometries) + 1)]
+    lines = [
+        f"eval top-1 on the pictures: {table['eval_accuracy']:.3f}; model contract: "
+        f"{views} at {contract['input_size']} px",
+        "",
+        "| frame | kind | " + " | ".join(f"runtime {g}" for g in geometries) + " | default vs eval (points) |",
+        "|---|---|" + "---:|" * (len(geometries) + 1),
+    ]
     for row in table["rows"]:
         cells = " | ".join(f"{row[g]['accuracy']:.3f}" for g in geometries)
         delta = (row["default"]["accuracy"] - table["eval_accuracy"]) * 100
         lines.append(f"| {row['frame']} | {row['kind']} | {cells} | {delta:+.1f} |")
     if video:
         p = video["placement"]
-        lines += ["", f"16:9 video ({video['frames']} frames, 640x360, pictures at left / centre / right): "
-                  f"runtime accuracy {video['accuracy']:.3f} at {video['fps']:.0f} fps; map peak inside the "
-                  f"object {p['peak_in_object'] * 100:.1f} % of frames; {p['map_mass_on_picture'] * 100:.1f} % "
-                  f"of the map's mass on the picture (which is {p['picture_share_of_frame'] * 100:.0f} % of the "
-                  f"frame); correlation with the placed ground truth {p['correlation_with_ground_truth']:.3f}"]
+        lines += [
+            "",
+            f"16:9 video ({video['frames']} frames, 640x360, pictures at left / centre / right): "
+            f"runtime accuracy {video['accuracy']:.3f} at {video['fps']:.0f} fps; map peak inside the "
+            f"object {p['peak_in_object'] * 100:.1f} % of frames; {p['map_mass_on_picture'] * 100:.1f} % "
+            f"of the map's mass on the picture (which is {p['picture_share_of_frame'] * 100:.0f} % of the "
+            f"frame); correlation with the placed ground truth {p['correlation_with_ground_truth']:.3f}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -41,8 +41,9 @@ def timed_candidates(model: Path, threads: int, rounds: int) -> dict[str, float]
     backends = {}
     try:
         for candidate in candidates():
-            backends[candidate.name] = open_backend(model, device=candidate.device, threads=threads,
-                                                    precision=candidate.precision)
+            backends[candidate.name] = open_backend(
+                model, device=candidate.device, threads=threads, precision=candidate.precision
+            )
         batch, rows = probe_batch(next(iter(backends.values())))
         frame = batch[:rows]
         calls = {name: (lambda b=backend: b.infer(frame)) for name, backend in backends.items()}
@@ -60,9 +61,17 @@ def compare(model: Path, threads: int, rounds: int) -> dict:
     fastest = min(allowed, key=measured.get)
     # a pick within the probe's tie share of the fastest is as good (the probe prefers ONNX Runtime then)
     tie = measured[pick["device"]] <= measured[fastest] * (1 + TIE_SHARE)
-    return {"model": str(model), "threads": threads, "pick": pick["device"], "probe_ms": pick["times_ms"],
-            "rejected": pick["rejected"], "measured_ms": measured, "fastest": fastest,
-            "pick_is_fastest": pick["device"] == fastest, "pick_within_tie": tie}
+    return {
+        "model": str(model),
+        "threads": threads,
+        "pick": pick["device"],
+        "probe_ms": pick["times_ms"],
+        "rejected": pick["rejected"],
+        "measured_ms": measured,
+        "fastest": fastest,
+        "pick_is_fastest": pick["device"] == fastest,
+        "pick_within_tie": tie,
+    }
 
 
 def default_models() -> list[Path]:
@@ -74,12 +83,18 @@ def default_models() -> list[Path]:
 
 def markdown(results: list[dict]) -> str:
     names = sorted({name for r in results for name in r["measured_ms"]})
-    lines = ["| model | threads | " + " | ".join(f"{n} ms (probe / timed)" for n in names)
-             + f" | pick | fastest timed | same | within {TIE_SHARE:.0%} |", "|---|---:|" + "---:|" * len(names) + "---|---|---|---|"]
+    lines = [
+        "| model | threads | "
+        + " | ".join(f"{n} ms (probe / timed)" for n in names)
+        + f" | pick | fastest timed | same | within {TIE_SHARE:.0%} |",
+        "|---|---:|" + "---:|" * len(names) + "---|---|---|---|",
+    ]
     for r in results:
         cells = " | ".join(f"{r['probe_ms'].get(n, float('nan')):.2f} / {r['measured_ms'][n]:.2f}" for n in names)
-        lines.append(f"| {Path(r['model']).name} | {r['threads']} | {cells} | {r['pick']} | {r['fastest']} | "
-                     f"{'yes' if r['pick_is_fastest'] else 'no'} | {'yes' if r['pick_within_tie'] else 'no'} |")
+        lines.append(
+            f"| {Path(r['model']).name} | {r['threads']} | {cells} | {r['pick']} | {r['fastest']} | "
+            f"{'yes' if r['pick_is_fastest'] else 'no'} | {'yes' if r['pick_within_tie'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 

@@ -14,12 +14,12 @@ import copy
 import json
 from pathlib import Path
 
-
 from wscnet.atomic import atomic_write_text
 
 
-def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, epochs: int,
-              precise_images: int) -> list[dict]:
+def probe_run(
+    data: Path, out: Path, arch: str, momentum: float, img_size: int, epochs: int, precise_images: int
+) -> list[dict]:
     """Train once; per epoch the val accuracy with EMA statistics and with two precise-BN passes."""
     from wscnet.data import train_transform
     from wscnet.training import TrainOptions
@@ -27,9 +27,20 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
     from wscnet.training.loop import Trainer, input_contract
 
     options = TrainOptions(
-        data=str(data), out=str(out / f"{arch}-m{momentum}"), arch=arch, img_size=img_size,
-        epochs=epochs, batch_size=16, lr=0.02, head_lr=0.02, lr_schedule="cosine",
-        warmup_epochs=1, grad_clip=2.0, workers=0, device="cpu", bn_momentum=momentum,
+        data=str(data),
+        out=str(out / f"{arch}-m{momentum}"),
+        arch=arch,
+        img_size=img_size,
+        epochs=epochs,
+        batch_size=16,
+        lr=0.02,
+        head_lr=0.02,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        grad_clip=2.0,
+        workers=0,
+        device="cpu",
+        bn_momentum=momentum,
         precise_bn_images=0,
     )
 
@@ -38,7 +49,10 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
             scores = {f"ema_{k}": v for k, v in super()._validate().items()}
             saved = copy.deepcopy(self.model.state_dict())
             self.batchnorm["precise_bn_images"] = precise_images
-            for name, transform in (("train", train_transform(input_contract(options), options.augment)), ("eval", None)):
+            for name, transform in (
+                ("train", train_transform(input_contract(options), options.augment)),
+                ("eval", None),
+            ):
                 kept = self.batchnorm_set.transform
                 self.batchnorm_set.transform = transform or kept
                 self._recalibrate_batchnorm(len(self.history))
@@ -57,8 +71,9 @@ def probe_run(data: Path, out: Path, arch: str, momentum: float, img_size: int, 
     return [{"arch": arch, "momentum": momentum, **record} for record in summary["history"]]
 
 
-def run_batchnorm_choice(data: Path, *, out: Path, arch: list[str], momentum: list[float], img_size: int, epochs: int,
-                         precise_images: int) -> None:
+def run_batchnorm_choice(
+    data: Path, *, out: Path, arch: list[str], momentum: list[float], img_size: int, epochs: int, precise_images: int
+) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -71,6 +86,8 @@ def run_batchnorm_choice(data: Path, *, out: Path, arch: list[str], momentum: li
     print("| arch | momentum | epoch | " + " | ".join(keys) + " |")
     print("|---|---:|---:|" + "---:|" * len(keys))
     for row in rows:
-        print(f"| {row['arch']} | {row['momentum']} | {row['epoch']} | "
-              + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys) + " |")
-
+        print(
+            f"| {row['arch']} | {row['momentum']} | {row['epoch']} | "
+            + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys)
+            + " |"
+        )

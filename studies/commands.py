@@ -6,8 +6,9 @@ from typing import Literal, Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Studies: the measurements behind a design choice "
-                  "(their results: studies/*.md).")
+app = typer.Typer(
+    no_args_is_help=True, help="Studies: the measurements behind a design choice (their results: studies/*.md)."
+)
 
 
 def _ints(text: str) -> list[int]:
@@ -32,16 +33,31 @@ def int8_sensitivity(
     n: int = typer.Option(200, "--n", help="Held-out images."),
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also the per-block sensitivity."),
     layout: list[str] = typer.Option([], "--layout", help="Float layouts besides none and the arch's own."),
-    target: Optional[float] = typer.Option(None, "--target", help="Also search, block by block, the float "
-                                           "blocks that reach this top-1 agreement (e.g. 0.97)."),
-    compare: list[Path] = typer.Option([], "--compare", help="Exported files of the same checkpoint to report "
-                                       "too (e.g. its FP16)."),
+    target: Optional[float] = typer.Option(
+        None,
+        "--target",
+        help="Also search, block by block, the float blocks that reach this top-1 agreement (e.g. 0.97).",
+    ),
+    compare: list[Path] = typer.Option(
+        [], "--compare", help="Exported files of the same checkpoint to report too (e.g. its FP16)."
+    ),
 ) -> None:
     """Why an INT8 model disagrees with its FP32 original: near ties, and which blocks are sensitive."""
     from .int8_sensitivity import run_int8_sensitivity
 
-    run_int8_sensitivity(checkpoint, calib=calib, heldout=heldout, out=out, method=method, calib_n=calib_n, n=n,
-                         blocks=blocks, layout=layout, target=target, compare=compare)
+    run_int8_sensitivity(
+        checkpoint,
+        calib=calib,
+        heldout=heldout,
+        out=out,
+        method=method,
+        calib_n=calib_n,
+        n=n,
+        blocks=blocks,
+        layout=layout,
+        target=target,
+        compare=compare,
+    )
 
 
 @app.command("int8-layouts")
@@ -58,8 +74,16 @@ def int8_layouts(
     """Which layers INT8 export keeps in float, and how to calibrate (every layout × method)."""
     from .int8_layouts import run_int8_layouts
 
-    run_int8_layouts(checkpoints, calib=calib, heldout=heldout, out=out, layout=layout, method=method,
-                     calib_n=calib_n, parity_n=parity_n)
+    run_int8_layouts(
+        checkpoints,
+        calib=calib,
+        heldout=heldout,
+        out=out,
+        layout=layout,
+        method=method,
+        calib_n=calib_n,
+        parity_n=parity_n,
+    )
 
 
 @app.command("batchnorm-choice")
@@ -75,8 +99,9 @@ def batchnorm_choice(
     """Which BatchNorm statistics to validate and save with (running averages vs precise BN)."""
     from .batchnorm_choice import run_batchnorm_choice
 
-    run_batchnorm_choice(data, out=out, arch=arch, momentum=momentum, img_size=img_size, epochs=epochs,
-                         precise_images=precise_images)
+    run_batchnorm_choice(
+        data, out=out, arch=arch, momentum=momentum, img_size=img_size, epochs=epochs, precise_images=precise_images
+    )
 
 
 @app.command("backbone-table")
@@ -94,8 +119,17 @@ def backbone_table(
     """One table over trained backbones: accuracy, detection F, parity, latency, fps, size, memory."""
     from .backbone_table import run_backbone_table
 
-    run_backbone_table(checkpoints, data=data, heldout=heldout, out=out, threads=threads, duration=duration,
-                       video_frames=video_frames, calib_n=calib_n, parity_n=parity_n)
+    run_backbone_table(
+        checkpoints,
+        data=data,
+        heldout=heldout,
+        out=out,
+        threads=threads,
+        duration=duration,
+        video_frames=video_frames,
+        calib_n=calib_n,
+        parity_n=parity_n,
+    )
 
 
 @app.command("scale-agreement")
@@ -105,10 +139,12 @@ def scale_agreement(
     n: int = typer.Option(16, "--n", help="Calibration images used."),
     method: str = typer.Option("entropy", "--method", help="entropy, max or percentile."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
-    keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the bounded model in this folder "
-                                        "(bounded-METHOD.int8.onnx)."),
+    keep: Optional[Path] = typer.Option(
+        None, "--keep", help="Keep the bounded model in this folder (bounded-METHOD.int8.onnx)."
+    ),
     ort_option: Optional[Literal["max-intermediate", "strided"]] = typer.Option(
-        None, "--ort-option", help="Compare onnxruntime's own option instead of the bounded calibration."),
+        None, "--ort-option", help="Compare onnxruntime's own option instead of the bounded calibration."
+    ),
     chunk: int = typer.Option(4, "--chunk", help="Images per chunk of --ort-option."),
 ) -> None:
     """INT8 scales of the bounded calibration against onnxruntime's one-shot calibration."""
@@ -120,8 +156,9 @@ def scale_agreement(
 @app.command("memory-bounds")
 def memory_bounds(
     work: Path = typer.Option(Path("runs/memory"), "--work", help="Folder for models, images and the tables."),
-    jobs: str = typer.Option("int8,parity,eval,agreement", "--jobs",
-                             help="Comma-separated: int8, fp16, parity, eval, agreement, runtime."),
+    jobs: str = typer.Option(
+        "int8,parity,eval,agreement", "--jobs", help="Comma-separated: int8, fp16, parity, eval, agreement, runtime."
+    ),
     models: str = typer.Option("resnet18@224,resnet101@448", "--models"),
     calib_n: str = typer.Option("8,64,256", "--calib-n"),
     sets: str = typer.Option("50,200", "--sets"),
@@ -135,10 +172,20 @@ def memory_bounds(
 
     unknown = [job for job in _words(jobs) if job not in JOB_NAMES]
     if unknown:
-        raise typer.BadParameter(f"unknown job {', '.join(unknown)}; choose from {', '.join(JOB_NAMES)}",
-                                 param_hint="--jobs")
-    run_memory_bounds(work, _words(jobs), _words(models), _ints(calib_n), _ints(sets), agreement_n, _ints(frames),
-                      _words(methods), results)
+        raise typer.BadParameter(
+            f"unknown job {', '.join(unknown)}; choose from {', '.join(JOB_NAMES)}", param_hint="--jobs"
+        )
+    run_memory_bounds(
+        work,
+        _words(jobs),
+        _words(models),
+        _ints(calib_n),
+        _ints(sets),
+        agreement_n,
+        _ints(frames),
+        _words(methods),
+        results,
+    )
 
 
 @app.command("aspect-accuracy")

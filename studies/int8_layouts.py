@@ -13,12 +13,12 @@ import json
 import tempfile
 from pathlib import Path
 
-
 from wscnet.atomic import atomic_write_text
 
 
-def measure_variant(fp32: Path, ckpt: Path, out: Path, calib: Path, heldout: Path, layout: str,
-                    method: str, calib_n: int, parity_n: int) -> dict:
+def measure_variant(
+    fp32: Path, ckpt: Path, out: Path, calib: Path, heldout: Path, layout: str, method: str, calib_n: int, parity_n: int
+) -> dict:
     import onnx
 
     from export.int8 import float_nodes, quantize_int8
@@ -28,7 +28,8 @@ def measure_variant(fp32: Path, ckpt: Path, out: Path, calib: Path, heldout: Pat
     quantize_int8(fp32, model, calib, n=calib_n, method=method, keep_float=layout)
     report = run_parity(model, ckpt, heldout, n=parity_n, progress=False)
     return {
-        "layout": layout, "method": method,
+        "layout": layout,
+        "method": method,
         "float_convs": len(float_nodes(onnx.load(str(fp32)), layout)),
         "top1_agreement": report["top1_agreement"],
         "det_top1_agreement": report["det_top1_agreement"],
@@ -42,10 +43,9 @@ def measure_variant(fp32: Path, ckpt: Path, out: Path, calib: Path, heldout: Pat
 
 def batch1_latency(model: Path, heldout: Path) -> float:
     """Median ms of batch-1 calls (1 intra-op thread) on a held-out image."""
+    from benchmarks.measure import summarise, time_calls
     from export.images import find_images, load_batch
     from runtime.backends import open_backend
-
-    from benchmarks.measure import summarise, time_calls
 
     backend = open_backend(model, device="cpu")
     meta = backend.metadata
@@ -55,8 +55,17 @@ def batch1_latency(model: Path, heldout: Path) -> float:
     return summarise(host)["median"]
 
 
-def run_int8_layouts(checkpoints: list[Path], *, calib: Path, heldout: Path, out: Path, layout: list[str] | None,
-                     method: list[str], calib_n: int, parity_n: int) -> None:
+def run_int8_layouts(
+    checkpoints: list[Path],
+    *,
+    calib: Path,
+    heldout: Path,
+    out: Path,
+    layout: list[str] | None,
+    method: list[str],
+    calib_n: int,
+    parity_n: int,
+) -> None:
     from export.int8 import FLOAT_LAYOUTS
     from export.onnx_export import export_onnx
 
@@ -75,9 +84,11 @@ def run_int8_layouts(checkpoints: list[Path], *, calib: Path, heldout: Path, out
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| checkpoint | float layout | calibration | convs in float | top-1 agree | det top-1 "
-             "| map corr | probs max abs | parity | MB | batch-1 ms |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        "| checkpoint | float layout | calibration | convs in float | top-1 agree | det top-1 "
+        "| map corr | probs max abs | parity | MB | batch-1 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {Path(r['checkpoint']).parent.name} | {r['layout']} | {r['method']} | {r['float_convs']} "
@@ -86,4 +97,3 @@ def table(rows: list[dict]) -> str:
             f"| {r['size_mb']:.2f} | {r['median_ms']:.2f} |"
         )
     return "\n".join(lines)
-

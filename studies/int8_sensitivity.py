@@ -43,10 +43,14 @@ def margin_report(reference: np.ndarray, probs: np.ndarray) -> dict:
     top2 = np.sort(reference, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     agree = reference.argmax(1) == probs.argmax(1)
-    above = {f"{t:.2f}": {"images": int((margin >= t).sum()), "agreement": float(agree[margin >= t].mean())}
-             for t in MARGINS if (margin >= t).any()}
+    above = {
+        f"{t:.2f}": {"images": int((margin >= t).sum()), "agreement": float(agree[margin >= t].mean())}
+        for t in MARGINS
+        if (margin >= t).any()
+    }
     return {
-        "agreement": float(agree.mean()), "mean_abs_dprobs": float(np.abs(probs - reference).mean()),
+        "agreement": float(agree.mean()),
+        "mean_abs_dprobs": float(np.abs(probs - reference).mean()),
         "fp32_top1_prob_median": float(np.median(top2[:, 1])),
         "margin_median_all": float(np.median(margin)),
         "margins_of_flips": sorted(round(float(m), 4) for m in margin[~agree]),
@@ -66,8 +70,11 @@ class Quantizer:
         self.source = load_onnx(fp32)
         self.method, self.workdir = method, workdir
         self.prepared = prepare_for_calibration(fp32, workdir)
-        images = CalibrationImages(list(folder_images(calib, calib_n).files), self.source.graph.input[0].name,
-                                   model_contract(self.source, str(fp32)))
+        images = CalibrationImages(
+            list(folder_images(calib, calib_n).files),
+            self.source.graph.input[0].name,
+            model_contract(self.source, str(fp32)),
+        )
         self.ranges = collect_ranges(self.prepared, images, method, QUANTIZED_OPS, workdir)
         self.nodes = [n.name for n in self.source.graph.node if n.op_type in QUANTIZED_OPS]
 
@@ -80,18 +87,31 @@ class Quantizer:
         return out
 
 
-def block_rows(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray,
-               modes: tuple[str, ...] = ("only this INT8", "only this float"), base: tuple[str, ...] = ()) -> list[dict]:
+def block_rows(
+    quantizer: Quantizer,
+    reference: np.ndarray,
+    batch: np.ndarray,
+    modes: tuple[str, ...] = ("only this INT8", "only this float"),
+    base: tuple[str, ...] = (),
+) -> list[dict]:
     """Per block: quantized alone (the rest float) and/or left float alone (the rest INT8, except
     the nodes in ``base``, which stay float in every variant)."""
     rows = []
     for block in blocks_of(quantizer):
         inside = [n for n in quantizer.nodes if block_of(n) == block]
-        kept_by_mode = {"only this INT8": [n for n in quantizer.nodes if n not in inside],
-                        "only this float": sorted(set(inside) | set(base))}
+        kept_by_mode = {
+            "only this INT8": [n for n in quantizer.nodes if n not in inside],
+            "only this float": sorted(set(inside) | set(base)),
+        }
         for mode in modes:
-            rows.append({"block": block, "nodes": len(inside), "mode": mode,
-                         **agreement(quantizer.variant("block", kept_by_mode[mode]), reference, batch)})
+            rows.append(
+                {
+                    "block": block,
+                    "nodes": len(inside),
+                    "mode": mode,
+                    **agreement(quantizer.variant("block", kept_by_mode[mode]), reference, batch),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -102,12 +122,15 @@ def blocks_of(quantizer: Quantizer) -> list[str]:
 
 def agreement(model: Path, reference: np.ndarray, batch: np.ndarray) -> dict:
     probs = probabilities(model, batch)
-    return {"agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
-            "mean_abs_dprobs": float(np.abs(probs - reference).mean())}
+    return {
+        "agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
+        "mean_abs_dprobs": float(np.abs(probs - reference).mean()),
+    }
 
 
-def float_search(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray, base_layout: str,
-                 target: float) -> dict:
+def float_search(
+    quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray, base_layout: str, target: float
+) -> dict:
     """Greedy mixed precision on top of ``base_layout`` (see ``greedy_float_blocks``)."""
     from export.int8 import float_nodes
 
@@ -120,8 +143,14 @@ def float_search(quantizer: Quantizer, reference: np.ndarray, batch: np.ndarray,
 
     steps = greedy_float_blocks(singles, measure, target)
     parts = ([] if base_layout == "none" else [base_layout]) + (steps[-1]["float_blocks"] if steps else [])
-    return {"base_layout": base_layout, "target": target, "singles": singles, "steps": steps,
-            "reached": bool(steps) and steps[-1]["agreement"] >= target, "layout": "+".join(parts) or "none"}
+    return {
+        "base_layout": base_layout,
+        "target": target,
+        "singles": singles,
+        "steps": steps,
+        "reached": bool(steps) and steps[-1]["agreement"] >= target,
+        "layout": "+".join(parts) or "none",
+    }
 
 
 def greedy_float_blocks(singles: list[dict], measure, target: float) -> list[dict]:
@@ -137,12 +166,24 @@ def greedy_float_blocks(singles: list[dict], measure, target: float) -> list[dic
     return steps
 
 
-def run_int8_sensitivity(checkpoint: Path, *, calib: Path, heldout: Path, out: Path, method: str, calib_n: int, n: int,
-                         blocks: bool, layout: list[str], target: float | None, compare: list[Path]) -> None:
+def run_int8_sensitivity(
+    checkpoint: Path,
+    *,
+    calib: Path,
+    heldout: Path,
+    out: Path,
+    method: str,
+    calib_n: int,
+    n: int,
+    blocks: bool,
+    layout: list[str],
+    target: float | None,
+    compare: list[Path],
+) -> None:
     from export.images import find_images, load_batch
     from export.int8 import float_layout, float_nodes
-    from export.onnx_metadata import model_contract, read_metadata
     from export.onnx_export import export_onnx
+    from export.onnx_metadata import model_contract, read_metadata
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wscnet-sensitivity-") as tmp:
@@ -151,8 +192,13 @@ def run_int8_sensitivity(checkpoint: Path, *, calib: Path, heldout: Path, out: P
         batch = load_batch(find_images(heldout, n), model_contract(quantizer.source, str(fp32)))
         reference = probabilities(fp32, batch)
         arch = read_metadata(quantizer.source).get("arch", "")
-        result = {"checkpoint": str(checkpoint), "method": method, "calib_n": calib_n, "images": len(batch),
-                  "layouts": {}}
+        result = {
+            "checkpoint": str(checkpoint),
+            "method": method,
+            "calib_n": calib_n,
+            "images": len(batch),
+            "layouts": {},
+        }
         for name in dict.fromkeys(("none", float_layout(arch), *layout)):
             probs = probabilities(quantizer.variant(name, float_nodes(quantizer.source, name)), batch)
             result["layouts"][name] = margin_report(reference, probs)
@@ -167,4 +213,3 @@ def run_int8_sensitivity(checkpoint: Path, *, calib: Path, heldout: Path, out: P
         if target is not None:
             result["search"] = float_search(quantizer, reference, batch, float_layout(arch), target)
             atomic_write_text(out / "sensitivity.json", json.dumps(result, indent=2) + "\n")
-

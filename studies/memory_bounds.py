@@ -46,8 +46,12 @@ def run_measured(cmd: list[str], log: Path, samples: list | None = None) -> dict
             samples.append(current_rss_bytes(child.pid) / 2**20)
             time.sleep(SAMPLE_S)
     child.returncode = os.waitstatus_to_exitcode(status)
-    return {"rc": child.returncode, "wall_s": round(time.perf_counter() - start, 1),
-            "peak_mb": round(usage.ru_maxrss / 1024), "load_1m": round(os.getloadavg()[0], 1)}
+    return {
+        "rc": child.returncode,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_mb": round(usage.ru_maxrss / 1024),
+        "load_1m": round(os.getloadavg()[0], 1),
+    }
 
 
 def _env() -> dict:
@@ -85,16 +89,34 @@ def int8_rows(work: Path, models: list[str], calib_ns: list[int]):
         arch, size = token.split("@")
         for n in calib_ns:
             out = work / f"{arch}_{size}_n{n}"
-            cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--int8", "--calib",
-                         str(work / "calib"), "--calib-n", str(n), "--skip-parity", "--out", str(out))
+            cmd = python(
+                "cli.py",
+                "export",
+                str(work / f"{arch}_{size}.pt"),
+                "--int8",
+                "--calib",
+                str(work / "calib"),
+                "--calib-n",
+                str(n),
+                "--skip-parity",
+                "--out",
+                str(out),
+            )
             yield {"job": "export --int8", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
 
 
 def fp16_rows(work: Path, models: list[str]):
     for token in models:
         arch, size = token.split("@")
-        cmd = python("cli.py", "export", str(work / f"{arch}_{size}.pt"), "--fp16", "--skip-parity",
-                     "--out", str(work / f"{arch}_{size}_fp16"))
+        cmd = python(
+            "cli.py",
+            "export",
+            str(work / f"{arch}_{size}.pt"),
+            "--fp16",
+            "--skip-parity",
+            "--out",
+            str(work / f"{arch}_{size}_fp16"),
+        )
         yield {"job": "export --fp16", "model": token, "n": 0, **run_measured(cmd, work / "log.txt")}
 
 
@@ -109,8 +131,9 @@ def parity_rows(work: Path, models: list[str], sets: list[int], calib_n: int):
 def parity_row(work: Path, model: Path, token: str, n: int, job: str) -> dict:
     """``parity`` of ``model`` against its checkpoint on ``n`` held-out images, with the agreement it reports."""
     arch, size = token.split("@")
-    cmd = python("cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"), "--data", str(work / "heldout"),
-                 "--n", str(n))
+    cmd = python(
+        "cli.py", "parity", str(model), str(work / f"{arch}_{size}.pt"), "--data", str(work / "heldout"), "--n", str(n)
+    )
     row = {"job": job, "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
     report = json.loads((model.parent / "parity.json").read_text())[model.name]
     row.update(top1=report["top1_agreement"], map_corr=round(report["map_correlation"], 5))
@@ -123,11 +146,21 @@ def eval_rows(work: Path, models: list[str], sets: list[int]):
         for n in sets:
             data = work / f"evalset_{n}"
             if not data.is_dir():
-                subprocess.run(python("-c", "import sys; from wscnet.tiny_model import write_image_folder as w; "
-                                      "w(sys.argv[1], 8, int(sys.argv[2]) // 8, 256, seed=5)", str(data), str(n)),
-                               cwd=REPO, env=_env(), check=True)
-            cmd = python("cli.py", "eval", str(work / f"{arch}_{size}.pt"), "--data", str(data),
-                         "--split", "all", "--ten-crop")
+                subprocess.run(
+                    python(
+                        "-c",
+                        "import sys; from wscnet.tiny_model import write_image_folder as w; "
+                        "w(sys.argv[1], 8, int(sys.argv[2]) // 8, 256, seed=5)",
+                        str(data),
+                        str(n),
+                    ),
+                    cwd=REPO,
+                    env=_env(),
+                    check=True,
+                )
+            cmd = python(
+                "cli.py", "eval", str(work / f"{arch}_{size}.pt"), "--data", str(data), "--split", "all", "--ten-crop"
+            )
             yield {"job": "eval --ten-crop", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
 
 
@@ -138,9 +171,21 @@ def agreement_rows(work: Path, models: list[str], n: int, methods: list[str], pa
         for method in methods:
             arch, size = token.split("@")
             kept = work / f"agreement_{arch}_{size}"
-            cmd = python("cli.py", "study", "scale-agreement", str(work / f"{arch}_{size}_n8" / "model.onnx"),
-                         str(work / "calib"), "--n", str(n), "--method", method, "--keep", str(kept),
-                         "--json", str(work / f"agreement_{arch}_{size}_{method}.json"))
+            cmd = python(
+                "cli.py",
+                "study",
+                "scale-agreement",
+                str(work / f"{arch}_{size}_n8" / "model.onnx"),
+                str(work / "calib"),
+                "--n",
+                str(n),
+                "--method",
+                method,
+                "--keep",
+                str(kept),
+                "--json",
+                str(work / f"agreement_{arch}_{size}_{method}.json"),
+            )
             row = {"job": f"scale agreement ({method})", "model": token, "n": n, **run_measured(cmd, work / "log.txt")}
             row.update(json.loads((work / f"agreement_{arch}_{size}_{method}.json").read_text()))
             yield row
@@ -179,8 +224,12 @@ def long_clip(work: Path, frames: int) -> Path:
     clip = work / f"clip_{frames}.mp4"
     if not clip.is_file():
         script = LOOP_SCRIPT.replace("LOOP_FRAMES", str(LOOP_FRAMES))
-        subprocess.run(python("-c", script, str(work / f"clip_base_{LOOP_FRAMES}.mp4"), str(clip), str(frames)),
-                       cwd=REPO, env=_env(), check=True)
+        subprocess.run(
+            python("-c", script, str(work / f"clip_base_{LOOP_FRAMES}.mp4"), str(clip), str(frames)),
+            cwd=REPO,
+            env=_env(),
+            check=True,
+        )
     return clip
 
 
@@ -193,24 +242,53 @@ def runtime_rows(work: Path, models: list[str], frames: list[int]):
         for n in frames:
             clip = long_clip(work, n)
             samples: list[float] = []
-            cmd = python("cli.py", "webcam", "--model", str(model), "--source", str(clip), "--no-display",
-                         "--save", str(work / "clip_out.mp4"), "--jsonl", str(work / "clip_out.jsonl"))
-            row = {"job": "webcam (int8, 640x480 clip)", "model": token, "n": n,
-                   **run_measured(cmd, work / "log.txt", samples)}
+            cmd = python(
+                "cli.py",
+                "webcam",
+                "--model",
+                str(model),
+                "--source",
+                str(clip),
+                "--no-display",
+                "--save",
+                str(work / "clip_out.mp4"),
+                "--jsonl",
+                str(work / "clip_out.jsonl"),
+            )
+            row = {
+                "job": "webcam (int8, 640x480 clip)",
+                "model": token,
+                "n": n,
+                **run_measured(cmd, work / "log.txt", samples),
+            }
             quarter = max(1, len(samples) // 4)
-            row.update(rss_first_quarter_mb=round(max(samples[:quarter])),
-                       rss_last_quarter_mb=round(max(samples[-quarter:])))
+            row.update(
+                rss_first_quarter_mb=round(max(samples[:quarter])), rss_last_quarter_mb=round(max(samples[-quarter:]))
+            )
             yield row
 
 
 def write_table(rows: list[dict], work: Path, name: str) -> None:
     (work / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| job | model | images | peak RSS MB | wall s | load | exit | notes |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| job | model | images | peak RSS MB | wall s | load | exit | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        notes = ", ".join(f"{k} {r[k]}" for k in ("top1", "map_corr", "equal_scales", "max_rel_diff", "bounded_peak_mb",
-                                                       "one_shot_peak_mb", "rss_first_quarter_mb",
-                                                       "rss_last_quarter_mb") if k in r)
+        notes = ", ".join(
+            f"{k} {r[k]}"
+            for k in (
+                "top1",
+                "map_corr",
+                "equal_scales",
+                "max_rel_diff",
+                "bounded_peak_mb",
+                "one_shot_peak_mb",
+                "rss_first_quarter_mb",
+                "rss_last_quarter_mb",
+            )
+            if k in r
+        )
         load = r.get("load_1m", "–")
         cells = [r["job"], r["model"], r["n"], r["peak_mb"], r["wall_s"], load, r["rc"], notes]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -220,8 +298,17 @@ def write_table(rows: list[dict], work: Path, name: str) -> None:
 JOB_NAMES = ("int8", "fp16", "parity", "eval", "agreement", "runtime")
 
 
-def run_memory_bounds(work: Path, jobs: list[str], models: list[str], calib_ns: list[int], sets: list[int],
-                      agreement_n: int, frames: list[int], methods: list[str], results: str) -> None:
+def run_memory_bounds(
+    work: Path,
+    jobs: list[str],
+    models: list[str],
+    calib_ns: list[int],
+    sets: list[int],
+    agreement_n: int,
+    frames: list[int],
+    methods: list[str],
+    results: str,
+) -> None:
     """``python cli.py study memory-bounds``: every job's rows, written to the table as they come."""
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, models)

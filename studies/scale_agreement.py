@@ -37,9 +37,13 @@ def compare(model: Path, calib: Path, n: int, method: str, keep: Path | None = N
     if bounded.keys() != one_shot.keys():
         raise SystemExit("the two models quantize different tensors")
     rel = [float(np.max(np.abs(bounded[k] - v) / np.maximum(np.abs(v), 1e-30))) for k, v in one_shot.items()]
-    return {"scales": len(rel), "equal_scales": all(np.array_equal(bounded[k], v) for k, v in one_shot.items()),
-            "max_rel_diff": max(rel), "bounded_peak_mb": round(bounded_peak),
-            "one_shot_peak_mb": round(max(one_shot_peak, bounded_peak))}
+    return {
+        "scales": len(rel),
+        "equal_scales": all(np.array_equal(bounded[k], v) for k, v in one_shot.items()),
+        "max_rel_diff": max(rel),
+        "bounded_peak_mb": round(bounded_peak),
+        "one_shot_peak_mb": round(max(one_shot_peak, bounded_peak)),
+    }
 
 
 class _ListReader:
@@ -61,39 +65,62 @@ class _ListReader:
 def compare_ort_option(model: Path, calib: Path, n: int, method: str, option: str, chunk: int) -> dict:
     """One of onnxruntime's memory options against its one-shot calibration (scales only)."""
     import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from export.calibration import CalibrationImages, ort_method
     from export.images import find_images
     from export.int8 import QUANTIZED_OPS, prepare_for_calibration, qdq_scales
     from export.onnx_metadata import model_contract
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     contract = model_contract(onnx.load(str(model), load_external_data=False), str(model))
     images = CalibrationImages(find_images(calib, n), "image", contract)
     feeds = list(images)
-    extra = {"max-intermediate": {"CalibMaxIntermediateOutputs": chunk}, "strided": {"CalibStridedMinMax": chunk}}[option]
+    extra = {"max-intermediate": {"CalibMaxIntermediateOutputs": chunk}, "strided": {"CalibStridedMinMax": chunk}}[
+        option
+    ]
     scales = {}
     with tempfile.TemporaryDirectory(prefix="ort-option-") as tmp:
         prepared = prepare_for_calibration(model, Path(tmp))
         for name, options in (("one-shot", {}), (option, extra)):
             out = Path(tmp) / f"{name}.onnx"
             try:
-                quantize_static(str(prepared), str(out), _ListReader(feeds), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=ort_method(method),
-                                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, **options})
+                quantize_static(
+                    str(prepared),
+                    str(out),
+                    _ListReader(feeds),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=QUANTIZED_OPS,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=ort_method(method),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, **options},
+                )
             except Exception as exc:  # what the option does is the finding
                 return {"option": option, "method": method, "error": f"{type(exc).__name__}: {exc}"[:200]}
             scales[name] = qdq_scales(out)
     ref, got = scales["one-shot"], scales[option]
     rel = [float(np.max(np.abs(got[k] - v) / np.maximum(np.abs(v), 1e-30))) for k, v in ref.items()]
-    return {"option": option, "method": method, "chunk": chunk, "scales": len(rel),
-            "equal_scales": all(np.array_equal(got[k], v) for k, v in ref.items()), "max_rel_diff": max(rel)}
+    return {
+        "option": option,
+        "method": method,
+        "chunk": chunk,
+        "scales": len(rel),
+        "equal_scales": all(np.array_equal(got[k], v) for k, v in ref.items()),
+        "max_rel_diff": max(rel),
+    }
 
 
-def print_scale_agreement(model: Path, calib: Path, n: int, method: str, json_out: Path | None, keep: Path | None,
-                          ort_option: str | None, chunk: int) -> dict:
+def print_scale_agreement(
+    model: Path,
+    calib: Path,
+    n: int,
+    method: str,
+    json_out: Path | None,
+    keep: Path | None,
+    ort_option: str | None,
+    chunk: int,
+) -> dict:
     """``python cli.py study scale-agreement``: one JSON line (also to ``json_out``)."""
     if ort_option:
         result = compare_ort_option(model, calib, n, method, ort_option, chunk)

@@ -46,19 +46,28 @@ def model_rows(checkpoint: Path, model_path: Path, n: int = 200) -> dict:
                 rows.append({"row": f"{aspect} {kind}", "default": float((labels == truth).mean())})
     for row in rows:
         row["candidates"] = {name: c["rows"][row["row"]] for name, c in (decision or {}).get("candidates", {}).items()}
-    return {"model": str(model_path), "data": description, "eval": eval_accuracy, "views": views,
-            "decision": decision, "rows": rows}
+    return {
+        "model": str(model_path),
+        "data": description,
+        "eval": eval_accuracy,
+        "views": views,
+        "decision": decision,
+        "rows": rows,
+    }
 
 
 def markdown(tables: list[dict]) -> str:
     lines = []
     for table in tables:
         decision = table["decision"] or {}
-        lines += [f"**{table['model']}** ({table['data']}): `eval` on the pictures {table['eval']:.3f}; "
-                  f"recorded views: **{table['views']}**"
-                  + (f" ({decision['reason']})" if decision else " (no view decision in the file)"), "",
-                  "| frame | " + " | ".join(SHOWN) + " | runtime default | default − eval |",
-                  "|---|" + "---:|" * (len(SHOWN) + 2)]
+        lines += [
+            f"**{table['model']}** ({table['data']}): `eval` on the pictures {table['eval']:.3f}; "
+            f"recorded views: **{table['views']}**"
+            + (f" ({decision['reason']})" if decision else " (no view decision in the file)"),
+            "",
+            "| frame | " + " | ".join(SHOWN) + " | runtime default | default − eval |",
+            "|---|" + "---:|" * (len(SHOWN) + 2),
+        ]
         for row in table["rows"]:
             cells = " | ".join(_cell(row["candidates"].get(name)) for name in SHOWN)
             gap = row["default"] - table["eval"]

@@ -19,8 +19,17 @@ def flicker_classes(steady: int = 30, flicker: int = 30) -> list[int]:
 def run_with_events(model, videos, out: Path, events: EventOptions, **options) -> tuple[list, list[list[dict]]]:
     """Every video through one model (in-process), JSONL per stream; (stats, records of each stream)."""
     template = out / ("{stream}.jsonl" if len(videos) > 1 else "out.jsonl")
-    stats = run_videos(model, [str(v) for v in videos], threads=1, jsonl=template, display=False, progress=False,
-                       events=events, watch_model=False, **options)
+    stats = run_videos(
+        model,
+        [str(v) for v in videos],
+        threads=1,
+        jsonl=template,
+        display=False,
+        progress=False,
+        events=events,
+        watch_model=False,
+        **options,
+    )
     paths = [out / f"{s.stream}.jsonl" for s in stats] if len(videos) > 1 else [out / "out.jsonl"]
     return stats, [read_records(p) for p in paths]
 

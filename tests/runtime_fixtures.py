@@ -96,4 +96,3 @@ class FakeCapture:
 
     def release(self) -> None:
         pass
-

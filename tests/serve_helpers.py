@@ -38,8 +38,14 @@ def make_frame(index: int, size=(96, 128)) -> np.ndarray:
 
 def make_record(index: int) -> dict:
     p = np.roll([0.6, 0.3, 0.1], index % 3)
-    return {"index": index, "timestamp": round(index / 30, 4), "label": CLASSES[int(np.argmax(p))],
-            "probabilities": dict(zip(CLASSES, map(float, p))), "inference_ms": 4.0, "end_to_end_ms": 20.0}
+    return {
+        "index": index,
+        "timestamp": round(index / 30, 4),
+        "label": CLASSES[int(np.argmax(p))],
+        "probabilities": dict(zip(CLASSES, map(float, p))),
+        "inference_ms": 4.0,
+        "end_to_end_ms": 20.0,
+    }
 
 
 class Publisher:
@@ -83,8 +89,12 @@ def post_json(url: str, payload, content_type: str = "application/json", headers
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
         body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""), body=body,
-                     headers={"Content-Type": content_type, **(headers or {})})
+        conn.request(
+            "POST",
+            parts.path + (f"?{parts.query}" if parts.query else ""),
+            body=body,
+            headers={"Content-Type": content_type, **(headers or {})},
+        )
         reply = conn.getresponse()
         return reply.status, reply.read()
     finally:
@@ -232,8 +242,21 @@ def start_webcam(model, video, out: Path, token: str, *extra, outputs=None) -> t
     sources = [a for v in (video if isinstance(video, list) else [video]) for a in ("--source", str(v))]
     if outputs is None:
         outputs = ["--save", str(out / "out.mp4"), "--jsonl", str(out / "out.jsonl")]
-    cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), *sources,
-           "--no-display", "--threads", "1", *outputs, "--serve", "127.0.0.1:0", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "webcam",
+        "--model",
+        str(model),
+        *sources,
+        "--no-display",
+        "--threads",
+        "1",
+        *outputs,
+        "--serve",
+        "127.0.0.1:0",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WSCNET_TOKEN": token, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []

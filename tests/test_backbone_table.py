@@ -15,11 +15,32 @@ def test_table_over_a_trained_mobilenet(tmp_path):
     data = write_synth_set(tmp_path / "data", SynthConfig(n_per_class=6, size=64, seed=1), progress=False)
     heldout = write_synth_set(tmp_path / "heldout", SynthConfig(n_per_class=2, size=64, seed=9), progress=False)
     run = tmp_path / "run"
-    train(TrainOptions(data=str(data), out=str(run), arch="mobilenet_v3_small", img_size=64, batch_size=8,
-                       epochs=1, lr=0.02, head_lr=0.02, workers=0, device="cpu"))
+    train(
+        TrainOptions(
+            data=str(data),
+            out=str(run),
+            arch="mobilenet_v3_small",
+            img_size=64,
+            batch_size=8,
+            epochs=1,
+            lr=0.02,
+            head_lr=0.02,
+            workers=0,
+            device="cpu",
+        )
+    )
     out = tmp_path / "table"
-    backbone_table([run / "best.pt"], data=data, heldout=heldout, out=out, threads=1, duration=0.2,
-                   video_frames=4, calib_n=8, parity_n=8)
+    backbone_table(
+        [run / "best.pt"],
+        data=data,
+        heldout=heldout,
+        out=out,
+        threads=1,
+        duration=0.2,
+        video_frames=4,
+        calib_n=8,
+        parity_n=8,
+    )
     rows = json.loads((out / "backbones.json").read_text())
     assert [r["backend"] for r in rows] == ["torch", "ort", "ort-fp16", "ort-int8"]
     torch_row, fp32, fp16, int8 = rows

@@ -67,9 +67,19 @@ def test_short_mobilenet_run_is_as_accurate_in_eval_mode(tmp_path):
     data = write_image_folder(tmp_path / "data", num_classes=4, per_class=24, size=64, seed=5)
     out = tmp_path / "run"
     options = TrainOptions(
-        data=str(data), out=str(out), arch="mobilenet_v3_small", img_size=64, batch_size=16,
-        epochs=6, lr=0.05, head_lr=0.05, lr_schedule="cosine", grad_clip=2.0, workers=0,
-        device="cpu", seed=0,
+        data=str(data),
+        out=str(out),
+        arch="mobilenet_v3_small",
+        img_size=64,
+        batch_size=16,
+        epochs=6,
+        lr=0.05,
+        head_lr=0.05,
+        lr_schedule="cosine",
+        grad_clip=2.0,
+        workers=0,
+        device="cpu",
+        seed=0,
     )
     train(options)  # 6 epochs × 4 steps of 16 images (76 training images)
     model, ckpt = load_checkpoint(out / "last.pt")

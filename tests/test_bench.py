@@ -39,8 +39,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def bench_run(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
     settings = BenchSettings(
-        backends=["ort", "torch-cuda", "ort-cuda", "trt-fp16"], batches=[2], warmup=1, iters=3,
-        duration=None, agreement_images=5, video=Path("test"), video_frames=6, video_backend="ort",
+        backends=["ort", "torch-cuda", "ort-cuda", "trt-fp16"],
+        batches=[2],
+        warmup=1,
+        iters=3,
+        duration=None,
+        agreement_images=5,
+        video=Path("test"),
+        video_frames=6,
+        video_backend="ort",
         peak_n=256,
     )
     return out, run_bench([str(tiny_checkpoint)], out, settings)
@@ -90,8 +97,20 @@ def test_json_markdown_and_chart_are_written(bench_run):
     assert saved["peak"]["fp32_gflops"] > 0
     markdown = (out / "bench.md").read_text().splitlines()
     header = [c.strip() for c in markdown[0].strip("|").split("|")]
-    assert {"back-end", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s",
-            "GFLOP/s", "% of peak", "peak MB", "file MB", "top-1 agree"} <= set(header)
+    assert {
+        "back-end",
+        "precision",
+        "batch",
+        "median ms",
+        "p90 ms",
+        "p99 ms",
+        "images/s",
+        "GFLOP/s",
+        "% of peak",
+        "peak MB",
+        "file MB",
+        "top-1 agree",
+    } <= set(header)
     ort_lines = [line for line in markdown if line.startswith("| tiny | 64 | ort | fp32 | 2 |")]
     assert len(ort_lines) == 1 and len(ort_lines[0].strip("|").split("|")) == len(header)
     chart = cv2.imread(str(out / "bench.png"))
@@ -121,8 +140,16 @@ def test_a_wrong_model_is_marked_failed_validation(tiny_checkpoint, tmp_path):
     (bias,) = [init for init in proto.graph.initializer if init.name.endswith("classifier.bias")]
     bias.CopyFrom(numpy_helper.from_array(np.array([0.0, 0.0, 0.0, 50.0], np.float32), bias.name))
     onnx.save(proto, str(wrong))
-    settings = BenchSettings(backends=["ort"], batches=[1], warmup=0, iters=1, duration=None,
-                             agreement_images=8, reference=tiny_checkpoint, peak_n=256)
+    settings = BenchSettings(
+        backends=["ort"],
+        batches=[1],
+        warmup=0,
+        iters=1,
+        duration=None,
+        agreement_images=8,
+        reference=tiny_checkpoint,
+        peak_n=256,
+    )
     results = run_bench([str(wrong)], tmp_path / "out", settings)
     (row,) = results["rows"]
     assert row["model"] == "wrong" and row["top1_agreement"] < 0.9
@@ -152,8 +179,7 @@ def test_loop_runs_warmup_then_exactly_iters_timed_calls():
 
 
 def test_duration_mode_keeps_at_least_min_iters():
-    host, _ = time_calls(CountingRunner(), np.zeros((1, 3, 8, 8), np.float32), warmup=0,
-                         duration=1e-9, min_iters=4)
+    host, _ = time_calls(CountingRunner(), np.zeros((1, 3, 8, 8), np.float32), warmup=0, duration=1e-9, min_iters=4)
     assert len(host) == 4
 
 
@@ -163,8 +189,12 @@ def test_interleaved_rounds_call_each_in_turn_and_time_only_the_calls():
     def call(name, seconds):
         return lambda: (log.append(name), time.sleep(seconds))
 
-    times = time_interleaved({"a": call("a", 0.02), "b": call("b", 0.0)}, warmup=2, rounds=3,
-                             after=lambda name: (log.append(f"after {name}"), time.sleep(0.05)))
+    times = time_interleaved(
+        {"a": call("a", 0.02), "b": call("b", 0.0)},
+        warmup=2,
+        rounds=3,
+        after=lambda name: (log.append(f"after {name}"), time.sleep(0.05)),
+    )
     assert log[:4] == ["a", "a", "b", "b"]  # warm-up: each call alone, untimed
     assert log[4:] == ["a", "after a", "b", "after b"] * 3
     assert len(times["a"]) == len(times["b"]) == 3
@@ -179,12 +209,15 @@ def test_summary_percentiles():
     assert stats["p99"] == pytest.approx(99.01)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"backends": ["tensorflow"]}, "unknown back-end"),
-    ({"iters": 3, "duration": 2.0}, "not both"),
-    ({"img_sizes": [100]}, "multiple of 32"),
-    ({"video": Path("/nonexistent/clip.mp4")}, "video file not found"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"backends": ["tensorflow"]}, "unknown back-end"),
+        ({"iters": 3, "duration": 2.0}, "not both"),
+        ({"img_sizes": [100]}, "multiple of 32"),
+        ({"video": Path("/nonexistent/clip.mp4")}, "video file not found"),
+    ],
+)
 def test_bad_settings_are_one_line_user_errors(kwargs, message):
     settings = BenchSettings(**{"backends": ["ort"], "batches": [1], **kwargs})
     with pytest.raises(UserError, match=message):
@@ -194,7 +227,9 @@ def test_bad_settings_are_one_line_user_errors(kwargs, message):
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "cli.py", "bench", "resnet999", "--out", str(tmp_path), "--iters", "1"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1
@@ -202,16 +237,24 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "bench.json").exists()
 
 
-@pytest.mark.parametrize("option, value, example", [
-    ("--img-size", "64x48", "e.g. 224,448 (one side each: inputs are square)"),
-    ("--batch", "1;8", "e.g. 1,8"),
-])
+@pytest.mark.parametrize(
+    "option, value, example",
+    [
+        ("--img-size", "64x48", "e.g. 224,448 (one side each: inputs are square)"),
+        ("--batch", "1;8", "e.g. 1,8"),
+    ],
+)
 def test_cli_list_option_error_shows_an_example_of_that_option(tmp_path, option, value, example):
-    proc = subprocess.run([sys.executable, "cli.py", "bench", "resnet18", option, value, "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "bench", "resnet18", option, value, "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: {option} takes comma-separated integers, {example}; got {value!r}"]
+        f"error: {option} takes comma-separated integers, {example}; got {value!r}"
+    ]
 
 
 class FakeCudart:
@@ -284,7 +327,9 @@ def test_onnx_runtime_backend_has_no_device_time(bench_run):
 
 def test_onnx_runtime_rows_run_without_torch():
     """Their peak memory is the lean runtime's: the worker's ONNX Runtime path never loads torch."""
-    code = ("import sys, benchmarks.worker, benchmarks.device_timing, runtime.backends.onnxruntime_backend;"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, benchmarks.worker, benchmarks.device_timing, runtime.backends.onnxruntime_backend;"
+        "print('torch' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.stdout.strip() == "False", proc.stderr

@@ -44,8 +44,22 @@ def _calibration_peak_mb(small, n: int, bounded: bool, method: str = "entropy") 
     out = small["root"] / f"int8_{n}_{int(bounded)}_{method}.onnx"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(small["fp32"]), str(small["calib"]), str(n), str(int(bounded)), str(out), method],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(small["fp32"]),
+            str(small["calib"]),
+            str(n),
+            str(int(bounded)),
+            str(out),
+            method,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.is_file()

@@ -19,10 +19,17 @@ def model():
 def test_round_trip_rebuilds_identical_model(tmp_path, model):
     path = tmp_path / "m.pt"
     state = {"epoch": 3, "optimizer": {"lr": 0.1}, "rng": {"torch": torch.get_rng_state()}}
-    save_checkpoint(path, make_checkpoint(
-        model, class_names=NAMES, input_size=96, epoch=3, metrics={"val_accuracy": 0.5},
-        train_state=state,
-    ))
+    save_checkpoint(
+        path,
+        make_checkpoint(
+            model,
+            class_names=NAMES,
+            input_size=96,
+            epoch=3,
+            metrics={"val_accuracy": 0.5},
+            train_state=state,
+        ),
+    )
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw["format"] == FORMAT and raw["format_version"] == 1
     assert raw["model_config"]["pool"] == "avg" and raw["model_config"]["coupling"] == "local"

@@ -5,7 +5,6 @@ Both sides are read by introspection, so a default changed on one side only fail
 import inspect
 from dataclasses import MISSING, asdict, fields
 
-
 from export.commands import export
 from export.request import ExportRequest
 from wscnet.commands import ablation, train
@@ -46,7 +45,8 @@ def test_every_export_option_is_a_request_field_with_the_same_default():
     for option, field in EXPORT_NEGATED.items():
         assert options[option] is (not defaults[field])
     assert {name: defaults[name] for name in names if name in defaults} == {
-        name: options[name] for name in names if name in defaults}
+        name: options[name] for name in names if name in defaults
+    }
 
 
 def test_train_hands_every_option_to_training_unchanged(tmp_path, monkeypatch):
@@ -56,9 +56,21 @@ def test_train_hands_every_option_to_training_unchanged(tmp_path, monkeypatch):
 
     received = []
     monkeypatch.setattr(wscnet.training, "train", lambda options: received.append(options) or {"is_main": False})
-    given = {**typer_defaults(train), "data": tmp_path, "out": tmp_path / "run", "epochs": 3,
-             "csv_file": tmp_path / "labels.csv", "det_label_smoothing": 0.25, "pretrained": None}
+    given = {
+        **typer_defaults(train),
+        "data": tmp_path,
+        "out": tmp_path / "run",
+        "epochs": 3,
+        "csv_file": tmp_path / "labels.csv",
+        "det_label_smoothing": 0.25,
+        "pretrained": None,
+    }
     train(**given)
-    expected = TrainOptions(data=str(tmp_path), out=str(tmp_path / "run"), epochs=3,
-                            csv_file=str(tmp_path / "labels.csv"), det_label_smoothing=0.25)
+    expected = TrainOptions(
+        data=str(tmp_path),
+        out=str(tmp_path / "run"),
+        epochs=3,
+        csv_file=str(tmp_path / "labels.csv"),
+        det_label_smoothing=0.25,
+    )
     assert [asdict(o) for o in received] == [asdict(expected)]

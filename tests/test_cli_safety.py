@@ -18,7 +18,6 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import numpy_helper
-
 from runtime_fixtures import write_video
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,8 +26,14 @@ SIZE = 32
 
 def cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -42,14 +47,37 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 
 def checksums(folder: Path) -> dict[str, str]:
     """sha256 of every file below ``folder`` (hidden ones too), by relative path."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def train_args(data: Path, out: Path, epochs: int = 1) -> list:
-    return ["train", "--data", data, "--out", out, "--arch", "resnet18", "--img-size", SIZE,
-            "--epochs", epochs, "--batch-size", 8, "--workers", 0, "--device", "cpu",
-            "--lr", 0.01, "--head-lr", 0.01]
+    return [
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--arch",
+        "resnet18",
+        "--img-size",
+        SIZE,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        8,
+        "--workers",
+        0,
+        "--device",
+        "cpu",
+        "--lr",
+        0.01,
+        "--head-lr",
+        0.01,
+    ]
 
 
 def logged_epochs(run: Path) -> list[int]:
@@ -70,8 +98,15 @@ def work(tiny_roi_set, tmp_path_factory) -> dict:
     model = export_onnx(run / "best.pt", root / "export" / "model.onnx")
     video = write_video(root / "clip.avi", frames=3)
     image = sorted((data / "images" / "joy").iterdir())[0]
-    return {"root": root, "data": data, "run": run, "ckpt": run / "best.pt", "model": model,
-            "video": video, "image": image}
+    return {
+        "root": root,
+        "data": data,
+        "run": run,
+        "ckpt": run / "best.pt",
+        "model": model,
+        "video": video,
+        "image": image,
+    }
 
 
 def perturbed_copy(model: Path, out: Path) -> Path:
@@ -88,11 +123,14 @@ def perturbed_copy(model: Path, out: Path) -> Path:
 
 # --- 1. nothing a user made is replaced without being asked ------------------------------------
 
+
 def test_train_refuses_an_existing_run_and_leaves_it_unchanged(work):
     before = checksums(work["run"])
     line = one_error_line(cli(*train_args(work["data"], work["run"])))
-    assert line == (f"error: {work['run']}: already holds a training run (last.pt, best.pt, history.json, "
-                    "train_log.jsonl); pass --resume to continue it or --overwrite to replace it")
+    assert line == (
+        f"error: {work['run']}: already holds a training run (last.pt, best.pt, history.json, "
+        "train_log.jsonl); pass --resume to continue it or --overwrite to replace it"
+    )
     assert checksums(work["run"]) == before
 
 
@@ -131,18 +169,22 @@ def test_export_refuses_to_replace_a_model_unless_overwrite(work, tmp_path):
     (out / "model.onnx").write_bytes(b"a model someone made by hand")
     before = checksums(out)
     line = one_error_line(cli("export", work["ckpt"], "--out", out, "--skip-parity"))
-    assert line == (f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write "
-                    "elsewhere")
+    assert line == (
+        f"error: {out}: already holds model.onnx; pass --overwrite to replace them or --out to write elsewhere"
+    )
     assert checksums(out) == before
     proc = cli("export", work["ckpt"], "--out", out, "--skip-parity", "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert onnx.load(str(out / "model.onnx")).graph.input[0].name == "image"
 
 
-@pytest.mark.parametrize("command, marker, message", [
-    (["bench", "resnet18@64", "--iters", 1], "bench.json", "already holds benchmark results (bench.json)"),
-    (["ablation", "--epochs", 1], "ablation.json", "already holds an ablation (ablation.json); pass --resume"),
-])
+@pytest.mark.parametrize(
+    "command, marker, message",
+    [
+        (["bench", "resnet18@64", "--iters", 1], "bench.json", "already holds benchmark results (bench.json)"),
+        (["ablation", "--epochs", 1], "ablation.json", "already holds an ablation (ablation.json); pass --resume"),
+    ],
+)
 def test_bench_and_ablation_refuse_earlier_results(work, tmp_path, command, marker, message):
     out = tmp_path / "results"
     out.mkdir()
@@ -158,8 +200,7 @@ def test_ablation_passes_amp_to_every_run_and_records_it(work, tmp_path):
     # --no-train tabulates without training: the settings the runs would get land in ablation.json
     for flag, expected in (("--no-amp", False), ("--amp", True)):
         out = tmp_path / flag.strip("-")
-        proc = cli("ablation", "--data", work["data"], "--out", out, "--only", "cam", "--epochs", 1,
-                   "--no-train", flag)
+        proc = cli("ablation", "--data", work["data"], "--out", out, "--only", "cam", "--epochs", 1, "--no-train", flag)
         assert proc.returncode == 0, proc.stderr[-2000:]
         report = json.loads((out / "ablation.json").read_text())
         assert report["settings"]["amp"] is expected
@@ -167,6 +208,7 @@ def test_ablation_passes_amp_to_every_run_and_records_it(work, tmp_path):
 
 
 # --- 2. provenance, and checks that use it --------------------------------------------------------
+
 
 def test_exported_model_records_checkpoint_hash_path_epoch_and_data(work):
     props = {p.key: p.value for p in onnx.load(str(work["model"])).metadata_props}
@@ -224,8 +266,9 @@ def test_parity_refuses_a_checkpoint_the_model_did_not_come_from(work, tmp_path,
 
 def test_bench_refuses_a_reference_the_model_did_not_come_from(work, tmp_path):
     other = other_weights_at_64_px(work["ckpt"], tmp_path / "other.pt")
-    line = one_error_line(cli("bench", work["model"], "--reference", other, "--backends", "ort",
-                              "--iters", 1, "--out", tmp_path / "out"))
+    line = one_error_line(
+        cli("bench", work["model"], "--reference", other, "--backends", "ort", "--iters", 1, "--out", tmp_path / "out")
+    )
     assert line.startswith(f"error: {work['model']} was exported from {work['ckpt'].resolve()} (sha256 ")
     assert f"not from {other} (sha256 " in line
     assert not (tmp_path / "out").exists()
@@ -243,11 +286,14 @@ def test_a_moved_training_folder_is_named_as_moved(work, tmp_path):
     torch.save(ckpt, tmp_path / "run" / "best.pt")
     model = export_onnx(tmp_path / "run" / "best.pt", tmp_path / "model.onnx")
     line = one_error_line(cli("parity", model, "--n", 2))
-    assert line == (f"error: {tmp_path / 'run' / 'best.pt'}: its training data folder {moved} is gone "
-                    "(moved or deleted); pass --data DIR")
+    assert line == (
+        f"error: {tmp_path / 'run' / 'best.pt'}: its training data folder {moved} is gone "
+        "(moved or deleted); pass --data DIR"
+    )
 
 
 # --- 3. exit codes tell the truth ---------------------------------------------------------------
+
 
 def test_failed_parity_exits_3_and_no_fail_exits_0(work, tmp_path):
     model = perturbed_copy(work["model"], tmp_path / "broken.onnx")
@@ -263,18 +309,36 @@ def test_export_names_each_file_whose_parity_failed():
     empty (a genuinely failing export cannot be made on demand here, so its list is checked)."""
     from export.exporter import ExportResult, failed_checks
 
-    result = ExportResult(parity={
-        "model.onnx": {"passed": True, "top1_agreement": 1.0, "map_correlation": 1.0},
-        "model.int8.onnx": {"passed": False, "top1_agreement": 0.9125, "map_correlation": 0.93},
-    })
+    result = ExportResult(
+        parity={
+            "model.onnx": {"passed": True, "top1_agreement": 1.0, "map_correlation": 1.0},
+            "model.int8.onnx": {"passed": False, "top1_agreement": 0.9125, "map_correlation": 0.93},
+        }
+    )
     assert failed_checks(result) == ["model.int8.onnx (top-1 91.2 %, map corr 0.9300)"]
     assert failed_checks(ExportResult()) == []
 
 
 def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
     model = perturbed_copy(work["model"], tmp_path / "broken.onnx")
-    args = ["bench", model, "--backends", "ort", "--batch", 1, "--iters", 1, "--warmup", 0,
-            "--agreement-images", 4, "--peak-n", 64, "--out", tmp_path / "out"]
+    args = [
+        "bench",
+        model,
+        "--backends",
+        "ort",
+        "--batch",
+        1,
+        "--iters",
+        1,
+        "--warmup",
+        0,
+        "--agreement-images",
+        4,
+        "--peak-n",
+        64,
+        "--out",
+        tmp_path / "out",
+    ]
     proc = cli(*args)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "row(s) failed: broken@32 ort b1: failed validation" in proc.stderr.strip().splitlines()[-1]
@@ -284,20 +348,28 @@ def test_a_bench_row_that_failed_validation_exits_3(work, tmp_path):
 
 # --- 4. options and output paths are checked before any work ------------------------------------
 
-@pytest.mark.parametrize("command, option, bad, choices", [
-    ("train", "--arch", "resnet1000", "resnet18|resnet34|resnet50|resnet101|resnet152"),
-    ("train", "--head", "foo", "wscnet|cam"),
-    ("train", "--pool", "mean", "max|avg"),
-    ("train", "--coupling", "partial", "both|local|none"),
-    ("train", "--geometry", "fill", "squash|crop|letterbox"),
-    ("webcam", "--resize", "stretch", "squash|crop|letterbox"),
-    ("export", "--calib-method", "median", "entropy|max|percentile"),
-    ("eval", "--split", "dev", "train|val|test|all"),
-])
+
+@pytest.mark.parametrize(
+    "command, option, bad, choices",
+    [
+        ("train", "--arch", "resnet1000", "resnet18|resnet34|resnet50|resnet101|resnet152"),
+        ("train", "--head", "foo", "wscnet|cam"),
+        ("train", "--pool", "mean", "max|avg"),
+        ("train", "--coupling", "partial", "both|local|none"),
+        ("train", "--geometry", "fill", "squash|crop|letterbox"),
+        ("webcam", "--resize", "stretch", "squash|crop|letterbox"),
+        ("export", "--calib-method", "median", "entropy|max|percentile"),
+        ("eval", "--split", "dev", "train|val|test|all"),
+    ],
+)
 def test_choices_are_listed_in_help_and_others_refused(tmp_path, command, option, bad, choices):
     assert choices in cli(command, "--help").stdout
-    required = {"train": ["--data", tmp_path, "--out", tmp_path / "run"], "webcam": ["--model", "m.onnx"],
-                "export": [], "eval": ["x.pt", "--data", tmp_path]}[command]
+    required = {
+        "train": ["--data", tmp_path, "--out", tmp_path / "run"],
+        "webcam": ["--model", "m.onnx"],
+        "export": [],
+        "eval": ["x.pt", "--data", tmp_path],
+    }[command]
     proc = cli(command, *required, option, bad)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
     assert f"'{bad}' is not one of" in proc.stderr
@@ -314,20 +386,39 @@ WRONG_KIND = {
     "train --out FILE": (lambda w, f, d: train_args(w["data"], f), "{f}: not a folder; --out takes a folder"),
     "export --out FILE": (lambda w, f, d: ["export", w["ckpt"], "--out", f], "{f}: not a folder; --out takes a folder"),
     "bench --out FILE": (lambda w, f, d: ["bench", "--out", f], "{f}: not a folder; --out takes a folder"),
-    "ablation --out FILE": (lambda w, f, d: ["ablation", "--data", w["data"], "--out", f],
-                            "{f}: not a folder; --out takes a folder"),
-    "predict --out FILE": (lambda w, f, d: ["predict", w["ckpt"], w["image"], "--out", f],
-                           "{f}: not a folder; --out takes a folder"),
-    "eval --json DIR": (lambda w, f, d: ["eval", w["ckpt"], "--data", w["data"], "--json", d],
-                        "{d}: is a folder; --json takes a file path"),
-    "webcam --jsonl DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
-                                            "--no-display", "--jsonl", d],
-                           "{d}: is a folder; --jsonl takes a file path"),
-    "webcam --save DIR": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
-                                           "--no-display", "--save", d], "{d}: is a folder; --save takes a file path"),
-    "webcam --save x.gif": (lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"],
-                                             "--no-display", "--save", d / "x.gif"],
-                            "{d}/x.gif: cannot write .gif video here; --save takes one of "),
+    "ablation --out FILE": (
+        lambda w, f, d: ["ablation", "--data", w["data"], "--out", f],
+        "{f}: not a folder; --out takes a folder",
+    ),
+    "predict --out FILE": (
+        lambda w, f, d: ["predict", w["ckpt"], w["image"], "--out", f],
+        "{f}: not a folder; --out takes a folder",
+    ),
+    "eval --json DIR": (
+        lambda w, f, d: ["eval", w["ckpt"], "--data", w["data"], "--json", d],
+        "{d}: is a folder; --json takes a file path",
+    ),
+    "webcam --jsonl DIR": (
+        lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"], "--no-display", "--jsonl", d],
+        "{d}: is a folder; --jsonl takes a file path",
+    ),
+    "webcam --save DIR": (
+        lambda w, f, d: ["webcam", "--model", w["model"], "--source", w["video"], "--no-display", "--save", d],
+        "{d}: is a folder; --save takes a file path",
+    ),
+    "webcam --save x.gif": (
+        lambda w, f, d: [
+            "webcam",
+            "--model",
+            w["model"],
+            "--source",
+            w["video"],
+            "--no-display",
+            "--save",
+            d / "x.gif",
+        ],
+        "{d}/x.gif: cannot write .gif video here; --save takes one of ",
+    ),
 }
 
 
@@ -347,13 +438,24 @@ def test_output_of_the_wrong_kind_is_refused_before_any_work(work, tmp_path, cas
 def test_video_containers_offered_are_ones_the_writer_produced_here(work, tmp_path):
     from runtime.videoio import FOURCC, writable_video_suffixes
 
-    line = one_error_line(cli("webcam", "--model", work["model"], "--source", work["video"],
-                              "--no-display", "--save", tmp_path / "x.gif"))
+    line = one_error_line(
+        cli("webcam", "--model", work["model"], "--source", work["video"], "--no-display", "--save", tmp_path / "x.gif")
+    )
     offered = line.rsplit("takes one of ", 1)[1].split(", ")
     assert offered == list(writable_video_suffixes()) and set(offered) <= set(FOURCC)
     for suffix in offered:  # each one really plays back
-        proc = cli("webcam", "--model", work["model"], "--source", work["video"], "--no-display",
-                   "--save", tmp_path / f"out{suffix}", "--max-frames", 2)
+        proc = cli(
+            "webcam",
+            "--model",
+            work["model"],
+            "--source",
+            work["video"],
+            "--no-display",
+            "--save",
+            tmp_path / f"out{suffix}",
+            "--max-frames",
+            2,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         import cv2
 
@@ -362,10 +464,13 @@ def test_video_containers_offered_are_ones_the_writer_produced_here(work, tmp_pa
 
 # --- 5. messages say what is wrong and what to do ------------------------------------------------
 
+
 def test_an_exported_model_or_a_corrupt_file_given_to_predict_or_eval(work, tmp_path):
     image = work["image"]
-    wants = ("this command takes a .pt checkpoint written by `train` (exported models run with "
-             "`webcam` and are checked with `parity`)")
+    wants = (
+        "this command takes a .pt checkpoint written by `train` (exported models run with "
+        "`webcam` and are checked with `parity`)"
+    )
     line = one_error_line(cli("predict", work["model"], image))
     assert line == f"error: {work['model']}: an exported model, not a training checkpoint; {wants}"
     line = one_error_line(cli("eval", work["model"], "--data", work["data"]))
@@ -381,9 +486,11 @@ def test_export_given_an_exported_model_says_so_first(work, tmp_path, calib):
     """Not "no training data recorded" (what INT8 calibration would find first): the input is wrong."""
     extra = ["--calib", work["data"]] if calib else []
     line = one_error_line(cli("export", work["model"], "--int8", *extra, "--out", tmp_path / "out"))
-    assert line == (f"error: {work['model']}: an exported model, not a training checkpoint; this command takes "
-                    "a .pt checkpoint written by `train` (exported models run with `webcam` and are checked "
-                    "with `parity`)")
+    assert line == (
+        f"error: {work['model']}: an exported model, not a training checkpoint; this command takes "
+        "a .pt checkpoint written by `train` (exported models run with `webcam` and are checked "
+        "with `parity`)"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -396,8 +503,10 @@ def test_train_img_size_must_be_a_positive_multiple_of_32(work, tmp_path, size):
 
 def test_webcam_given_a_checkpoint_says_to_export_it(work):
     line = one_error_line(cli("webcam", "--model", work["ckpt"], "--source", work["video"], "--no-display"))
-    assert line == (f"error: {work['ckpt']}: a PyTorch training checkpoint; the runtime runs exported "
-                    f"models: run `python cli.py export {work['ckpt']}` first and pass the .onnx it writes")
+    assert line == (
+        f"error: {work['ckpt']}: a PyTorch training checkpoint; the runtime runs exported "
+        f"models: run `python cli.py export {work['ckpt']}` first and pass the .onnx it writes"
+    )
 
 
 def test_predict_expands_a_folder_and_refuses_an_empty_one(work, tmp_path):
@@ -425,15 +534,23 @@ def test_a_file_that_is_not_an_image_is_reported_once(work, tmp_path):
 
 # --- 6. the demo's figures come from its own summary.json ----------------------------------------
 
+
 def test_demo_summary_holds_timings_figures_and_machine(tmp_path, capsys):
     from jobs.demo_summary import DemoClock, format_demo_summary, main, write_demo_summary
 
     (tmp_path / "export").mkdir()
-    (tmp_path / "eval.json").write_text(json.dumps({
-        "accuracy": 0.75, "accuracy_detection_branch": 0.5,
-        "detection": {"mae": 0.2, "precision": 0.3, "recall": 0.4, "f": 0.5, "ignored": 1}}))
-    (tmp_path / "export" / "parity.json").write_text(json.dumps(
-        {"model.onnx": {"top1_agreement": 1.0, "map_correlation": 0.999, "passed": True, "n_images": 3}}))
+    (tmp_path / "eval.json").write_text(
+        json.dumps(
+            {
+                "accuracy": 0.75,
+                "accuracy_detection_branch": 0.5,
+                "detection": {"mae": 0.2, "precision": 0.3, "recall": 0.4, "f": 0.5, "ignored": 1},
+            }
+        )
+    )
+    (tmp_path / "export" / "parity.json").write_text(
+        json.dumps({"model.onnx": {"top1_agreement": 1.0, "map_correlation": 0.999, "passed": True, "n_images": 3}})
+    )
     (tmp_path / "frames.jsonl").write_text("".join(json.dumps({"inference_ms": v}) + "\n" for v in (2.0, 4.0, 9.0)))
     clock = DemoClock()
     with clock.step("train"):

@@ -5,13 +5,13 @@ import logging
 
 import numpy as np
 import pytest
-
 from events_helpers import class_video, events_of, flicker_classes, frames_of, run_with_events
+from runtime_fixtures import FRAME_H, FRAME_W, exported_model, read_all
+
 from runtime.events import LABEL_CHANGED
 from runtime.events_out import EventOptions
 from runtime.sinks.clips import SLACK_FRAMES, ClipSettings
 from runtime.videoio import playable
-from runtime_fixtures import FRAME_H, FRAME_W, exported_model, read_all
 
 PRE_S, POST_S = 1.0, 0.5
 
@@ -24,8 +24,9 @@ def model(tmp_path_factory):
 def clip_run(model, tmp_path, clips: ClipSettings, **options):
     tmp_path.mkdir(parents=True, exist_ok=True)
     video = class_video(tmp_path / "porch.avi", flicker_classes(steady=40, flicker=0))  # class 1, then class 3
-    _, (records,) = run_with_events(model, [video], tmp_path, EventOptions(hold_s=0.5, min_score=0.3, clips=clips),
-                                    **options)
+    _, (records,) = run_with_events(
+        model, [video], tmp_path, EventOptions(hold_s=0.5, min_score=0.3, clips=clips), **options
+    )
     return records, sorted(clips.folder.glob("*.json"))
 
 
@@ -58,8 +59,9 @@ def test_a_clip_holds_the_seconds_before_and_after_the_change(model, tmp_path):
 def test_the_clip_memory_caps_the_pre_roll(model, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="runtime")
     frame_bytes = FRAME_W * FRAME_H * 3
-    clips = ClipSettings(tmp_path / "clips", labels=None, pre_s=PRE_S, post_s=0.0,
-                         memory=(2 * 5 + SLACK_FRAMES) * frame_bytes)  # room for a ring of 5 frames
+    clips = ClipSettings(
+        tmp_path / "clips", labels=None, pre_s=PRE_S, post_s=0.0, memory=(2 * 5 + SLACK_FRAMES) * frame_bytes
+    )  # room for a ring of 5 frames
     records, sidecars = clip_run(model, tmp_path, clips)
     changes = events_of(records, LABEL_CHANGED)
     assert len(sidecars) == 2 and "needs more than the clip memory; keeping 5 frames" in caplog.text

@@ -48,6 +48,7 @@ def make_folder_set(root, classes=("amusement", "anger", "awe"), per_class=20):
 
 # --- layouts --------------------------------------------------------------------------------------
 
+
 def test_layouts_are_the_published_five():
     assert LAYOUTS == ("folder", "emotionroi", "twitter", "csv", "emod")
 
@@ -133,7 +134,9 @@ def test_twitter_layout_reads_the_fold_and_both_path_forms(tmp_path):
     test = load_index(root, "test", fold=2)
     assert test.class_names == ["negative", "positive"]
     assert [(s.path, s.label) for s in test.samples] == [
-        (root / "Images/4.jpg", 1), (root / "Images/5.jpg", 0), (root / "Images/with space.jpg", 1)
+        (root / "Images/4.jpg", 1),
+        (root / "Images/5.jpg", 0),
+        (root / "Images/with space.jpg", 1),
     ]
     every = load_index(root, "all", fold=2)
     assert len(every) == 7 and all(s.path.exists() for s in every.samples)
@@ -188,6 +191,7 @@ def test_missing_root_and_unknown_layout_are_user_errors(tmp_path):
 
 
 # --- dataset and transforms -------------------------------------------------------------------------
+
 
 def test_odd_image_modes_load_as_rgb(tmp_path):
     root = tmp_path / "modes"

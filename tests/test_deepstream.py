@@ -14,19 +14,38 @@ from export import tensorrt_build as tb
 from export.deepstream import fold_normalization, nvinfer_config, write_deepstream_files
 from export.onnx_metadata import metadata_from_checkpoint, read_metadata
 
-CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
-                         "map_weight": "softmax", "coupling": "both"},
-        "class_names": ["amusement", "anger", "awe"], "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.25, 0.25],
-        "input_size": 96}
+CKPT = {
+    "model_config": {
+        "arch": "resnet18",
+        "k": 4,
+        "head": "wscnet",
+        "pool": "max",
+        "map_weight": "softmax",
+        "coupling": "both",
+    },
+    "class_names": ["amusement", "anger", "awe"],
+    "mean": [0.5, 0.4, 0.3],
+    "std": [0.25, 0.25, 0.25],
+    "input_size": 96,
+}
 
 
 def _sidecar(ckpt=CKPT, precision="fp16", batch=(1, 4, 8), folded=False) -> dict:
     meta = metadata_from_checkpoint(ckpt, img_size=96, fused_op=True)
     if folded:
         meta = {**meta, "normalization_folded": "1"}
-    return tb.sidecar_data(meta, tensorrt_version="10.13.2.6", gpu_name="NVIDIA Jetson AGX Orin",
-                           compute_capability="8.7", built_from=Path("model.fp16.onnx"), input_size=96,
-                           batch=batch, plugins=[], precision=precision, fused_node="aot-plugin")
+    return tb.sidecar_data(
+        meta,
+        tensorrt_version="10.13.2.6",
+        gpu_name="NVIDIA Jetson AGX Orin",
+        compute_capability="8.7",
+        built_from=Path("model.fp16.onnx"),
+        input_size=96,
+        batch=batch,
+        plugins=[],
+        precision=precision,
+        fused_node="aot-plugin",
+    )
 
 
 def _parse(text: str) -> dict:
@@ -84,8 +103,12 @@ def exported(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("deepstream")
     ckpt = make_trained_checkpoint(root / "ckpt.pt", size=64, steps=4)
-    return {"ckpt": ckpt, "onnx": export_onnx(ckpt, root / "model.onnx"),
-            "images": write_image_folder(root / "images", 6, 1, 64, seed=4), "root": root}
+    return {
+        "ckpt": ckpt,
+        "onnx": export_onnx(ckpt, root / "model.onnx"),
+        "images": write_image_folder(root / "images", 6, 1, 64, seed=4),
+        "root": root,
+    }
 
 
 def test_folded_model_takes_0_255_rgb(exported):
@@ -97,15 +120,18 @@ def test_folded_model_takes_0_255_rgb(exported):
     folded = read_metadata(model)
     assert folded["normalization_folded"] == "1" and json.loads(folded["mean"]) == [0.0, 0.0, 0.0]
     pixels = np.random.default_rng(0).integers(0, 256, (1, 3, 64, 64)).astype(np.float32)
-    run = lambda m, x: ort.InferenceSession(m.SerializeToString() if isinstance(m, onnx.ModelProto) else str(m),  # noqa: E731
-                                            providers=["CPUExecutionProvider"]).run(None, {"image": x})
+
+    def run(m, x):
+        model_bytes = m.SerializeToString() if isinstance(m, onnx.ModelProto) else str(m)
+        return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]).run(None, {"image": x})
+
     for got, want in zip(run(model, pixels), run(exported["onnx"], (pixels / 255 - mean) / std)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_folded_export_passes_parity_against_pytorch(exported, tmp_path):
-    from export.parity import run_parity
     from export.exporter import _fold_normalization
+    from export.parity import run_parity
 
     path = tmp_path / "folded.onnx"
     path.write_bytes(exported["onnx"].read_bytes())

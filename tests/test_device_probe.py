@@ -39,9 +39,10 @@ def test_auto_probes_picks_the_fastest_matching_backend_and_caches_it(model, cac
     assert choice["device"] == ("onnxruntime" if tie else fastest_measured)
     assert backend.name == ("onnxruntime" if choice["device"] == "onnxruntime" else "openvino")
     assert [r.message for r in caplog.records if "device auto" in r.message] == [
-        f"device auto: {choice['device']} ({choice['reason']}; measured now)"]
+        f"device auto: {choice['device']} ({choice['reason']}; measured now)"
+    ]
     stored = json.loads((cache_dir / "device-choice.json").read_text())
-    (key, entry), = stored.items()
+    ((key, entry),) = stored.items()
     assert json.loads(key)["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert json.loads(key)["threads"] == 1 and entry["device"] == choice["device"]
     with open_backend(model, threads=1) as again:
@@ -51,13 +52,15 @@ def test_auto_probes_picks_the_fastest_matching_backend_and_caches_it(model, cac
     assert len(json.loads((cache_dir / "device-choice.json").read_text())) == 2
 
 
-@pytest.mark.parametrize("cached, backend_name", [({"device": "cpu", "precision": None}, "onnxruntime"),
-                                                  ({"device": "openvino", "precision": "fp32"}, "openvino")])
+@pytest.mark.parametrize(
+    "cached, backend_name",
+    [({"device": "cpu", "precision": None}, "onnxruntime"), ({"device": "openvino", "precision": "fp32"}, "openvino")],
+)
 def test_a_cached_choice_is_what_auto_loads_and_device_still_forces(model, cache_dir, cached, backend_name):
     open_backend(model, threads=1).close()  # writes the entry
     path = cache_path()
     stored = json.loads(path.read_text())
-    (key, entry), = stored.items()
+    ((key, entry),) = stored.items()
     stored[key] = {**entry, "candidate": cached, "device": backend_name}
     path.write_text(json.dumps(stored))
     with open_backend(model, threads=1) as backend:

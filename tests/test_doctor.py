@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "cli.py", "doctor", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "cli.py", "doctor", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_versions_and_devices_one_line_each():

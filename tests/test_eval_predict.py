@@ -106,7 +106,7 @@ def test_attention_metrics_on_fixation_maps(tmp_path, checkpoint):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
         fix = np.zeros((48, 48), np.uint8)
-        fix[10 + i:20 + i, 12:30] = 255
+        fix[10 + i : 20 + i, 12:30] = 255
         Image.fromarray(fix).save(root / "fixation_maps" / f"im{i}.png")
     result = evaluate_checkpoint(checkpoint, root, split="all")
     assert set(result["attention"]) >= {"auc_judd", "auc_borji", "cc", "sim", "kl"}
@@ -124,8 +124,7 @@ def test_eval_rejects_a_set_with_other_classes(tmp_path, checkpoint):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=REPO, capture_output=True, text=True)
 
 
 def test_cli_eval_prints_table_and_writes_json(synth_set, checkpoint, tmp_path):
@@ -134,8 +133,9 @@ def test_cli_eval_prints_table_and_writes_json(synth_set, checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy (classification branch)" in result.stdout and "detection  MAE" in result.stdout
     metrics = json.loads(out.read_text())
-    assert {"accuracy", "accuracy_detection_branch", "per_class", "confusion", "detection",
-            "error_modes"} <= set(metrics)
+    assert {"accuracy", "accuracy_detection_branch", "per_class", "confusion", "detection", "error_modes"} <= set(
+        metrics
+    )
     bad = run_cli("eval", tmp_path / "nope.pt", "--data", synth_set)
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"error: {tmp_path / 'nope.pt'}: checkpoint not found"
@@ -186,8 +186,19 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     from wscnet.ablation import run_ablation
 
     out = tmp_path / "ablation"
-    common = dict(arch="resnet18", epochs=1, batch_size=8, img_size=32, lr=0.01, head_lr=0.01,
-                  lr_schedule="step", warmup_epochs=0, workers=0, device="cpu", diagnostics_every=1)
+    common = dict(
+        arch="resnet18",
+        epochs=1,
+        batch_size=8,
+        img_size=32,
+        lr=0.01,
+        head_lr=0.01,
+        lr_schedule="step",
+        warmup_epochs=0,
+        workers=0,
+        device="cpu",
+        diagnostics_every=1,
+    )
     table = run_ablation(data=[synth_set], out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], **common)
     assert (out / "ablation.md").read_text().strip() == table.strip()
     for chart in ("ablation.png", "diagnostics.png"):
@@ -198,18 +209,21 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     report = json.loads((out / "ablation.json").read_text())
     rows, runs = report["rows"], report["runs"]
     assert [(r["recipe"], r["variant"], r["seeds"]) for r in rows] == [
-        ("scratch-flags", "wscnet-k1", 2), ("scratch-flags", "cam", 2)]
+        ("scratch-flags", "wscnet-k1", 2),
+        ("scratch-flags", "cam", 2),
+    ]
     for row in rows:  # mean and sample std of the two seeds' figures, from the per-run records
         mine = [r["accuracy"] for r in runs if r["variant"] == row["variant"]]
         assert row["accuracy"] == pytest.approx((mine[0] + mine[1]) / 2)
-        assert row["accuracy_std"] == pytest.approx(abs(mine[0] - mine[1]) / 2 ** 0.5)
+        assert row["accuracy_std"] == pytest.approx(abs(mine[0] - mine[1]) / 2**0.5)
         assert 0 <= row["f"] <= 1
     assert f"| {synth_set.name} | scratch-flags | wscnet-k1 | 2 |" in table and "up to 2 seeds" in table
     last = out / synth_set.name / "scratch-flags" / "cam" / "seed0" / "last.pt"
     mtime = last.stat().st_mtime
     # the head warm-up does not touch CAM: under "scratch" its finished runs are reused, not retrained
-    again = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 1], recipes=["scratch"], resume=True,
-                         **common)
+    again = run_ablation(
+        data=synth_set, out=out, only=["cam"], seeds=[0, 1], recipes=["scratch"], resume=True, **common
+    )
     assert last.stat().st_mtime == mtime and not (out / synth_set.name / "scratch").exists()
     assert again.splitlines()[-1].replace("| scratch |", "| scratch-flags |") == table.splitlines()[-1]
     partial = run_ablation(data=synth_set, out=out, only=["cam"], seeds=[0, 2], train_missing=False, **common)

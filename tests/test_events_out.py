@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from events_helpers import class_video, events_of, flicker_classes, frames_of, run_with_events
+from runtime_fixtures import exported_model
+
 from runtime import config
 from runtime.events import LABEL_CHANGED, SUMMARY
 from runtime.events_out import EventOptions, event_options
 from runtime.sinks.labels import LabelChangeDetector, SummaryWindow
-from runtime_fixtures import exported_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("calm", "joy", "fear")
@@ -42,7 +42,9 @@ def test_a_label_counts_once_held_for_the_hold_time():
     labels = ["calm"] * 5 + ["joy", "calm", "joy", "calm"] + ["joy"] * 6
     found = feed_all(LabelChangeDetector(CLASSES, hold_s=0.3, min_score=0.5), labels)
     assert [(c["previous"], c["label"], c["index"], c["since_index"]) for c in found] == [
-        (None, "calm", 3, 0), ("calm", "joy", 12, 9)]
+        (None, "calm", 3, 0),
+        ("calm", "joy", 12, 9),
+    ]
     assert found[1]["scores"]["joy"] == pytest.approx(0.9) and found[1]["held_s"] == pytest.approx(0.3)
 
 
@@ -88,8 +90,9 @@ def test_hysteresis_on_a_video_with_a_flickering_label(model, tmp_path):
     runs = {}
     for name, hold, score in (("without", 0.0, 0.0), ("with", 0.5, 0.3)):
         out = tmp_path / name
-        _, (records,) = run_with_events(model, [video], out, EventOptions(label_events=True, hold_s=hold,
-                                                                          min_score=score))
+        _, (records,) = run_with_events(
+            model, [video], out, EventOptions(label_events=True, hold_s=hold, min_score=score)
+        )
         runs[name] = (frames_of(records), events_of(records, LABEL_CHANGED))
     frames, without = runs["without"]
     flips = sum(a["label"] != b["label"] for a, b in zip(frames, frames[1:]))
@@ -123,15 +126,27 @@ def test_events_are_off_in_a_plain_run_and_summaries_come_every_period(model, tm
 
 def test_event_settings_from_flags_and_toml_agree(tmp_path):
     toml = tmp_path / "edge.toml"
-    toml.write_text('[model]\nmodel = "m.onnx"\n[events]\nevent_hold = 2.0\nevent_every = 30.0\n'
-                    '[mqtt]\nmqtt = "127.0.0.1:1884"\nmqtt_prefix = "site/a"\n'
-                    '[webhooks]\nwebhook = ["http://127.0.0.1:9000/hook"]\nwebhook_secret = "s"\n'
-                    '[clips]\nclip_on = "joy,fear"\nclip_pre = 3.0\nclip_memory = "64MB"\n')
+    toml.write_text(
+        '[model]\nmodel = "m.onnx"\n[events]\nevent_hold = 2.0\nevent_every = 30.0\n'
+        '[mqtt]\nmqtt = "127.0.0.1:1884"\nmqtt_prefix = "site/a"\n'
+        '[webhooks]\nwebhook = ["http://127.0.0.1:9000/hook"]\nwebhook_secret = "s"\n'
+        '[clips]\nclip_on = "joy,fear"\nclip_pre = 3.0\nclip_memory = "64MB"\n'
+    )
     from_file = config.from_toml(toml)
-    from_flags = config.from_flags({"model": "m.onnx", "event_hold": 2.0, "event_every": 30.0, "mqtt": "127.0.0.1:1884",
-                                    "mqtt_prefix": "site/a", "webhook": ["http://127.0.0.1:9000/hook"],
-                                    "webhook_secret": "s", "clip_on": "joy,fear", "clip_pre": 3.0,
-                                    "clip_memory": "64MB"})
+    from_flags = config.from_flags(
+        {
+            "model": "m.onnx",
+            "event_hold": 2.0,
+            "event_every": 30.0,
+            "mqtt": "127.0.0.1:1884",
+            "mqtt_prefix": "site/a",
+            "webhook": ["http://127.0.0.1:9000/hook"],
+            "webhook_secret": "s",
+            "clip_on": "joy,fear",
+            "clip_pre": 3.0,
+            "clip_memory": "64MB",
+        }
+    )
     assert from_file == from_flags
     options = event_options(from_file.values)
     assert (options.mqtt.host, options.mqtt.port, options.mqtt.prefix) == ("127.0.0.1", 1884, "site/a")
@@ -139,14 +154,22 @@ def test_event_settings_from_flags_and_toml_agree(tmp_path):
     assert options.webhooks.urls == ("http://127.0.0.1:9000/hook",) and options.labels_on
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--mqtt", "127.0.0.1:notaport"], "error: --mqtt '127.0.0.1:notaport': expected HOST[:PORT]"),
-    (["--webhook", "ftp://x/"], "error: --webhook 'ftp://x/': expected an http:// or https:// URL"),
-    (["--clip-on", "joy"], "error: --clip-on: joy not a class of the model; classes: class_0"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--mqtt", "127.0.0.1:notaport"], "error: --mqtt '127.0.0.1:notaport': expected HOST[:PORT]"),
+        (["--webhook", "ftp://x/"], "error: --webhook 'ftp://x/': expected an http:// or https:// URL"),
+        (["--clip-on", "joy"], "error: --clip-on: joy not a class of the model; classes: class_0"),
+    ],
+)
 def test_bad_event_settings_are_one_line_and_exit_2(model, tmp_path, flags, message):
     video = class_video(tmp_path / "v.avi", [1] * 3)
-    result = subprocess.run([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                             "--no-display", *flags], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video), "--no-display", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -9,8 +9,8 @@ from onnx import TensorProto, helper
 
 from export.fused_op import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, make_function
 from export.images import find_images, load_batch
-from export.onnx_metadata import METADATA_KEYS, read_metadata
 from export.onnx_export import OPSET, export_onnx
+from export.onnx_metadata import METADATA_KEYS, read_metadata
 from export.testing import make_trained_checkpoint, write_image_folder
 from runtime.contract import InputContract
 from wscnet.checkpoint import load_checkpoint
@@ -95,16 +95,29 @@ def test_fused_and_plain_graphs_agree_with_pytorch_and_each_other(work):
 @pytest.mark.parametrize("map_weight", ["softmax", "raw"])
 def test_function_body_matches_the_pytorch_op(pool, map_weight):
     k, c = 3, 5
-    node = helper.make_node(OP_TYPE, ["F"], ["v", "M"], domain=DOMAIN, k=k, pool=pool,
-                            map_weight=map_weight, plugin_namespace=PLUGIN_NAMESPACE)
+    node = helper.make_node(
+        OP_TYPE,
+        ["F"],
+        ["v", "M"],
+        domain=DOMAIN,
+        k=k,
+        pool=pool,
+        map_weight=map_weight,
+        plugin_namespace=PLUGIN_NAMESPACE,
+    )
     graph = helper.make_graph(
-        [node], "pool_map",
+        [node],
+        "pool_map",
         [helper.make_tensor_value_info("F", TensorProto.FLOAT, ["N", k * c, "h", "w"])],
-        [helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", c]),
-         helper.make_tensor_value_info("M", TensorProto.FLOAT, ["N", "h", "w"])],
+        [
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", c]),
+            helper.make_tensor_value_info("M", TensorProto.FLOAT, ["N", "h", "w"]),
+        ],
     )
     model = helper.make_model(
-        graph, functions=[make_function(pool, map_weight, OPSET)], ir_version=10,
+        graph,
+        functions=[make_function(pool, map_weight, OPSET)],
+        ir_version=10,
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)],
     )
     onnx.checker.check_model(model, full_check=True)

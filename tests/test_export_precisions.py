@@ -9,11 +9,11 @@ from onnx import TensorProto, numpy_helper
 from export.fp16 import convert_fp16
 from export.fused_op import DOMAIN, OP_TYPE
 from export.int8 import quantize_int8
-from export.onnx_metadata import read_metadata
 from export.onnx_export import export_onnx
-from runtime.backends.onnxruntime_backend import session_options
+from export.onnx_metadata import read_metadata
 from export.parity import run_parity
 from export.testing import make_trained_checkpoint, write_image_folder
+from runtime.backends.onnxruntime_backend import session_options
 from wscnet.errors import UserError
 
 
@@ -26,8 +26,7 @@ def work(tmp_path_factory):
     fp32 = export_onnx(ckpt, root / "model.onnx", dynamic_batch=True)
     fp16 = convert_fp16(fp32, root / "model.fp16.onnx")
     int8 = quantize_int8(fp32, root / "model.int8.onnx", calib, n=30, method="entropy")
-    return {"root": root, "ckpt": ckpt, "held_out": held_out, "calib": calib,
-            "fp32": fp32, "fp16": fp16, "int8": int8}
+    return {"root": root, "ckpt": ckpt, "held_out": held_out, "calib": calib, "fp32": fp32, "fp16": fp16, "int8": int8}
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:
@@ -76,8 +75,11 @@ def test_int8_is_symmetric_per_channel_qdq_with_the_fused_node(work):
             assert not zp.any(), f"{node.name}: zero point must be 0 (symmetric)"
             assert inits[node.input[2]].data_type in (TensorProto.INT8, TensorProto.INT32)
     # conv weights: int8 initialisers dequantized per output channel
-    conv_weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
-                      and inits.get(n.input[0]) is not None and len(inits[n.input[0]].dims) == 4]
+    conv_weight_dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and len(inits[n.input[0]].dims) == 4
+    ]
     assert conv_weight_dq
     for node in conv_weight_dq:
         assert inits[node.input[0]].data_type == TensorProto.INT8

@@ -21,16 +21,27 @@ FIXED = 2
 def fixed_batch_model(path, batch: int | str = FIXED) -> str:
     """The hand-made model with batch ``batch`` (a number: fixed; a name: any size)."""
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])
-    outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 3]),
-               helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [batch, 3]),
-               helper.make_tensor_value_info("sentiment_map", TensorProto.FLOAT, [batch, 1, SIZE, SIZE])]
-    nodes = [helper.make_node("ReduceMean", ["image"], ["probs"], axes=[2, 3], keepdims=0),
-             helper.make_node("ReduceMax", ["image"], ["det_scores"], axes=[2, 3], keepdims=0),
-             helper.make_node("ReduceMean", ["image"], ["sentiment_map"], axes=[1], keepdims=1)]
-    model = helper.make_model(helper.make_graph(nodes, "fixed-batch", [image], outputs),
-                              opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    for key, value in {"class_names": ["a", "b", "c"], "input_size": SIZE,
-                       "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}.items():
+    outputs = [
+        helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 3]),
+        helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [batch, 3]),
+        helper.make_tensor_value_info("sentiment_map", TensorProto.FLOAT, [batch, 1, SIZE, SIZE]),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["probs"], axes=[2, 3], keepdims=0),
+        helper.make_node("ReduceMax", ["image"], ["det_scores"], axes=[2, 3], keepdims=0),
+        helper.make_node("ReduceMean", ["image"], ["sentiment_map"], axes=[1], keepdims=1),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "fixed-batch", [image], outputs),
+        opset_imports=[helper.make_opsetid("", 13)],
+        ir_version=8,
+    )
+    for key, value in {
+        "class_names": ["a", "b", "c"],
+        "input_size": SIZE,
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
+    }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(model)

@@ -33,8 +33,9 @@ needs_gst = pytest.mark.skipif(shutil.which("gst-launch-1.0") is None, reason="G
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], check=False,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *args], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) -> Path:
@@ -42,10 +43,31 @@ def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) 
     if not gst.element_exists("x264enc"):
         pytest.skip("x264enc (gstreamer1.0-plugins-ugly) not installed")
     width, height = size
-    command = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", f"width={width}", f"height={height}",
-               "format=bgr", f"framerate={fps}/1", "!", "videoconvert", "!", "video/x-raw,format=I420", "!",
-               "x264enc", "speed-preset=ultrafast", "key-int-max=10", "!", "mp4mux", "!", "filesink",
-               f"location={path}"]
+    command = [
+        "gst-launch-1.0",
+        "-q",
+        "fdsrc",
+        "fd=0",
+        "!",
+        "rawvideoparse",
+        f"width={width}",
+        f"height={height}",
+        "format=bgr",
+        f"framerate={fps}/1",
+        "!",
+        "videoconvert",
+        "!",
+        "video/x-raw,format=I420",
+        "!",
+        "x264enc",
+        "speed-preset=ultrafast",
+        "key-int-max=10",
+        "!",
+        "mp4mux",
+        "!",
+        "filesink",
+        f"location={path}",
+    ]
     data = b"".join(scene(i, width, height).tobytes() for i in range(frames))
     subprocess.run(command, input=data, check=True, timeout=60)
     return path
@@ -54,15 +76,22 @@ def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) 
 # ---- URIs as pipelines (text only: the Jetson elements cannot run here) -------------------------------
 def test_csi_uri_options_become_nvargus_caps_and_flip():
     pipeline = csi_pipeline(split_uri("csi://1?width=1920&height=1080&fps=60&flip=2"))
-    assert pipeline == ("nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1920,height=1080,"
-                        "framerate=60/1,format=NV12 ! nvvidconv flip-method=2 ! video/x-raw,format=BGRx")
+    assert pipeline == (
+        "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1920,height=1080,"
+        "framerate=60/1,format=NV12 ! nvvidconv flip-method=2 ! video/x-raw,format=BGRx"
+    )
     assert csi_pipeline(split_uri("csi://0")).count("width=1280,height=720,framerate=30/1") == 1
 
 
-@pytest.mark.parametrize("spec, problem", [
-    ("csi://0?width=wide", "width must be an integer"), ("csi://0?flip=9", "flip must be an integer from 0 to 7"),
-    ("csi://0?fsp=30", "unknown option fsp"), ("csi://front", "csi://N"),
-])
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ("csi://0?width=wide", "width must be an integer"),
+        ("csi://0?flip=9", "flip must be an integer from 0 to 7"),
+        ("csi://0?fsp=30", "unknown option fsp"),
+        ("csi://front", "csi://N"),
+    ],
+)
 def test_bad_csi_options_are_one_line_naming_the_option(spec, problem):
     with pytest.raises(RuntimeUserError, match=problem):
         csi_pipeline(split_uri(spec))
@@ -81,8 +110,10 @@ def test_rtsp_keeps_its_query_and_takes_options_from_the_fragment():
     uri = split_uri("rtsp://127.0.0.1:8554/cam?channel=2#codec=h265&latency=50")
     assert uri.target == "rtsp://127.0.0.1:8554/cam?channel=2"
     nvdec = rtsp_pipeline(uri, "nvdec", parser=True)
-    assert nvdec == ("rtspsrc location='rtsp://127.0.0.1:8554/cam?channel=2' latency=50 ! rtph265depay ! "
-                     "h265parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx")
+    assert nvdec == (
+        "rtspsrc location='rtsp://127.0.0.1:8554/cam?channel=2' latency=50 ! rtph265depay ! "
+        "h265parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx"
+    )
     cpu = rtsp_pipeline(split_uri("rtsp://127.0.0.1/live"), "cpu", parser=False)
     assert cpu.endswith("latency=200 ! rtph264depay ! avdec_h264")
 
@@ -90,12 +121,17 @@ def test_rtsp_keeps_its_query_and_takes_options_from_the_fragment():
 def test_file_pipeline_quotes_the_path_and_picks_the_demuxer():
     pipeline = file_pipeline(Path("/videos/a b.mkv"), "h264", "cpu", parser=False)
     assert pipeline == "filesrc location='/videos/a b.mkv' ! matroskademux ! avdec_h264"
-    assert file_pipeline(Path("clip.h265"), "h265", "cpu", parser=True) == "filesrc location=clip.h265 ! h265parse ! avdec_h265"
+    assert (
+        file_pipeline(Path("clip.h265"), "h265", "cpu", parser=True)
+        == "filesrc location=clip.h265 ! h265parse ! avdec_h265"
+    )
 
 
 def test_caps_line_gives_size_and_rate():
-    caps = gst_frames.parse_caps("video/x-raw, format=(string)BGR, width=(int)1280, height=(int)720, "
-                          "interlace-mode=(string)progressive, framerate=(fraction)30000/1001")
+    caps = gst_frames.parse_caps(
+        "video/x-raw, format=(string)BGR, width=(int)1280, height=(int)720, "
+        "interlace-mode=(string)progressive, framerate=(fraction)30000/1001"
+    )
     assert (caps.width, caps.height, caps.format) == (1280, 720, "BGR")
     assert caps.fps == pytest.approx(29.97, abs=0.01)
     assert gst_frames.parse_caps("video/x-raw, width=(int)64, height=(int)48, framerate=(fraction)0/1").fps is None
@@ -112,17 +148,33 @@ def _gst_frame(width: int, height: int, pixel_format: str, jpeg: bool) -> tuple[
     jpegdec's full-range I420), with the caps the sink negotiated."""
     through_jpeg = ["jpegenc", "!", "jpegdec", "!"] if jpeg else []
     matrix = ",colorimetry=bt709" if height > 576 else ""  # the source's colours made as they are read back
-    command = ["gst-launch-1.0", "-v", "videotestsrc", "num-buffers=1", "pattern=smpte", "!",
-               f"video/x-raw,width={width},height={height},format=I420{matrix}", "!", *through_jpeg, "videoconvert", "!",
-               f"video/x-raw,format={pixel_format}", "!", "fdsink", "fd=2", "name=out"]
+    command = [
+        "gst-launch-1.0",
+        "-v",
+        "videotestsrc",
+        "num-buffers=1",
+        "pattern=smpte",
+        "!",
+        f"video/x-raw,width={width},height={height},format=I420{matrix}",
+        "!",
+        *through_jpeg,
+        "videoconvert",
+        "!",
+        f"video/x-raw,format={pixel_format}",
+        "!",
+        "fdsink",
+        "fd=2",
+        "name=out",
+    ]
     result = subprocess.run(command, capture_output=True, check=True, timeout=30)
     caps_line = next(line for line in result.stdout.decode().splitlines() if "out.GstPad:sink: caps = " in line)
     return result.stderr, gst_frames.parse_caps(caps_line.split(" caps = ", 1)[1])
 
 
 @needs_gst
-@pytest.mark.parametrize("width, height, jpeg", [(64, 48, False), (130, 10, False), (131, 11, False),
-                                                 (1280, 720, False), (322, 241, True)])
+@pytest.mark.parametrize(
+    "width, height, jpeg", [(64, 48, False), (130, 10, False), (131, 11, False), (1280, 720, False), (322, 241, True)]
+)
 def test_frame_layouts_match_gstreamer_strides_and_give_bgr(width, height, jpeg):
     frames = {}
     for pixel_format in gst_frames.SINK_FORMATS:
@@ -150,8 +202,11 @@ def test_yuv_matrices_send_black_white_and_red_where_they_belong():
         red = [low + kr * span, 128 + red_cb * chroma_span, 128 + red_cr * chroma_span]
         yuv = np.array([[[low, 128, 128], [low + span, 128, 128], red]], np.float32)
         bgr = cv2.transform(yuv, gst_frames.yuv_to_bgr_matrix(full_range, matrix))
-        assert bgr[0].tolist() == [pytest.approx([0, 0, 0], abs=0.5), pytest.approx([255, 255, 255], abs=0.5),
-                                   pytest.approx([0, 0, 255], abs=0.5)]
+        assert bgr[0].tolist() == [
+            pytest.approx([0, 0, 0], abs=0.5),
+            pytest.approx([255, 255, 255], abs=0.5),
+            pytest.approx([0, 0, 255], abs=0.5),
+        ]
 
 
 def _piped_process(width: int, height: int) -> tuple[gst.GstProcess, int]:
@@ -169,7 +224,7 @@ def test_a_frame_is_reassembled_from_short_reads_and_a_partial_one_is_dropped():
 
     def trickle():  # 997-byte writes: every read returns less than a frame
         for start in range(0, len(payload), 997):
-            os.write(write_fd, payload[start:start + 997])
+            os.write(write_fd, payload[start : start + 997])
         os.close(write_fd)
 
     writer = threading.Thread(target=trickle)
@@ -184,8 +239,9 @@ def test_a_frame_is_reassembled_from_short_reads_and_a_partial_one_is_dropped():
 # ---- real gst-launch children ------------------------------------------------------------------------
 @needs_gst
 def test_videotestsrc_pipeline_reads_every_frame_with_its_caps():
-    source = open_source("gst://videotestsrc num-buffers=7 pattern=smpte ! video/x-raw,width=96,height=64,"
-                         "framerate=12/1")
+    source = open_source(
+        "gst://videotestsrc num-buffers=7 pattern=smpte ! video/x-raw,width=96,height=64,framerate=12/1"
+    )
     try:
         assert isinstance(source, GstPipelineSource) and not source.live
         assert (source.width, source.height, source.fps) == (96, 64, 12.0)
@@ -194,7 +250,7 @@ def test_videotestsrc_pipeline_reads_every_frame_with_its_caps():
         source.close()
     assert [f.index for f in frames] == list(range(7))
     assert [f.timestamp for f in frames] == pytest.approx([i / 12 for i in range(7)])
-    top_left = frames[0].image[0, :2 * 96 // 7 + 1:96 // 7]  # the first SMPTE bars: white, then yellow
+    top_left = frames[0].image[0, : 2 * 96 // 7 + 1 : 96 // 7]  # the first SMPTE bars: white, then yellow
     assert top_left[0].tolist() == [255, 255, 255] and top_left[1].tolist() == [0, 255, 255]  # BGR
 
 
@@ -203,8 +259,9 @@ def test_webcam_runs_a_gst_source_to_jsonl(tmp_path_factory, tmp_path):
     model = exported_model(tmp_path_factory)
     out = tmp_path / "out.jsonl"
     spec = "gst://videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=160,height=120,framerate=15/1"
-    result = _cli("webcam", "--model", str(model), "--source", spec, "--no-display", "--jsonl", str(out),
-                  "--max-frames", "9")
+    result = _cli(
+        "webcam", "--model", str(model), "--source", spec, "--no-display", "--jsonl", str(out), "--max-frames", "9"
+    )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(out)
     assert [r["index"] for r in records] == list(range(9))
@@ -215,12 +272,23 @@ def test_webcam_runs_a_gst_source_to_jsonl(tmp_path_factory, tmp_path):
 def test_missing_csi_element_is_one_error_line_exit_2(tmp_path_factory):
     if gst.element_exists("nvarguscamerasrc"):
         pytest.skip("this machine has nvarguscamerasrc")
-    result = _cli("webcam", "--model", str(exported_model(tmp_path_factory)), "--source", "csi://0",
-                  "--no-display", "--max-frames", "1")
+    result = _cli(
+        "webcam",
+        "--model",
+        str(exported_model(tmp_path_factory)),
+        "--source",
+        "csi://0",
+        "--no-display",
+        "--max-frames",
+        "1",
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        ("error: csi://0: GStreamer element nvarguscamerasrc is not installed (it comes with NVIDIA JetPack, "
-         "on a Jetson only)")]
+        (
+            "error: csi://0: GStreamer element nvarguscamerasrc is not installed (it comes with NVIDIA JetPack, "
+            "on a Jetson only)"
+        )
+    ]
 
 
 @needs_gst
@@ -285,11 +353,27 @@ def test_webcam_outlives_its_killed_gst_child_with_offline_and_online_events(tmp
     from runtime.sinks.jsonl import read_records
 
     out = tmp_path / "live.jsonl"
-    command = [sys.executable, str(REPO / "cli.py"), "webcam", "--model", str(exported_model(tmp_path_factory)),
-               "--source", "gst://videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=20/1",
-               "--no-display", "--jsonl", str(out), "--max-frames", "40"]
-    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        str(REPO / "cli.py"),
+        "webcam",
+        "--model",
+        str(exported_model(tmp_path_factory)),
+        "--source",
+        "gst://videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=20/1",
+        "--no-display",
+        "--jsonl",
+        str(out),
+        "--max-frames",
+        "40",
+    ]
+    run = subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: out.exists() and len(read_records(out, "frames")) >= 5)
         children = [p for p in psutil.Process(run.pid).children() if p.name() == "gst-launch-1.0"]
@@ -360,8 +444,18 @@ def test_webcam_labels_equal_through_gstreamer_and_opencv(tmp_path_factory, tmp_
     runs = {}
     for decoder in ("cpu", "opencv"):
         out = tmp_path / f"{decoder}.jsonl"
-        result = _cli("webcam", "--model", model, "--source", f"file://{video}", "--decoder", decoder,
-                      "--no-display", "--jsonl", str(out))
+        result = _cli(
+            "webcam",
+            "--model",
+            model,
+            "--source",
+            f"file://{video}",
+            "--decoder",
+            decoder,
+            "--no-display",
+            "--jsonl",
+            str(out),
+        )
         assert result.returncode == 0, result.stderr
         runs[decoder] = read_jsonl(out)
     assert len(runs["cpu"]) == len(runs["opencv"]) == 18
@@ -431,7 +525,9 @@ def test_camera_report_names_gstreamer_elements_and_opencv_build():
     report = Recorder()
     camera_report(report)
     found = {name: (status, detail) for name, status, detail in report.lines}
-    version = subprocess.run(["gst-launch-1.0", "--version"], check=True, capture_output=True, text=True).stdout.splitlines()[1]
+    version = subprocess.run(
+        ["gst-launch-1.0", "--version"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()[1]
     assert found["gstreamer"] == ("ok", version)
     for element in ("v4l2src", "avdec_h264", "nvarguscamerasrc", "nvv4l2decoder"):
         exists = subprocess.run(["gst-inspect-1.0", "--exists", element], check=False).returncode == 0

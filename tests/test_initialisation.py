@@ -49,15 +49,23 @@ def test_mobilenet_has_no_residual_blocks_to_zero():
     assert zero_init_residual(backbone) == 0
 
 
-@pytest.mark.parametrize("arch, pretrained, expected", [
-    ("resnet50", None, True), ("resnet101", None, True), ("resnet152", None, True),
-    ("resnet18", None, False), ("resnet34", None, False), ("mobilenet_v3_large", None, False),
-    ("resnet50", "weights.pth", False),
-])
+@pytest.mark.parametrize(
+    "arch, pretrained, expected",
+    [
+        ("resnet50", None, True),
+        ("resnet101", None, True),
+        ("resnet152", None, True),
+        ("resnet18", None, False),
+        ("resnet34", None, False),
+        ("mobilenet_v3_large", None, False),
+        ("resnet50", "weights.pth", False),
+    ],
+)
 def test_zero_init_residual_default_is_on_only_for_deep_resnets_from_scratch(arch, pretrained, expected):
     assert TrainOptions(arch=arch, pretrained=pretrained).zero_init_residual is expected
-    assert TrainOptions(arch=arch, pretrained=pretrained, zero_init_residual=not expected).zero_init_residual \
-        is (not expected)
+    assert TrainOptions(arch=arch, pretrained=pretrained, zero_init_residual=not expected).zero_init_residual is (
+        not expected
+    )
 
 
 def test_runs_recorded_before_the_option_existed_count_as_trained_without_it(tmp_path):
@@ -88,4 +96,3 @@ def test_zero_init_coupled_leaves_models_without_a_coupled_half_alone():
     weights = cam.classifier.weight.clone()
     assert not zero_init_coupled_weights(cam)
     torch.testing.assert_close(cam.classifier.weight, weights)
-

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from export.onnx_metadata import read_metadata, write_metadata
 from export.onnx_export import export_onnx
+from export.onnx_metadata import read_metadata, write_metadata
 from export.testing import make_trained_checkpoint, synthetic_image
 from runtime.backends import open_backend
 from runtime.contract import InputContract
@@ -45,8 +45,9 @@ def test_contract_travels_from_checkpoint_to_onnx_to_runtime(tmp_path):
     from wscnet.model import WSCNet, WSCNetConfig
 
     model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2))
-    contract = InputContract(64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), geometry="crop", interpolation="linear",
-                             extra_views=("letterbox",))
+    contract = InputContract(
+        64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), geometry="crop", interpolation="linear", extra_views=("letterbox",)
+    )
     save_checkpoint(tmp_path / "c.pt", make_checkpoint(model, class_names=["a", "b"], input_size=64, contract=contract))
     _, ckpt = load_checkpoint(tmp_path / "c.pt")
     assert checkpoint_contract(ckpt) == contract
@@ -70,22 +71,31 @@ def test_files_without_a_contract_use_the_documented_fallback(tmp_path, trained)
     assert checkpoint_contract(ckpt).geometry == "squash"
 
 
-@pytest.mark.parametrize("stored, message", [
-    ({"input_size": 64, "geometry": "stretch"}, "geometry must be one of"),
-    ({"input_size": 64, "colour": "BGR"}, "unknown input-contract keys"),
-    ({"input_size": 64, "geometry": "crop", "extra_views": ["crop"]}, "views must differ"),
-    ({"input_size": 32}, "disagrees with input_size"),
-])
+@pytest.mark.parametrize(
+    "stored, message",
+    [
+        ({"input_size": 64, "geometry": "stretch"}, "geometry must be one of"),
+        ({"input_size": 64, "colour": "BGR"}, "unknown input-contract keys"),
+        ({"input_size": 64, "geometry": "crop", "extra_views": ["crop"]}, "views must differ"),
+        ({"input_size": 32}, "disagrees with input_size"),
+    ],
+)
 def test_a_bad_contract_in_a_model_is_one_clear_error(stored, message):
-    props = {"class_names": '["a", "b"]', "input_size": "64", "mean": "[0.485, 0.456, 0.406]",
-             "std": "[0.229, 0.224, 0.225]", "input_contract": json.dumps(stored)}
+    props = {
+        "class_names": '["a", "b"]',
+        "input_size": "64",
+        "mean": "[0.485, 0.456, 0.406]",
+        "std": "[0.229, 0.224, 0.225]",
+        "input_contract": json.dumps(stored),
+    }
     with pytest.raises(RuntimeUserError, match=message):
         ModelMetadata.from_props(props, "m.onnx")
 
 
 def test_overriding_the_geometry_names_what_the_model_was_trained_with():
-    meta = ModelMetadata.from_props({"class_names": '["a", "b"]', "input_size": "64", "mean": "[0, 0, 0]",
-                                     "std": "[1, 1, 1]"}, "m.onnx")
+    meta = ModelMetadata.from_props(
+        {"class_names": '["a", "b"]', "input_size": "64", "mean": "[0, 0, 0]", "std": "[1, 1, 1]"}, "m.onnx"
+    )
     assert meta.override_note(None) is None and meta.override_note("squash") is None
     assert "trained with squash" in meta.override_note("letterbox")
     assert meta.contract_for("crop").geometry == "crop"
@@ -134,7 +144,13 @@ def test_views_transform_is_every_view_of_the_runtime():
 def stretched_frames(image_bgr: np.ndarray) -> dict[str, np.ndarray]:
     """The picture as a camera would deliver it in other shapes (stretched to the frame)."""
     s = image_bgr.shape[0]
-    shapes = {"1:1": (s, s), "4:3": (s * 4 // 3, s), "16:9": (s * 16 // 9, s), "9:16": (s, s * 16 // 9), "odd": (s + 37, s - 9)}
+    shapes = {
+        "1:1": (s, s),
+        "4:3": (s * 4 // 3, s),
+        "16:9": (s * 16 // 9, s),
+        "9:16": (s, s * 16 // 9),
+        "odd": (s + 37, s - 9),
+    }
     return {name: cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR) for name, size in shapes.items()}
 
 

@@ -7,8 +7,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.int8 import FLOAT_LAYOUTS, QUANTIZED_OPS, float_layout, float_nodes, quantize_int8
-from export.onnx_metadata import read_metadata
 from export.onnx_export import export_onnx
+from export.onnx_metadata import read_metadata
 from export.testing import make_trained_checkpoint, write_image_folder
 from wscnet.errors import UserError
 

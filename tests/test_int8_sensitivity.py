@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from studies.int8_sensitivity import greedy_float_blocks, margin_report
 from export.int8 import block_of
+from studies.int8_sensitivity import greedy_float_blocks, margin_report
 
 
 def test_margin_report_finds_the_near_tie_flip():
@@ -27,9 +27,11 @@ def test_block_of_groups_nodes_by_backbone_block():
 def test_greedy_search_floats_the_most_helpful_blocks_until_the_target():
     # hand-made: blocks a and c each fix 3 points when float, b fixes 1; INT8 alone is at 90 %
     gain = {"a": 0.03, "b": 0.01, "c": 0.03}
-    singles = [{"block": "a", "agreement": 0.93, "mean_abs_dprobs": 0.02},
-               {"block": "b", "agreement": 0.91, "mean_abs_dprobs": 0.01},
-               {"block": "c", "agreement": 0.93, "mean_abs_dprobs": 0.01}]
+    singles = [
+        {"block": "a", "agreement": 0.93, "mean_abs_dprobs": 0.02},
+        {"block": "b", "agreement": 0.91, "mean_abs_dprobs": 0.01},
+        {"block": "c", "agreement": 0.93, "mean_abs_dprobs": 0.01},
+    ]
     measured = []
 
     def measure(blocks):

@@ -30,8 +30,9 @@ def small(tmp_path_factory):
 
 def _cli(*args: str, budget_mb: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), memory.BUDGET_ENV: str(budget_mb)}
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "cli.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -44,8 +45,19 @@ def _one_error_line(done: subprocess.CompletedProcess) -> str:
 
 def test_int8_export_that_does_not_fit_stops_before_calibrating(small):
     out = small["root"] / "export"
-    done = _cli("export", str(small["ckpt"]), "--int8", "--calib", str(small["images"]), "--calib-n", "4",
-                "--skip-parity", "--out", str(out), budget_mb=1)
+    done = _cli(
+        "export",
+        str(small["ckpt"]),
+        "--int8",
+        "--calib",
+        str(small["images"]),
+        "--calib-n",
+        "4",
+        "--skip-parity",
+        "--out",
+        str(out),
+        budget_mb=1,
+    )
     line = _one_error_line(done)
     assert "INT8 calibration" in line and "GB" in line and "available" in line
     assert not (out / "model.int8.onnx").exists()
@@ -53,8 +65,7 @@ def test_int8_export_that_does_not_fit_stops_before_calibrating(small):
 
 
 def test_ten_crop_eval_that_does_not_fit_names_the_setting(small):
-    done = _cli("eval", str(small["ckpt"]), "--data", str(small["images"]), "--split", "all", "--ten-crop",
-                budget_mb=1)
+    done = _cli("eval", str(small["ckpt"]), "--data", str(small["images"]), "--split", "all", "--ten-crop", budget_mb=1)
     line = _one_error_line(done)
     assert "eval at 64 px, batch 32 (ten crops)" in line and "--batch-size 1" in line
 
@@ -88,8 +99,8 @@ def test_budget_caps_the_limit_and_rejects_nonsense(monkeypatch):
 
 
 def test_bench_row_that_would_not_fit_is_skipped_with_the_figure(small, monkeypatch):
-    from benchmarks.engines import SPECS
     from benchmarks.bench import worker_memory_shortfall
+    from benchmarks.engines import SPECS
 
     config = {"arch": "resnet18", "num_classes": 6}
     monkeypatch.setenv(memory.BUDGET_ENV, str(memory.current_rss_bytes() / memory.MB + 100))

@@ -25,6 +25,7 @@ def square(size=40, top=10, left=10, side=20):
 
 # --- classification -------------------------------------------------------------------------------
 
+
 def test_classification_metrics_by_hand():
     labels = [0, 0, 1, 1, 1, 2]
     preds = [0, 1, 1, 1, 0, 2]
@@ -39,6 +40,7 @@ def test_classification_metrics_by_hand():
 
 
 # --- Otsu and detection -------------------------------------------------------------------------
+
 
 def test_otsu_splits_a_bimodal_image_between_its_modes():
     rng = np.random.default_rng(0)
@@ -106,6 +108,7 @@ def test_detection_rejects_mismatched_shapes():
 
 
 # --- attention ------------------------------------------------------------------------------------
+
 
 def fixations(shape=(60, 80), n=12, seed=0):
     rng = np.random.default_rng(seed)

@@ -59,9 +59,7 @@ def tiny_model(**overrides):
     return WSCNet(config).eval()
 
 
-@pytest.mark.parametrize(
-    "pool,map_weight,coupling", itertools.product(POOLS, MAP_WEIGHTS, COUPLINGS)
-)
+@pytest.mark.parametrize("pool,map_weight,coupling", itertools.product(POOLS, MAP_WEIGHTS, COUPLINGS))
 def test_forward_matches_equations(pool, map_weight, coupling):
     model = tiny_model(pool=pool, map_weight=map_weight, coupling=coupling)
     x = torch.randn(2, 3, 96, 96)
@@ -142,9 +140,7 @@ def test_parameter_groups_split_backbone_from_new_layers():
     model = tiny_model()
     backbone, new = model.parameter_groups()
     assert {id(p) for p in backbone} == {id(p) for p in model.backbone.parameters()}
-    assert {id(p) for p in new} == {
-        id(p) for p in (*model.detector.parameters(), *model.classifier.parameters())
-    }
+    assert {id(p) for p in new} == {id(p) for p in (*model.detector.parameters(), *model.classifier.parameters())}
 
 
 def test_deploy_outputs_and_normalised_maps():

@@ -12,8 +12,8 @@ import onnx
 import pytest
 
 from export.images import folder_images, load_image
-from export.onnx_metadata import model_contract, read_metadata
 from export.modelopt_quant import PYTHON_ENV, modelopt_python, quantize_modelopt, write_calibration_array
+from export.onnx_metadata import model_contract, read_metadata
 from wscnet.errors import UserError
 
 
@@ -26,8 +26,13 @@ def plain(tmp_path_factory):
     ckpt = make_trained_checkpoint(root / "ckpt.pt", size=64)
     images = write_image_folder(root / "images", 6, 5, 64, seed=11)
     held_out = write_image_folder(root / "held", 6, 6, 64, seed=12)
-    return {"ckpt": ckpt, "images": images, "held_out": held_out, "root": root,
-            "onnx": export_onnx(ckpt, root / "model.plain.onnx", fused_op=False)}
+    return {
+        "ckpt": ckpt,
+        "images": images,
+        "held_out": held_out,
+        "root": root,
+        "onnx": export_onnx(ckpt, root / "model.plain.onnx", fused_op=False),
+    }
 
 
 def test_calibration_array_holds_the_preprocessed_images(plain, tmp_path):
@@ -43,6 +48,7 @@ def test_missing_modelopt_is_one_line(plain, tmp_path, monkeypatch):
     monkeypatch.delenv(PYTHON_ENV, raising=False)
     try:
         import modelopt.onnx.quantization  # noqa: F401
+
         pytest.skip("modelopt is importable here")
     except ImportError:
         pass
@@ -53,12 +59,16 @@ def test_missing_modelopt_is_one_line(plain, tmp_path, monkeypatch):
         quantize_modelopt(plain["onnx"], tmp_path / "m.onnx", plain["images"], method="percentile")
 
 
-@pytest.mark.skipif(not os.environ.get(PYTHON_ENV), reason=f"{PYTHON_ENV} (an environment with nvidia-modelopt[onnx]) not set")
+@pytest.mark.skipif(
+    not os.environ.get(PYTHON_ENV), reason=f"{PYTHON_ENV} (an environment with nvidia-modelopt[onnx]) not set"
+)
 def test_modelopt_layout_follows_tensorrt_rules_and_passes_parity(plain, tmp_path):
     from export.parity import run_parity
     from export.qdq_layout import check_layout
 
-    out = quantize_modelopt(plain["onnx"], tmp_path / "model.int8-modelopt.onnx", plain["images"], n=30, method="entropy")
+    out = quantize_modelopt(
+        plain["onnx"], tmp_path / "model.int8-modelopt.onnx", plain["images"], n=30, method="entropy"
+    )
     model = onnx.load(str(out))
     assert read_metadata(model)["precision"] == "int8" and read_metadata(model)["int8_layout"] == "modelopt"
     summary = check_layout(model)

@@ -15,17 +15,20 @@ import pytest
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is not installed")
 
-from benchmarks.local_services import MOSQUITTO, Mosquitto  # noqa: E402
 from events_helpers import class_video, events_of, flicker_classes, run_with_events  # noqa: E402
-from runtime.events import LABEL_CHANGED, SUMMARY  # noqa: E402
-from runtime.events_out import EventOptions  # noqa: E402
-from runtime.publishers import MqttSettings  # noqa: E402
 from runtime_fixtures import exported_model  # noqa: E402
 from serve_helpers import wait_for  # noqa: E402
 
+from benchmarks.local_services import MOSQUITTO, Mosquitto  # noqa: E402
+from runtime.events import LABEL_CHANGED, SUMMARY  # noqa: E402
+from runtime.events_out import EventOptions  # noqa: E402
+from runtime.publishers import MqttSettings  # noqa: E402
+
 if MOSQUITTO is None:
-    pytest.skip("the mosquitto broker is not installed (apt-get install mosquitto); .ci/run installs it",
-                allow_module_level=True)
+    pytest.skip(
+        "the mosquitto broker is not installed (apt-get install mosquitto); .ci/run installs it",
+        allow_module_level=True,
+    )
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,8 +49,9 @@ class Subscriber:
 
     def __init__(self, port: int, topic: str, client_id: str | None = None) -> None:
         self.messages: list[tuple[str, str, bool]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
-                                  clean_session=client_id is None)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=client_id is None
+        )
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
@@ -76,8 +80,9 @@ def test_events_of_a_known_video_arrive_in_order_with_the_right_labels(model, br
     video = class_video(tmp_path / "door.avi", flicker_classes())
     listener = Subscriber(broker.port, "test/#")
     try:
-        _, (records,) = run_with_events(model, [video], tmp_path, EventOptions(
-            hold_s=0.5, min_score=0.3, every_s=1.0, mqtt=settings(broker.port)))
+        _, (records,) = run_with_events(
+            model, [video], tmp_path, EventOptions(hold_s=0.5, min_score=0.3, every_s=1.0, mqtt=settings(broker.port))
+        )
         written = events_of(records)
         wait_for(lambda: len(listener.events()) >= len(written))
         states = [(t, text) for t, text, _ in listener.messages if t.endswith("/state")]
@@ -93,9 +98,28 @@ def test_events_of_a_known_video_arrive_in_order_with_the_right_labels(model, br
 def test_retained_online_and_the_last_will_offline_after_kill_9(model, broker, tmp_path):
     video = class_video(tmp_path / "gate.avi", [1] * 600)  # 40 s at --realtime: killed long before
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.Popen([sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video),
-                            "--no-display", "--threads", "1", "--realtime", "--mqtt", f"127.0.0.1:{broker.port}"],
-                           cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "cli.py",
+            "webcam",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--no-display",
+            "--threads",
+            "1",
+            "--realtime",
+            "--mqtt",
+            f"127.0.0.1:{broker.port}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         late = wait_for(lambda: _retained_state(broker.port, "wscnet/gate/state") == "online", timeout=60)
         run.send_signal(signal.SIGKILL)  # no handler runs: only the broker's last will can tell

@@ -26,15 +26,22 @@ def work(tmp_path_factory):
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_summary_statistics_on_known_arrays():
-    ref = {"probs": np.array([[0.9, 0.1], [0.2, 0.8]]), "det_scores": np.array([[0.6, 0.4], [0.3, 0.7]]),
-           "sentiment_map": np.arange(8, dtype=float).reshape(2, 1, 2, 2)}
-    got = {"probs": np.array([[0.4, 0.6], [0.2, 0.8]]), "det_scores": ref["det_scores"].copy(),
-           "sentiment_map": 2 * ref["sentiment_map"] + 1}
+    ref = {
+        "probs": np.array([[0.9, 0.1], [0.2, 0.8]]),
+        "det_scores": np.array([[0.6, 0.4], [0.3, 0.7]]),
+        "sentiment_map": np.arange(8, dtype=float).reshape(2, 1, 2, 2),
+    }
+    got = {
+        "probs": np.array([[0.4, 0.6], [0.2, 0.8]]),
+        "det_scores": ref["det_scores"].copy(),
+        "sentiment_map": 2 * ref["sentiment_map"] + 1,
+    }
     report = summarise(ref, got, model="m.onnx", precision="int8")
     assert report["top1_agreement"] == 0.5 and report["det_top1_agreement"] == 1.0
     assert report["outputs"]["probs"]["max_abs"] == pytest.approx(0.5)
@@ -73,8 +80,20 @@ def test_parity_errors_are_user_errors(work, tmp_path):
 
 def test_export_command_end_to_end(work):
     out = work["root"] / "cli_out"
-    result = _cli("export", work["ckpt"], "--fp16", "--int8", "--calib", work["images"], "--out", out,
-                  "--parity-data", work["held_out"], "--parity-n", 12)
+    result = _cli(
+        "export",
+        work["ckpt"],
+        "--fp16",
+        "--int8",
+        "--calib",
+        work["images"],
+        "--out",
+        out,
+        "--parity-data",
+        work["held_out"],
+        "--parity-n",
+        12,
+    )
     assert result.returncode == 0, result.stderr
     names = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-trt.onnx")
     assert all((out / name).is_file() for name in names)
@@ -87,7 +106,10 @@ def test_export_command_end_to_end(work):
     assert "fp16" in summary[1] and "18" in summary[1] and "int8" in summary[2] and "int8" in summary[3]
     layout = {line.split(":")[0]: line for line in lines if "Q/DQ layout" in line}
     assert set(layout) == {"model.int8.onnx", "model.int8-trt.onnx"}
-    assert "duplicated pairs 0" in layout["model.int8-trt.onnx"] and "fused node input float" in layout["model.int8-trt.onnx"]
+    assert (
+        "duplicated pairs 0" in layout["model.int8-trt.onnx"]
+        and "fused node input float" in layout["model.int8-trt.onnx"]
+    )
     parity = json.loads((out / "parity.json").read_text())
     assert set(parity) == set(names)
 
@@ -113,6 +135,7 @@ def test_export_without_ckpt_uses_newest_run_and_parity_command(work):
 def test_engine_format_without_tensorrt_is_one_line_exit_2(work):
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass

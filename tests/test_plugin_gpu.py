@@ -50,8 +50,15 @@ def test_aot_plugin_engine_runs_without_python_plugins(tmp_path):
         pytest.skip(f"TensorRT {trt.__version__} has no aot_impl")
     ckpt = make_trained_checkpoint(tmp_path / "ckpt.pt", size=64)
     onnx_path = export_onnx(ckpt, tmp_path / "model.onnx", dynamic_batch=True)
-    engine = build_engine(onnx_path, tmp_path / "model.engine", min_batch=1, opt_batch=2, max_batch=4,
-                          timing_cache=tmp_path / "timing.cache", use_plugin=True)
+    engine = build_engine(
+        onnx_path,
+        tmp_path / "model.engine",
+        min_batch=1,
+        opt_batch=2,
+        max_batch=4,
+        timing_cache=tmp_path / "timing.cache",
+        use_plugin=True,
+    )
     sidecar = json.loads((tmp_path / "model.engine.json").read_text())
     assert sidecar["fused_node"] == "aot-plugin" and sidecar["plugins"] == [] and sidecar["aot_kernels"]
     x = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
@@ -65,8 +72,14 @@ def test_aot_plugin_engine_runs_without_python_plugins(tmp_path):
         "assert not {'torch', 'export', 'wscnet', 'triton'} & set(m.split('.')[0] for m in sys.modules)\n"
     )
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     got = np.load(tmp_path / "out.npz")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -30,10 +30,18 @@ def _residual_block() -> onnx.ModelProto:
         helper.make_node("Relu", ["s"], ["t"], name="relu2"),
         helper.make_node("MaxPool", ["t"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
     ]
-    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
-             numpy_helper.from_array(np.array([0.1, -0.1], np.float32), "b2")]
-    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])], inits)
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(w2, "w2"),
+        numpy_helper.from_array(np.array([0.1, -0.1], np.float32), "b2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
 
 
@@ -81,8 +89,10 @@ def test_placed_model_runs_and_stays_close_to_float():
     float_model = _residual_block()
     quantized = _residual_block()
     place_trt_qdq(quantized, AMAX)
-    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-           for m in (float_model, quantized)]
+    run = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for m in (float_model, quantized)
+    ]
     assert np.abs(run[1] - run[0]).max() < 0.05  # a few steps of the 0.01–0.02 scales
     assert not np.array_equal(run[0], run[1])  # it did quantize
 
@@ -110,20 +120,35 @@ def test_missing_ranges_leave_float_islands_the_checker_names():
 
 def _qdq(tensor, scale, zero, suffix, axis=None):
     kwargs = {} if axis is None else {"axis": axis}
-    return [helper.make_node("QuantizeLinear", [tensor, scale, zero], [f"{tensor}_q{suffix}"]),
-            helper.make_node("DequantizeLinear", [f"{tensor}_q{suffix}", scale, zero], [f"{tensor}_dq{suffix}"], **kwargs)]
+    return [
+        helper.make_node("QuantizeLinear", [tensor, scale, zero], [f"{tensor}_q{suffix}"]),
+        helper.make_node("DequantizeLinear", [f"{tensor}_q{suffix}", scale, zero], [f"{tensor}_dq{suffix}"], **kwargs),
+    ]
 
 
 def test_checker_flags_duplicated_pairs_zero_points_and_per_channel_activations():
     """An onnxruntime-CPU-style layout: one pair per consumer, a shifted zero point, per-channel activations."""
-    inits = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z"),
-             numpy_helper.from_array(np.int8(3), "z3"), numpy_helper.from_array(np.full(2, 0.1, np.float32), "sc"),
-             numpy_helper.from_array(np.zeros(2, np.int8), "zc")]
-    nodes = (_qdq("a", "s", "z", 0) + _qdq("a", "s", "z3", 1) + _qdq("b", "sc", "zc", 0, axis=1)
-             + [helper.make_node("Add", ["a_dq0", "a_dq1"], ["c"]), helper.make_node("Add", ["c", "b_dq0"], ["d"]),
-                helper.make_node("Mul", ["b_dq0", "c"], ["e"])])
+    inits = [
+        numpy_helper.from_array(np.float32(0.1), "s"),
+        numpy_helper.from_array(np.int8(0), "z"),
+        numpy_helper.from_array(np.int8(3), "z3"),
+        numpy_helper.from_array(np.full(2, 0.1, np.float32), "sc"),
+        numpy_helper.from_array(np.zeros(2, np.int8), "zc"),
+    ]
+    nodes = (
+        _qdq("a", "s", "z", 0)
+        + _qdq("a", "s", "z3", 1)
+        + _qdq("b", "sc", "zc", 0, axis=1)
+        + [
+            helper.make_node("Add", ["a_dq0", "a_dq1"], ["c"]),
+            helper.make_node("Add", ["c", "b_dq0"], ["d"]),
+            helper.make_node("Mul", ["b_dq0", "c"], ["e"]),
+        ]
+    )
     vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 2, 2]) for n in ("a", "b")]
-    model = helper.make_model(helper.make_graph(nodes, "g", vi, [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)], inits))
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", vi, [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)], inits)
+    )
     summary = check_layout(model)
     assert summary.duplicated_pairs == 1 and summary.nonzero_zero_points == 2  # the Q and DQ of z3
     assert summary.per_channel_activations == 1

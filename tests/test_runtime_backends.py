@@ -5,12 +5,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from runtime_fixtures import MODEL_SIZE, NUM_CLASSES, exported_model
 
 from runtime.backends import open_backend
 from runtime.backends.onnxruntime_backend import CPU, CUDA, TENSORRT, choose_providers
 from runtime.errors import RuntimeUserError
 from runtime.metadata import ModelMetadata
-from runtime_fixtures import MODEL_SIZE, NUM_CLASSES, exported_model
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,14 @@ def test_missing_metadata_is_named(model, tmp_path):
 
 
 def test_metadata_parsing_rules():
-    props = {"class_names": json.dumps(["a", "b"]), "input_size": "[224, 224]", "mean": "[0.5, 0.5, 0.5]",
-             "std": "[0.25, 0.25, 0.25]", "precision": "int8", "arch": "resnet18"}
+    props = {
+        "class_names": json.dumps(["a", "b"]),
+        "input_size": "[224, 224]",
+        "mean": "[0.5, 0.5, 0.5]",
+        "std": "[0.25, 0.25, 0.25]",
+        "precision": "int8",
+        "arch": "resnet18",
+    }
     meta = ModelMetadata.from_props(props, "m.onnx")
     assert (meta.input_size, meta.precision, meta.num_classes, meta.extra) == (224, "int8", 2, {"arch": "resnet18"})
     with pytest.raises(RuntimeUserError, match="input_size must be square"):
@@ -70,11 +76,18 @@ def test_metadata_parsing_rules():
         ModelMetadata.from_props({**props, "std": "[0.2, 0.2]"}, "m.onnx")
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("model.pt", b"x", r"model\.pt: a PyTorch training checkpoint; .* run `python cli\.py export .*model\.pt` first"),
-    ("model.tflite", b"x", "unknown model type '.tflite'"),
-    ("model.onnx", b"garbage", "ONNX Runtime cannot load this model"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "model.pt",
+            b"x",
+            r"model\.pt: a PyTorch training checkpoint; .* run `python cli\.py export .*model\.pt` first",
+        ),
+        ("model.tflite", b"x", "unknown model type '.tflite'"),
+        ("model.onnx", b"garbage", "ONNX Runtime cannot load this model"),
+    ],
+)
 def test_unloadable_models_are_one_line(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)

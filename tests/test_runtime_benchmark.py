@@ -3,9 +3,9 @@
 import json
 
 import cv2
+from runtime_fixtures import exported_model, read_all, read_jsonl
 
 from benchmarks.video_pipeline import markdown_table, measure_video_pipeline, write_test_video
-from runtime_fixtures import exported_model, read_all, read_jsonl
 
 
 def test_measure_video_pipeline(tmp_path_factory, tmp_path):
@@ -13,8 +13,9 @@ def test_measure_video_pipeline(tmp_path_factory, tmp_path):
     video = write_test_video(tmp_path / "clip.mp4", frames=12, size=(160, 120), fps=30.0)
     capture = cv2.VideoCapture(str(video))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 12 and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 160
-    result = measure_video_pipeline(model, video, threads=1, frames=10, model_only_frames=4, warmup=2,
-                                    rounds=2, out_dir=tmp_path / "out")
+    result = measure_video_pipeline(
+        model, video, threads=1, frames=10, model_only_frames=4, warmup=2, rounds=2, out_dir=tmp_path / "out"
+    )
     assert result["frames"] == 10 and result["resolution"] == "160x120" and result["rounds"] == 2
     assert result["backend"] == "onnxruntime[CPUExecutionProvider]"
     assert len(result["pipeline_ms_rounds"]) == len(result["model_only_ms_rounds"]) == 2
@@ -33,8 +34,7 @@ def test_measure_streams(tmp_path_factory, tmp_path):
 
     video = write_test_video(tmp_path / "clip.mp4", frames=6, size=(160, 120), fps=30.0)
     with Model(exported_model(tmp_path_factory, batch=None), device="cpu", threads=1) as model:
-        result = measure_streams(model, video, 2, rounds=1, live_seconds=0.2, out_dir=tmp_path / "out",
-                                 model_iters=2)
+        result = measure_streams(model, video, 2, rounds=1, live_seconds=0.2, out_dir=tmp_path / "out", model_iters=2)
     batched, per_frame = result["batched"][0], result["per_frame"][0]
     assert batched["frames"] == per_frame["frames"] == 12 and batched["batch_size_mean"] == 2.0
     assert per_frame["batch_size_mean"] == 1.0 and result["live"]["streams"] == 2

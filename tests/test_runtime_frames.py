@@ -3,12 +3,12 @@
 import cv2
 import numpy as np
 import pytest
+from runtime_fixtures import scene
 
-from runtime.overlay import Overlay, map_to_frame_colors
 from runtime.contract import InputContract
+from runtime.overlay import Overlay, map_to_frame_colors
 from runtime.preprocess import Preprocessor, frame_to_tensor, plan_geometry
 from runtime.smoothing import EmaSmoother
-from runtime_fixtures import scene
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -45,8 +45,9 @@ def test_squash_puts_the_whole_frame_in_the_input(w, h):
     assert_colour(out[0, :, :, 34:], RED)
 
 
-@pytest.mark.parametrize("w, h, content", [(640, 480, (0, 8, 64, 48)), (480, 640, (8, 0, 48, 64)),
-                                            (640, 360, (0, 14, 64, 36))])
+@pytest.mark.parametrize(
+    "w, h, content", [(640, 480, (0, 8, 64, 48)), (480, 640, (8, 0, 48, 64)), (640, 360, (0, 14, 64, 36))]
+)
 def test_letterbox_keeps_the_aspect_with_mean_colour_bars(w, h, content):
     pre = Preprocessor(InputContract(64, MEAN, STD, "letterbox", extra_views=()))
     out = pre.new_buffer()
@@ -127,7 +128,9 @@ def test_overlay_blends_with_opacity_and_writes_top3():
 def test_crop_overlay_touches_only_the_crop():
     frame = np.full((100, 200, 3), 128, np.uint8)
     geo = plan_geometry(200, 100, 64, "crop")
-    out = Overlay(["a", "b"], opacity=0.5, top_k=0).draw(frame.copy(), np.array([0.5, 0.5]), np.eye(2, dtype=np.float32), geo)
+    out = Overlay(["a", "b"], opacity=0.5, top_k=0).draw(
+        frame.copy(), np.array([0.5, 0.5]), np.eye(2, dtype=np.float32), geo
+    )
     assert np.array_equal(out[:, :50], frame[:, :50]) and np.array_equal(out[:, 150:], frame[:, 150:])
     assert not np.array_equal(out[:, 50:150], frame[:, 50:150])
 

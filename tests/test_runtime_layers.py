@@ -8,13 +8,25 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 
 # lowest first: choices and errors → back-ends → model → sources and sinks → pipeline → live page → front
 LAYERS = (
-    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching",
-     "periodic"},
+    {"choices", "errors", "events", "contract", "videoio", "smoothing", "controls", "batching", "periodic"},
     {"validate", "metadata", "preprocess", "overlay", "mosaic", "framing"},
     {"backends"},
     {"model"},
-    {"sources", "gst", "gst_frames", "uri", "camera_check", "sinks", "pacing", "reload", "service", "outputs", "scheduling",
-     "publishers", "events_out"},
+    {
+        "sources",
+        "gst",
+        "gst_frames",
+        "uri",
+        "camera_check",
+        "sinks",
+        "pacing",
+        "reload",
+        "service",
+        "outputs",
+        "scheduling",
+        "publishers",
+        "events_out",
+    },
     {"pipeline"},
     {"serve"},
     {"api", "video", "config", "commands", "doctor", "__init__"},
@@ -76,7 +88,7 @@ def test_no_circle_of_imports():
         state[node] = 1
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                circle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                circle = trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt]
                 raise AssertionError("import circle: " + " -> ".join(str(p.relative_to(RUNTIME)) for p in circle))
             if nxt not in state:
                 visit(nxt, trail + [nxt])

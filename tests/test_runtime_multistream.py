@@ -11,12 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 from runtime import Controls, Model, Pipeline, PipelineOptions
 from runtime.backends import open_backend
 from runtime.mosaic import Mosaic
 from runtime.sources import VideoSource, open_source, stream_names
-from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,7 @@ def dynamic_model(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def probabilities(record: dict, names) -> np.ndarray:
@@ -36,12 +35,25 @@ def probabilities(record: dict, names) -> np.ndarray:
 
 
 def test_files_of_different_lengths_and_sizes_each_get_every_frame(dynamic_model, tmp_path):
-    videos = {"short": write_video(tmp_path / "short.avi", 5, size=(128, 96)),
-              "wide": write_video(tmp_path / "wide.mp4", 14, size=(160, 96)),
-              "tall": write_video(tmp_path / "tall.avi", 9, size=(96, 128))}
+    videos = {
+        "short": write_video(tmp_path / "short.avi", 5, size=(128, 96)),
+        "wide": write_video(tmp_path / "wide.mp4", 14, size=(160, 96)),
+        "tall": write_video(tmp_path / "tall.avi", 9, size=(96, 128)),
+    }
     args = [a for v in videos.values() for a in ("--source", str(v))]
-    result = cli("webcam", "--model", str(dynamic_model), *args, "--save", str(tmp_path / "out-{stream}.mp4"),
-                 "--jsonl", str(tmp_path / "out-{stream}.jsonl"), "--no-display", "--batch-size", "3")
+    result = cli(
+        "webcam",
+        "--model",
+        str(dynamic_model),
+        *args,
+        "--save",
+        str(tmp_path / "out-{stream}.mp4"),
+        "--jsonl",
+        str(tmp_path / "out-{stream}.jsonl"),
+        "--no-display",
+        "--batch-size",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     assert "3 streams: 28 frames" in result.stderr
 
@@ -53,18 +65,20 @@ def test_files_of_different_lengths_and_sizes_each_get_every_frame(dynamic_model
             assert {r["stream"] for r in rows} == {name}
             single = [model.predict(frame) for frame in frames_in]  # one frame per call: no batching
             assert [r["label"] for r in rows] == [p.label for p in single]
-            np.testing.assert_allclose([probabilities(r, model.class_names) for r in rows],
-                                       [p.probs for p in single], atol=1e-5)
+            np.testing.assert_allclose(
+                [probabilities(r, model.class_names) for r in rows], [p.probs for p in single], atol=1e-5
+            )
             out = read_all(tmp_path / f"out-{name}.mp4")
             assert len(out) == len(frames_in) and out[0].shape == frames_in[0].shape
 
 
 def test_frames_of_several_streams_share_inference_calls(dynamic_model, tmp_path):
-    sources = [(name, open_source(str(write_video(tmp_path / f"{name}.avi", n))))
-               for name, n in (("a", 12), ("b", 12), ("c", 6))]
+    sources = [
+        (name, open_source(str(write_video(tmp_path / f"{name}.avi", n))))
+        for name, n in (("a", 12), ("b", 12), ("c", 6))
+    ]
     with Model(dynamic_model, device="cpu") as model:
-        pipeline = Pipeline(model, sources, PipelineOptions(display=False, progress=False,
-                                                            batch_timeout_ms=1000.0))
+        pipeline = Pipeline(model, sources, PipelineOptions(display=False, progress=False, batch_timeout_ms=1000.0))
         stats = pipeline.run()
     assert [s.frames_out for s in stats] == [12, 12, 6]
     # files never wait for the timeout: a batch is full with one frame from every running stream
@@ -90,8 +104,7 @@ def test_a_camera_dying_mid_run_is_reconnected_while_the_files_run_on(dynamic_mo
 
     camera = VideoSource(0, "camera 0", live=True, retries=2, retry_delay=0.0, opener=opener)
     file = open_source(str(write_video(tmp_path / "clip.avi", 40)))
-    options = PipelineOptions(display=False, progress=False, jsonl=tmp_path / "{stream}.jsonl",
-                              batch_timeout_ms=5.0)
+    options = PipelineOptions(display=False, progress=False, jsonl=tmp_path / "{stream}.jsonl", batch_timeout_ms=5.0)
     with Model(dynamic_model, device="cpu") as model:
         cam_stats, file_stats = Pipeline(model, [("cam", camera), ("clip", file)], options).run()
     assert len(opened) == 1 + 1 + 2  # first open, one reconnection that worked, two that failed
@@ -126,21 +139,33 @@ def test_fixed_batch_models_get_padded_batches(tmp_path_factory, dynamic_model, 
 
     videos = [write_video(tmp_path / f"{i}.avi", n) for i, n in enumerate((7, 4, 5))]
     with Model(fixed, device="cpu") as model:
-        pipeline = Pipeline(model, [open_source(str(v)) for v in videos],
-                            PipelineOptions(display=False, progress=False, jsonl=tmp_path / "{stream}.jsonl"))
+        pipeline = Pipeline(
+            model,
+            [open_source(str(v)) for v in videos],
+            PipelineOptions(display=False, progress=False, jsonl=tmp_path / "{stream}.jsonl"),
+        )
         pipeline.run()
         for stream, video in zip(pipeline.streams, videos):
             rows = read_jsonl(tmp_path / f"{stream.name}.jsonl")
             singles = [model.predict(frame) for frame in read_all(video)]
             assert [r["label"] for r in rows] == [p.label for p in singles]
-            np.testing.assert_allclose([probabilities(r, model.class_names) for r in rows],
-                                       [p.probs for p in singles], atol=1e-5)
+            np.testing.assert_allclose(
+                [probabilities(r, model.class_names) for r in rows], [p.probs for p in singles], atol=1e-5
+            )
 
 
 def test_api_predict_agrees_with_the_webcam_jsonl(dynamic_model, tmp_path):
     video = write_video(tmp_path / "clip.avi", 10, size=(160, 120))
-    result = cli("webcam", "--model", str(dynamic_model), "--source", str(video), "--jsonl",
-                 str(tmp_path / "f.jsonl"), "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(dynamic_model),
+        "--source",
+        str(video),
+        "--jsonl",
+        str(tmp_path / "f.jsonl"),
+        "--no-display",
+    )
     assert result.returncode == 0, result.stderr
     rows = read_jsonl(tmp_path / "f.jsonl")
     frames = read_all(video)
@@ -218,8 +243,11 @@ def test_sinks_and_controls_plug_in_per_stream(dynamic_model, tmp_path):
             self.closed = True
 
     with Model(dynamic_model, device="cpu") as model:
-        pipeline = Pipeline(model, [open_source(str(video)), open_source(str(video))],
-                            PipelineOptions(display=False, progress=False, mosaic=True))
+        pipeline = Pipeline(
+            model,
+            [open_source(str(video)), open_source(str(video))],
+            PipelineOptions(display=False, progress=False, mosaic=True),
+        )
         plain, mapped = Collect(), Collect()
         pipeline.streams[0].sinks.append(plain)
         pipeline.streams[0].controls = Controls(map=False)
@@ -253,22 +281,44 @@ def test_mosaic_places_tiles_in_a_grid():
 
 def test_stream_names_are_unique_and_safe():
     assert stream_names(["0", "a/clip.mp4", "b/clip.mp4", "rtsp://cam:554/live?x=1", "imgs/"]) == [
-        "camera0", "clip", "clip-2", "cam-554-live-x-1", "imgs"]
+        "camera0",
+        "clip",
+        "clip-2",
+        "cam-554-live-x-1",
+        "imgs",
+    ]
 
 
 def test_unopenable_source_is_one_line_unless_keep_going(dynamic_model, tmp_path):
     video = write_video(tmp_path / "ok.avi", 4)
     listing = tmp_path / "sources.txt"
     listing.write_text(f"# cameras of the hall\n{video}\n\n{tmp_path / 'missing.mp4'}\n")
-    result = cli("webcam", "--model", str(dynamic_model), "--sources", str(listing), "--no-display",
-                 "--jsonl", str(tmp_path / "{stream}.jsonl"))
+    result = cli(
+        "webcam",
+        "--model",
+        str(dynamic_model),
+        "--sources",
+        str(listing),
+        "--no-display",
+        "--jsonl",
+        str(tmp_path / "{stream}.jsonl"),
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.mp4: no such file" in lines[0]
     assert not (tmp_path / "ok.jsonl").exists()
 
-    result = cli("webcam", "--model", str(dynamic_model), "--sources", str(listing), "--no-display",
-                 "--jsonl", str(tmp_path / "{stream}.jsonl"), "--keep-going")
+    result = cli(
+        "webcam",
+        "--model",
+        str(dynamic_model),
+        "--sources",
+        str(listing),
+        "--no-display",
+        "--jsonl",
+        str(tmp_path / "{stream}.jsonl"),
+        "--keep-going",
+    )
     assert result.returncode == 0, result.stderr
     assert "warning: " in result.stderr and "missing.mp4" in result.stderr
     assert len(read_jsonl(tmp_path / "ok.jsonl")) == 4
@@ -276,7 +326,17 @@ def test_unopenable_source_is_one_line_unless_keep_going(dynamic_model, tmp_path
 
 def test_several_streams_need_the_stream_field_in_output_names(dynamic_model, tmp_path):
     video = write_video(tmp_path / "in.avi", 2)
-    result = cli("webcam", "--model", str(dynamic_model), "--source", str(video), "--source", str(video),
-                 "--save", str(tmp_path / "out.mp4"), "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(dynamic_model),
+        "--source",
+        str(video),
+        "--source",
+        str(video),
+        "--save",
+        str(tmp_path / "out.mp4"),
+        "--no-display",
+    )
     assert result.returncode == 2 and "needs {stream} in its name" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.glob(".out*"))

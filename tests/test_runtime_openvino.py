@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_fixtures import MODEL_SIZE, NUM_CLASSES, exported_model, read_jsonl, write_video
 
 from runtime.backends import open_backend
 from runtime.errors import RuntimeUserError
-from runtime_fixtures import NUM_CLASSES, MODEL_SIZE, exported_model, read_jsonl, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 needs_openvino = pytest.mark.skipif(
@@ -73,15 +73,17 @@ def held_out_batch(files: dict, n: int) -> np.ndarray:
 
 
 @needs_openvino
-@pytest.mark.parametrize("precision, file, hint", [("fp32", "fp32", None), ("bf16", "fp32", "bf16"),
-                                                   ("int8", "int8", None)])
+@pytest.mark.parametrize(
+    "precision, file, hint", [("fp32", "fp32", None), ("bf16", "fp32", "bf16"), ("int8", "int8", None)]
+)
 def test_each_precision_passes_its_parity_targets_against_pytorch(files, precision, file, hint):
     from export.parity import THRESHOLDS, run_parity
 
     if precision == "bf16" and not has_bf16():
         pytest.skip("this CPU cannot compute in BF16")
-    report = run_parity(files[file], files["checkpoint"], files["held_out"], n=36, device="openvino",
-                        precision=hint, progress=False)
+    report = run_parity(
+        files[file], files["checkpoint"], files["held_out"], n=36, device="openvino", precision=hint, progress=False
+    )
     assert report["precision"] == precision  # what OpenVINO ran, read from its execution graph
     assert report["backend"] == f"openvino[CPU,{precision}]"
     assert report["n_images"] == 36 and report["thresholds"] == THRESHOLDS[precision]
@@ -93,8 +95,10 @@ def test_bf16_is_named_bf16_and_fp32_really_is_fp32(files):
     if not has_bf16():
         pytest.skip("this CPU cannot compute in BF16")
     batch = held_out_batch(files, 2)
-    with open_backend(files["fp32"], device="openvino:CPU", threads=1) as fp32, \
-            open_backend(files["fp32"], device="openvino", threads=1, precision="bf16") as bf16:
+    with (
+        open_backend(files["fp32"], device="openvino:CPU", threads=1) as fp32,
+        open_backend(files["fp32"], device="openvino", threads=1, precision="bf16") as bf16,
+    ):
         assert (fp32.executed_precision, bf16.executed_precision) == ("fp32", "bf16")
         difference = np.abs(fp32.infer(batch)["det_scores"] - bf16.infer(batch)["det_scores"]).max()
     assert 1e-6 < difference < 0.05  # BF16 really ran (rounding visible), and sanely
@@ -123,12 +127,29 @@ def test_bad_requests_are_one_clear_error(files, tmp_path):
 
 def test_missing_openvino_is_one_line_exit_2(files, tmp_path):
     video = write_video(tmp_path / "clip.avi", frames=2)
-    block = "import sys, runpy; sys.modules['openvino'] = None; sys.argv = sys.argv[1:]; " \
-            "runpy.run_path('cli.py', run_name='__main__')"
+    block = (
+        "import sys, runpy; sys.modules['openvino'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path('cli.py', run_name='__main__')"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", block, "cli.py", "webcam", "--model", str(files["fp32"]), "--source", str(video),
-         "--device", "openvino", "--no-display"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            block,
+            "cli.py",
+            "webcam",
+            "--model",
+            str(files["fp32"]),
+            "--source",
+            str(video),
+            "--device",
+            "openvino",
+            "--no-display",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -144,9 +165,26 @@ def test_webcam_on_openvino_gives_onnx_runtimes_labels(files, tmp_path):
     for name, device in (("ort", "cpu"), ("ov", "openvino")):
         jsonl = tmp_path / f"{name}.jsonl"
         result = subprocess.run(
-            [sys.executable, "cli.py", "webcam", "--model", str(files["fp32"]), "--source", str(video),
-             "--jsonl", str(jsonl), "--no-display", "--device", device, "--threads", "1"],
-            cwd=REPO, capture_output=True, text=True, timeout=180,
+            [
+                sys.executable,
+                "cli.py",
+                "webcam",
+                "--model",
+                str(files["fp32"]),
+                "--source",
+                str(video),
+                "--jsonl",
+                str(jsonl),
+                "--no-display",
+                "--device",
+                device,
+                "--threads",
+                "1",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert result.returncode == 0, result.stderr
         records[name] = read_jsonl(jsonl)
@@ -163,9 +201,18 @@ def test_webcam_on_openvino_gives_onnx_runtimes_labels(files, tmp_path):
 def test_bench_rows_name_the_precision_they_ran(files, tmp_path):
     from benchmarks.bench import BenchSettings, run_bench
 
-    settings = BenchSettings(backends=["ov", "ov-bf16", "ov-int8"], batches=[1], warmup=1, iters=2,
-                             duration=None, agreement_images=6, calib_images=4, threads=1, peak_n=128,
-                             data=files["held_out"])
+    settings = BenchSettings(
+        backends=["ov", "ov-bf16", "ov-int8"],
+        batches=[1],
+        warmup=1,
+        iters=2,
+        duration=None,
+        agreement_images=6,
+        calib_images=4,
+        threads=1,
+        peak_n=128,
+        data=files["held_out"],
+    )
     rows = run_bench([str(files["checkpoint"])], tmp_path, settings)["rows"]
     by_name = {row["backend"]: row for row in rows}
     assert by_name["ov"]["precision"] == "fp32" and by_name["ov"]["status"] == "ok"
@@ -181,9 +228,11 @@ def test_bench_rows_name_the_precision_they_ran(files, tmp_path):
 
 @needs_openvino
 def test_openvino_back_end_runs_without_torch(files):
-    code = ("import sys; from runtime.backends import open_backend; "
-            f"b = open_backend({str(files['fp32'])!r}, device='openvino', threads=1); "
-            "print(b.description, sorted(m for m in ('torch', 'wscnet', 'export') if m in sys.modules))")
+    code = (
+        "import sys; from runtime.backends import open_backend; "
+        f"b = open_backend({str(files['fp32'])!r}, device='openvino', threads=1); "
+        "print(b.description, sorted(m for m in ('torch', 'wscnet', 'export') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["openvino[CPU,fp32]", "[]"]

@@ -27,8 +27,22 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_infer_every_draws_every_frame_with_the_newest_prediction(model, tmp_path):
     video = write_video(tmp_path / "in.avi", 12)
-    result = cli("webcam", "--model", str(model), "--device", "cpu", "--source", str(video), "--infer-every", "3",
-                 "--save", str(tmp_path / "out.avi"), "--jsonl", str(tmp_path / "out.jsonl"), "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--source",
+        str(video),
+        "--infer-every",
+        "3",
+        "--save",
+        str(tmp_path / "out.avi"),
+        "--jsonl",
+        str(tmp_path / "out.jsonl"),
+        "--no-display",
+    )
     assert result.returncode == 0, result.stderr
     assert "12 frames" in result.stderr and "4 inferred" in result.stderr
     rows = read_jsonl(tmp_path / "out.jsonl")
@@ -56,8 +70,9 @@ def cut_video(path: Path, frames: int, cut: int) -> Path:
 
 def test_a_scene_cut_is_inferred_before_its_turn(model, tmp_path):
     video = cut_video(tmp_path / "cut.avi", 14, cut=5)
-    options = PipelineOptions(jsonl=tmp_path / "cut.jsonl", display=False, progress=False, infer_every=8,
-                              infer_on_change=10.0)
+    options = PipelineOptions(
+        jsonl=tmp_path / "cut.jsonl", display=False, progress=False, infer_every=8, infer_on_change=10.0
+    )
     with Model(model, device="cpu") as runtime:
         [stats] = Pipeline(runtime, open_source(str(video)), options).run()
     rows = read_jsonl(tmp_path / "cut.jsonl")
@@ -76,8 +91,18 @@ def test_infer_every_without_change_trigger_ignores_the_cut(model, tmp_path):
 
 def test_two_rates_at_once_are_refused_in_one_line(model, tmp_path):
     video = write_video(tmp_path / "in.avi", 2)
-    result = cli("webcam", "--model", str(model), "--source", str(video), "--infer-every", "2", "--infer-fps", "5",
-                 "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--infer-every",
+        "2",
+        "--infer-fps",
+        "5",
+        "--no-display",
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
     assert lines[0] == "error: --infer-every and --infer-fps are two rates: give one"

@@ -26,10 +26,19 @@ def write_engine(tmp_path, **overrides):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"serialized-engine")
     sidecar = {
-        "metadata": {"class_names": json.dumps(CLASSES), "input_size": str(S), "mean": "[0.5, 0.5, 0.5]",
-                     "std": "[0.25, 0.25, 0.25]", "precision": "fp16", "arch": "resnet18"},
-        "tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H200", "compute_capability": "9.0",
-        "built_from": "model.onnx", "io": {"image": [-1, 3, S, S]},
+        "metadata": {
+            "class_names": json.dumps(CLASSES),
+            "input_size": str(S),
+            "mean": "[0.5, 0.5, 0.5]",
+            "std": "[0.25, 0.25, 0.25]",
+            "precision": "fp16",
+            "arch": "resnet18",
+        },
+        "tensorrt_version": "10.13.0.35",
+        "gpu_name": "NVIDIA H200",
+        "compute_capability": "9.0",
+        "built_from": "model.onnx",
+        "io": {"image": [-1, 3, S, S]},
     }
     sidecar.update(overrides)
     (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
@@ -79,8 +88,12 @@ class FakeCuda:
 def fake_tensorrt(cuda, version="10.13.0.35"):
     """Just enough of the TensorRT 10 Python API; the 'network' returns per-image channel means."""
     io_mode = SimpleNamespace(INPUT="in", OUTPUT="out")
-    tensors = {"image": ("in", (-1, 3, S, S)), "probs": ("out", (-1, 3)), "det_scores": ("out", (-1, 3)),
-               "sentiment_map": ("out", (-1, 1, 2, 2))}
+    tensors = {
+        "image": ("in", (-1, 3, S, S)),
+        "probs": ("out", (-1, 3)),
+        "det_scores": ("out", (-1, 3)),
+        "sentiment_map": ("out", (-1, 1, 2, 2)),
+    }
 
     class Context:
         def __init__(self):
@@ -101,8 +114,11 @@ def fake_tensorrt(cuda, version="10.13.0.35"):
             cuda.log.append("execute")
             x = cuda.memory[self.addresses["image"]].view(np.float32).reshape(self.get_tensor_shape("image"))
             means = x.mean(axis=(2, 3))  # N×3
-            outputs = {"probs": means, "det_scores": -means,
-                       "sentiment_map": np.repeat(means[:, :1], 4, axis=1).reshape(-1, 1, 2, 2)}
+            outputs = {
+                "probs": means,
+                "det_scores": -means,
+                "sentiment_map": np.repeat(means[:, :1], 4, axis=1).reshape(-1, 1, 2, 2),
+            }
             for name, value in outputs.items():
                 cuda.memory[self.addresses[name]][:] = np.frombuffer(value.astype(np.float32).tobytes(), np.uint8)
             return True
@@ -133,15 +149,20 @@ def fake_tensorrt(cuda, version="10.13.0.35"):
             return Engine() if data == b"serialized-engine" else None
 
     logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    return SimpleNamespace(__version__=version, Logger=logger, Runtime=Runtime, TensorIOMode=io_mode,
-                           nptype=lambda dtype: np.float32)
+    return SimpleNamespace(
+        __version__=version, Logger=logger, Runtime=Runtime, TensorIOMode=io_mode, nptype=lambda dtype: np.float32
+    )
 
 
 def test_sidecar_is_read(tmp_path):
     sidecar = read_sidecar(write_engine(tmp_path))
     assert sidecar.metadata.class_names == tuple(CLASSES) and sidecar.metadata.input_size == S
     assert sidecar.metadata.precision == "fp16"
-    assert (sidecar.tensorrt_version, sidecar.gpu_name, sidecar.compute_capability) == ("10.13.0.35", "NVIDIA H200", "9.0")
+    assert (sidecar.tensorrt_version, sidecar.gpu_name, sidecar.compute_capability) == (
+        "10.13.0.35",
+        "NVIDIA H200",
+        "9.0",
+    )
 
 
 def test_sidecar_problems_are_one_line(tmp_path):
@@ -241,8 +262,9 @@ def test_without_tensorrt_installed_the_message_says_what_to_do(tmp_path):
 def test_real_engine_matches_onnx_runtime(tmp_path_factory, tmp_path):
     """On a GPU box: build an engine from the exported ONNX, run both back-ends on the same batch."""
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU machines only)")
-    from runtime.backends.cuda_memory import open_cuda_api
     from runtime_fixtures import exported_model
+
+    from runtime.backends.cuda_memory import open_cuda_api
 
     try:
         gpu = open_cuda_api()
@@ -261,10 +283,16 @@ def test_real_engine_matches_onnx_runtime(tmp_path_factory, tmp_path):
     engine.write_bytes(bytes(engine_bytes))
     with open_backend(onnx_path, device="cpu") as cpu:
         metadata = cpu.metadata
-        sidecar = {"metadata": {"class_names": json.dumps(list(metadata.class_names)),
-                                "input_size": str(metadata.input_size), "mean": json.dumps(list(metadata.mean)),
-                                "std": json.dumps(list(metadata.std))},
-                   "tensorrt_version": trt.__version__, "gpu_name": name}
+        sidecar = {
+            "metadata": {
+                "class_names": json.dumps(list(metadata.class_names)),
+                "input_size": str(metadata.input_size),
+                "mean": json.dumps(list(metadata.mean)),
+                "std": json.dumps(list(metadata.std)),
+            },
+            "tensorrt_version": trt.__version__,
+            "gpu_name": name,
+        }
         (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
         x = np.random.default_rng(0).normal(size=(1, 3, metadata.input_size, metadata.input_size)).astype(np.float32)
         expected = cpu.infer(x)

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 from runtime.backends import open_backend
 from runtime.errors import RuntimeUserError
@@ -19,7 +20,6 @@ from runtime.pipeline import Pipeline, PipelineOptions, run_pipeline
 from runtime.preprocess import frame_to_tensor
 from runtime.sources import open_source
 from runtime.video import run_video
-from runtime_fixtures import FakeCapture, exported_model, read_all, read_jsonl, scene, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,15 +30,24 @@ def model(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
     video = write_video(tmp_path / "in.mp4", frames=24, fps=12.0)
     out, records = tmp_path / "out.mp4", tmp_path / "frames.jsonl"
-    result = cli("webcam", "--model", str(model), "--source", str(video), "--save", str(out),
-                 "--jsonl", str(records), "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--save",
+        str(out),
+        "--jsonl",
+        str(records),
+        "--no-display",
+    )
     assert result.returncode == 0, result.stderr
 
     frames_in = read_all(video)
@@ -53,8 +62,10 @@ def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
     meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, model)
     names = list(meta.class_names)
     views = [meta.contract.with_geometry(view) for view in meta.contract.views]  # probabilities: mean over views
-    expected = [np.mean([session.run(["probs"], {"image": frame_to_tensor(f, v)[None]})[0][0] for v in views], axis=0)
-                for f in frames_in]
+    expected = [
+        np.mean([session.run(["probs"], {"image": frame_to_tensor(f, v)[None]})[0][0] for v in views], axis=0)
+        for f in frames_in
+    ]
     assert [r["label"] for r in rows] == [names[int(np.argmax(p))] for p in expected]
     got = np.array([[r["probabilities"][n] for n in names] for r in rows])
     np.testing.assert_allclose(got, np.array(expected), atol=2e-5)
@@ -75,10 +86,17 @@ def test_every_frame_in_order_with_labels_equal_to_the_models(model, tmp_path):
 def test_smoothing_and_opacity_change_the_overlay_only(model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=12, size=(320, 240))
     plain, smooth = tmp_path / "plain.jsonl", tmp_path / "smooth.jsonl"
-    run_video(model, str(video), jsonl=plain, display=False, progress=False, opacity=0.0,
-              save=tmp_path / "a0.avi")
-    run_video(model, str(video), jsonl=smooth, display=False, progress=False, smooth=0.9, opacity=0.45,
-              save=tmp_path / "a45.avi")
+    run_video(model, str(video), jsonl=plain, display=False, progress=False, opacity=0.0, save=tmp_path / "a0.avi")
+    run_video(
+        model,
+        str(video),
+        jsonl=smooth,
+        display=False,
+        progress=False,
+        smooth=0.9,
+        opacity=0.45,
+        save=tmp_path / "a45.avi",
+    )
     strip = lambda rows: [(r["label"], r["probabilities"]) for r in rows]  # noqa: E731
     assert strip(read_jsonl(plain)) == strip(read_jsonl(smooth))  # records are the raw predictions
     no_map, with_map = read_all(tmp_path / "a0.avi"), read_all(tmp_path / "a45.avi")
@@ -96,8 +114,9 @@ def test_image_folder_skips_and_counts_a_corrupt_image(model, tmp_path):
     for i in range(5):
         cv2.imwrite(str(folder / f"{i:02d}.png"), scene(i))
     (folder / "02.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    stats = run_video(model, str(folder), jsonl=tmp_path / "f.jsonl", save=tmp_path / "f.mp4",
-                      display=False, progress=False)
+    stats = run_video(
+        model, str(folder), jsonl=tmp_path / "f.jsonl", save=tmp_path / "f.mp4", display=False, progress=False
+    )
     assert (stats.frames_out, stats.corrupt) == (4, 1)
     assert [r["index"] for r in read_jsonl(tmp_path / "f.jsonl")] == [0, 1, 3, 4]
     assert len(read_all(tmp_path / "f.mp4")) == 4
@@ -111,13 +130,16 @@ def test_single_image_source(model, tmp_path):
     assert stats.frames_out == 1 and len(rows) == 1 and rows[0]["index"] == 0
 
 
-@pytest.mark.parametrize("source, message, code", [
-    ("missing.mp4", "no such file, folder, camera index or stream URL", 2),
-    ("notavideo.mp4", "not a video OpenCV can decode", 2),
-    # a live source that is down is retried (for ever by default); --reconnect 0 gives it up at once: exit 4
-    ("97", "camera 97: no such camera", 4),
-    ("http://127.0.0.1:9/none.mp4", "stream http://127.0.0.1:9/none.mp4: cannot connect", 4),
-])
+@pytest.mark.parametrize(
+    "source, message, code",
+    [
+        ("missing.mp4", "no such file, folder, camera index or stream URL", 2),
+        ("notavideo.mp4", "not a video OpenCV can decode", 2),
+        # a live source that is down is retried (for ever by default); --reconnect 0 gives it up at once: exit 4
+        ("97", "camera 97: no such camera", 4),
+        ("http://127.0.0.1:9/none.mp4", "stream http://127.0.0.1:9/none.mp4: cannot connect", 4),
+    ],
+)
 def test_bad_source_is_one_line_and_its_exit_code(model, tmp_path, source, message, code):
     (tmp_path / "notavideo.mp4").write_bytes(os.urandom(4096))
     target = source if source.isdigit() or "://" in source else str(tmp_path / source)
@@ -125,8 +147,20 @@ def test_bad_source_is_one_line_and_its_exit_code(model, tmp_path, source, messa
     out.write_bytes(b"an older result that must survive")
     # --device cpu: a live source is found down only once the model is loaded, and --device auto's
     # line naming its pick would come first
-    result = cli("webcam", "--model", str(model), "--device", "cpu", "--source", target, "--save", str(out),
-                 "--no-display", "--reconnect", "0")
+    result = cli(
+        "webcam",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--source",
+        target,
+        "--save",
+        str(out),
+        "--no-display",
+        "--reconnect",
+        "0",
+    )
     assert result.returncode == code
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
@@ -152,8 +186,18 @@ def test_truncated_file_ends_cleanly_with_what_could_be_read(model, tmp_path):
     truncated.write_bytes(data[: int(len(data) * 0.6)])
     readable = len(read_all(truncated))
     assert 0 < readable < 30
-    result = cli("webcam", "--model", str(model), "--source", str(truncated), "--save", str(tmp_path / "o.mp4"),
-                 "--jsonl", str(tmp_path / "o.jsonl"), "--no-display")
+    result = cli(
+        "webcam",
+        "--model",
+        str(model),
+        "--source",
+        str(truncated),
+        "--save",
+        str(tmp_path / "o.mp4"),
+        "--jsonl",
+        str(tmp_path / "o.jsonl"),
+        "--no-display",
+    )
     assert result.returncode == 0, result.stderr
     assert len(read_jsonl(tmp_path / "o.jsonl")) == readable
     assert len(read_all(tmp_path / "o.mp4")) == readable
@@ -172,9 +216,26 @@ def test_ctrl_c_leaves_a_playable_video_and_a_complete_jsonl(model, tmp_path):
     video = write_video(tmp_path / "long.avi", frames=1500, fps=30.0)
     out, records = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "cli.py", "webcam", "--model", str(model), "--source", str(video), "--save", str(out),
-         "--jsonl", str(records), "--no-display", "--threads", "1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "cli.py",
+            "webcam",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--save",
+            str(out),
+            "--jsonl",
+            str(records),
+            "--no-display",
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 90
     partial = []
@@ -202,7 +263,7 @@ def test_runtime_never_loads_torch(model, tmp_path):
     code = f"""
 import runpy, sys
 sys.argv = ["cli.py", "webcam", "--model", {str(model)!r}, "--device", "cpu", "--source", {str(video)!r},
-            "--save", {str(tmp_path / 'o.mp4')!r}, "--jsonl", {str(tmp_path / 'o.jsonl')!r}, "--no-display"]
+            "--save", {str(tmp_path / "o.mp4")!r}, "--jsonl", {str(tmp_path / "o.jsonl")!r}, "--no-display"]
 try:
     runpy.run_path("cli.py", run_name="__main__")
 except SystemExit as exit:
@@ -217,8 +278,10 @@ print("HEAVY", heavy)
     assert len(read_jsonl(tmp_path / "o.jsonl")) == 4
 
     # and the runtime package on its own imports neither torch nor wscnet
-    code = ("import sys, runtime.video, runtime.backends.onnxruntime_backend, runtime.backends.tensorrt_backend, "
-            "runtime.commands; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wscnet', 'export')))")
+    code = (
+        "import sys, runtime.video, runtime.backends.onnxruntime_backend, runtime.backends.tensorrt_backend, "
+        "runtime.commands; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wscnet', 'export')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
@@ -237,8 +300,9 @@ def test_camera_disconnect_is_retried_then_the_run_ends_cleanly(model, tmp_path)
 
     source = VideoSource(0, "camera 0", live=True, retries=3, retry_delay=0.0, opener=opener)
     with open_backend(model, device="cpu") as backend:
-        stats = run_pipeline(backend, source, PipelineOptions(jsonl=tmp_path / "cam.jsonl", display=False,
-                                                              progress=False))
+        stats = run_pipeline(
+            backend, source, PipelineOptions(jsonl=tmp_path / "cam.jsonl", display=False, progress=False)
+        )
     # the first open; one reconnection that worked (the count starts again after good frames);
     # then three failed attempts
     assert len(opened) == 1 + 1 + 3
@@ -285,8 +349,11 @@ def test_file_source_is_never_dropped_even_with_a_slow_model(model, tmp_path):
 
     video = write_video(tmp_path / "in.avi", frames=20)
     with open_backend(model, device="cpu") as backend:
-        stats = run_pipeline(SlowBackend(backend), open_source(str(video)),
-                             PipelineOptions(jsonl=tmp_path / "f.jsonl", display=False, progress=False))
+        stats = run_pipeline(
+            SlowBackend(backend),
+            open_source(str(video)),
+            PipelineOptions(jsonl=tmp_path / "f.jsonl", display=False, progress=False),
+        )
     assert stats.dropped == 0 and stats.frames_out == 20
     assert [r["index"] for r in read_jsonl(tmp_path / "f.jsonl")] == list(range(20))
 

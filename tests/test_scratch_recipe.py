@@ -111,9 +111,21 @@ def test_map_statistics_on_hand_made_outputs():
 
 def test_diagnostics_log_during_a_warm_up_run(make_roi_set, tmp_path):
     data = make_roi_set(4, 64, 0)
-    options = apply_recipe(TrainOptions(
-        data=str(data), out=str(tmp_path / "run"), arch="resnet18", img_size=64, batch_size=4,
-        epochs=2, workers=0, device="cpu", max_train_batches=2, diagnostics_every=1), "scratch")
+    options = apply_recipe(
+        TrainOptions(
+            data=str(data),
+            out=str(tmp_path / "run"),
+            arch="resnet18",
+            img_size=64,
+            batch_size=4,
+            epochs=2,
+            workers=0,
+            device="cpu",
+            max_train_batches=2,
+            diagnostics_every=1,
+        ),
+        "scratch",
+    )
     options.pool_warmup_epochs = options.det_warmup_epochs = 2
     train(options)
     rows = [json.loads(line) for line in (tmp_path / "run" / "diagnostics.jsonl").read_text().splitlines()]
@@ -122,7 +134,8 @@ def test_diagnostics_log_during_a_warm_up_run(make_roi_set, tmp_path):
     for r in rows:
         assert 0.0 <= r["entropy_v"] <= 1.0 + 1e-6 and 0.0 < r["clipped"] <= 1.0
         assert r["grad_feat_cls"] > 0 and r["grad_total"] == pytest.approx(
-            math.sqrt(r["grad_backbone"] ** 2 + r["grad_detector"] ** 2 + r["grad_classifier"] ** 2))
+            math.sqrt(r["grad_backbone"] ** 2 + r["grad_detector"] ** 2 + r["grad_classifier"] ** 2)
+        )
     assert rows[0]["grad_feat_det"] > 0  # measured even while its weight in the loss is 0
 
 
@@ -149,12 +162,20 @@ def test_diagnostics_summary_means_per_epoch_and_over_runs(tmp_path):
         (folder / "history.json").write_text(json.dumps({"epochs": [{"train_accuracy": a} for a in accuracies]}))
         return folder
 
-    a = run("a", [{"epoch": 1, "clipped": 0.2, "grad_backbone": 10.0, "entropy_v": 1.0, "coupling_scale": 0.1},
-                  {"epoch": 1, "clipped": 0.4, "grad_backbone": 6.0, "entropy_v": 0.8, "coupling_scale": 0.3},
-                  {"epoch": 2, "clipped": 1.0, "grad_backbone": 2.0, "entropy_v": 0.5, "coupling_scale": 1.0}],
-            [0.25, 0.5])
-    b = run("b", [{"epoch": 1, "clipped": 0.6, "grad_backbone": 4.0, "entropy_v": 0.6, "coupling_scale": 0.2}],
-            [0.75, 0.9, 0.95])
+    a = run(
+        "a",
+        [
+            {"epoch": 1, "clipped": 0.2, "grad_backbone": 10.0, "entropy_v": 1.0, "coupling_scale": 0.1},
+            {"epoch": 1, "clipped": 0.4, "grad_backbone": 6.0, "entropy_v": 0.8, "coupling_scale": 0.3},
+            {"epoch": 2, "clipped": 1.0, "grad_backbone": 2.0, "entropy_v": 0.5, "coupling_scale": 1.0},
+        ],
+        [0.25, 0.5],
+    )
+    b = run(
+        "b",
+        [{"epoch": 1, "clipped": 0.6, "grad_backbone": 4.0, "entropy_v": 0.6, "coupling_scale": 0.2}],
+        [0.75, 0.9, 0.95],
+    )
     cam = run("cam", [{"epoch": 1, "clipped": 0.5, "grad_backbone": 4.0}], [0.5])
     curves = summary.run_curves(a)
     assert curves["clipped"] == pytest.approx([0.3, 1.0]) and curves["entropy_v"] == pytest.approx([0.9, 0.5])
@@ -164,8 +185,8 @@ def test_diagnostics_summary_means_per_epoch_and_over_runs(tmp_path):
     cam_curves = summary.group_curves([cam])
     assert math.isnan(cam_curves["entropy_v"][0]) and cam_curves["clipped"] == [0.5]
     table = summary.markdown({"wscnet": both, "cam": cam_curves}, {"wscnet": 2, "cam": 1})
-    assert "| wscnet (2) | 1 | 0.5 | 0.45 | 6 | 0.75 | 0.2 |" in table
-    assert "| cam (1) | 1 | 0.5 | 0.5 | 4 | - | - |" in table
+    assert "| wscnet (2) | 1 | 0.5 | - | 0.45 | 6 | 0.75 | 0.2 | - | - |" in table  # no loss, no logit halves logged
+    assert "| cam (1) | 1 | 0.5 | - | 0.5 | 4 | - | - | - | - |" in table
     summary.write_chart(tmp_path / "d.png", {"set": {"wscnet": both, "cam": cam_curves}})
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -176,7 +197,7 @@ def test_detection_label_smoothing_gives_the_hand_computed_loss():
     # classifier logits 0 (L_cls = ln 3); pooled detection scores (2, 0, 0) for class 0.
     out = WSCNetOutput(torch.zeros(1, 3), torch.tensor([[2.0, 0.0, 0.0]]), torch.zeros(1, 2, 2))
     target = torch.tensor([0])
-    log_z = math.log(math.e ** 2 + 2)  # log-sum-exp of the scores
+    log_z = math.log(math.e**2 + 2)  # log-sum-exp of the scores
     paper, _ = wscnet_loss(out, target, det_weight=0.5)
     assert paper.item() == pytest.approx(math.log(3) + 0.5 * (log_z - 2.0), rel=1e-6)
     # ε = 0.3 over 3 classes: targets (0.8, 0.1, 0.1); -Σ q log p = log Z - 0.8 · 2

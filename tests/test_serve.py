@@ -16,11 +16,26 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed")
 
+from serve_helpers import (  # noqa: E402
+    CLASSES,
+    ROOT,
+    Publisher,
+    StreamReader,
+    decode,
+    frame_value,
+    get,
+    make_frame,
+    make_record,
+    metrics,
+    open_stream,
+    post_json,
+    start_webcam,
+    wait_for,
+)
+
 from runtime.errors import RuntimeUserError  # noqa: E402
 from runtime.serve import LiveServer, parse_address  # noqa: E402
 from runtime.serve.app import STREAM_SNDBUF  # noqa: E402
-from serve_helpers import (CLASSES, ROOT, Publisher, StreamReader, decode, frame_value, get,  # noqa: E402
-                           make_frame, make_record, metrics, open_stream, post_json, start_webcam, wait_for)
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,8 +69,18 @@ def test_page_is_self_contained_and_offline(server):
     status, headers, body = get(server.url, AUTH)
     page = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/html")
-    for element in ('id="video"', 'id="bars"', 'id="timeline"', 'id="opacity"', 'id="smoothing"', 'id="map"',
-                    'id="model"', 'id="fps"', 'id="e2e"', 'id="dropped"'):
+    for element in (
+        'id="video"',
+        'id="bars"',
+        'id="timeline"',
+        'id="opacity"',
+        'id="smoothing"',
+        'id="map"',
+        'id="model"',
+        'id="fps"',
+        'id="e2e"',
+        'id="dropped"',
+    ):
         assert element in page
     assert "/*SCRIPT*/" not in page and "EventSource" in page  # the script is inlined
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page must not load anything from outside"
@@ -216,8 +241,10 @@ def _parts_until(sock: socket.socket, data: bytes, seq: int) -> np.ndarray:
     found = np.zeros((0, 2), dtype=np.int64)
     while not len(found) or found[-1, 0] < seq:
         data += sock.recv(1 << 20)  # the socket's timeout ends a stream that never gets there
-        found = np.array([(int(s), int(size)) for size, s in
-                          re.findall(rb"Content-Length: (\d+)\r\nX-Frame-Seq: (\d+)", data)], dtype=np.int64)
+        found = np.array(
+            [(int(s), int(size)) for size, s in re.findall(rb"Content-Length: (\d+)\r\nX-Frame-Seq: (\d+)", data)],
+            dtype=np.int64,
+        )
         found = found.reshape(-1, 2)
     return found
 
@@ -244,8 +271,13 @@ def test_viewers_that_vanish_mid_stream_are_dropped_silently(server, capfd):
 def test_wrong_or_missing_token_gets_401_and_no_frame(server):
     server.publish(make_frame(1), make_record(1))
     for route in PROTECTED:
-        for headers, query in (({}, ""), ({}, "?token=wrong"), ({"Authorization": "Bearer wrong"}, ""),
-                               ({"Authorization": f"Basic {TOKEN}"}, ""), ({}, f"?token={TOKEN}x")):
+        for headers, query in (
+            ({}, ""),
+            ({}, "?token=wrong"),
+            ({"Authorization": "Bearer wrong"}, ""),
+            ({"Authorization": f"Basic {TOKEN}"}, ""),
+            ({}, f"?token={TOKEN}x"),
+        ):
             status, _, body = get(server.url + route + query, headers)
             assert status == 401, (route, headers, query)
             assert b"\xff\xd8" not in body and b"probabilities" not in body
@@ -349,32 +381,49 @@ def test_webcam_serve_on_a_taken_port_exits_2(model, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cmd = [sys.executable, str(ROOT / "cli.py"), "webcam", "--model", str(model), "--source", str(video),
-               "--no-display", "--serve", str(port), "--jsonl", str(tmp_path / "x.jsonl")]
-        done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                              text=True, timeout=120)
+        cmd = [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "webcam",
+            "--model",
+            str(model),
+            "--source",
+            str(video),
+            "--no-display",
+            "--serve",
+            str(port),
+            "--jsonl",
+            str(tmp_path / "x.jsonl"),
+        ]
+        done = subprocess.run(
+            cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120
+        )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == f"error: --serve 127.0.0.1:{port}: port already in use " \
-                                                   "(another server, or an earlier run still holding it)"
+    assert (
+        done.stderr.strip().splitlines()[-1] == f"error: --serve 127.0.0.1:{port}: port already in use "
+        "(another server, or an earlier run still holding it)"
+    )
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
     """--realtime: 10 frames of a 10 fps file take at least 0.9 s (the 10th is due at 0.9 s)."""
+    from runtime_fixtures import write_video
+
     from runtime.backends import open_backend
     from runtime.pipeline import Pipeline, PipelineOptions
     from runtime.serve.attach import LiveSink
     from runtime.sources import open_source
-    from runtime_fixtures import write_video
 
     video = write_video(tmp_path / "clip.avi", 10, fps=10.0)
     backend = open_backend(model, device="cpu", threads=1)
     try:
         live = LiveServer(port=0).start()
         try:
-            pipeline = Pipeline(backend, open_source(str(video)),
-                                PipelineOptions(display=False, progress=False, realtime=True))
+            pipeline = Pipeline(
+                backend, open_source(str(video)), PipelineOptions(display=False, progress=False, realtime=True)
+            )
             pipeline.streams[0].sinks.append(LiveSink(live, pipeline.streams[0], "0"))
             [stats] = pipeline.run()
         finally:
@@ -386,8 +435,16 @@ def test_realtime_plays_a_file_at_its_own_frame_rate(model, tmp_path):
 
 
 def test_the_server_brings_no_torch_into_the_runtime():
-    code = ("import sys, runtime.serve; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wscnet', 'export')))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, runtime.serve; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wscnet', 'export')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -15,18 +15,27 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it", allow_module_level=True
+    )
 pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
 
-from runtime.serve.hub import JPEG_QUALITY  # noqa: E402
 from runtime_fixtures import read_all, read_jsonl, write_video  # noqa: E402
 from serve_helpers import decode, get, start_webcam, wait_for  # noqa: E402
 
+from runtime.serve.hub import JPEG_QUALITY  # noqa: E402
+
 TOKEN = "browser-token"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SIZE = (320, 240)
 # the overlay's label box (top left) and readout (bottom) cover the rest: compare pictures here
 PICTURE = (slice(0, 200), slice(130, 320))
@@ -58,9 +67,11 @@ def video_picture(page) -> np.ndarray:
 
 def snapshot_after(url: str, index: int) -> tuple[int, np.ndarray]:
     """The first /snapshot.jpg of a frame after ``index``: (its index, the picture)."""
+
     def newer():
         status, headers, jpeg = get(url + f"snapshot.jpg?token={TOKEN}")
         return status == 200 and int(headers["x-frame-index"]) > index and (int(headers["x-frame-index"]), jpeg)
+
     shown, jpeg = wait_for(newer, timeout=20)
     return shown, decode(jpeg)
 
@@ -88,14 +99,20 @@ def test_page_in_headless_chromium(model, tmp_path):
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 900})
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1280, "height": 900},
+            )
             page = browser.new_page()
             assert page.goto(url + "?token=wrong").status == 401
             page.goto(url + f"?token={TOKEN}")
             # polled from here: the page's CSP forbids the eval that wait_for_function would need
-            wait_for(lambda: page.evaluate("() => document.getElementById('timeline').dataset.index !== undefined"),
-                     timeout=30)
+            wait_for(
+                lambda: page.evaluate("() => document.getElementById('timeline').dataset.index !== undefined"),
+                timeout=30,
+            )
             first = video_picture(page)
             page.wait_for_timeout(1000)
             second = video_picture(page)
@@ -123,7 +140,10 @@ def test_page_in_headless_chromium(model, tmp_path):
     check_chart(shown["chart"], records)
     # map at opacity 0.8 changes the picture a lot; switched off, the picture is the source frame
     # up to what JPEG itself loses on it
-    jpeg_loss = picture_difference(decode(cv2.imencode(".jpg", source[index_off], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()), source[index_off])
+    jpeg_loss = picture_difference(
+        decode(cv2.imencode(".jpg", source[index_off], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()),
+        source[index_off],
+    )
     assert picture_difference(without_map, source[index_off]) <= jpeg_loss + 2
     assert picture_difference(with_map, source[index_on]) > 5 * (jpeg_loss + 2)
 
@@ -143,21 +163,51 @@ def test_a_page_for_every_camera(model, tmp_path):
     from events_helpers import class_video
 
     videos = [class_video(tmp_path / f"{name}.avi", [cls] * 300, size=SIZE) for name, cls in STREAM_CLASSES.items()]
-    outputs = ["--jsonl", str(tmp_path / "{stream}.jsonl"), "--clip-on", "all", "--clip-dir", str(tmp_path / "clips"),
-               "--clip-pre", "1", "--clip-post", "0.5", "--event-hold", "0.5", "--event-min-score", "0.3"]
+    outputs = [
+        "--jsonl",
+        str(tmp_path / "{stream}.jsonl"),
+        "--clip-on",
+        "all",
+        "--clip-dir",
+        str(tmp_path / "clips"),
+        "--clip-pre",
+        "1",
+        "--clip-post",
+        "0.5",
+        "--event-hold",
+        "0.5",
+        "--event-min-score",
+        "0.3",
+    ]
     proc, url = start_webcam(model, videos, tmp_path, TOKEN, "--realtime", outputs=outputs)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 1000})
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1280, "height": 1000},
+            )
             page = browser.new_page()
             page.goto(url + f"?token={TOKEN}")
-            first = wait_for(lambda: (t := page.evaluate(READ_TILES)) and len(t) == 3
-                             and all(v["index"] >= 0 and v["width"] > 0 and v["chart"] for v in t.values()) and t,
-                             timeout=30)
-            later = wait_for(lambda: (t := page.evaluate(READ_TILES)) and all(
-                t[name]["index"] > first[name]["index"] for name in t) and t, timeout=20)
+            first = wait_for(
+                lambda: (
+                    (t := page.evaluate(READ_TILES))
+                    and len(t) == 3
+                    and all(v["index"] >= 0 and v["width"] > 0 and v["chart"] for v in t.values())
+                    and t
+                ),
+                timeout=30,
+            )
+            later = wait_for(
+                lambda: (
+                    (t := page.evaluate(READ_TILES))
+                    and all(t[name]["index"] > first[name]["index"] for name in t)
+                    and t
+                ),
+                timeout=20,
+            )
             wait_for(lambda: page.locator("#clips li").count() >= 3, timeout=20)
             page.locator("#clips li").first.click()
             wait_for(lambda: page.evaluate("() => document.getElementById('clip-player').naturalWidth") > 0)

@@ -54,7 +54,10 @@ def test_same_seed_same_images_other_seed_other_images():
 
 def test_written_set_is_deterministic(tmp_path):
     cfg = SynthConfig(n_per_class=2, size=48, seed=5)
-    one, two = write_synth_set(tmp_path / "a", cfg, progress=False), write_synth_set(tmp_path / "b", cfg, progress=False)
+    one, two = (
+        write_synth_set(tmp_path / "a", cfg, progress=False),
+        write_synth_set(tmp_path / "b", cfg, progress=False),
+    )
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
@@ -84,7 +87,9 @@ def test_cli_writes_a_set_and_refuses_a_foreign_folder_in_one_line(tmp_path):
     out = tmp_path / "cli_set"
     run = subprocess.run(
         [sys.executable, "cli.py", "synth", str(out), "--n-per-class", "2", "--size", "40", "--seed", "3"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     assert len(load_index(out, "all")) == 12
@@ -92,7 +97,11 @@ def test_cli_writes_a_set_and_refuses_a_foreign_folder_in_one_line(tmp_path):
     (tmp_path / "foreign" / "x.txt").write_text("x")
     run = subprocess.run(
         [sys.executable, "cli.py", "synth", str(tmp_path / "foreign"), "--n-per-class", "2"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [f"error: {tmp_path / 'foreign'}: folder is not empty and is not a synthetic set (use --overwrite to write into it)"]
+    assert run.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'foreign'}: folder is not empty and is not a synthetic set (use --overwrite to write into it)"
+    ]

@@ -19,9 +19,20 @@ from runtime.errors import RuntimeUserError
 from wscnet.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT = {"model_config": {"arch": "resnet18", "k": 4, "head": "wscnet", "pool": "max",
-                         "map_weight": "softmax", "coupling": "both"},
-        "class_names": ["a", "b", "c"], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "input_size": 64}
+CKPT = {
+    "model_config": {
+        "arch": "resnet18",
+        "k": 4,
+        "head": "wscnet",
+        "pool": "max",
+        "map_weight": "softmax",
+        "coupling": "both",
+    },
+    "class_names": ["a", "b", "c"],
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "input_size": 64,
+}
 
 
 def _model_with_batch(dim) -> onnx.ModelProto:
@@ -33,6 +44,7 @@ def _model_with_batch(dim) -> onnx.ModelProto:
 def test_missing_tensorrt_is_a_user_error():
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
@@ -42,14 +54,19 @@ def test_missing_tensorrt_is_a_user_error():
         tb.build_engine(Path("model.onnx"), Path("model.engine"))
 
 
-@pytest.mark.parametrize("version, precision, strong", [
-    ("10.3.0", "fp32", False), ("10.3.0", "fp16", True), ("10.13.2.6", "int8", True),
-    ("11.0.0", "fp32", True), ("11.3.0.1", "fp16", True),
-])
+@pytest.mark.parametrize(
+    "version, precision, strong",
+    [
+        ("10.3.0", "fp32", False),
+        ("10.3.0", "fp16", True),
+        ("10.13.2.6", "int8", True),
+        ("11.0.0", "fp32", True),
+        ("11.3.0.1", "fp16", True),
+    ],
+)
 def test_strong_typing_per_version(version, precision, strong, monkeypatch):
     assert tb.use_strong_typing(version, precision) is strong
-    fake = SimpleNamespace(__version__=version,
-                           NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=5))
+    fake = SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=5))
     monkeypatch.setitem(sys.modules, "tensorrt", fake)  # TensorRT cannot be installed here
     on_10 = version.startswith("10.")  # 11.x: always strongly typed, the flag deprecated and not passed
     assert tb.network_flags(precision) == (1 << 5 if strong and on_10 else 0)
@@ -69,9 +86,17 @@ def test_batch_range_only_for_dynamic_inputs():
 
 def test_sidecar_round_trips_through_the_runtime_and_mismatches_are_one_line(tmp_path):
     meta = metadata_from_checkpoint(CKPT, img_size=64, fused_op=True)
-    data = tb.sidecar_data(meta, tensorrt_version="10.13.2.6", gpu_name="NVIDIA H200",
-                           compute_capability="9.0", built_from=Path("model.int8.onnx"), input_size=64,
-                           batch=(1, 4, 16), plugins=[trt_plugin.PLUGIN_NAME], precision="int8")
+    data = tb.sidecar_data(
+        meta,
+        tensorrt_version="10.13.2.6",
+        gpu_name="NVIDIA H200",
+        compute_capability="9.0",
+        built_from=Path("model.int8.onnx"),
+        input_size=64,
+        batch=(1, 4, 16),
+        plugins=[trt_plugin.PLUGIN_NAME],
+        precision="int8",
+    )
     assert data["io"]["inputs"]["image"]["shape"] == [-1, 3, 64, 64]
     assert data["io"]["batch"] == {"min": 1, "opt": 4, "max": 16}
     engine = tmp_path / "model.int8.engine"
@@ -165,7 +190,9 @@ def test_int32_bias_dequantize_is_folded_for_tensorrt(tmp_path):
     before = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
     assert before  # the quantizer did quantize biases
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x}
+    )
     assert tb.fold_int32_bias_dequantize(model) == len(before)
     assert not [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
     onnx.checker.check_model(model, full_check=True)

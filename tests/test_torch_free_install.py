@@ -14,8 +14,19 @@ import pytest
 pytestmark = pytest.mark.slow  # the install takes about a minute (pip's cache keeps it off the network)
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "constraints.txt", "cli.py", "wscnet", "export", "runtime", "benchmarks",
-           "studies", "jobs")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "constraints.txt",
+    "cli.py",
+    "cli_logging.py",
+    "wscnet",
+    "export",
+    "runtime",
+    "benchmarks",
+    "studies",
+    "jobs",
+)
 TORCH_LINE = "not installed (training and export need the [train] extra)"
 
 
@@ -32,8 +43,13 @@ def venv(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     pip = [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    result = subprocess.run(pip + ["-c", str(source / "constraints.txt"), f"{source}[serve]"], cwd=root,
-                            capture_output=True, text=True, env=clean_env())
+    result = subprocess.run(
+        pip + ["-c", str(source / "constraints.txt"), f"{source}[serve]"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "venv"
 
@@ -52,17 +68,25 @@ def tiny_onnx(tmp_path_factory) -> Path:
 def clean_env() -> dict:
     """This interpreter's environment without what would make the project's tree or torch visible."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")} | {
-        "OMP_NUM_THREADS": "1"}
+        "OMP_NUM_THREADS": "1"
+    }
 
 
 def wscnet_edge(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(venv / "bin" / "wscnet-edge"), *args], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(venv / "bin" / "wscnet-edge"), *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_venv_has_no_torch(venv):
-    result = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], env=clean_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch"], env=clean_env(), capture_output=True, text=True
+    )
     assert result.returncode != 0 and "No module named 'torch'" in result.stderr
 
 
@@ -70,8 +94,10 @@ def test_doctor_says_torch_is_missing_in_one_line_and_checks_the_runtime(venv, t
     result = wscnet_edge(venv, "doctor", cwd=tmp_path)
     assert "Traceback" not in result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = {line.split()[0] + (" " + line.split()[1] if line.startswith("smoke ") else ""): line
-             for line in result.stdout.splitlines()}
+    lines = {
+        line.split()[0] + (" " + line.split()[1] if line.startswith("smoke ") else ""): line
+        for line in result.stdout.splitlines()
+    }
     assert lines["torch"].split(None, 2)[1:] == ["info", TORCH_LINE]
     assert lines["smoke ort"].split()[2] == "ok"
     assert "torch is not installed" in lines["smoke torch"] and lines["smoke torch"].split()[2] == "skipped"
@@ -93,8 +119,24 @@ def test_doctor_smoke_tests_a_given_model_on_onnx_runtime(venv, tiny_onnx, tmp_p
 
 def test_bench_measures_an_onnx_model_and_says_agreement_needs_torch(venv, tiny_onnx, tmp_path):
     out = tmp_path / "bench"
-    result = wscnet_edge(venv, "bench", str(tiny_onnx), "--backends", "torch,ort", "--batch", "1",
-                         "--iters", "3", "--warmup", "1", "--peak-n", "256", "--out", str(out), cwd=tmp_path)
+    result = wscnet_edge(
+        venv,
+        "bench",
+        str(tiny_onnx),
+        "--backends",
+        "torch,ort",
+        "--batch",
+        "1",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--peak-n",
+        "256",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert "Traceback" not in result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-2000:]
     said = [line for line in result.stderr.splitlines() if "top-1 agreement against the checkpoint" in line]

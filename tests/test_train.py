@@ -32,9 +32,20 @@ def synth_set(tmp_path_factory):
 
 def tiny_options(data, out, **overrides) -> TrainOptions:
     settings = dict(
-        data=str(data), out=str(out), arch="resnet18", img_size=64, batch_size=8, epochs=2,
-        lr=0.01, head_lr=0.01, lr_schedule="step", lr_step=1, lr_gamma=0.5, workers=0,
-        device="cpu", max_train_batches=2,
+        data=str(data),
+        out=str(out),
+        arch="resnet18",
+        img_size=64,
+        batch_size=8,
+        epochs=2,
+        lr=0.01,
+        head_lr=0.01,
+        lr_schedule="step",
+        lr_step=1,
+        lr_gamma=0.5,
+        workers=0,
+        device="cpu",
+        max_train_batches=2,
     )
     settings.update(overrides)
     return TrainOptions(**settings)
@@ -81,8 +92,9 @@ def test_resume_continues_exactly(synth_set, tmp_path):
     assert sb["epoch"] == sa["epoch"] == 2
     assert sb["scheduler"]["last_epoch"] == sa["scheduler"]["last_epoch"]
     for key, buf in sa["optimizer"]["state"].items():
-        torch.testing.assert_close(sb["optimizer"]["state"][key]["momentum_buffer"],
-                                   buf["momentum_buffer"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            sb["optimizer"]["state"][key]["momentum_buffer"], buf["momentum_buffer"], rtol=1e-5, atol=1e-6
+        )
     log = (split / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log] == [1, 2]
 
@@ -136,8 +148,7 @@ def test_learning_rate_schedules():
 
 
 def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True,
-                          text=True, **kwargs)
+    return subprocess.run([sys.executable, "cli.py", *args], cwd=REPO, capture_output=True, text=True, **kwargs)
 
 
 def test_cli_train_bad_input_is_one_line(tmp_path):
@@ -145,17 +156,34 @@ def test_cli_train_bad_input_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'}: data directory not found"]
     (tmp_path / "empty").mkdir()
-    result = run_cli("train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
-                     "--img-size", "100")
+    result = run_cli("train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--img-size", "100")
     assert result.returncode == 2 and "multiple of 32" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_cli_train_runs(synth_set, tmp_path):
     out = tmp_path / "cli_run"
-    result = run_cli("train", "--data", str(synth_set), "--out", str(out), "--arch",
-                     "mobilenet_v3_small", "--img-size", "64", "--epochs", "1", "--batch-size", "16",
-                     "--workers", "0", "--device", "cpu", "--head", "cam")
+    result = run_cli(
+        "train",
+        "--data",
+        str(synth_set),
+        "--out",
+        str(out),
+        "--arch",
+        "mobilenet_v3_small",
+        "--img-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--head",
+        "cam",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "note: Without --pretrained" in result.stderr
     assert "best epoch 1" in result.stdout
@@ -171,11 +199,39 @@ def test_torchrun_two_cpu_processes(synth_set, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "cli.py", "train", "--data",
-         str(synth_set), "--out", str(out), "--arch", "resnet18", "--img-size", "64",
-         "--epochs", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu",
-         "--lr", "0.01", "--head-lr", "0.01"],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=600,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "cli.py",
+            "train",
+            "--data",
+            str(synth_set),
+            "--out",
+            str(out),
+            "--arch",
+            "resnet18",
+            "--img-size",
+            "64",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--lr",
+            "0.01",
+            "--head-lr",
+            "0.01",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr

@@ -20,14 +20,24 @@ import onnx
 import pytest
 
 if importlib.util.find_spec("pytriton") is None:
-    pytest.skip("tritonserver comes from the nvidia-pytriton wheel: pip install --no-deps nvidia-pytriton",
-                allow_module_level=True)
+    pytest.skip(
+        "tritonserver comes from the nvidia-pytriton wheel: pip install --no-deps nvidia-pytriton",
+        allow_module_level=True,
+    )
 pytest.importorskip("tritonclient.grpc", reason="the triton extra is not installed")
 
-from export.triton_repo import (  # noqa: E402
-    ENSEMBLE_MODEL, MAX_QUEUE_DELAY_US, ONNX_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL, PYTHON_MODEL, SERVED_ON_CPU)
-from export.triton_server import LocalTritonServer  # noqa: E402
 from runtime_fixtures import MODEL_SIZE, NUM_CLASSES, exported_model, read_jsonl, scene, write_video  # noqa: E402
+
+from export.triton_repo import (  # noqa: E402
+    ENSEMBLE_MODEL,
+    MAX_QUEUE_DELAY_US,
+    ONNX_MODEL,
+    POSTPROCESS_MODEL,
+    PREPROCESS_MODEL,
+    PYTHON_MODEL,
+    SERVED_ON_CPU,
+)
+from export.triton_server import LocalTritonServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +52,9 @@ def repository(tmp_path_factory) -> Path:
 
     checkpoint = exported_model(tmp_path_factory).with_name("r18.pt")
     out = tmp_path_factory.mktemp("triton-repo")
-    run_export(ExportRequest(checkpoint=checkpoint, out=out, format="triton", max_batch=8, parity=False), echo=lambda _: None)
+    run_export(
+        ExportRequest(checkpoint=checkpoint, out=out, format="triton", max_batch=8, parity=False), echo=lambda _: None
+    )
     return out
 
 
@@ -60,7 +72,9 @@ def parsed_config(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
-@pytest.mark.parametrize("name, backend, kind", [(PYTHON_MODEL, "python", "KIND_CPU"), (ONNX_MODEL, "onnxruntime", "KIND_GPU")])
+@pytest.mark.parametrize(
+    "name, backend, kind", [(PYTHON_MODEL, "python", "KIND_CPU"), (ONNX_MODEL, "onnxruntime", "KIND_GPU")]
+)
 def test_configs_follow_tritons_model_config_schema(repository, name, backend, kind):
     from tritonclient.grpc import model_config_pb2
 
@@ -69,7 +83,8 @@ def test_configs_follow_tritons_model_config_schema(repository, name, backend, k
     assert [(t.name, list(t.dims)) for t in config.input] == [("image", [3, MODEL_SIZE, MODEL_SIZE])]
     ort_model = onnx.load(str(repository / "model.onnx"))
     assert [(t.name, t.data_type) for t in config.output] == [
-        (o.name, model_config_pb2.TYPE_FP32) for o in ort_model.graph.output]
+        (o.name, model_config_pb2.TYPE_FP32) for o in ort_model.graph.output
+    ]
     assert list(config.output[0].dims) == [NUM_CLASSES]
     assert config.dynamic_batching.max_queue_delay_microseconds == MAX_QUEUE_DELAY_US
     assert [model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind) for g in config.instance_group] == [kind]
@@ -82,11 +97,23 @@ def test_configs_follow_tritons_model_config_schema(repository, name, backend, k
 def test_webcam_over_grpc_equals_a_local_onnx_runtime_run(server, repository, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=6)
     runs = {}
-    for label, model in (("triton", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"),
-                         ("local", str(repository / "model.onnx"))):
+    for label, model in (
+        ("triton", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"),
+        ("local", str(repository / "model.onnx")),
+    ):
         records = tmp_path / f"{label}.jsonl"
-        result = cli("webcam", "--model", model, "--source", str(video), "--jsonl", str(records), "--no-display",
-                     "--threads", "1")
+        result = cli(
+            "webcam",
+            "--model",
+            model,
+            "--source",
+            str(video),
+            "--jsonl",
+            str(records),
+            "--no-display",
+            "--threads",
+            "1",
+        )
         assert result.returncode == 0, result.stderr
         runs[label] = read_jsonl(records)
     assert len(runs["triton"]) == len(runs["local"]) == 6
@@ -112,10 +139,13 @@ def test_http_backend_outputs_equal_onnx_runtime_for_a_batch(server, repository)
         np.testing.assert_allclose(remote[name], value, atol=1e-5)
 
 
-@pytest.mark.parametrize("address, message", [
-    ("triton://127.0.0.1:{grpc}/no_such_model", "no ready model 'no_such_model'"),
-    ("triton://127.0.0.1:{closed}/wscnet_python", "no Triton server answers"),
-])
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("triton://127.0.0.1:{grpc}/no_such_model", "no ready model 'no_such_model'"),
+        ("triton://127.0.0.1:{closed}/wscnet_python", "no Triton server answers"),
+    ],
+)
 def test_unknown_model_or_no_server_is_one_line_and_exit_2(server, tmp_path, address, message):
     from export.triton_server import free_port
 
@@ -138,9 +168,26 @@ def test_server_killed_mid_run_ends_cleanly_with_its_files(repository, tmp_path)
     server = LocalTritonServer(repository, models=(PYTHON_MODEL,)).start()
     try:
         run = subprocess.Popen(
-            [sys.executable, "cli.py", "webcam", "--model", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
-             "--source", str(video), "--jsonl", str(records), "--save", str(saved), "--no-display", "--realtime"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "cli.py",
+                "webcam",
+                "--model",
+                f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
+                "--source",
+                str(video),
+                "--jsonl",
+                str(records),
+                "--save",
+                str(saved),
+                "--no-display",
+                "--realtime",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (records.exists() and records.stat().st_size):
             time.sleep(0.2)
@@ -174,10 +221,26 @@ def test_four_webcam_processes_share_one_server(server, tmp_path):
     runs = []
     for n in frames:
         video = write_video(tmp_path / f"v{n}.avi", frames=n)
-        runs.append(subprocess.Popen(
-            [sys.executable, "cli.py", "webcam", "--model", f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
-             "--source", str(video), "--jsonl", str(tmp_path / f"v{n}.jsonl"), "--no-display"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        runs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "cli.py",
+                    "webcam",
+                    "--model",
+                    f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}",
+                    "--source",
+                    str(video),
+                    "--jsonl",
+                    str(tmp_path / f"v{n}.jsonl"),
+                    "--no-display",
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for run in runs:
         _, stderr = run.communicate(timeout=180)
         assert run.returncode == 0, stderr
@@ -187,6 +250,7 @@ def test_four_webcam_processes_share_one_server(server, tmp_path):
 
 
 # ---- the wscnet_image ensemble: encoded pictures in, one answer out ---------------------------------
+
 
 def ask_ensemble(server, data: bytes) -> dict:
     """One encoded picture to ``wscnet_image`` over gRPC, as any tritonclient user sends it."""
@@ -198,8 +262,10 @@ def ask_ensemble(server, data: bytes) -> dict:
         result = remote.infer(ENSEMBLE_MODEL, [tensor])
         config = remote.get_model_config(ENSEMBLE_MODEL, as_json=True)["config"]
     names = json.loads(config["parameters"]["class_names"]["string_value"])
-    answer = {name: result.as_numpy(name) for name in
-              ("label_index", "probabilities", "detection_probabilities", "sentiment_map")}
+    answer = {
+        name: result.as_numpy(name)
+        for name in ("label_index", "probabilities", "detection_probabilities", "sentiment_map")
+    }
     answer["label"] = names[int(answer["label_index"][0])]
     return answer
 
@@ -208,8 +274,10 @@ def test_ensemble_wiring_follows_the_documented_schema(repository):
     """Every step's input_map/output_map keys are tensors of the model it names, every value it
     reads was written by an earlier step (or is the ensemble's input), and the ensemble's outputs
     are the last step's; the views batch is V×(the model's input) with V the contract's views."""
-    configs = {name: parsed_config(repository / name / "config.pbtxt")
-               for name in (ENSEMBLE_MODEL, PREPROCESS_MODEL, PYTHON_MODEL, POSTPROCESS_MODEL)}
+    configs = {
+        name: parsed_config(repository / name / "config.pbtxt")
+        for name in (ENSEMBLE_MODEL, PREPROCESS_MODEL, PYTHON_MODEL, POSTPROCESS_MODEL)
+    }
     ensemble = configs[ENSEMBLE_MODEL]
     assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 0 and not ensemble.instance_group
     available = {t.name for t in ensemble.input}
@@ -219,7 +287,11 @@ def test_ensemble_wiring_follows_the_documented_schema(repository):
         assert set(step.output_map) <= {t.name for t in model.output}
         assert set(step.input_map.values()) <= available
         available |= set(step.output_map.values())
-    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [PREPROCESS_MODEL, PYTHON_MODEL, POSTPROCESS_MODEL]
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
+        PREPROCESS_MODEL,
+        PYTHON_MODEL,
+        POSTPROCESS_MODEL,
+    ]
     assert {t.name for t in ensemble.output} <= set(ensemble.ensemble_scheduling.step[-1].output_map.values())
     contract = json.loads(ensemble.parameters["input_contract"].string_value)
     views = 1 + len(contract["extra_views"])
@@ -237,9 +309,13 @@ def test_the_steps_run_the_runtime_modules_shipped_beside_them(repository, tmp_p
         for copy in shipped.glob("*.py"):
             assert copy.read_bytes() == (REPO / "runtime" / copy.name).read_bytes(), copy
     folder = repository / PREPROCESS_MODEL / "1"
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import runtime.framing, runtime.preprocess; "
-             "print(runtime.preprocess.__file__)")
-    result = subprocess.run([sys.executable, "-I", "-c", probe, str(folder)], cwd=tmp_path, capture_output=True, text=True)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import runtime.framing, runtime.preprocess; "
+        "print(runtime.preprocess.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(folder)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == folder / "runtime" / "preprocess.py"
 
@@ -273,15 +349,24 @@ def test_corrupt_bytes_are_an_error_for_that_request_and_the_server_stays_up(ser
 
 # ---- GPU models: written and checked against the schema, not served here ---------------------------
 
+
 def fake_engine(folder: Path, metadata: dict, batch) -> Path:
     """A stand-in plan (TensorRT cannot run here) with the sidecar ``export --format engine`` writes."""
     from export.tensorrt_build import sidecar_data
 
     engine = folder / f"model.{metadata['precision']}.engine"
     engine.write_bytes(b"stand-in for a TensorRT plan: not served here")
-    sidecar = sidecar_data(metadata, tensorrt_version="10.13.0", gpu_name="stand-in", compute_capability="8.9",
-                           built_from=folder / "model.onnx", input_size=MODEL_SIZE, batch=batch, plugins=[],
-                           precision=metadata["precision"])
+    sidecar = sidecar_data(
+        metadata,
+        tensorrt_version="10.13.0",
+        gpu_name="stand-in",
+        compute_capability="8.9",
+        built_from=folder / "model.onnx",
+        input_size=MODEL_SIZE,
+        batch=batch,
+        plugins=[],
+        precision=metadata["precision"],
+    )
     engine.with_name(engine.name + ".json").write_text(json.dumps(sidecar))
     return engine
 
@@ -299,7 +384,14 @@ def test_gpu_models_fp32_onnx_with_tensorrt_fp16_and_the_plan_beside_it(reposito
     engine = fake_engine(tmp_path, metadata, batch=(1, 4, 6))
     written = write_triton_repository(tmp_path / "model.onnx", tmp_path, max_batch=8, tensorrt_fp16=True)
     configs = {path.parent.name: parsed_config(path) for path in written}
-    assert set(configs) == {PYTHON_MODEL, ONNX_MODEL, PREPROCESS_MODEL, POSTPROCESS_MODEL, ENSEMBLE_MODEL, "wscnet_trt_fp16"}
+    assert set(configs) == {
+        PYTHON_MODEL,
+        ONNX_MODEL,
+        PREPROCESS_MODEL,
+        POSTPROCESS_MODEL,
+        ENSEMBLE_MODEL,
+        "wscnet_trt_fp16",
+    }
     gpu = configs[ONNX_MODEL]
     (accelerator,) = gpu.optimization.execution_accelerators.gpu_execution_accelerator
     assert (accelerator.name, dict(accelerator.parameters)) == ("tensorrt", {"precision_mode": "FP16"})
@@ -331,6 +423,7 @@ def test_a_fixed_batch_engine_is_served_unbatched_and_another_models_engine_is_r
 
 # ---- parity and bench with a served model ----------------------------------------------------------
 
+
 def test_parity_checks_a_served_model_against_its_checkpoint(server, tmp_path):
     """``parity triton://...``: the checkpoint it records, the held-out pictures through the server,
     the FP32 targets met (top-1 1.0, probabilities within 1e-4 of PyTorch); no parity.json anywhere."""
@@ -350,8 +443,23 @@ def test_bench_times_a_served_model_against_its_pytorch_reference(server, tmp_pa
     """A ``triton`` row: timed through the server, its outputs checked against the checkpoint the
     model records (bench's own PyTorch reference); a file back-end has nothing to run for it."""
     url = f"triton://127.0.0.1:{server.grpc_port}/{PYTHON_MODEL}"
-    result = cli("bench", url, "--backends", "triton,ort", "--batch", "3", "--iters", "3",
-                 "--agreement-images", "4", "--peak-n", "64", "--out", str(tmp_path / "bench"), timeout=300)
+    result = cli(
+        "bench",
+        url,
+        "--backends",
+        "triton,ort",
+        "--batch",
+        "3",
+        "--iters",
+        "3",
+        "--agreement-images",
+        "4",
+        "--peak-n",
+        "64",
+        "--out",
+        str(tmp_path / "bench"),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     rows = {r["backend"]: r for r in json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]}
     served = rows["triton"]

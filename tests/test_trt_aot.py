@@ -19,10 +19,16 @@ from runtime.backends.tensorrt_backend import read_sidecar
 triton = pytest.importorskip("triton")
 
 
-@pytest.mark.parametrize("version, mode, words", [
-    ((10, 3, 0), "inline", "no tensorrt.plugin"), ((10, 8, 0, 43), "inline", "not aot_impl"),
-    ((10, 9, 0), "aot", "AOT"), ((10, 13, 2), "aot", "AOT"), ((11, 0, 0), "aot", "AOT"),
-])
+@pytest.mark.parametrize(
+    "version, mode, words",
+    [
+        ((10, 3, 0), "inline", "no tensorrt.plugin"),
+        ((10, 8, 0, 43), "inline", "not aot_impl"),
+        ((10, 9, 0), "aot", "AOT"),
+        ((10, 13, 2), "aot", "AOT"),
+        ((11, 0, 0), "aot", "AOT"),
+    ],
+)
 def test_plugin_mode_per_tensorrt_release(version, mode, words):
     got, why = trt_plugin.plugin_mode(version)
     assert got == mode and words in why and "\n" not in why
@@ -30,14 +36,20 @@ def test_plugin_mode_per_tensorrt_release(version, mode, words):
 
 def test_kernel_signature_is_input_scalars_outputs():
     assert list(trt_plugin.kernel_signature("float16").items()) == [
-        ("f_ptr", "*fp16"), ("C", "i32"), ("HW", "i32"), ("v_ptr", "*fp16"), ("m_ptr", "*fp16")]
+        ("f_ptr", "*fp16"),
+        ("C", "i32"),
+        ("HW", "i32"),
+        ("v_ptr", "*fp16"),
+        ("m_ptr", "*fp16"),
+    ]
     with pytest.raises(ValueError, match="float32 or float16"):
         trt_plugin.kernel_signature("int8")
 
 
 def _params(ptx: str, name: str) -> tuple[int, set[int]]:
-    declared = sum(1 for line in ptx.splitlines() if f"{name}_param_" in line and ".param" in line
-                   and "ld.param" not in line)
+    declared = sum(
+        1 for line in ptx.splitlines() if f"{name}_param_" in line and ".param" in line and "ld.param" not in line
+    )
     loaded = {int(line.rsplit("_param_", 1)[1].split("]")[0]) for line in ptx.splitlines() if "ld.param" in line}
     return declared, loaded
 
@@ -57,8 +69,12 @@ def test_ptx_is_produced_without_a_gpu_and_assembles(capability, dtype, tmp_path
     if not ptxas.is_file():
         pytest.skip("Triton's bundled ptxas is missing")
     (tmp_path / "k.ptx").write_text(kernel.ptx)
-    result = subprocess.run([str(ptxas), f"-arch={arch}", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(ptxas), f"-arch={arch}", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "k.cubin").stat().st_size > 0
 
@@ -90,13 +106,19 @@ def _fake_trtp(registered: dict):
         grid_x = block_x = shared_mem = None
 
     def decorator(kind):
-        return lambda name: (lambda fn: registered.setdefault((kind, name), fn))
+        return lambda name: lambda fn: registered.setdefault((kind, name), fn)
 
     return SimpleNamespace(
-        TensorDesc=SimpleNamespace, Tensor=object, ShapeExprs=Exprs, SymIntExprs=Exprs, SymExprs=Exprs,
-        SymInt32=_Sym, KernelLaunchParams=Launch,
+        TensorDesc=SimpleNamespace,
+        Tensor=object,
+        ShapeExprs=Exprs,
+        SymIntExprs=Exprs,
+        SymExprs=Exprs,
+        SymInt32=_Sym,
+        KernelLaunchParams=Launch,
         from_shape_expr=lambda shape, dtype: SimpleNamespace(shape_expr=shape, dtype=dtype),
-        register=decorator("register"), aot_impl=decorator("aot_impl"),
+        register=decorator("register"),
+        aot_impl=decorator("aot_impl"),
     )
 
 
@@ -135,14 +157,30 @@ def _tiny_fused_model() -> onnx.ModelProto:
 
     from export.fused_op import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, make_function
 
-    node = helper.make_node(OP_TYPE, ["F"], ["v", "M"], domain=DOMAIN, k=2, pool="max", map_weight="softmax",
-                            plugin_namespace=PLUGIN_NAMESPACE)
+    node = helper.make_node(
+        OP_TYPE,
+        ["F"],
+        ["v", "M"],
+        domain=DOMAIN,
+        k=2,
+        pool="max",
+        map_weight="softmax",
+        plugin_namespace=PLUGIN_NAMESPACE,
+    )
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("F", TensorProto.FLOAT, ["N", 4, 3, 3])],
-        [helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", 2]),
-         helper.make_tensor_value_info("M", TensorProto.FLOAT, ["N", 3, 3])])
-    return helper.make_model(graph, functions=[make_function("max", "softmax", 18)],
-                             opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)])
+        [node],
+        "g",
+        [helper.make_tensor_value_info("F", TensorProto.FLOAT, ["N", 4, 3, 3])],
+        [
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("M", TensorProto.FLOAT, ["N", 3, 3]),
+        ],
+    )
+    return helper.make_model(
+        graph,
+        functions=[make_function("max", "softmax", 18)],
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)],
+    )
 
 
 def _attrs(model):
@@ -175,10 +213,19 @@ def test_aot_sidecar_needs_no_registration_in_the_runtime(tmp_path):
     from tests.test_tensorrt_build import CKPT
 
     records = [{"name": "pool_map_kernel", "ptx_isa": "8.8", "target": "sm_90"}]
-    data = tb.sidecar_data(metadata_from_checkpoint(CKPT, img_size=64, fused_op=True), tensorrt_version="10.13.2.6",
-                           gpu_name="NVIDIA H200", compute_capability="9.0", built_from=Path("m.onnx"),
-                           input_size=64, batch=1, plugins=[], precision="fp32", fused_node="aot-plugin",
-                           aot_kernels=records)
+    data = tb.sidecar_data(
+        metadata_from_checkpoint(CKPT, img_size=64, fused_op=True),
+        tensorrt_version="10.13.2.6",
+        gpu_name="NVIDIA H200",
+        compute_capability="9.0",
+        built_from=Path("m.onnx"),
+        input_size=64,
+        batch=1,
+        plugins=[],
+        precision="fp32",
+        fused_node="aot-plugin",
+        aot_kernels=records,
+    )
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
     (tmp_path / "m.engine.json").write_text(__import__("json").dumps(data))

@@ -15,15 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STUBS = Path(os.environ.get("TENSORRT_STUBS", ROOT / ".typecheck" / "tensorrt-stubs"))
 
 pytestmark = [
-    pytest.mark.skipif(not (STUBS / "tensorrt" / "__init__.pyi").is_file(), reason="tensorrt-stubs not in .typecheck/ (.ci/typecheck installs them)"),
+    pytest.mark.skipif(
+        not (STUBS / "tensorrt" / "__init__.pyi").is_file(),
+        reason="tensorrt-stubs not in .typecheck/ (.ci/typecheck installs them)",
+    ),
 ]
 
 
 def _typecheck(*extra: str) -> subprocess.CompletedProcess:
     pytest.importorskip("mypy")
     env = {**os.environ, "TENSORRT_STUBS": str(STUBS)}
-    return subprocess.run([str(ROOT / ".ci" / "typecheck"), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(ROOT / ".ci" / "typecheck"), *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_tensorrt_code_passes_against_the_stubs():
@@ -42,7 +46,9 @@ def _shadow(tmp_path: Path, relative: str, old: str, new: str) -> list[str]:
 
 
 def test_misspelled_tensorrt_calls_fail_it(tmp_path):
-    args = _shadow(tmp_path, "export/tensorrt_build.py", "builder.build_serialized_network(", "builder.build_serialised_network(")
+    args = _shadow(
+        tmp_path, "export/tensorrt_build.py", "builder.build_serialized_network(", "builder.build_serialised_network("
+    )
     args += _shadow(tmp_path, "runtime/backends/tensorrt_backend.py", "execute_async_v3(", "execute_async_v2(")
     result = _typecheck("--no-incremental", *args)  # the cache would trust the unchanged file on disk
     assert result.returncode == 1

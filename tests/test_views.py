@@ -32,9 +32,11 @@ def test_combine_round_trips_and_the_default_is_left_out_of_the_file():
 
 
 def test_framing_combines_views_by_mean_or_by_the_most_confident_view():
-    outputs = {"probs": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], np.float32),
-               "det_scores": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]], np.float32),
-               "sentiment_map": np.stack([np.full((1, 2, 2), 7.0), np.full((1, 2, 2), 9.0)]).astype(np.float32)}
+    outputs = {
+        "probs": np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], np.float32),
+        "det_scores": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]], np.float32),
+        "sentiment_map": np.stack([np.full((1, 2, 2), 7.0), np.full((1, 2, 2), 9.0)]).astype(np.float32),
+    }
     mean = Framing(metadata(InputContract(64).with_views(("squash", "crop"), "mean")))
     probs, det, sentiment_map = mean.combine(outputs, 0)
     np.testing.assert_allclose(probs, [0.3, 0.2, 0.5])
@@ -55,9 +57,14 @@ def test_combined_labels_follow_the_rule():
 
 def table(squash: tuple, crop: tuple, pair: tuple) -> dict:
     """Hand-made candidates: (mean, worst row) of squash and crop alone, and of the two averaged."""
-    return {name: {"views": views, "combine": "mean", "mean": figures[0], "worst": figures[1]}
-            for name, views, figures in (("squash", ["squash"], squash), ("crop", ["crop"], crop),
-                                         ("squash+crop mean", ["squash", "crop"], pair))}
+    return {
+        name: {"views": views, "combine": "mean", "mean": figures[0], "worst": figures[1]}
+        for name, views, figures in (
+            ("squash", ["squash"], squash),
+            ("crop", ["crop"], crop),
+            ("squash+crop mean", ["squash", "crop"], pair),
+        )
+    }
 
 
 def test_two_views_only_where_the_second_adds_more_than_the_margin():

@@ -26,12 +26,23 @@ METRICS = ("accuracy", "f", "mae", "accuracy_detection_branch", "precision", "re
 TABLE_FILES = ("ablation.md", "ablation.json")
 
 
-def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",), split: str = "test",
-                 train_missing: bool = True, resume: bool = False, overwrite: bool = False,
-                 **train_settings) -> str:
+def run_ablation(
+    *,
+    data,
+    out,
+    only=None,
+    seeds=(0,),
+    recipes=("scratch-flags",),
+    split: str = "test",
+    train_missing: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    **train_settings,
+) -> str:
     """Train (or reuse a finished run of) every set × recipe × variant × seed, evaluate each on
     ``split``; write ablation.md, ablation.json and ablation.png into ``out``. With
-    ``train_missing=False`` runs not yet finished are left out of the table and listed."""
+    ``train_missing=False`` runs not yet finished are left out of the table and listed. Runs validated
+    every epoch also give curves-<set>.png and speed.md (write_validation_curves)."""
     from .training.recipes import RECIPES
 
     sets = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
@@ -63,20 +74,139 @@ def run_ablation(*, data, out, only=None, seeds=(0,), recipes=("scratch-flags",)
     runs = []
     for (run_dir, data_dir, name, recipe, seed), opts in options.items():
         result = _train_and_evaluate(run_dir, f"{data_dir.name} / {recipe} / {name} / seed {seed}", opts, split)
-        runs.append({"set": data_dir.name, "recipe": recipe, "variant": name, "seed": seed,
-                     "run": str(run_dir), **VARIANTS[name], **_metrics(result)})
+        runs.append(
+            {
+                "set": data_dir.name,
+                "recipe": recipe,
+                "variant": name,
+                "seed": seed,
+                "run": str(run_dir),
+                **VARIANTS[name],
+                **_metrics(result),
+            }
+        )
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
     if missing:
         table += "\n\nNot finished, left out: " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", table + "\n")
-    atomic_write_text(out / "ablation.json", json.dumps(
-        {"split": split, "seeds": list(seeds), "recipes": list(recipes), "settings": train_settings,
-         "rows": rows, "runs": runs, "missing": missing}, indent=2))
+    atomic_write_text(
+        out / "ablation.json",
+        json.dumps(
+            {
+                "split": split,
+                "seeds": list(seeds),
+                "recipes": list(recipes),
+                "settings": train_settings,
+                "rows": rows,
+                "runs": runs,
+                "missing": missing,
+            },
+            indent=2,
+        ),
+    )
     write_chart(out / "ablation.png", rows)
     write_diagnostics(out, runs)
+    speed = write_validation_curves(out, runs)
+    if speed:
+        atomic_write_text(out / "speed.md", speed + "\n")
     return table
+
+
+def validation_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
+    """Per-epoch validation accuracy and map F (and training accuracy) of the runs, mean over them
+    (cut to the shortest); epochs without a validation are NaN."""
+    import math
+
+    each = [json.loads((Path(d) / "history.json").read_text())["epochs"] for d in run_dirs]
+    n = min(len(h) for h in each)
+    curves = {}
+    for key in ("val_accuracy", "val_detection_f", "train_accuracy"):
+        per_epoch = [[h[i].get(key) for h in each] for i in range(n)]
+        curves[key] = [statistics.fmean(v) if None not in v else math.nan for v in per_epoch]
+    return curves
+
+
+def epochs_to_reach(curve: list[float], share: float = 0.95) -> int | None:
+    """First epoch (1-based) whose value is at least ``share`` of the last epoch's; None if the
+    last epoch was not validated."""
+    import math
+
+    if not curve or math.isnan(curve[-1]):
+        return None
+    return next(i + 1 for i, v in enumerate(curve) if not math.isnan(v) and v >= share * curve[-1])
+
+
+def _curve_groups(runs: list[dict]) -> dict[str, dict[str, list[Path]]]:
+    """set -> "variant (recipe)" -> run folders (CAM's runs, shared by several recipes, once)."""
+    groups: dict[str, dict[str, list[Path]]] = {}
+    shown: set[tuple] = set()
+    for run in runs:
+        dirs = [
+            Path(r["run"])
+            for r in runs
+            if (r["set"], r["recipe"], r["variant"]) == (run["set"], run["recipe"], run["variant"])
+        ]
+        if tuple(dirs) not in shown:
+            shown.add(tuple(dirs))
+            groups.setdefault(run["set"], {})[f"{run['variant']} ({run['recipe']})"] = dirs
+    return groups
+
+
+def write_validation_curves(out: Path, runs: list[dict], at_epoch: int = 10) -> str:
+    """curves-<set>.png (validation accuracy and F per epoch, mean over seeds, one picture per set)
+    and a markdown table of the training speed: accuracy at ``at_epoch`` and at the end, and the
+    epochs each row needs to reach 95 % of its final validation accuracy. '' if nothing was validated
+    every epoch."""
+    rows = []
+    for data_set, groups in _curve_groups(runs).items():
+        curves = {label: validation_curves(dirs) for label, dirs in groups.items()}
+        if all(epochs_to_reach(c["val_accuracy"]) is None for c in curves.values()):
+            continue
+        _plot_curves(out / f"curves-{data_set}.png", data_set, curves, {k: len(v) for k, v in groups.items()})
+        for label, c in curves.items():
+            acc = c["val_accuracy"]
+            at = acc[at_epoch - 1] if len(acc) >= at_epoch else float("nan")
+            rows.append(
+                f"| {data_set} | {label} | {len(groups[label])} | {_fmt(at, None)} | "
+                f"{_fmt(acc[-1], None)} | {_fmt(c['val_detection_f'][-1], None)} | "
+                f"{epochs_to_reach(acc) or '-'} |"
+            )
+    if not rows:
+        return ""
+    head = (
+        f"Validation split, mean over seeds, per epoch (curves-<set>.png): accuracy at epoch {at_epoch} "
+        "and at the end, F at the end, first epoch at 95 % of the final accuracy.\n\n"
+        f"| set | run | seeds | val accuracy, epoch {at_epoch} | val accuracy, last | val F, last | "
+        "epochs to 95 % |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
+    return head + "\n" + "\n".join(rows)
+
+
+def _plot_curves(path: Path, data_set: str, curves: dict, seeds: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.6))
+    panels = (
+        ("val_accuracy", "validation accuracy"),
+        ("val_detection_f", "validation map F"),
+        ("train_accuracy", "training accuracy"),
+    )
+    for ax, (key, title) in zip(axes, panels):
+        for label, c in curves.items():
+            ax.plot(range(1, len(c[key]) + 1), c[key], marker="o", ms=3, label=f"{label}, {seeds[label]} seeds")
+        ax.set_title(f"{data_set}: {title} (mean over seeds)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
 
 
 def write_diagnostics(out: Path, runs: list[dict]) -> None:
@@ -92,7 +222,9 @@ def write_diagnostics(out: Path, runs: list[dict]) -> None:
     shown: set[tuple] = set()  # CAM's runs serve several recipes: one curve
     for data_set in dict.fromkeys(r["set"] for r in logged):
         for recipe, variant in dict.fromkeys((r["recipe"], r["variant"]) for r in logged if r["set"] == data_set):
-            dirs = [Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)]
+            dirs = [
+                Path(r["run"]) for r in logged if (r["set"], r["recipe"], r["variant"]) == (data_set, recipe, variant)
+            ]
             if tuple(dirs) in shown:
                 continue
             shown.add(tuple(dirs))
@@ -135,8 +267,14 @@ def _train_and_evaluate(run_dir: Path, label: str, options, split: str) -> dict:
         options.resume = not options.overwrite and (run_dir / "last.pt").is_file()
         log.info(f"ablation {label}: training")
         train(options)
-    return evaluate_checkpoint(run_dir / "last.pt", options.data, split=split,
-                              workers=options.workers, device=options.device)
+    cached = run_dir / f"eval-{split}.json"  # the evaluation of this very last.pt, from an earlier table
+    if cached.is_file() and cached.stat().st_mtime >= (run_dir / "last.pt").stat().st_mtime:
+        return json.loads(cached.read_text())
+    result = evaluate_checkpoint(
+        run_dir / "last.pt", options.data, split=split, workers=options.workers, device=options.device
+    )
+    atomic_write_text(cached, json.dumps(result))
+    return result
 
 
 # options that do not change the trained weights (CAM also ignores WSCNET_ONLY_FIELDS)
@@ -157,11 +295,16 @@ def _check_reusable(run_dir: Path, options) -> None:
         return
     ignored = set(_NOT_WEIGHTS) | (set(WSCNET_ONLY_FIELDS) if options.head == "cam" else set())
     was = type(options).from_dict(recorded).to_dict()
-    changed = [f"{key} {was[key]!r} (now {value!r})" for key, value in options.to_dict().items()
-               if key not in ignored and was[key] != value]
+    changed = [
+        f"{key} {was[key]!r} (now {value!r})"
+        for key, value in options.to_dict().items()
+        if key not in ignored and was[key] != value
+    ]
     if changed:
-        raise UserError(f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
-                        "to train it again or choose another --out")
+        raise UserError(
+            f"{run_dir}: trained with other settings: {', '.join(changed[:4])}; pass --overwrite "
+            "to train it again or choose another --out"
+        )
 
 
 def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -176,8 +319,10 @@ def check_ablation_out(out: Path, resume: bool, overwrite: bool) -> None:
     found = [name for name in TABLE_FILES if (out / name).exists()]
     found += sorted({str(p.parent.relative_to(out)) for f in RUN_FILES for p in out.rglob(f)}) if out.is_dir() else []
     if found and not (resume or overwrite):
-        raise UserError(f"{out}: already holds an ablation ({', '.join(found[:4])}); pass --resume to "
-                        "reuse and continue its runs or --overwrite to train them again")
+        raise UserError(
+            f"{out}: already holds an ablation ({', '.join(found[:4])}); pass --resume to "
+            "reuse and continue its runs or --overwrite to train them again"
+        )
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -195,8 +340,11 @@ def _metrics(result: dict) -> dict:
     return {
         "accuracy": result.get("accuracy"),
         "accuracy_detection_branch": result.get("accuracy_detection_branch"),
-        "mae": det.get("mae"), "precision": det.get("precision"), "recall": det.get("recall"),
-        "f": det.get("f"), "num_images": result.get("num_images"),
+        "mae": det.get("mae"),
+        "precision": det.get("precision"),
+        "recall": det.get("recall"),
+        "f": det.get("f"),
+        "num_images": result.get("num_images"),
     }
 
 
@@ -207,8 +355,14 @@ def summarise(runs: list[dict]) -> list[dict]:
         groups.setdefault((run["set"], run["recipe"], run["variant"]), []).append(run)
     rows = []
     for (data_set, recipe, variant), members in groups.items():
-        row = {"set": data_set, "recipe": recipe, "variant": variant, **VARIANTS[variant],
-               "seeds": len(members), "num_images": members[0]["num_images"]}
+        row = {
+            "set": data_set,
+            "recipe": recipe,
+            "variant": variant,
+            **VARIANTS[variant],
+            "seeds": len(members),
+            "num_images": members[0]["num_images"],
+        }
         for metric in METRICS:
             values = [m[metric] for m in members if m[metric] is not None]
             row[metric] = statistics.fmean(values) if values else None
@@ -220,10 +374,16 @@ def summarise(runs: list[dict]) -> list[dict]:
 def markdown_table(rows: list[dict], split: str, seeds: int) -> str:
     spread = f"mean ± sample standard deviation over up to {seeds} seeds" if seeds > 1 else "one seed"
     images = rows[0]["num_images"] if rows else 0
-    head = ("| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    lines = [f"Ablation on the {split} split ({images} images per set; {spread}; classification "
-             "branch = the model's answer; CAM's detection column is its classifier).", "", head]
+    head = (
+        "| set | recipe | variant | seeds | accuracy (cls) | F | MAE | accuracy (det) | P | R |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
+    lines = [
+        f"Ablation on the {split} split ({images} images per set; {spread}; classification "
+        "branch = the model's answer; CAM's detection column is its classifier).",
+        "",
+        head,
+    ]
     for r in rows:
         cells = [r["set"], r["recipe"], r["variant"], str(r["seeds"])] + [_fmt(r[m], r[f"{m}_std"]) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")

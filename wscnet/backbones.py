@@ -6,9 +6,8 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .errors import UserError
-
 from .choices import ARCHITECTURES, MOBILENETS, RESNETS  # noqa: F401  (re-exported)
+from .errors import UserError
 
 
 def build_backbone(arch: str, pretrained: str | Path | None = None) -> tuple[nn.Module, int]:
@@ -24,8 +23,14 @@ def build_backbone(arch: str, pretrained: str | Path | None = None) -> tuple[nn.
         load_pretrained(full, Path(pretrained), arch)
     if arch in RESNETS:
         features = nn.Sequential(
-            full.conv1, full.bn1, full.relu, full.maxpool,
-            full.layer1, full.layer2, full.layer3, full.layer4,
+            full.conv1,
+            full.bn1,
+            full.relu,
+            full.maxpool,
+            full.layer1,
+            full.layer2,
+            full.layer3,
+            full.layer4,
         )
         return features, full.fc.in_features
     features = full.features
@@ -36,9 +41,11 @@ def zero_init_residual(backbone: nn.Module) -> int:
     """Set the last BatchNorm scale of every ResNet residual block to 0, so each block starts as
     the identity and a deep network trains from scratch like a shallow one (Goyal et al., 2017).
     Returns the number of blocks changed (0 for a backbone without residual blocks)."""
-    last_norms = [block.bn3 if isinstance(block, models.resnet.Bottleneck) else block.bn2
-                  for block in backbone.modules()
-                  if isinstance(block, (models.resnet.Bottleneck, models.resnet.BasicBlock))]
+    last_norms = [
+        block.bn3 if isinstance(block, models.resnet.Bottleneck) else block.bn2
+        for block in backbone.modules()
+        if isinstance(block, (models.resnet.Bottleneck, models.resnet.BasicBlock))
+    ]
     for norm in last_norms:
         nn.init.zeros_(norm.weight)
     return len(last_norms)

@@ -104,8 +104,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"{path}: not a readable checkpoint ({_load_problem(path, exc)}); "
-                        f"{WANTS_CHECKPOINT}") from None
+        raise UserError(f"{path}: not a readable checkpoint ({_load_problem(path, exc)}); {WANTS_CHECKPOINT}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not a wscnet-edge checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
@@ -137,8 +136,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>
         raise UserError(f"{path}: bad model config: {exc}") from None
     if len(ckpt["class_names"]) != config.num_classes:
         raise UserError(
-            f"{path}: {len(ckpt['class_names'])} class names but the model has "
-            f"{config.num_classes} classes"
+            f"{path}: {len(ckpt['class_names'])} class names but the model has {config.num_classes} classes"
         )
     model = WSCNet(config)
     try:

@@ -6,8 +6,10 @@ from pathlib import Path
 from .errors import UserError
 
 EXPORTED_SUFFIXES = (".onnx", ".engine", ".plan")
-WANTS_CHECKPOINT = ("this command takes a .pt checkpoint written by `train` "
-                    "(exported models run with `webcam` and are checked with `parity`)")
+WANTS_CHECKPOINT = (
+    "this command takes a .pt checkpoint written by `train` "
+    "(exported models run with `webcam` and are checked with `parity`)"
+)
 
 
 def check_checkpoint_path(path: str | Path) -> Path:

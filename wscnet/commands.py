@@ -17,19 +17,27 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same set."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of each class in testing.txt."),
     overwrite: bool = typer.Option(
-        False, "--overwrite",
+        False,
+        "--overwrite",
         help="Replace a synthetic set with other settings, or write into a non-empty folder.",
     ),
     distractors: str = typer.Option(
-        "plain", "--distractors",
+        "plain",
+        "--distractors",
         help="plain (flat shapes) | salient (textured, object-sized).",
+    ),
+    scene: str = typer.Option(
+        "flat",
+        "--scene",
+        help="flat | natural (harder: photograph-like backgrounds, blobs of 20-45 %, salient distractors, soft maps).",
     ),
 ) -> None:
     """Write a synthetic EmotionROI-layout set: class shown only by a local region, with GT maps."""
     from wscnet.synth import SynthConfig, needs_writing, write_synth_set
 
-    cfg = SynthConfig(n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction,
-                      distractors=distractors)
+    cfg = SynthConfig(
+        n_per_class=n_per_class, size=size, seed=seed, test_fraction=test_fraction, distractors=distractors, scene=scene
+    )
     if not needs_writing(out, cfg, overwrite):
         log.info(f"{out} already holds this synthetic set ({6 * n_per_class} images); nothing written")
         return
@@ -56,60 +64,69 @@ def train(
     k: int = typer.Option(TRAIN.k, "--k", help="Detector maps per class, Eq. (1)."),
     pool: Pool = typer.Option(TRAIN.pool, "--pool", help="Eq. (1) pooling: max (paper) or avg (official code)."),
     map_weight: MapWeight = typer.Option(
-        TRAIN.map_weight, "--map-weight",
+        TRAIN.map_weight,
+        "--map-weight",
         help="Eq. (3) weights: softmax (paper) or raw.",
     ),
     coupling: Coupling = typer.Option(TRAIN.coupling, "--coupling", help="Eq. (4) coupling."),
     pretrained: Path | None = typer.Option(TRAIN.pretrained, "--pretrained", help="Torchvision ImageNet .pth on disk."),
     epochs: int = typer.Option(TRAIN.epochs, "--epochs"),
     batch_size: int = typer.Option(
-        TRAIN.batch_size, "--batch-size",
+        TRAIN.batch_size,
+        "--batch-size",
         help="Global batch (split over torchrun processes).",
     ),
     img_size: int = typer.Option(TRAIN.img_size, "--img-size", help="Model input side S (multiple of 32)."),
     geometry: Geometry = typer.Option(
-        TRAIN.geometry, "--geometry",
+        TRAIN.geometry,
+        "--geometry",
         help="Input contract, stored with the model: how a frame of any shape becomes the S×S input: squash "
-             "(whole frame, default) | crop (centre square) | letterbox.",
+        "(whole frame, default) | crop (centre square) | letterbox.",
     ),
     augment: Augment = typer.Option(
-        TRAIN.augment, "--augment",
+        TRAIN.augment,
+        "--augment",
         help="Training window: aspect (9:16–16:9 windows, default; makes squash safe on any frame shape) | "
-             "paper (square 7/8 crop).",
+        "paper (square 7/8 crop).",
     ),
     lr: float = typer.Option(TRAIN.lr, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
     head_lr: float = typer.Option(TRAIN.head_lr, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),
     momentum: float = typer.Option(TRAIN.momentum, "--momentum"),
     weight_decay: float = typer.Option(TRAIN.weight_decay, "--weight-decay"),
     lr_schedule: LrSchedule = typer.Option(
-        TRAIN.lr_schedule, "--lr-schedule",
+        TRAIN.lr_schedule,
+        "--lr-schedule",
         help="step (×gamma every --lr-step epochs) or cosine.",
     ),
     lr_step: int = typer.Option(TRAIN.lr_step, "--lr-step"),
     lr_gamma: float = typer.Option(TRAIN.lr_gamma, "--lr-gamma"),
     warmup_epochs: int = typer.Option(
-        TRAIN.warmup_epochs, "--warmup-epochs",
+        TRAIN.warmup_epochs,
+        "--warmup-epochs",
         help="Linear warm-up (useful from scratch).",
     ),
     det_weight: float = typer.Option(TRAIN.det_weight, "--det-weight", help="Weight of the detection loss, Eq. (7)."),
     grad_clip: float = typer.Option(
-        TRAIN.grad_clip, "--grad-clip",
+        TRAIN.grad_clip,
+        "--grad-clip",
         help="Clip the gradient norm (0: off); steadies from-scratch runs.",
     ),
     bn_momentum: float | None = typer.Option(
-        TRAIN.bn_momentum, "--bn-momentum",
-        help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with "
-             "--pretrained).",
+        TRAIN.bn_momentum,
+        "--bn-momentum",
+        help="BatchNorm running-average momentum (default: 0.1 from scratch, the backbone's own with --pretrained).",
     ),
     zero_init_residual: bool | None = typer.Option(
-        TRAIN.zero_init_residual, "--zero-init-residual/--no-zero-init-residual",
+        TRAIN.zero_init_residual,
+        "--zero-init-residual/--no-zero-init-residual",
         help="ResNets: start every residual block as the identity (its last BatchNorm scale 0); default: on "
-             "for resnet50/101/152 from scratch, off otherwise.",
+        "for resnet50/101/152 from scratch, off otherwise.",
     ),
     precise_bn_images: int | None = typer.Option(
-        TRAIN.precise_bn_images, "--precise-bn-images",
+        TRAIN.precise_bn_images,
+        "--precise-bn-images",
         help="Training images that re-estimate BatchNorm statistics before each validation and save (0: off; "
-             "default: 512 from scratch, 0 with --pretrained).",
+        "default: 512 from scratch, 0 with --pretrained).",
     ),
     layout: Layout | None = typer.Option(TRAIN.layout, "--layout", help="Force a data layout instead of detecting it."),
     fold: int = typer.Option(TRAIN.fold, "--fold", help="Twitter I/II split fold."),
@@ -123,41 +140,67 @@ def train(
     overwrite: bool = typer.Option(TRAIN.overwrite, "--overwrite", help="Replace the run already in --out."),
     val_every: int = typer.Option(TRAIN.val_every, "--val-every", help="Validate every N epochs (and after the last)."),
     recipe: str = typer.Option(
-        TRAIN.recipe, "--recipe",
+        TRAIN.recipe,
+        "--recipe",
         help="paper | scratch (from-scratch WSCNet: head warm-up) | scratch-flags; fills the flags left at "
-             "their default.",
+        "their default.",
     ),
     pool_warmup_epochs: float = typer.Option(
-        TRAIN.pool_warmup_epochs, "--pool-warmup-epochs",
+        TRAIN.pool_warmup_epochs,
+        "--pool-warmup-epochs",
         help="Training only: Eq. (1) pools GAP -> GMP over these epochs.",
     ),
     det_warmup_epochs: float = typer.Option(
-        TRAIN.det_warmup_epochs, "--det-warmup-epochs",
+        TRAIN.det_warmup_epochs,
+        "--det-warmup-epochs",
         help="Training only: detection-loss weight ramps over these epochs.",
     ),
     det_weight_start: float = typer.Option(
-        TRAIN.det_weight_start, "--det-weight-start",
+        TRAIN.det_weight_start,
+        "--det-weight-start",
         help="Detection-loss weight at step 0 of that ramp.",
     ),
     clip_per_loss: bool = typer.Option(
-        TRAIN.clip_per_loss, "--clip-per-loss",
+        TRAIN.clip_per_loss,
+        "--clip-per-loss",
         help="WSCNet: clip at grad-clip × (1 + detection-loss weight).",
     ),
     zero_init_coupled: bool = typer.Option(
-        TRAIN.zero_init_coupled, "--zero-init-coupled",
+        TRAIN.zero_init_coupled,
+        "--zero-init-coupled",
         help="WSCNet: the classifier's weights on GAP(M∘F) start at 0 (it starts as the CAM baseline's).",
     ),
     detach_coupled_map: bool = typer.Option(
-        TRAIN.detach_coupled_map, "--detach-coupled-map",
+        TRAIN.detach_coupled_map,
+        "--detach-coupled-map",
         help="WSCNet, training only: the classification loss does not flow back through the map M of M∘F (M "
-             "learns from the detection loss alone).",
+        "learns from the detection loss alone).",
     ),
     det_label_smoothing: float = typer.Option(
-        TRAIN.det_label_smoothing, "--det-label-smoothing",
+        TRAIN.det_label_smoothing,
+        "--det-label-smoothing",
         help="WSCNet, training only: label smoothing of the detection loss (bounds the growth of the map M).",
     ),
+    det_backbone_grad: float = typer.Option(
+        TRAIN.det_backbone_grad,
+        "--det-backbone-grad",
+        help="WSCNet, training only: share of the detection loss's gradient that reaches the backbone (0: the "
+        "detector learns on fixed features).",
+    ),
+    hold_coupled_epochs: float = typer.Option(
+        TRAIN.hold_coupled_epochs,
+        "--hold-coupled-epochs",
+        help="WSCNet, training only: the classifier's weights on GAP(M∘F) wait at their start for N epochs.",
+    ),
+    cam_stage_epochs: float = typer.Option(
+        TRAIN.cam_stage_epochs,
+        "--cam-stage-epochs",
+        help="WSCNet, training only: for the first N epochs the backbone learns as CAM's (detector on detached "
+        "features, coupled-half weights held, CAM's clip).",
+    ),
     diagnostics_every: int = typer.Option(
-        TRAIN.diagnostics_every, "--diagnostics-every",
+        TRAIN.diagnostics_every,
+        "--diagnostics-every",
         help="Log gradient norms, softmax(v) entropy, map contrast every N steps (diagnostics.jsonl).",
     ),
 ) -> None:
@@ -170,11 +213,12 @@ def train(
     apply_recipe(options, recipe)
     options.validate()
     if pretrained is None and options.lr <= 1e-3:
-        log.warning(FROM_SCRATCH_HINT)
+        log.info(f"note: {FROM_SCRATCH_HINT}")  # advice, not a problem with the input
     summary = run_training(options)
     if summary.get("is_main", True):
-        typer.echo(f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); "
-                   f"checkpoints in {out}")
+        typer.echo(
+            f"best epoch {summary['best']['epoch']} (score {summary['best']['score']:.4f}); checkpoints in {out}"
+        )
 
 
 def evaluate(
@@ -197,9 +241,17 @@ def evaluate(
 
     check_output_file(json_out, "--json")
     result = evaluate_checkpoint(
-        checkpoint, data, split=split, layout=layout, fold=fold,
-        csv_file=str(csv_file) if csv_file else None, split_seed=split_seed, ten_crop=ten_crop,
-        batch_size=batch_size, workers=workers, device=device,
+        checkpoint,
+        data,
+        split=split,
+        layout=layout,
+        fold=fold,
+        csv_file=str(csv_file) if csv_file else None,
+        split_seed=split_seed,
+        ten_crop=ten_crop,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
     )
     typer.echo(format_table(result))
     if json_out is not None:
@@ -216,9 +268,8 @@ def predict(
 ) -> None:
     """Label, class probabilities and a sentiment-map overlay per image; unreadable ones are reported once
     and skipped."""
-    from wscnet.predict import format_predictions, predict_images
-
     from wscnet.errors import UserError
+    from wscnet.predict import format_predictions, predict_images
 
     results = predict_images(checkpoint, images, out_dir=out, device=device)
     if not any(r.get("label") is not None for r in results):
@@ -228,7 +279,8 @@ def predict(
 
 def ablation(
     data: list[Path] = typer.Option(
-        ..., "--data",
+        ...,
+        "--data",
         help="Data set folder(s) with GT maps (repeatable: one table row group each).",
     ),
     out: Path = typer.Option(..., "--out", help="Folder for the runs, ablation.md, ablation.json and ablation.png."),
@@ -245,7 +297,8 @@ def ablation(
     split: Split = typer.Option("test", "--split", help="Split the table is measured on."),
     seeds: list[int] | None = typer.Option(None, "--seed", help="Training seed(s), repeatable (default: 0)."),
     recipes: list[str] | None = typer.Option(
-        None, "--recipe",
+        None,
+        "--recipe",
         help="Recipe(s), repeatable: scratch-flags (default) | scratch | paper.",
     ),
     val_every: int = typer.Option(TRAIN.val_every, "--val-every", help="Validate every N epochs (and after the last)."),
@@ -254,13 +307,15 @@ def ablation(
     amp: bool = typer.Option(TRAIN.amp, "--amp/--no-amp", help="Mixed precision on CUDA."),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these variants (repeatable)."),
     train_missing: bool = typer.Option(
-        True, "--train/--no-train",
+        True,
+        "--train/--no-train",
         help="--no-train: tabulate finished runs only, list the rest.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Train every run again, replacing what --out holds."),
     diagnostics_every: int = typer.Option(
-        TRAIN.diagnostics_every, "--diagnostics-every",
+        TRAIN.diagnostics_every,
+        "--diagnostics-every",
         help="Each run logs diagnostics.jsonl every N steps (see train).",
     ),
 ) -> None:
@@ -268,11 +323,29 @@ def ablation(
     from wscnet.ablation import run_ablation
 
     table = run_ablation(
-        data=data, out=out, only=only, seeds=seeds or [0], recipes=recipes or ["scratch-flags"], split=split,
-        train_missing=train_missing, resume=resume, overwrite=overwrite,
-        arch=arch, pretrained=str(pretrained) if pretrained else None, epochs=epochs, batch_size=batch_size,
-        img_size=img_size, lr=lr, head_lr=head_lr, lr_schedule=lr_schedule, val_every=val_every,
-        warmup_epochs=warmup_epochs, grad_clip=grad_clip, workers=workers, device=device, amp=amp,
+        data=data,
+        out=out,
+        only=only,
+        seeds=seeds or [0],
+        recipes=recipes or ["scratch-flags"],
+        split=split,
+        train_missing=train_missing,
+        resume=resume,
+        overwrite=overwrite,
+        arch=arch,
+        pretrained=str(pretrained) if pretrained else None,
+        epochs=epochs,
+        batch_size=batch_size,
+        img_size=img_size,
+        lr=lr,
+        head_lr=head_lr,
+        lr_schedule=lr_schedule,
+        val_every=val_every,
+        warmup_epochs=warmup_epochs,
+        grad_clip=grad_clip,
+        workers=workers,
+        device=device,
+        amp=amp,
         diagnostics_every=diagnostics_every,
     )
     typer.echo(table)

@@ -17,8 +17,17 @@ from .training.distributed import pick_device
 
 
 @torch.no_grad()
-def evaluate_dataset(model, dataset, *, num_classes: int, device="cpu", batch_size: int = 32,
-                     workers: int = 0, ten_crop_dataset=None, desc: str = "evaluate") -> dict:
+def evaluate_dataset(
+    model,
+    dataset,
+    *,
+    num_classes: int,
+    device="cpu",
+    batch_size: int = 32,
+    workers: int = 0,
+    ten_crop_dataset=None,
+    desc: str = "evaluate",
+) -> dict:
     """Metrics of ``model`` (a WSCNet) on ``dataset`` (an ImageDataset of whole images).
 
     With ``ten_crop_dataset`` (same samples, ten crops each) the class decisions of both
@@ -68,8 +77,7 @@ def evaluate_dataset(model, dataset, *, num_classes: int, device="cpu", batch_si
 def _batches(dataset, batch_size: int, workers: int, desc: str):
     from .data import collate_skip_bad
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate_skip_bad)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_bad)
     for batch in tqdm(loader, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True):
         if batch is not None:
             yield batch
@@ -127,10 +135,21 @@ def _plain(value):
     return value
 
 
-def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fold: int = 1,
-                        csv_file=None, split_seed: int = 0, ten_crop: bool = False,
-                        batch_size: int = 32, workers: int = 0, device: str = "auto",
-                        img_size: int | None = None) -> dict:
+def evaluate_checkpoint(
+    ckpt_path,
+    data,
+    *,
+    split: str = "test",
+    layout=None,
+    fold: int = 1,
+    csv_file=None,
+    split_seed: int = 0,
+    ten_crop: bool = False,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    img_size: int | None = None,
+) -> dict:
     """Classification under the checkpoint's input contract (what the runtime does with a frame);
     detection maps always over the whole image (squash), where the ground truth is."""
     from dataclasses import replace
@@ -146,8 +165,7 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
         raise UserError(f"{data}: no images in split {split!r}")
     labelled = any(s.label >= 0 for s in index.samples)
     if labelled and list(index.class_names) != list(ckpt["class_names"]):
-        raise UserError(
-            f"{data}: classes {index.class_names} differ from the checkpoint's {ckpt['class_names']}")
+        raise UserError(f"{data}: classes {index.class_names} differ from the checkpoint's {ckpt['class_names']}")
     contract = checkpoint_contract(ckpt, ckpt_path)
     if img_size:
         contract = replace(contract, input_size=img_size)
@@ -160,14 +178,25 @@ def evaluate_checkpoint(ckpt_path, data, *, split: str = "test", layout=None, fo
         dataset = ImageDataset(index, eval_transform(contract), with_maps=with_maps)
         result = evaluate_dataset(model, dataset, ten_crop_dataset=crops, **common)
     else:
-        result = evaluate_dataset(model, ImageDataset(index, eval_transform(contract)), ten_crop_dataset=crops, **common)
-        maps = evaluate_dataset(model, ImageDataset(index, eval_transform(whole), with_maps=True),
-                                desc="maps (whole image)", **common)
+        result = evaluate_dataset(
+            model, ImageDataset(index, eval_transform(contract)), ten_crop_dataset=crops, **common
+        )
+        maps = evaluate_dataset(
+            model, ImageDataset(index, eval_transform(whole), with_maps=True), desc="maps (whole image)", **common
+        )
         result.update({k: maps[k] for k in ("detection", "error_modes", "attention") if k in maps})
     result["ten_crop"] = ten_crop
-    result.update({"checkpoint": str(ckpt_path), "data": str(data), "split": split,
-                   "class_names": list(ckpt["class_names"]), "input_size": contract.input_size,
-                   "input_contract": contract.to_dict(), "model_config": ckpt["model_config"]})
+    result.update(
+        {
+            "checkpoint": str(ckpt_path),
+            "data": str(data),
+            "split": split,
+            "class_names": list(ckpt["class_names"]),
+            "input_size": contract.input_size,
+            "input_contract": contract.to_dict(),
+            "model_config": ckpt["model_config"],
+        }
+    )
     return result
 
 
@@ -202,17 +231,22 @@ def _averaged_views(index, contract, ten_crop: bool):
 
 
 def format_table(result: dict) -> str:
-    lines = [f"images {result.get('num_images', 0)}  split {result.get('split', '?')}"
-             f"{'  ten-crop' if result.get('ten_crop') else ''}"]
+    lines = [
+        f"images {result.get('num_images', 0)}  split {result.get('split', '?')}"
+        f"{'  ten-crop' if result.get('ten_crop') else ''}"
+    ]
     if "accuracy" in result:
         lines.append(f"accuracy (classification branch)  {result['accuracy']:.4f}")
         lines.append(f"accuracy (detection branch)       {result['accuracy_detection_branch']:.4f}")
         lines.append(f"accuracy (fusion of both)         {result['accuracy_fusion']:.4f}")
         names = result.get("class_names") or [str(i) for i in range(len(result["confusion"]))]
         per_class = result["per_class"]
-        lines.append("per class: " + "  ".join(
-            f"{name} {'-' if per_class[i] is None else format(per_class[i], '.3f')}"
-            for i, name in enumerate(names)))
+        lines.append(
+            "per class: "
+            + "  ".join(
+                f"{name} {'-' if per_class[i] is None else format(per_class[i], '.3f')}" for i, name in enumerate(names)
+            )
+        )
         width = max(len(n) for n in names)
         lines.append("confusion (rows: truth, columns: prediction)")
         for name, row in zip(names, result["confusion"]):

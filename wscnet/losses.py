@@ -11,7 +11,10 @@ from .model import WSCNetOutput
 
 
 def wscnet_loss(
-    out: WSCNetOutput, target: torch.Tensor, head: str = "wscnet", det_weight: float = 1.0,
+    out: WSCNetOutput,
+    target: torch.Tensor,
+    head: str = "wscnet",
+    det_weight: float = 1.0,
     det_label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     cls_loss = F.cross_entropy(out.logits, target)

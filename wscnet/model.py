@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from .backbones import ARCHITECTURES, build_backbone
-from .pool_map import MAP_WEIGHTS, POOLS, CrossSpatialPoolMap
-
 from .choices import COUPLINGS, HEADS
+from .pool_map import MAP_WEIGHTS, POOLS, CrossSpatialPoolMap
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ Each image is a cluttered background, one class object and 1-3 distractors:
   shapes of the object's size, in a texture no class uses (the class shapes and palette, though);
 - the ground-truth map (PNG, 0/255) is exactly the class object's shape.
 
+``scene="natural"`` makes a harder set (``synth_natural.py``): procedural photograph-like
+backgrounds (coloured 1/f noise with a horizon), the class texture on an irregular blob of 15-45 %
+of the side pasted with a soft edge, distractors of the same sizes and softness in textures no
+class uses, and a soft ground-truth map (the paste's opacity, 0-255).
+
 Images are deterministic per (seed, class, number), whatever else is generated.
 """
 
@@ -27,36 +32,21 @@ from tqdm import tqdm
 
 from wscnet.errors import UserError
 
-CLASS_NAMES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
+from .synth_natural import render_natural
+from .synth_paint import CLASS_LOOK, CLASS_NAMES, DARK, DISTRACTOR_TEXTURES, LIGHT, PALETTE, SHAPES  # noqa: F401
+from .synth_paint import jitter as _jitter
+from .synth_paint import local_grid as _local_grid
+from .synth_paint import overlaps as _overlaps
+from .synth_paint import shape_mask as _shape_mask
+from .synth_paint import texture as _texture
+
 MARKER = "synth.json"
 ENTRIES = ("images", "ground_truth", "training_testing_split", MARKER)
 FORMAT = "wscnet-synth-emotionroi"
 
-# One palette for everything: backgrounds, objects and distractors all draw from it.
-PALETTE = np.array(
-    [
-        [200, 60, 50], [230, 180, 40], [60, 150, 70], [50, 90, 190],
-        [150, 70, 170], [240, 240, 230], [30, 30, 40], [120, 120, 110],
-        [40, 170, 180], [230, 120, 150],
-    ],
-    dtype=np.float32,
-)
-DARK = (6, 3, 4, 2, 0, 7)  # palette entries used as the texture's dark colour
-LIGHT = (5, 1, 9, 8, 2, 0)  # ... and as its light colour; class i uses (DARK[i], LIGHT[i])
 
 DISTRACTORS = ("plain", "salient")
-SHAPES = ("disc", "square", "diamond", "triangle", "ellipse", "hexagon")
-DISTRACTOR_TEXTURES = ("vertical", "grid", "zigzag")  # no class uses these
-
-# class -> (shape, texture); every pair is unique in both parts.
-CLASS_LOOK = {
-    "anger": ("triangle", "diagonal"),
-    "disgust": ("hexagon", "dots"),
-    "fear": ("disc", "rings"),
-    "joy": ("square", "checks"),
-    "sadness": ("ellipse", "horizontal"),
-    "surprise": ("diamond", "pinwheel"),
-}
+SCENES = ("flat", "natural")
 
 
 JPEG_QUALITY = 92
@@ -71,65 +61,29 @@ class SynthConfig:
     seed: int = 0
     test_fraction: float = 0.2
     distractors: str = "plain"  # one of DISTRACTORS
+    scene: str = "flat"  # one of SCENES; "natural" draws salient distractors whatever ``distractors`` says
 
     def __post_init__(self) -> None:
         if self.n_per_class < 2 or self.size < 32 or not 0.0 < self.test_fraction < 1.0:
             raise UserError("synth needs --n-per-class >= 2, --size >= 32 and 0 < --test-fraction < 1")
         if self.distractors not in DISTRACTORS:
             raise UserError(f"--distractors must be one of {', '.join(DISTRACTORS)}; got {self.distractors!r}")
+        if self.scene not in SCENES:
+            raise UserError(f"--scene must be one of {', '.join(SCENES)}; got {self.scene!r}")
 
 
 # --- shapes and textures on a local (u, v) grid in [-1, 1]² ---------------------------------------
 
-def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    if shape == "disc":
-        return u**2 + v**2 <= 1.0
-    if shape == "ellipse":
-        return u**2 + (v / 0.62) ** 2 <= 1.0
-    if shape == "square":
-        return (np.abs(u) <= 0.86) & (np.abs(v) <= 0.86)
-    if shape == "diamond":
-        return np.abs(u) + np.abs(v) <= 1.0
-    if shape == "triangle":  # apex at the top, base near the bottom (v grows downwards)
-        return (v <= 0.8) & (v >= -1.0 + 1.8 * np.abs(u))
-    if shape == "hexagon":  # regular, flat top and bottom
-        return (np.abs(v) <= 0.87) & (np.sqrt(3) * np.abs(u) + np.abs(v) <= np.sqrt(3))
-    raise ValueError(shape)
-
-
-def _texture(kind: str, u: np.ndarray, v: np.ndarray, phase: float, angle: float) -> np.ndarray:
-    """A 0/1 pattern; ``angle`` (radians) jitters the orientation a little."""
-    c, s = np.cos(angle), np.sin(angle)
-    ru, rv = c * u - s * v, s * u + c * v
-    freq = 3.0  # stripes per half-object: coarse enough to survive a 7× downsampling
-    if kind == "diagonal":
-        return np.sin(np.pi * freq * (ru + rv) / np.sqrt(2) + phase) > 0
-    if kind == "horizontal":
-        return np.sin(np.pi * freq * rv + phase) > 0
-    if kind == "checks":
-        return (np.sin(np.pi * 2.2 * ru + phase) > 0) ^ (np.sin(np.pi * 2.2 * rv + phase) > 0)
-    if kind == "rings":
-        return np.sin(np.pi * freq * np.sqrt(u**2 + v**2) + phase) > 0
-    if kind == "dots":
-        gu, gv = np.mod(ru * 2.5 + phase, 1.0) - 0.5, np.mod(rv * 2.5 + phase, 1.0) - 0.5
-        return gu**2 + gv**2 <= 0.28**2
-    if kind == "vertical":
-        return np.sin(np.pi * freq * ru + phase) > 0
-    if kind == "grid":
-        return (np.abs(np.sin(np.pi * 2.2 * ru + phase)) > 0.8) | (np.abs(np.sin(np.pi * 2.2 * rv + phase)) > 0.8)
-    if kind == "zigzag":
-        return np.sin(np.pi * freq * rv + 1.5 * np.abs(np.sin(np.pi * 2 * ru)) + phase) > 0
-    if kind == "pinwheel":
-        return np.sin(6 * np.arctan2(v, u) + angle * 3 + phase) > 0
-    raise ValueError(kind)
-
 
 # --- image pieces -------------------------------------------------------------------------------
+
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth multi-colour clutter from the shared palette, plus a few lines and grain."""
     coarse = PALETTE[rng.integers(0, len(PALETTE), size=(5, 5))]  # 5×5×3
-    img = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    img = np.asarray(
+        Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC), np.float32
+    )
     img = 0.55 * img + 0.45 * img.mean()  # muted: the objects must stand out from it
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     for _ in range(rng.integers(4, 9)):  # soft blobs and thin lines: clutter at many scales
@@ -144,23 +98,6 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
     img += rng.normal(0, 6.0, img.shape).astype(np.float32)
     return img
-
-
-def _local_grid(size: int, box: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
-    x0, y0, side = box
-    coords = (np.arange(side, dtype=np.float32) + 0.5) / side * 2 - 1
-    v, u = np.meshgrid(coords, coords, indexing="ij")
-    return u, v, (slice(y0, y0 + side), slice(x0, x0 + side))
-
-
-def _overlaps(a: tuple[int, int, int], b: tuple[int, int, int], margin: int) -> bool:
-    ax, ay, aside = a
-    bx, by, bside = b
-    return not (ax + aside + margin <= bx or bx + bside + margin <= ax or ay + aside + margin <= by or by + bside + margin <= ay)
-
-
-def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float = 18.0) -> np.ndarray:
-    return np.clip(colour + rng.normal(0, amount, 3), 0, 255)
 
 
 def _paint_object(img: np.ndarray, rng: np.random.Generator, label: int, box: tuple[int, int, int]) -> np.ndarray:
@@ -206,8 +143,12 @@ def _paint_salient_distractor(img: np.ndarray, rng: np.random.Generator, box: tu
     region[mask] = np.where(pattern[..., None], light, dark)[mask]
 
 
-def render(seed: int, label: int, number: int, size: int, distractors: str = "plain") -> tuple[np.ndarray, np.ndarray]:
-    """(H×W×3 uint8 image, H×W uint8 ground truth 0/255) of one sample."""
+def render(
+    seed: int, label: int, number: int, size: int, distractors: str = "plain", scene: str = "flat"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H×W×3 uint8 image, H×W uint8 ground truth: 0/255, soft 0-255 for the natural scene) of one sample."""
+    if scene == "natural":
+        return render_natural(seed, label, number, size)
     if distractors not in DISTRACTORS:
         raise ValueError(f"distractors must be one of {DISTRACTORS}; got {distractors!r}")
     salient = distractors == "salient"
@@ -230,6 +171,7 @@ def render(seed: int, label: int, number: int, size: int, distractors: str = "pl
 
 # --- writing the set ----------------------------------------------------------------------------
 
+
 def is_synth_set(folder: Path) -> bool:
     try:
         return json.loads((folder / MARKER).read_text()).get("format") == FORMAT
@@ -247,11 +189,14 @@ def needs_writing(out: Path, cfg: SynthConfig, overwrite: bool = False) -> bool:
     if not is_synth_set(out):
         raise UserError(f"{out}: folder is not empty and is not a synthetic set (use --overwrite to write into it)")
     existing = json.loads((out / MARKER).read_text())
-    if {k: existing.get(k) for k in asdict(cfg)} == asdict(cfg):
+    defaults = asdict(SynthConfig())  # sets written before an option existed used its default
+    if {k: existing.get(k, defaults[k]) for k in asdict(cfg)} == asdict(cfg):
         return False
-    raise UserError(f"{out}: already holds a synthetic set with other settings "
-                    f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
-                    f"{existing.get('seed')}); pass --overwrite to replace it")
+    raise UserError(
+        f"{out}: already holds a synthetic set with other settings "
+        f"({existing.get('n_per_class')} per class, {existing.get('size')} px, seed "
+        f"{existing.get('seed')}); pass --overwrite to replace it"
+    )
 
 
 def _split(cfg: SynthConfig) -> dict[str, list[str]]:
@@ -270,7 +215,9 @@ def _stem(name: str, number: int) -> str:
     return f"{name}_{number:04d}"
 
 
-def write_synth_set(out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+def write_synth_set(
+    out: str | Path, cfg: SynthConfig | None = None, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Write the set into ``out``; a half-written set never replaces a good one, and another set
     is replaced only with ``overwrite`` (the same set already there is left as it is)."""
     cfg = cfg or SynthConfig()
@@ -301,7 +248,7 @@ def _write_all(root: Path, cfg: SynthConfig, progress: bool) -> None:
         (root / "ground_truth" / name).mkdir(parents=True)
     for label, i in tqdm(jobs, desc="synth", unit="img", disable=not progress):
         name = CLASS_NAMES[label]
-        image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors)
+        image, gt = render(cfg.seed, label, i, cfg.size, cfg.distractors, cfg.scene)
         Image.fromarray(image).save(root / "images" / name / f"{_stem(name, i)}.jpg", quality=JPEG_QUALITY)
         Image.fromarray(gt).save(root / "ground_truth" / name / f"{_stem(name, i)}.png")
     split_dir = root / "training_testing_split"

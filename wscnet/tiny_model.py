@@ -17,8 +17,16 @@ from wscnet.model import WSCNet, WSCNetConfig
 from wscnet.training.batchnorm import recalibrate_batchnorm
 
 CLASS_COLOURS = np.array(
-    [[220, 40, 40], [40, 200, 40], [40, 60, 220], [220, 200, 40], [200, 40, 200], [40, 200, 210],
-     [120, 120, 120], [250, 140, 20]],
+    [
+        [220, 40, 40],
+        [40, 200, 40],
+        [40, 60, 220],
+        [220, 200, 40],
+        [200, 40, 200],
+        [40, 200, 210],
+        [120, 120, 120],
+        [250, 140, 20],
+    ],
     dtype=np.float32,
 )
 
@@ -84,15 +92,12 @@ def make_trained_checkpoint(
     # exact BN statistics of the final weights, as a long training run would have them
     recalibrate_batchnorm(model, synthetic_batches(num_classes, size, rng))
     model.eval()
-    ckpt = make_checkpoint(
-        model, class_names=[f"class_{c}" for c in range(num_classes)], input_size=size
-    )
+    ckpt = make_checkpoint(model, class_names=[f"class_{c}" for c in range(num_classes)], input_size=size)
     save_checkpoint(path, ckpt)
     return Path(path)
 
 
-def synthetic_batches(num_classes: int, size: int, rng: np.random.Generator, *, batches: int = 4,
-                      batch: int = 16):
+def synthetic_batches(num_classes: int, size: int, rng: np.random.Generator, *, batches: int = 4, batch: int = 16):
     """``batches`` normalised N×3×S×S tensors of ``synthetic_image``s with random labels."""
     for _ in range(batches):
         labels = rng.integers(0, num_classes, batch)

@@ -29,8 +29,10 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0, preci
     if device not in DEVICES and not openvino:
         raise RuntimeUserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if precision is not None and not openvino:
-        raise RuntimeUserError(f"--precision {precision} needs an OpenVINO device; "
-                               "ONNX Runtime and TensorRT run the precision of the model file")
+        raise RuntimeUserError(
+            f"--precision {precision} needs an OpenVINO device; "
+            "ONNX Runtime and TensorRT run the precision of the model file"
+        )
     if not path.is_file():
         raise RuntimeUserError(f"{path}: model file not found")
     if device == "auto" and path.suffix.lower() == ".onnx" and precision is None and not gpu_providers():
@@ -47,8 +49,9 @@ def gpu_providers() -> list[str]:
     """ONNX Runtime's GPU execution providers installed here (none: ``auto`` probes the CPU back-ends)."""
     import onnxruntime
 
-    return [p for p in onnxruntime.get_available_providers() if p in ("CUDAExecutionProvider",
-                                                                       "TensorrtExecutionProvider")]
+    return [
+        p for p in onnxruntime.get_available_providers() if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+    ]
 
 
 def backend_for(path: Path, device: str, threads: int, precision: str | None) -> Backend:
@@ -65,7 +68,9 @@ def backend_for(path: Path, device: str, threads: int, precision: str | None) ->
         return OnnxRuntimeBackend(device=device, threads=threads)
     if suffix in ENGINE_SUFFIXES:
         if device == "cpu" or openvino:
-            raise RuntimeUserError(f"{path}: a TensorRT engine runs only on a GPU with TensorRT, not with --device {device}")
+            raise RuntimeUserError(
+                f"{path}: a TensorRT engine runs only on a GPU with TensorRT, not with --device {device}"
+            )
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend()
@@ -93,7 +98,6 @@ def inference_threads(threads: int) -> int:
     if threads == -1:
         return max(1, (os.cpu_count() or 2) - 1)
     return threads
-
 
 
 __all__ = ["Backend", "DEVICES", "OUTPUT_NAMES", "inference_threads", "open_backend"]

@@ -139,6 +139,5 @@ def open_cuda_api():
         except Exception as exc:  # installed but no driver / no GPU
             raise RuntimeUserError(f"cannot use the GPU through {api.name}: {exc}") from None
     raise RuntimeUserError(
-        "TensorRT engines need cuda-python or pycuda for GPU buffers; install one "
-        "(pip install 'wscnet-edge[tensorrt]')"
+        "TensorRT engines need cuda-python or pycuda for GPU buffers; install one (pip install 'wscnet-edge[tensorrt]')"
     )

@@ -49,11 +49,13 @@ def openvino_devices() -> list[dict]:
     core = import_openvino().Core()
     devices = []
     for name in core.available_devices:
-        devices.append({
-            "name": name,
-            "full_name": str(_property(core, name, "FULL_DEVICE_NAME") or name),
-            "capabilities": [str(c) for c in _property(core, name, "OPTIMIZATION_CAPABILITIES") or ()],
-        })
+        devices.append(
+            {
+                "name": name,
+                "full_name": str(_property(core, name, "FULL_DEVICE_NAME") or name),
+                "capabilities": [str(c) for c in _property(core, name, "OPTIMIZATION_CAPABILITIES") or ()],
+            }
+        )
     return devices
 
 
@@ -97,8 +99,9 @@ class OpenVinoBackend(Backend):
         try:
             self.compiled = core.compile_model(model, self.target, self.compile_config())
         except Exception as exc:
-            raise RuntimeUserError(f"{path}: OpenVINO cannot compile this model for {self.target}: "
-                                   f"{_last_line(exc)}") from None
+            raise RuntimeUserError(
+                f"{path}: OpenVINO cannot compile this model for {self.target}: {_last_line(exc)}"
+            ) from None
         self.request = self.compiled.create_infer_request()
         self.outputs = [self.compiled.output(name) for name in OUTPUT_NAMES]
         self._executed = executed_precision(self.compiled)
@@ -106,8 +109,7 @@ class OpenVinoBackend(Backend):
     def compile_config(self) -> dict:
         """Latency hint (one stream, one request at a time), the float precision asked for and,
         when given, the thread count: what a small box running a camera needs."""
-        config = {"PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.float_precision]}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.float_precision]}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         return config
@@ -145,8 +147,10 @@ class OpenVinoBackend(Backend):
         self.loaded(self.compiled)
         self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         # the request reuses its output tensors on the next call: hand out copies
-        return {name: self.request.get_tensor(output).data.astype(np.float32, copy=True)
-                for name, output in zip(OUTPUT_NAMES, self.outputs)}
+        return {
+            name: self.request.get_tensor(output).data.astype(np.float32, copy=True)
+            for name, output in zip(OUTPUT_NAMES, self.outputs)
+        }
 
     def close(self) -> None:
         self.request = None
@@ -165,8 +169,9 @@ def read_onnx(core, path: Path):
     except RuntimeUserError:
         raise
     except Exception as exc:
-        raise RuntimeUserError(f"{path}: OpenVINO cannot read this model even with its local "
-                               f"functions inlined: {_last_line(exc)}") from None
+        raise RuntimeUserError(
+            f"{path}: OpenVINO cannot read this model even with its local functions inlined: {_last_line(exc)}"
+        ) from None
 
 
 def inline_local_functions(path: Path, refused: str) -> bytes:

@@ -77,6 +77,7 @@ REFERENCE = Candidate("cpu")
 def open_fastest(path: Path, threads: int, backend_for) -> Backend:
     """The loaded back-end ``--device auto`` runs ``path`` with on this CPU (see the module doc);
     ``backend_for(path, device, threads, precision)`` makes a back-end, not yet loaded."""
+
     def load(candidate: Candidate) -> Backend:
         backend = backend_for(path, candidate.device, threads, candidate.precision)
         backend.load(path)
@@ -167,14 +168,22 @@ def fastest(times: dict[Candidate, float]) -> Candidate:
 def describe_choice(best: Candidate, backend: Backend, times: dict, rejected: dict, rows: int) -> dict:
     others = [f"{c.name} {ms:.2f} ms" for c, ms in sorted(times.items(), key=lambda item: item[1]) if c != best]
     tie = best == REFERENCE and min(times.values()) < times[best]
-    reason = (f"{'within ' + str(round(TIE_SHARE * 100)) + ' % of the fastest' if tie else 'fastest'}: "
-              f"{times[best]:.2f} ms per frame ({rows} input row{'s' * (rows > 1)})")
+    reason = (
+        f"{'within ' + str(round(TIE_SHARE * 100)) + ' % of the fastest' if tie else 'fastest'}: "
+        f"{times[best]:.2f} ms per frame ({rows} input row{'s' * (rows > 1)})"
+    )
     reason += f" vs {', '.join(others)}" if others else ", the only one matching ONNX Runtime"
     if rejected:
         reason += "; left out: " + ", ".join(rejected)
-    return {"device": best.name, "candidate": {"device": best.device, "precision": best.precision},
-            "executed_precision": backend.executed_precision, "description": backend.description,
-            "times_ms": {c.name: round(ms, 3) for c, ms in times.items()}, "rejected": rejected, "reason": reason}
+    return {
+        "device": best.name,
+        "candidate": {"device": best.device, "precision": best.precision},
+        "executed_precision": backend.executed_precision,
+        "description": backend.description,
+        "times_ms": {c.name: round(ms, 3) for c, ms in times.items()},
+        "rejected": rejected,
+        "reason": reason,
+    }
 
 
 def probe_batch(backend: Backend) -> tuple[np.ndarray, int]:
@@ -266,8 +275,13 @@ def machine(threads: int) -> dict:
         openvino_version = openvino.__version__
     except ImportError:
         openvino_version = None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
-            "onnxruntime": onnxruntime.__version__, "openvino": openvino_version}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino_version,
+    }
 
 
 def cpu_model() -> str:

@@ -49,7 +49,7 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RuntimeUserError(f"{path}: not a readable JSON sidecar ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
-        raise RuntimeUserError(f"{path}: sidecar has no \"metadata\" object")
+        raise RuntimeUserError(f'{path}: sidecar has no "metadata" object')
     for key in ("tensorrt_version", "gpu_name"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise RuntimeUserError(f"{path}: sidecar lacks {key!r}")
@@ -112,13 +112,9 @@ def dims_tuple(dims) -> tuple[int, ...]:
 def resolve_input_shape(engine_shape: tuple, batch_shape: tuple, name: str) -> tuple[int, ...]:
     """Check a batch against the engine's input shape (-1 = dynamic) and return the concrete shape."""
     engine_shape, batch_shape = tuple(engine_shape), tuple(batch_shape)
-    if len(engine_shape) != len(batch_shape) or any(
-        e != -1 and e != b for e, b in zip(engine_shape, batch_shape)
-    ):
+    if len(engine_shape) != len(batch_shape) or any(e != -1 and e != b for e, b in zip(engine_shape, batch_shape)):
         shown = "×".join("N" if e == -1 else str(e) for e in engine_shape)
-        raise RuntimeUserError(
-            f"engine input {name!r} takes {shown}, got a batch of {'×'.join(map(str, batch_shape))}"
-        )
+        raise RuntimeUserError(f"engine input {name!r} takes {shown}, got a batch of {'×'.join(map(str, batch_shape))}")
     return batch_shape
 
 
@@ -231,9 +227,7 @@ def _import_tensorrt():
         ) from None
     major = int(tensorrt.__version__.split(".")[0])
     if major < 10:
-        raise RuntimeUserError(
-            f"TensorRT {tensorrt.__version__} is installed; the runtime needs TensorRT 10 or 11"
-        )
+        raise RuntimeUserError(f"TensorRT {tensorrt.__version__} is installed; the runtime needs TensorRT 10 or 11")
     return tensorrt
 
 

@@ -80,13 +80,19 @@ class TritonBackend(Backend):
         try:
             live = self.client.is_server_live()
         except (InferenceServerException, OSError, ConnectionError) as exc:
-            raise RuntimeUserError(f"{self.url}: no Triton server answers at {self.address} ({_first_line(exc)})") from None
+            raise RuntimeUserError(
+                f"{self.url}: no Triton server answers at {self.address} ({_first_line(exc)})"
+            ) from None
         if not live:
             raise RuntimeUserError(f"{self.url}: the Triton server at {self.address} is not live")
         try:
             if not self.client.is_model_ready(self.model_name):
-                raise RuntimeUserError(f"{self.url}: the server at {self.address} has no ready model {self.model_name!r}")
-            config = self.client.get_model_config(self.model_name, **({"as_json": True} if self.protocol == "grpc" else {}))
+                raise RuntimeUserError(
+                    f"{self.url}: the server at {self.address} has no ready model {self.model_name!r}"
+                )
+            config = self.client.get_model_config(
+                self.model_name, **({"as_json": True} if self.protocol == "grpc" else {})
+            )
         except InferenceServerException as exc:
             raise RuntimeUserError(f"{self.url}: {_first_line(exc)}") from None
         return config.get("config", config)
@@ -103,8 +109,10 @@ class TritonBackend(Backend):
                 return self._infer_once(batch)
             except (InferenceServerException, OSError, ConnectionError) as exc:
                 if attempt == self.retries:
-                    raise RuntimeUserError(f"{self.url}: the Triton server stopped answering after "
-                                           f"{self.retries + 1} tries ({_first_line(exc)})") from None
+                    raise RuntimeUserError(
+                        f"{self.url}: the Triton server stopped answering after "
+                        f"{self.retries + 1} tries ({_first_line(exc)})"
+                    ) from None
                 time.sleep(wait)
                 wait *= 2
         raise AssertionError("unreachable")

@@ -5,5 +5,13 @@ from .base import QueuedPublisher, backoff_delays
 from .mqtt import MqttPublisher, MqttSettings, parse_broker
 from .webhook import WebhookPublisher, WebhookSettings, signature
 
-__all__ = ["MqttPublisher", "MqttSettings", "QueuedPublisher", "WebhookPublisher", "WebhookSettings",
-           "backoff_delays", "parse_broker", "signature"]
+__all__ = [
+    "MqttPublisher",
+    "MqttSettings",
+    "QueuedPublisher",
+    "WebhookPublisher",
+    "WebhookSettings",
+    "backoff_delays",
+    "parse_broker",
+    "signature",
+]

@@ -63,8 +63,10 @@ class QueuedPublisher(Sink):
         if left:
             self.count("dropped", left)
         self.finish()
-        log.info(f"{self.describe()}: {self.counts['sent']} event(s) sent, {self.counts['dropped']} dropped, "
-                 f"{self.counts['failed']} failed")
+        log.info(
+            f"{self.describe()}: {self.counts['sent']} event(s) sent, {self.counts['dropped']} dropped, "
+            f"{self.counts['failed']} failed"
+        )
 
     # ---- what publishers use ---------------------------------------------------------------------
     def offer(self, item) -> bool:
@@ -113,5 +115,6 @@ class QueuedPublisher(Sink):
                 self.deliver(item)
             except Exception as exc:  # a publisher's bug must not end the run; the event is lost
                 self.count("failed")
-                log.warning(f"{self.describe()}: could not deliver an event ({exc}) after "
-                            f"{time.monotonic() - started:.1f} s")
+                log.warning(
+                    f"{self.describe()}: could not deliver an event ({exc}) after {time.monotonic() - started:.1f} s"
+                )

@@ -124,8 +124,9 @@ class MqttPublisher(QueuedPublisher):
                 self.count("dropped")
                 return
         if event.type in (SOURCE_OFFLINE, SOURCE_ONLINE):
-            self.client.publish(self.state_topic, OFFLINE if event.type == SOURCE_OFFLINE else ONLINE,
-                                qos=QOS, retain=True)
+            self.client.publish(
+                self.state_topic, OFFLINE if event.type == SOURCE_OFFLINE else ONLINE, qos=QOS, retain=True
+            )
         payload = json.dumps(event.to_dict(), separators=(",", ":"))
         info = self.client.publish(self.event_topic, payload, qos=QOS)
         self.count("sent" if self._acknowledged(info.mid) else "dropped")

@@ -89,8 +89,12 @@ class WebhookPublisher(QueuedPublisher):
         """One POST; None when the receiver took it (2xx), else what went wrong."""
         target = (self.parts.path or "/") + (f"?{self.parts.query}" if self.parts.query else "")
         if self.parts.scheme == "https":
-            conn = http.client.HTTPSConnection(self.parts.hostname, self.parts.port, timeout=self.settings.timeout_s,
-                                               context=ssl.create_default_context())
+            conn = http.client.HTTPSConnection(
+                self.parts.hostname,
+                self.parts.port,
+                timeout=self.settings.timeout_s,
+                context=ssl.create_default_context(),
+            )
         else:
             conn = http.client.HTTPConnection(self.parts.hostname, self.parts.port, timeout=self.settings.timeout_s)
         try:

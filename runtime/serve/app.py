@@ -26,16 +26,26 @@ CLIP_FILE_TYPES = {"mp4": "video/mp4", "json": "application/json"}
 # kernel send buffer per streaming viewer (Linux doubles it): a few frames in flight, not the
 # megabytes autotuning allows, so a stalled viewer holds little and gets fresh frames when it reads
 STREAM_SNDBUF = 256 * 1024
-PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 ROUTES = (  # method, path, the Routes method that answers
-    ("GET", "/", "index"), ("GET", "/info", "info"), ("GET", "/controls", "get_controls"),
-    ("POST", "/controls", "set_controls"), ("POST", "/model/reload", "reload_model"),
-    ("GET", "/stream.mjpg", "stream_mjpg"), ("GET", "/snapshot.jpg", "snapshot"), ("GET", "/events", "events"),
-    ("GET", "/events/all", "events_all"), ("GET", "/clips", "clips"), ("GET", "/clips/{name}", "clip_file"),
-    ("GET", "/healthz", "healthz"), ("GET", "/metrics", "metrics"),
+    ("GET", "/", "index"),
+    ("GET", "/info", "info"),
+    ("GET", "/controls", "get_controls"),
+    ("POST", "/controls", "set_controls"),
+    ("POST", "/model/reload", "reload_model"),
+    ("GET", "/stream.mjpg", "stream_mjpg"),
+    ("GET", "/snapshot.jpg", "snapshot"),
+    ("GET", "/events", "events"),
+    ("GET", "/events/all", "events_all"),
+    ("GET", "/clips", "clips"),
+    ("GET", "/clips/{name}", "clip_file"),
+    ("GET", "/healthz", "healthz"),
+    ("GET", "/metrics", "metrics"),
 )
 
 
@@ -56,8 +66,11 @@ class Routes:
     @web.middleware
     async def authorise(self, request: web.Request, handler):
         if self.server.token and request.path != "/healthz" and not self._token_ok(request):
-            return web.Response(status=401, text="401: missing or wrong token (Authorization: Bearer … or ?token=…)\n",
-                                headers={"WWW-Authenticate": 'Bearer realm="wscnet-edge"'})
+            return web.Response(
+                status=401,
+                text="401: missing or wrong token (Authorization: Bearer … or ?token=…)\n",
+                headers={"WWW-Authenticate": 'Bearer realm="wscnet-edge"'},
+            )
         return await handler(request)
 
     def _token_ok(self, request: web.Request) -> bool:
@@ -76,8 +89,14 @@ class Routes:
         return web.Response(text=self.page, content_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
 
     async def info(self, request: web.Request) -> web.Response:
-        return web.json_response({"model": self.server.model_info, "streams": list(self.server.feeds()),
-                                  "controls": self.server.controls.current().as_dict(), "max_clients": self.server.max_clients})
+        return web.json_response(
+            {
+                "model": self.server.model_info,
+                "streams": list(self.server.feeds()),
+                "controls": self.server.controls.current().as_dict(),
+                "max_clients": self.server.max_clients,
+            }
+        )
 
     async def get_controls(self, request: web.Request) -> web.Response:
         return web.json_response(self.server.controls.current().as_dict())
@@ -88,7 +107,7 @@ class Routes:
         try:
             changes = await request.json()
             if not isinstance(changes, dict):
-                raise ValueError("expected a JSON object such as {\"opacity\": 0.5}")
+                raise ValueError('expected a JSON object such as {"opacity": 0.5}')
             settings = self.server.controls.update(changes)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
@@ -96,8 +115,13 @@ class Routes:
 
     async def healthz(self, request: web.Request) -> web.Response:
         hubs = self.server.hubs.items()
-        return web.json_response({"status": "ok", "frames": {name: hub.seq for name, hub in hubs},
-                                  "online": {name: hub.online for name, hub in hubs}})
+        return web.json_response(
+            {
+                "status": "ok",
+                "frames": {name: hub.seq for name, hub in hubs},
+                "online": {name: hub.online for name, hub in hubs},
+            }
+        )
 
     async def reload_model(self, request: web.Request) -> web.Response:
         """Load the model file again (after it was replaced), check it and swap it in; 409 with the
@@ -231,8 +255,7 @@ class Routes:
 class _ViewerSlot:
     """Counts a streaming viewer in and out; 503 past --max-clients; a vanished viewer leaves quietly."""
 
-    def __init__(self, server, feed, kind: str, request: web.Request,
-                 response: web.StreamResponse) -> None:
+    def __init__(self, server, feed, kind: str, request: web.Request, response: web.StreamResponse) -> None:
         self.server, self.feed, self.kind = server, feed, kind
         self.request, self.response = request, response
 
@@ -242,7 +265,8 @@ class _ViewerSlot:
             feed.rejected[self.kind] += 1
             raise web.HTTPServiceUnavailable(
                 text=f"{server.max_clients} viewers already watch ({self.kind}); try again later\n",
-                headers={"Retry-After": "5"})
+                headers={"Retry-After": "5"},
+            )
         feed.clients[self.kind] += 1
         server._watching += 1
         server._stream_tasks.add(asyncio.current_task())
@@ -295,5 +319,3 @@ def _assemble_page() -> str:
     style = (PAGE_DIR / "style.css").read_text(encoding="utf-8")
     script = (PAGE_DIR / "app.js").read_text(encoding="utf-8")
     return html.replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
-
-

@@ -27,8 +27,9 @@ def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=N
     model, serve = pipeline.model, dict(serve)
     open_browser = serve.pop("open_browser", False)
     info = model_info(model.metadata, model.description, resize)
-    server = LiveServer(**serve, model_info=info, streams=[s.name for s in pipeline.streams],
-                        controls=pipeline.streams[0].controls)
+    server = LiveServer(
+        **serve, model_info=info, streams=[s.name for s in pipeline.streams], controls=pipeline.streams[0].controls
+    )
     server.on_reload = on_reload
     server.output_counters = lambda: _output_counters(pipeline)
     events = getattr(pipeline.options, "events", None)

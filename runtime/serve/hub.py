@@ -43,8 +43,8 @@ class StreamHub:
 
     def publish(self, frame: np.ndarray, record: dict, dropped: int | None = None) -> None:
         """Keep ``frame`` (by reference: the caller must not change it afterwards) and ``record``."""
-        inference_ms = record.get("inference_ms")  # None: a frame drawn with an earlier frame's prediction
-        end_to_end_ms = float(record.get("end_to_end_ms", 0.0))
+        inference_ms = record.get("inference_ms")  # None for a frame drawn with an earlier prediction
+        end_to_end_ms = float(record.get("end_to_end_ms") or 0.0)
         with self._lock:
             self._frame, self._record = frame, record
             self.seq += 1
@@ -95,10 +95,17 @@ class StreamHub:
     def stats(self) -> dict:
         """The page's readouts, and copies of the histograms for /metrics, read together."""
         with self._lock:
-            return {"stream": self.name, "frames": self.seq, "fps": round(self.rate.rate, 2),
-                    "inference_ms": round(self.inference_ms, 2), "end_to_end_ms": round(self.end_to_end_ms, 2),
-                    "dropped": self.dropped, "jpeg_encodes": self.jpeg_encodes, "online": self.online,
-                    "events": dict(self.event_counts)}
+            return {
+                "stream": self.name,
+                "frames": self.seq,
+                "fps": round(self.rate.rate, 2),
+                "inference_ms": round(self.inference_ms, 2),
+                "end_to_end_ms": round(self.end_to_end_ms, 2),
+                "dropped": self.dropped,
+                "jpeg_encodes": self.jpeg_encodes,
+                "online": self.online,
+                "events": dict(self.event_counts),
+            }
 
 
 def _ema(previous: float, value: float) -> float:

@@ -16,8 +16,12 @@ def model_info(metadata: ModelMetadata, backend: str = "", resize: str | None = 
     contract = getattr(metadata, "contract", None)  # InputContract, once the metadata carries one
     contract = contract.to_dict() if hasattr(contract, "to_dict") else _plain(extra.get("input_contract"))
     if not isinstance(contract, dict):
-        contract = {"input_size": metadata.input_size, "color": "RGB", "mean": list(metadata.mean),
-                    "std": list(metadata.std)}
+        contract = {
+            "input_size": metadata.input_size,
+            "color": "RGB",
+            "mean": list(metadata.mean),
+            "std": list(metadata.std),
+        }
         if resize:
             contract["geometry"] = resize
     info["input_contract"] = contract

@@ -17,14 +17,25 @@ disable_created_metrics()  # no *_created samples: a scraper needs none of them
 class ServerMetrics:
     def __init__(self, server) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.inference = Histogram("wscnet_inference_seconds", "Model inference time per frame.", ["stream"],
-                                   registry=self.registry, buckets=LATENCY_BUCKETS_S)
-        self.end_to_end = Histogram("wscnet_end_to_end_seconds", "Capture to overlaid frame, per frame.", ["stream"],
-                                    registry=self.registry, buckets=LATENCY_BUCKETS_S)
+        self.inference = Histogram(
+            "wscnet_inference_seconds",
+            "Model inference time per frame.",
+            ["stream"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.end_to_end = Histogram(
+            "wscnet_end_to_end_seconds",
+            "Capture to overlaid frame, per frame.",
+            ["stream"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
         self.registry.register(_ServerCollector(server))
 
     def observe(self, stream: str, inference_s: float | None, end_to_end_s: float) -> None:
-        if inference_s is not None:  # None: a frame that was not inferred
+        """One frame's figures; ``inference_s`` None for a frame drawn with an earlier prediction."""
+        if inference_s is not None:
             self.inference.labels(stream).observe(inference_s)
         self.end_to_end.labels(stream).observe(end_to_end_s)
 
@@ -44,27 +55,34 @@ class _ServerCollector:
     def collect(self):
         yield from self._stream_families()
         yield from self._viewer_families()
-        outputs = CounterMetricFamily("wscnet_output_events", "What each output counted (written, dropped, ...).",
-                                      labels=["stream", "output", "what"])
+        outputs = CounterMetricFamily(
+            "wscnet_output_events",
+            "What each output counted (written, dropped, ...).",
+            labels=["stream", "output", "what"],
+        )
         for stream, by_output in self.server.output_counters().items():
             for output, counters in by_output.items():
                 for what, value in counters.items():
                     outputs.add_metric([stream, output, what], value)
         yield outputs
-        yield GaugeMetricFamily("wscnet_max_clients", "Viewers allowed at once, per kind and stream.",
-                                value=self.server.max_clients)
+        yield GaugeMetricFamily(
+            "wscnet_max_clients", "Viewers allowed at once, per kind and stream.", value=self.server.max_clients
+        )
 
     def _stream_families(self):
         frames = CounterMetricFamily("wscnet_frames", "Frames the pipeline published.", labels=["stream"])
         fps = GaugeMetricFamily("wscnet_fps", "Frames per second published (smoothed).", labels=["stream"])
-        dropped = CounterMetricFamily("wscnet_dropped_frames",
-                                      "Live frames dropped before inference (newer ones replaced them).",
-                                      labels=["stream"])
-        encodes = CounterMetricFamily("wscnet_jpeg_encodes",
-                                      "Frames encoded as JPEG (at most once each, only while watched).",
-                                      labels=["stream"])
-        online = GaugeMetricFamily("wscnet_source_online", "1 while the stream's source delivers, 0 while offline.",
-                                   labels=["stream"])
+        dropped = CounterMetricFamily(
+            "wscnet_dropped_frames",
+            "Live frames dropped before inference (newer ones replaced them).",
+            labels=["stream"],
+        )
+        encodes = CounterMetricFamily(
+            "wscnet_jpeg_encodes", "Frames encoded as JPEG (at most once each, only while watched).", labels=["stream"]
+        )
+        online = GaugeMetricFamily(
+            "wscnet_source_online", "1 while the stream's source delivers, 0 while offline.", labels=["stream"]
+        )
         events = CounterMetricFamily("wscnet_events", "Events per stream and type.", labels=["stream", "event"])
         for name, hub in self.server.hubs.items():
             stats = hub.stats()
@@ -79,8 +97,9 @@ class _ServerCollector:
 
     def _viewer_families(self):
         clients = GaugeMetricFamily("wscnet_clients", "Viewers connected now.", labels=["stream", "kind"])
-        rejected = CounterMetricFamily("wscnet_clients_rejected", "Viewers turned away with 503 (--max-clients).",
-                                       labels=["stream", "kind"])
+        rejected = CounterMetricFamily(
+            "wscnet_clients_rejected", "Viewers turned away with 503 (--max-clients).", labels=["stream", "kind"]
+        )
         for name, feed in self.server.feeds().items():
             for kind in ("video", "events"):
                 clients.add_metric([name, kind], feed.clients[kind])

@@ -75,9 +75,17 @@ class _Feed:
 
 
 class LiveServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-                 max_clients: int = 8, model_info: dict | None = None, streams=("0",),
-                 controls: Controls | None = None, jpeg_quality: int = JPEG_QUALITY) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        token: str | None = None,
+        max_clients: int = 8,
+        model_info: dict | None = None,
+        streams=("0",),
+        controls: Controls | None = None,
+        jpeg_quality: int = JPEG_QUALITY,
+    ) -> None:
         if not 0 <= int(port) <= 65535:
             raise RuntimeUserError(f"--serve: port must be 0-65535, got {port}")
         if int(max_clients) < 1:
@@ -111,9 +119,12 @@ class LiveServer:
     def publish(self, frame: np.ndarray, record: dict, stream: str = "0", dropped: int | None = None) -> None:
         """Newest overlaid BGR frame and its JSONL record; ``frame`` must not be changed afterwards."""
         self.hubs[stream].publish(frame, record, dropped)
-        inference_ms = record.get("inference_ms")  # None: not inferred, drawn with an earlier prediction
-        self.metrics.observe(stream, None if inference_ms is None else float(inference_ms) / 1000.0,
-                             float(record.get("end_to_end_ms") or 0.0) / 1000.0)
+        inference_ms = record.get("inference_ms")
+        self.metrics.observe(
+            stream,
+            None if inference_ms is None else float(inference_ms) / 1000.0,
+            float(record.get("end_to_end_ms") or 0.0) / 1000.0,
+        )
         if self._watching:
             self._pending.set()
 
@@ -206,8 +217,10 @@ class LiveServer:
         access = "token required" if self.token else "no token"
         log.info(f"serving {self.url} ({access}, at most {self.max_clients} viewers)")
         if not self.token and not is_loopback(self.host):
-            log.warning(f"serving on {self.host} without --token: anyone who can reach this port "
-                        "can watch; set --token or WSCNET_TOKEN")
+            log.warning(
+                f"serving on {self.host} without --token: anyone who can reach this port "
+                "can watch; set --token or WSCNET_TOKEN"
+            )
 
     # ---- the dispatcher thread ---------------------------------------------------------------
     def _dispatch_forever(self) -> None:

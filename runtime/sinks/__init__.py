@@ -8,5 +8,14 @@ from .jsonl import JsonlSink, read_records
 from .video import VideoRecorder
 from .window import MosaicSink, WindowSink, display_available
 
-__all__ = ["DiskBudget", "JsonlSink", "MosaicSink", "Sink", "VideoRecorder", "WindowSink", "display_available", "parse_size",
-           "read_records"]
+__all__ = [
+    "DiskBudget",
+    "JsonlSink",
+    "MosaicSink",
+    "Sink",
+    "VideoRecorder",
+    "WindowSink",
+    "display_available",
+    "parse_size",
+    "read_records",
+]

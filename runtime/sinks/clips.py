@@ -128,9 +128,11 @@ class ClipRecorder(Sink):
         wanted = math.ceil(self.settings.pre_s * self.fps) + 1
         fits = max(1, (self.settings.memory // max(frame.nbytes, 1) - SLACK_FRAMES) // 2)
         if fits < wanted:
-            log.warning(f"clips of {self.stream}: {self.settings.pre_s} s of pre-roll at {frame.shape[1]}x"
-                        f"{frame.shape[0]} needs more than the clip memory; keeping {fits} frames "
-                        f"({fits / self.fps:.1f} s)")
+            log.warning(
+                f"clips of {self.stream}: {self.settings.pre_s} s of pre-roll at {frame.shape[1]}x"
+                f"{frame.shape[0]} needs more than the clip memory; keeping {fits} frames "
+                f"({fits / self.fps:.1f} s)"
+            )
         return min(wanted, fits)
 
     def _send_frame(self, index, frame) -> None:
@@ -215,10 +217,20 @@ class _ClipWriter:
 
     def _sidecar(self, clip: _Clip, target: Path) -> dict:
         s = self.recorder.settings
-        return {"clip": target.name, "stream": self.recorder.stream, "label": clip.trigger.data.get("label"),
-                "time": clip.trigger.time, "model": clip.trigger.model, "fps": self.fps,
-                "size": list(self.size), "pre_s": s.pre_s, "post_s": s.post_s, "frames": self.indices,
-                "frames_dropped": clip.frames_dropped, "events": clip.events}
+        return {
+            "clip": target.name,
+            "stream": self.recorder.stream,
+            "label": clip.trigger.data.get("label"),
+            "time": clip.trigger.time,
+            "model": clip.trigger.model,
+            "fps": self.fps,
+            "size": list(self.size),
+            "pre_s": s.pre_s,
+            "post_s": s.post_s,
+            "frames": self.indices,
+            "frames_dropped": clip.frames_dropped,
+            "events": clip.events,
+        }
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -245,8 +257,16 @@ def list_clips(folder: Path, limit: int = 50) -> list[dict]:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        found.append({"name": clip.name, "stream": meta.get("stream"), "label": meta.get("label"),
-                      "time": meta.get("time"), "frames": len(meta.get("frames", [])), "bytes": clip.stat().st_size})
+        found.append(
+            {
+                "name": clip.name,
+                "stream": meta.get("stream"),
+                "label": meta.get("label"),
+                "time": meta.get("time"),
+                "frames": len(meta.get("frames", [])),
+                "bytes": clip.stat().st_size,
+            }
+        )
         if len(found) >= limit:
             break
     return found

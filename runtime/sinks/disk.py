@@ -6,8 +6,22 @@ from pathlib import Path
 
 from ..errors import log
 
-SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 1000**2, "MB": 1000**2, "G": 1000**3, "GB": 1000**3,
-              "T": 1000**4, "TB": 1000**4, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
 
 
 def parse_size(text: str | int) -> int:
@@ -17,7 +31,7 @@ def parse_size(text: str | int) -> int:
     else:
         raw = str(text).strip().upper().replace(" ", "")
         digits = raw.rstrip("KMGTIB")
-        value, unit = (float(digits) if digits else -1.0), raw[len(digits):]
+        value, unit = (float(digits) if digits else -1.0), raw[len(digits) :]
     if unit not in SIZE_UNITS or value <= 0:
         raise ValueError(f"{text!r} is not a size; write e.g. 500MB, 2GiB or 1000000")
     return int(value * SIZE_UNITS[unit])

@@ -57,9 +57,17 @@ class LabelChangeDetector:
             return None
         previous, self.label = self.label, winner
         self._candidate, self._since = None, None
-        return {"label": winner, "previous": previous, "score": round(score, SCORE_DIGITS),
-                "scores": scores_of(self.class_names, probs), "index": index, "timestamp": _rounded(t),
-                "since_index": since_index, "since_timestamp": _rounded(since_t), "held_s": _rounded(t - since_t)}
+        return {
+            "label": winner,
+            "previous": previous,
+            "score": round(score, SCORE_DIGITS),
+            "scores": scores_of(self.class_names, probs),
+            "index": index,
+            "timestamp": _rounded(t),
+            "since_index": since_index,
+            "since_timestamp": _rounded(since_t),
+            "held_s": _rounded(t - since_t),
+        }
 
 
 class SummaryWindow:
@@ -88,9 +96,16 @@ class SummaryWindow:
         if t - self._start < self.every_s - TIME_SLACK_S:
             return None
         mean = self._sum / self._frames
-        summary = {"label": self.class_names[int(np.argmax(mean))], "scores": scores_of(self.class_names, mean),
-                   "frames": self._frames, "labels": dict(self._labels), "from_index": self._first_index,
-                   "to_index": index, "from_timestamp": _rounded(self._start), "to_timestamp": _rounded(t)}
+        summary = {
+            "label": self.class_names[int(np.argmax(mean))],
+            "scores": scores_of(self.class_names, mean),
+            "frames": self._frames,
+            "labels": dict(self._labels),
+            "from_index": self._first_index,
+            "to_index": index,
+            "from_timestamp": _rounded(self._start),
+            "to_timestamp": _rounded(t),
+        }
         self._reset(t)
         return summary
 

@@ -32,13 +32,21 @@ class VideoRecorder(Sink):
 
     name = "video"
 
-    def __init__(self, path: str | Path, fps, size: tuple[int, int] | None, segment_s: float | None = None,
-                 budget: DiskBudget | None = None, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fps,
+        size: tuple[int, int] | None,
+        segment_s: float | None = None,
+        budget: DiskBudget | None = None,
+        min_free_bytes: int = MIN_FREE_BYTES,
+    ) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
         if self.suffix not in FOURCC:
-            raise RuntimeUserError(f"{self.path}: unsupported video type {self.suffix or '(none)'}; "
-                                   f"use one of {', '.join(FOURCC)}")
+            raise RuntimeUserError(
+                f"{self.path}: unsupported video type {self.suffix or '(none)'}; use one of {', '.join(FOURCC)}"
+            )
         if segment_s is not None and segment_s <= 0:
             raise RuntimeUserError(f"--segment must be a positive number of seconds, got {segment_s}")
         self.size = None if size is None else (int(size[0]), int(size[1]))
@@ -71,8 +79,11 @@ class VideoRecorder(Sink):
             self._finish()
 
     def counters(self) -> dict[str, int]:
-        return {"video_files": len(self.finished), "video_files_lost": self.lost,
-                "video_frames_paused": self.paused_frames}
+        return {
+            "video_files": len(self.finished),
+            "video_files_lost": self.lost,
+            "video_frames_paused": self.paused_frames,
+        }
 
     def close(self) -> None:
         self._finish()
@@ -93,8 +104,9 @@ class VideoRecorder(Sink):
         segmented = self.segment_s is not None
         self._target = self._segment_name() if (segmented or not first) else self.path
         self._part = temp_beside(self._target, self.suffix)  # OpenCV picks the container from the suffix
-        self._writer = cv2.VideoWriter(str(self._part), cv2.VideoWriter_fourcc(*FOURCC[self.suffix]), self.fps,
-                                       self.size)
+        self._writer = cv2.VideoWriter(
+            str(self._part), cv2.VideoWriter_fourcc(*FOURCC[self.suffix]), self.fps, self.size
+        )
         self._in_file = 0
         if not self._writer.isOpened():
             self._writer = None
@@ -133,8 +145,10 @@ class VideoRecorder(Sink):
         if not self._paused and free < self.min_free_bytes:
             self._paused = True
             self._finish()
-            log.warning(f"{self.path}: disk nearly full ({free / 1e6:.0f} MB free); recording paused, "
-                        "inference and the other outputs go on")
+            log.warning(
+                f"{self.path}: disk nearly full ({free / 1e6:.0f} MB free); recording paused, "
+                "inference and the other outputs go on"
+            )
         elif self._paused and free >= 2 * self.min_free_bytes:
             self._paused = False
             log.info(f"{self.path}: disk space is back ({free / 1e6:.0f} MB free); recording resumes")

@@ -1,8 +1,8 @@
 """Sentiment data sets in their published layouts, splits, transforms and a skip-bad Dataset.
 
-    index = load_index(root, split="train")          # layout detected from the folder
-    data = ImageDataset(index, train_transform(InputContract(224)), with_maps=False)
-    loader = DataLoader(data, batch_size=32, collate_fn=collate_skip_bad)
+index = load_index(root, split="train")          # layout detected from the folder
+data = ImageDataset(index, train_transform(InputContract(224)), with_maps=False)
+loader = DataLoader(data, batch_size=32, collate_fn=collate_skip_bad)
 """
 
 from wscnet.data.dataset import ImageDataset, collate_skip_bad, open_map, open_rgb

@@ -5,11 +5,11 @@ import os
 import re
 from pathlib import Path
 
+from wscnet.choices import LAYOUTS
 from wscnet.data.index import SPLITS, DatasetIndex, Sample, list_images, subfolders
 from wscnet.data.splits import pick_split, split_fractions
 from wscnet.errors import UserError
 
-from wscnet.choices import LAYOUTS
 BINARY_CLASSES = ["negative", "positive"]
 
 # EMOd ships as e.g. EMOdImages1019/ + Fixation_Maps/FixationMap/Continous_map/ (or
@@ -62,7 +62,9 @@ def _emod_dirs(root: Path) -> tuple[Path, Path] | None:
     if not root.is_dir():
         return None
     dirs = _folders_below(root, depth=3)
-    images = [d for d in dirs if _EMOD_IMAGE_DIR.search(d.name) and not _EMOD_FIXATION_DIR.search(str(d.relative_to(root)))]
+    images = [
+        d for d in dirs if _EMOD_IMAGE_DIR.search(d.name) and not _EMOD_FIXATION_DIR.search(str(d.relative_to(root)))
+    ]
     fixations = [d for d in dirs if _EMOD_FIXATION_DIR.search(str(d.relative_to(root))) and list_images(d)]
     images = [d for d in images if list_images(d)]
     if not images or not fixations:
@@ -91,9 +93,7 @@ def detect_layout(root: Path) -> str:
         return "csv"
     if sum(1 for d in subfolders(root) if list_images(d)) >= 2:
         return "folder"
-    raise UserError(
-        f"{root}: no known data set layout (expected one of {', '.join(LAYOUTS)}; see docs/method.md)"
-    )
+    raise UserError(f"{root}: no known data set layout (expected one of {', '.join(LAYOUTS)}; see docs/method.md)")
 
 
 def load_index(
@@ -125,13 +125,12 @@ def load_index(
 
 # --- folder (FI): one folder per class, seeded 80/5/15 ------------------------------------------
 
+
 def _load_folder(root: Path, split: str, seed: int) -> DatasetIndex:
     class_dirs = [d for d in subfolders(root) if list_images(d, recursive=True)]
     if not class_dirs:
         raise UserError(f"{root}: no class folders with images")
-    samples = [
-        Sample(path, label) for label, d in enumerate(class_dirs) for path in list_images(d, recursive=True)
-    ]
+    samples = [Sample(path, label) for label, d in enumerate(class_dirs) for path in list_images(d, recursive=True)]
     names = [d.name for d in class_dirs]
     if split != "all":
         samples = split_fractions(samples, {"train": 0.80, "val": 0.05, "test": 0.15}, seed)[split]
@@ -139,6 +138,7 @@ def _load_folder(root: Path, split: str, seed: int) -> DatasetIndex:
 
 
 # --- EmotionROI: images/<class>/<file>, ground_truth/<class>/<file>, shipped split -------------
+
 
 def _stem_map(folder: Path | None) -> dict[str, Path]:
     if folder is None or not folder.is_dir():
@@ -186,6 +186,7 @@ def _load_emotionroi(root: Path, split: str, seed: int) -> DatasetIndex:
 
 # --- Twitter I/II: Images/ + Split/train_<k>.txt, test_<k>.txt ----------------------------------
 
+
 def _binary_label(text: str, where: str) -> int:
     t = text.strip().lower()
     if t in ("0", "negative", "neg"):
@@ -217,6 +218,7 @@ def _load_twitter(root: Path, split: str, fold: int, seed: int) -> DatasetIndex:
 
 
 # --- CSV (Flickr, Instagram): path,label; class-balanced 90/10, val from train ------------------
+
 
 def _pick_csv(root: Path, csv_file: str | None) -> Path:
     if csv_file:
@@ -289,6 +291,7 @@ def _load_csv(root: Path, split: str, seed: int, csv_file: str | None) -> Datase
 
 
 # --- EMOd: images + one fixation map per image, no labels ----------------------------------------
+
 
 def _load_emod(root: Path, split: str) -> DatasetIndex:
     if split in ("train", "val"):

@@ -53,7 +53,9 @@ def hold_out(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sa
     return parts["rest"], parts["held"]
 
 
-def pick_split(split: str, train: list[Sample], test: list[Sample], seed: int, val_fraction: float = 0.1) -> list[Sample]:
+def pick_split(
+    split: str, train: list[Sample], test: list[Sample], seed: int, val_fraction: float = 0.1
+) -> list[Sample]:
     """For sets that ship train/test: val is a seeded share of train, "train" the rest."""
     if split == "test":
         return test

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from runtime.contract import InputContract
-from wscnet.choices import AUGMENTS
 from runtime.preprocess import Geometry, Preprocessor, place_plane, resize_picture
+from wscnet.choices import AUGMENTS
 
 ASPECT_RANGE = (9 / 16, 16 / 9)
 AREA_RANGE = (0.6, 1.0)
@@ -114,10 +114,12 @@ class TenCropTransform(_Transform):
         h, w = bgr.shape[:2]
         side = round(self.size * TEN_CROP_RESIZE)
         scale = side / min(w, h)
-        big = resize_picture(bgr, max(side, round(w * scale)), max(side, round(h * scale)),
-                             self.contract.interpolation)
+        big = resize_picture(bgr, max(side, round(w * scale)), max(side, round(h * scale)), self.contract.interpolation)
         mirrored = np.ascontiguousarray(big[:, ::-1])
-        crops = [torch.from_numpy(self.pre.tensor(c)[0]) for c in five_crops(big, self.size) + five_crops(mirrored, self.size)]
+        crops = [
+            torch.from_numpy(self.pre.tensor(c)[0])
+            for c in five_crops(big, self.size) + five_crops(mirrored, self.size)
+        ]
         whole = Geometry(self.size, (0, 0, self.size, self.size), (0, 0, w, h))
         return torch.stack(crops), [self._plane(map_plane(m, (w, h)), whole) for m in maps]
 

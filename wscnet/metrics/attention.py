@@ -25,6 +25,7 @@ EMD_SIDE = 16
 
 # --- normalisations --------------------------------------------------------------------------
 
+
 def _unit_range(x: np.ndarray) -> np.ndarray:
     lo, hi = x.min(), x.max()
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
@@ -69,6 +70,7 @@ def fixation_inputs(fixation_map, fixation_points=None) -> tuple[np.ndarray, np.
 
 # --- location-based metrics -------------------------------------------------------------------
 
+
 def auc_judd(sal: np.ndarray, points: np.ndarray, jitter: bool = True) -> float:
     """Thresholds at the saliency of each fixation; TP = fixations above, FP = other pixels above."""
     s = _unit_range(np.asarray(sal, dtype=np.float64))
@@ -105,6 +107,7 @@ def auc_borji(sal: np.ndarray, points: np.ndarray, splits: int = 100, step: floa
 
 
 # --- distribution-based metrics ---------------------------------------------------------------
+
 
 def cc(sal: np.ndarray, density: np.ndarray) -> float:
     """Pearson's linear correlation of the two maps."""

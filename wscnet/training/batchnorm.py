@@ -33,8 +33,13 @@ def batchnorm_momentum(model: nn.Module) -> float | None:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], *,
-                          max_images: int | None = None, device: torch.device | str | None = None) -> int:
+def recalibrate_batchnorm(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    *,
+    max_images: int | None = None,
+    device: torch.device | str | None = None,
+) -> int:
     """Re-estimate every BatchNorm layer's running statistics from ``batches`` (precise BN).
 
     Runs the batches forward in train mode without gradients; each layer's running mean and
@@ -94,5 +99,4 @@ def batchnorm_plan(options, model: nn.Module) -> dict:
     images = options.precise_bn_images
     if images is None:
         images = FROM_SCRATCH_PRECISE_BN_IMAGES if scratch else 0
-    return {"momentum": batchnorm_momentum(model), "precise_bn_images": int(images),
-            "recalibrated_images": 0}
+    return {"momentum": batchnorm_momentum(model), "precise_bn_images": int(images), "recalibrated_images": 0}

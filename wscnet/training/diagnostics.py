@@ -8,7 +8,10 @@ Per step it records, for the batch at hand:
   joint loss before any clipping, and ``clipped``, the factor a ``--grad-clip`` applies;
 - ``entropy_v``: entropy of softmax(v) over ln C (1 = uniform, the Eq. (3) weights say nothing);
 - ``map_contrast``: (max - mean) / (|mean| + std) of M per image, batch mean;
-- ``coupling_scale``: |GAP(M∘F)| / |GAP(F)|, how much the coupled half of Eq. (4) carries.
+- ``coupling_scale``: |GAP(M∘F)| / |GAP(F)|, how much the coupled half of Eq. (4) carries;
+- ``logit_global`` / ``logit_coupled``: norm of the classifier's logits from each half of Eq. (4)
+  (W_F·GAP(F) and W_U·GAP(M∘F), bias left out), batch mean: which half decides the answer
+  (CAM: ``logit_global`` alone).
 """
 
 import json
@@ -48,6 +51,8 @@ class Diagnostics:
                 row[f"grad_feat_{name}"] = 0.0 if grad is None else grad.norm().item() * grad.shape[0]
         if out.logits is not out.det_logits:  # WSCNet (CAM has no detection branch)
             row.update(_map_statistics(out, self._features))
+        if self._features is not None:
+            row.update(logit_halves(self.model, self._features, out.sentiment_map))
         return row
 
     def after_backward(self, row: dict, step: int, epoch: int, clip: float, loss_scale: float = 1.0) -> None:
@@ -80,14 +85,31 @@ def _map_statistics(out, features: torch.Tensor | None) -> dict:
     m = out.sentiment_map.float().flatten(1)
     mean, std = m.mean(1), m.std(1)
     contrast = (m.amax(1) - mean) / (mean.abs() + std + 1e-12)
-    row = {"entropy_v": entropy.mean().item(), "map_contrast": contrast.mean().item(),
-           "map_mean": mean.mean().item(), "map_std": std.mean().item()}
+    row = {
+        "entropy_v": entropy.mean().item(),
+        "map_contrast": contrast.mean().item(),
+        "map_mean": mean.mean().item(),
+        "map_std": std.mean().item(),
+    }
     if features is not None:
         f = features.detach().float()
         glob = f.mean(dim=(2, 3)).norm(dim=1)
         local = (out.sentiment_map.detach().float().unsqueeze(1) * f).mean(dim=(2, 3)).norm(dim=1)
         row["coupling_scale"] = (local / glob.clamp_min(1e-12)).mean().item()
     return row
+
+
+@torch.no_grad()
+def logit_halves(model, features: torch.Tensor, sentiment_map: torch.Tensor) -> dict:
+    """Norms of the two halves' contributions to the classification logits (CAM: its one half)."""
+    n = model.num_features
+    weight = model.classifier.weight.detach().float()
+    f = features.detach().float()
+    glob = f.mean(dim=(2, 3)) @ weight[:, :n].T
+    if model.config.head != "wscnet" or model.config.coupling != "both":
+        return {"logit_global": glob.norm(dim=1).mean().item()} if model.config.head == "cam" else {}
+    local = (sentiment_map.detach().float().unsqueeze(1) * f).mean(dim=(2, 3)) @ weight[:, n:].T
+    return {"logit_global": glob.norm(dim=1).mean().item(), "logit_coupled": local.norm(dim=1).mean().item()}
 
 
 def _grad_norm(params) -> float:

@@ -14,11 +14,15 @@ from ..atomic import atomic_path
 
 CURVES = {
     "train_accuracy": "training accuracy",
+    "train_loss_cls": "classification loss (ln C = chance)",
     "clipped": "clip factor applied (1 = none)",
     "grad_backbone": "backbone gradient norm (before clip)",
     "entropy_v": "entropy of softmax(v) / ln C",
     "coupling_scale": "coupling scale ‖GAP(M∘F)‖ / ‖GAP(F)‖",
+    "logit_global": "‖logits from GAP(F)‖",
+    "logit_coupled": "‖logits from GAP(M∘F)‖",
 }
+FROM_HISTORY = ("train_accuracy", "train_loss_cls")
 
 
 def run_curves(run_dir: Path) -> dict[str, list[float]]:
@@ -28,9 +32,9 @@ def run_curves(run_dir: Path) -> dict[str, list[float]]:
     rows = [json.loads(line) for line in (run_dir / "diagnostics.jsonl").read_text().splitlines() if line.strip()]
     history = json.loads((run_dir / "history.json").read_text())["epochs"]
     epochs = sorted({r["epoch"] for r in rows})
-    curves = {"train_accuracy": [h["train_accuracy"] for h in history][: len(epochs)]}
+    curves = {key: [h.get(key, math.nan) for h in history][: len(epochs)] for key in FROM_HISTORY}
     for key in CURVES:
-        if key != "train_accuracy":
+        if key not in FROM_HISTORY:
             curves[key] = [_mean([r[key] for r in rows if r["epoch"] == e and key in r]) for e in epochs]
     return curves
 
@@ -44,9 +48,13 @@ def group_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
 
 def markdown(groups: dict[str, dict[str, list[float]]], runs_per_group: dict[str, int]) -> str:
     head = "| run | epoch | " + " | ".join(CURVES.values()) + " |"
-    lines = ["Per-epoch means of the logged steps (diagnostics.jsonl), averaged over the runs of each "
-             "row group; '-' = not logged (CAM has no detection branch).", "", head,
-             "|" + " --- |" * (len(CURVES) + 2)]
+    lines = [
+        "Per-epoch means of the logged steps (diagnostics.jsonl), averaged over the runs of each "
+        "row group; '-' = not logged (CAM has no detection branch).",
+        "",
+        head,
+        "|" + " --- |" * (len(CURVES) + 2),
+    ]
     for label, curves in groups.items():
         for i in range(len(curves["train_accuracy"])):
             cells = ["-" if math.isnan(curves[k][i]) else f"{curves[k][i]:.3g}" for k in CURVES]

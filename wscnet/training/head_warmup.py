@@ -16,6 +16,16 @@ map as training makes it informative, instead of reading a random map from step 
 ``detach_coupled_map`` (``WSCNet.training_detach_map``, set by the trainer) stops the
 classification loss at M inside M∘F: the detector learns from Eq. (2) alone.
 
+``cam_stage_epochs`` (``CamStage``) trains the backbone as the CAM baseline's for the first epochs:
+the detector reads F detached (the detection loss trains the detector, not the backbone), the
+classifier's weights on GAP(M∘F) are held where they started (0 with ``zero_init_coupled``, so
+the coupled half adds nothing to the logits nor to the backbone's gradient), and the backbone with
+the classifier is clipped on its own at ``grad_clip``, as CAM is. Afterwards the joint training of
+the paper, with the detector and M already trained.
+
+``hold_coupled_epochs`` holds the coupled half alone (the detection loss trains the backbone from
+the start): the classifier reads GAP(F) only until M has had those epochs to become informative.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
 
@@ -54,7 +64,7 @@ def zero_init_coupled_weights(model) -> bool:
     if config.head != "wscnet" or config.coupling != "both":
         return False
     with torch.no_grad():
-        model.classifier.weight[:, model.num_features:] = 0.0
+        model.classifier.weight[:, model.num_features :] = 0.0
     return True
 
 
@@ -62,3 +72,52 @@ def _ramp(step: int, steps: float, start: float, end: float) -> float:
     if steps <= 0 or step >= steps:
         return end
     return start + (end - start) * step / steps
+
+
+class CamStage:
+    """The first ``cam_stage_epochs`` of a WSCNet run train the backbone exactly as CAM's (see above);
+    with ``det_backbone_grad`` < 1 only that share of the detection loss's gradient reaches the
+    backbone, all run long (the forward values are unchanged)."""
+
+    def __init__(self, model, options: TrainOptions, steps_per_epoch: int) -> None:
+        self.model = model
+        wscnet = options.head == "wscnet"
+        self.steps = options.cam_stage_epochs * steps_per_epoch if wscnet else 0
+        self.hold_steps = max(self.steps, options.hold_coupled_epochs * steps_per_epoch if wscnet else 0)
+        self.det_backbone_grad = options.det_backbone_grad
+        self.grad_clip = options.grad_clip
+        self.active = self.holding = False
+        if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
+            model.detector.register_forward_pre_hook(self._scale_input_gradient)
+
+    def _scale_input_gradient(self, module, args):
+        if not module.training:
+            return None
+        x = args[0]
+        share = 0.0 if self.active else self.det_backbone_grad
+        if share == 1.0:
+            return None
+        return (x.detach() if share == 0.0 else x.detach() + share * (x - x.detach()),)
+
+    def apply(self, step: int) -> None:
+        self.active = step < self.steps
+        self.holding = step < self.hold_steps
+
+    def hold_coupled_half(self) -> None:
+        """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage or the hold lasts."""
+        grad = self.model.classifier.weight.grad
+        if self.holding and self.model.config.coupling == "both" and grad is not None:
+            grad[:, self.model.num_features :] = 0.0
+
+    def clip(self, threshold: float) -> None:
+        """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the
+        detector on its own; otherwise every parameter together at ``threshold``."""
+        if threshold <= 0:
+            return
+        if not self.active:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), threshold)
+            return
+        detector = {id(p) for p in self.model.detector.parameters()}
+        cam_part = [p for p in self.model.parameters() if id(p) not in detector]
+        torch.nn.utils.clip_grad_norm_(cam_part, self.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.detector.parameters(), self.grad_clip)

@@ -24,7 +24,7 @@ from ..model import WSCNet, WSCNetConfig
 from .batchnorm import batchnorm_plan, recalibrate_batchnorm
 from .diagnostics import Diagnostics
 from .distributed import DistContext, setup
-from .head_warmup import HeadWarmup, zero_init_coupled_weights
+from .head_warmup import CamStage, HeadWarmup, zero_init_coupled_weights
 from .options import INITIALISATION, TrainOptions
 from .resume import load_resume_state, seed_epoch, train_state
 
@@ -48,8 +48,13 @@ class Trainer:
         self.train_set, self.val_set, self.class_names = build_datasets(options)
         self.batchnorm_set = batchnorm_dataset(self.train_set, input_contract(options))
         config = WSCNetConfig(
-            arch=options.arch, num_classes=len(self.class_names), k=options.k, pool=options.pool,
-            map_weight=options.map_weight, coupling=options.coupling, head=options.head,
+            arch=options.arch,
+            num_classes=len(self.class_names),
+            k=options.k,
+            pool=options.pool,
+            map_weight=options.map_weight,
+            coupling=options.coupling,
+            head=options.head,
         )
         torch.manual_seed(options.seed)  # same initial weights on every rank and every rerun
         self.model = WSCNet(config, pretrained=options.pretrained).to(ctx.device)
@@ -69,6 +74,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, options)
         self.scheduler = build_scheduler(self.optimizer, options, self.steps_per_epoch)
         self.warmup = HeadWarmup(options, self.steps_per_epoch)
+        self.cam_stage = CamStage(self.model, options, self.steps_per_epoch)
         use_amp = options.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.start_epoch = 0
@@ -88,12 +94,20 @@ class Trainer:
         sampler = None
         if self.ctx.enabled:
             sampler = DistributedSampler(
-                self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
-                shuffle=True, seed=self.options.seed, drop_last=True,
+                self.train_set,
+                num_replicas=self.ctx.world_size,
+                rank=self.ctx.rank,
+                shuffle=True,
+                seed=self.options.seed,
+                drop_last=True,
             )
         loader = DataLoader(
-            self.train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
-            num_workers=self.options.workers, collate_fn=collate_skip_bad,
+            self.train_set,
+            batch_size=per_rank,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=self.options.workers,
+            collate_fn=collate_skip_bad,
             drop_last=len(self.train_set) > per_rank * self.ctx.world_size,
             pin_memory=self.ctx.device.type == "cuda",
             persistent_workers=False,
@@ -131,8 +145,13 @@ class Trainer:
             if self.ctx.is_main:
                 self._save(epoch + 1, record)
             self.ctx.barrier()
-        summary = {"epochs": options.epochs, "best": self.best, "history": self.history,
-                   "out": str(self.out), "is_main": self.ctx.is_main}
+        summary = {
+            "epochs": options.epochs,
+            "best": self.best,
+            "history": self.history,
+            "out": str(self.out),
+            "is_main": self.ctx.is_main,
+        }
         return summary
 
     def _epoch(self, epoch: int) -> dict:
@@ -157,8 +176,12 @@ class Trainer:
         device = self.ctx.device
         sums = [0.0, 0.0, 0.0, 0.0]  # loss·n, cls loss·n, correct, n
         bar = tqdm(
-            total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.options.epochs}",
-            file=sys.stderr, disable=not self.ctx.is_main, leave=False, dynamic_ncols=True,
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.options.epochs}",
+            file=sys.stderr,
+            disable=not self.ctx.is_main,
+            leave=False,
+            dynamic_ncols=True,
         )
         for step, batch in enumerate(self.train_loader):
             if step >= self.steps_per_epoch:
@@ -169,12 +192,18 @@ class Trainer:
                 continue
             global_step = epoch * self.steps_per_epoch + step
             self.warmup.apply(self.model, global_step)
+            self.cam_stage.apply(global_step)
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
                 out = self.net(images)
-                loss, parts = wscnet_loss(out, labels, self.options.head, self.warmup.det_weight(global_step),
-                                          self.options.det_label_smoothing)
+                loss, parts = wscnet_loss(
+                    out,
+                    labels,
+                    self.options.head,
+                    self.warmup.det_weight(global_step),
+                    self.options.det_label_smoothing,
+                )
             if not torch.isfinite(loss):
                 raise UserError(
                     f"training diverged at epoch {epoch + 1} step {step + 1} (loss {loss.item()}); "
@@ -184,13 +213,14 @@ class Trainer:
             row = self.diagnostics.before_backward(out, labels) if probe else None
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self.cam_stage.hold_coupled_half()
             clip = self.warmup.grad_clip(global_step)
             if probe:
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
                 self.diagnostics.after_backward(row, step, epoch, clip, scale)
             if clip > 0:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                self.cam_stage.clip(clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -215,12 +245,17 @@ class Trainer:
 
         generator = torch.Generator().manual_seed(self.options.seed * 1_009 + epoch)
         loader = DataLoader(
-            self.batchnorm_set, batch_size=max(2, self.train_loader.batch_size), shuffle=True,
-            generator=generator, num_workers=self.options.workers, collate_fn=collate_skip_bad,
+            self.batchnorm_set,
+            batch_size=max(2, self.train_loader.batch_size),
+            shuffle=True,
+            generator=generator,
+            num_workers=self.options.workers,
+            collate_fn=collate_skip_bad,
         )
         batches = (batch["image"] for batch in loader if batch is not None)
-        seen = recalibrate_batchnorm(self.model, batches, max_images=self.batchnorm["precise_bn_images"],
-                                     device=self.ctx.device)
+        seen = recalibrate_batchnorm(
+            self.model, batches, max_images=self.batchnorm["precise_bn_images"], device=self.ctx.device
+        )
         self.batchnorm["recalibrated_images"] = seen
         return seen
 
@@ -228,12 +263,18 @@ class Trainer:
         from ..evaluate import evaluate_dataset
 
         result = evaluate_dataset(
-            self.model, self.val_set, num_classes=len(self.class_names), device=self.ctx.device,
-            batch_size=max(1, self.options.batch_size), workers=self.options.workers,
+            self.model,
+            self.val_set,
+            num_classes=len(self.class_names),
+            device=self.ctx.device,
+            batch_size=max(1, self.options.batch_size),
+            workers=self.options.workers,
             desc="validate",
         )
-        record = {"val_accuracy": result["accuracy"],
-                  "val_accuracy_detection_branch": result["accuracy_detection_branch"]}
+        record = {
+            "val_accuracy": result["accuracy"],
+            "val_accuracy_detection_branch": result["accuracy_detection_branch"],
+        }
         if "detection" in result:
             record["val_detection_f"] = result["detection"]["f"]
             record["val_detection_mae"] = result["detection"]["mae"]
@@ -246,19 +287,25 @@ class Trainer:
         if improved:
             self.best = {"epoch": epoch, "score": score}
         metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-        common = dict(class_names=self.class_names, input_size=self.options.img_size,
-                      epoch=epoch, metrics=metrics, contract=input_contract(self.options),
-                      data_source=self.options.to_dict(),
-                      batchnorm=dict(self.batchnorm))
-        state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler,
-                            self.best, self.history)
+        common = dict(
+            class_names=self.class_names,
+            input_size=self.options.img_size,
+            epoch=epoch,
+            metrics=metrics,
+            contract=input_contract(self.options),
+            data_source=self.options.to_dict(),
+            batchnorm=dict(self.batchnorm),
+        )
+        state = train_state(self.options, epoch, self.optimizer, self.scheduler, self.scaler, self.best, self.history)
         save_checkpoint(self.out / "last.pt", make_checkpoint(self.model, train_state=state, **common))
         if improved:
             save_checkpoint(self.out / "best.pt", make_checkpoint(self.model, **common))
         # rewritten from the history, not appended: a resumed or replaced run never repeats an epoch
         atomic_write_text(self.out / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
-        atomic_write_text(self.out / "history.json", json.dumps(
-            {"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2))
+        atomic_write_text(
+            self.out / "history.json",
+            json.dumps({"options": self.options.to_dict(), "best": self.best, "epochs": self.history}, indent=2),
+        )
         shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
         log.info(shown + ("  *best*" if improved else ""))
 
@@ -271,8 +318,7 @@ def input_contract(options: TrainOptions) -> InputContract:
 def build_datasets(options: TrainOptions):
     from ..data import ImageDataset, eval_transform, load_index, train_transform
 
-    common = dict(layout=options.layout, fold=options.fold, seed=options.split_seed,
-                  csv_file=options.csv_file)
+    common = dict(layout=options.layout, fold=options.fold, seed=options.split_seed, csv_file=options.csv_file)
     train_index = load_index(options.data, split="train", **common)
     if not len(train_index):
         raise UserError(f"{options.data}: no training images found")
@@ -298,8 +344,7 @@ def batchnorm_dataset(train_set, contract: InputContract):
 def build_optimizer(model: WSCNet, options: TrainOptions) -> torch.optim.Optimizer:
     backbone, new = model.parameter_groups()
     groups = [{"params": backbone, "lr": options.lr}, {"params": new, "lr": options.head_lr}]
-    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum,
-                           weight_decay=options.weight_decay)
+    return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
 
 
 def lr_factor(step: int, steps_per_epoch: int, options: TrainOptions) -> float:
@@ -314,5 +359,4 @@ def lr_factor(step: int, steps_per_epoch: int, options: TrainOptions) -> float:
 
 
 def build_scheduler(optimizer, options: TrainOptions, steps_per_epoch: int):
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, options))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, options))

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from runtime.contract import GEOMETRIES
 
-from ..choices import AUGMENTS, LR_SCHEDULES, BOTTLENECK_RESNETS, TRAIN_DEVICES as DEVICES
+from ..choices import AUGMENTS, BOTTLENECK_RESNETS, LR_SCHEDULES
+from ..choices import TRAIN_DEVICES as DEVICES
 from ..errors import UserError
 
 # What a run recorded before an option existed was trained with (otherwise the option's default).
@@ -49,6 +50,9 @@ class TrainOptions:
     zero_init_coupled: bool = False  # WSCNet: the FC weights on GAP(M∘F) start at 0 (see head_warmup.py)
     detach_coupled_map: bool = False  # WSCNet, training only: L_cls does not flow back through M in M∘F
     det_label_smoothing: float = 0.0  # WSCNet, training only: label smoothing of L_dec (bounds M's growth)
+    cam_stage_epochs: float = 0.0  # WSCNet, training only: the backbone first learns as CAM's (head_warmup.CamStage)
+    det_backbone_grad: float = 1.0  # WSCNet, training only: share of dL_dec/dF that reaches the backbone
+    hold_coupled_epochs: float = 0.0  # WSCNet, training only: the coupled-half weights wait this long
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -95,8 +99,7 @@ class TrainOptions:
             if value < 1:
                 raise UserError(f"--{name} must be at least 1; got {value}")
         if self.img_size < 32 or self.img_size % 32:
-            raise UserError(f"--img-size must be a positive multiple of 32 (>= 32; the backbone's stride); "
-                            f"got {self.img_size}")
+            raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
@@ -104,8 +107,16 @@ class TrainOptions:
         if self.precise_bn_images is not None and self.precise_bn_images < 0:
             raise UserError(f"--precise-bn-images must be >= 0; got {self.precise_bn_images}")
         if min(self.pool_warmup_epochs, self.det_warmup_epochs, self.det_weight_start, self.diagnostics_every) < 0:
-            raise UserError("--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
-                            "--diagnostics-every must not be negative")
+            raise UserError(
+                "--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
+                "--diagnostics-every must not be negative"
+            )
+        if not 0 <= self.det_backbone_grad <= 1:
+            raise UserError(f"--det-backbone-grad must be in [0, 1]; got {self.det_backbone_grad}")
+        stages = {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}
+        for name, value in stages.items():
+            if not 0 <= value < self.epochs:
+                raise UserError(f"--{name} must be in [0, --epochs); got {value}")
         if not 0 <= self.det_label_smoothing < 1:
             raise UserError(f"--det-label-smoothing must be in [0, 1); got {self.det_label_smoothing}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
@@ -127,8 +138,10 @@ class TrainOptions:
             return
         found = [name for name in RUN_FILES if (out / name).exists()]
         if found and not self.overwrite:
-            raise UserError(f"{out}: already holds a training run ({', '.join(found)}); pass --resume "
-                            "to continue it or --overwrite to replace it")
+            raise UserError(
+                f"{out}: already holds a training run ({', '.join(found)}); pass --resume "
+                "to continue it or --overwrite to replace it"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +154,18 @@ class TrainOptions:
 
     # Changing any of these under --resume would silently train a different model.
     FIXED_ON_RESUME = (
-        "data", "arch", "head", "k", "pool", "map_weight", "coupling", "img_size", "geometry", "layout",
-        "fold", "csv_file", "split_seed", "seed",
+        "data",
+        "arch",
+        "head",
+        "k",
+        "pool",
+        "map_weight",
+        "coupling",
+        "img_size",
+        "geometry",
+        "layout",
+        "fold",
+        "csv_file",
+        "split_seed",
+        "seed",
     )

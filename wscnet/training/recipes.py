@@ -10,6 +10,14 @@
   The trained model, and every validation and export, is the paper's WSCNet (GMP, softmax
   weights, coupling).
 
+- ``scratch-staged``: ``scratch`` whose first 3 epochs train the backbone as the CAM baseline's
+  (``cam_stage_epochs``): the detector learns on detached features and the coupled half waits at 0.
+- ``scratch-held``: ``scratch`` whose coupled-half weights wait at 0 for the first 3 epochs
+  (``hold_coupled_epochs``); the detection loss trains the backbone from the start.
+- ``scratch-cam-clip``: ``scratch`` with one global gradient clip at ``grad_clip``, the budget CAM
+  has, instead of ``grad_clip`` per loss term (see docs/scratch-recipe.md, "A harder set").
+- ``scratch-staged-cam-clip``: both of the two above.
+
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
 
@@ -19,20 +27,48 @@ from ..errors import UserError
 from .options import TrainOptions
 
 _SCRATCH_FLAGS = {
-    "lr": 0.02, "head_lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1, "grad_clip": 2.0,
+    "lr": 0.02,
+    "head_lr": 0.02,
+    "lr_schedule": "cosine",
+    "warmup_epochs": 1,
+    "grad_clip": 2.0,
     "batch_size": 16,
 }
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
-WSCNET_ONLY_FIELDS = ("det_weight_start", "det_warmup_epochs", "pool_warmup_epochs", "clip_per_loss",
-                      "zero_init_coupled", "detach_coupled_map", "det_label_smoothing")
+WSCNET_ONLY_FIELDS = (
+    "det_weight_start",
+    "det_warmup_epochs",
+    "pool_warmup_epochs",
+    "clip_per_loss",
+    "zero_init_coupled",
+    "detach_coupled_map",
+    "det_label_smoothing",
+    "cam_stage_epochs",
+    "det_backbone_grad",
+    "hold_coupled_epochs",
+)
 RECIPES: dict[str, dict] = {
     "paper": {},
     "scratch-flags": _SCRATCH_FLAGS,
-    "scratch": {**_SCRATCH_FLAGS, "det_weight_start": 0.0, "det_warmup_epochs": 2.0,
-                "pool_warmup_epochs": 2.0, "clip_per_loss": True, "zero_init_coupled": True,
-                "detach_coupled_map": True},
+    "scratch": {
+        **_SCRATCH_FLAGS,
+        "det_weight_start": 0.0,
+        "det_warmup_epochs": 2.0,
+        "pool_warmup_epochs": 2.0,
+        "clip_per_loss": True,
+        "zero_init_coupled": True,
+        "detach_coupled_map": True,
+    },
 }
+# ``scratch`` whose first epochs train the backbone as CAM's (head_warmup.CamStage)
+RECIPES["scratch-staged"] = {**RECIPES["scratch"], "cam_stage_epochs": 3.0}
+# ``scratch`` whose classifier reads GAP(F) alone for 3 epochs (the coupled-half weights wait at 0)
+RECIPES["scratch-held"] = {**RECIPES["scratch"], "hold_coupled_epochs": 3.0}
+# ``scratch`` with CAM's clip budget: one global clip at grad_clip instead of grad_clip per loss
+RECIPES["scratch-cam-clip"] = {**RECIPES["scratch"], "clip_per_loss": False}
+# both: 3 epochs trained as CAM, then the joint training under CAM's clip budget
+RECIPES["scratch-staged-cam-clip"] = {**RECIPES["scratch-staged"], "clip_per_loss": False}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:

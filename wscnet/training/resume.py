@@ -32,8 +32,9 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def train_state(options: TrainOptions, epoch: int, optimizer, scheduler, scaler, best: dict,
-                history: list[dict]) -> dict[str, Any]:
+def train_state(
+    options: TrainOptions, epoch: int, optimizer, scheduler, scaler, best: dict, history: list[dict]
+) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "optimizer": optimizer.state_dict(),
