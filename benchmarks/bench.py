@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from wscnet.choices import input_side_problem
 from wscnet.errors import UserError
 
 from . import models
@@ -60,8 +61,8 @@ class BenchSettings:
         if (self.iters is not None and self.iters < 1) or (self.duration is not None and self.duration <= 0):
             raise UserError("--iters must be >= 1 and --duration > 0")
         for size in self.img_sizes or []:
-            if size < 32 or size % 32:
-                raise UserError(f"--img-size must be a multiple of 32 and >= 32; got {size}")
+            if problem := input_side_problem(size):
+                raise UserError(f"--img-size {problem}")
         if min(self.thread_counts()) < 0:
             raise UserError("--threads must be >= 0")
         if self.video is not None and self.video != TEST_VIDEO and not self.video.is_file():

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.contract import InputContract
-from wscnet.choices import ARCHITECTURES
+from wscnet.choices import ARCHITECTURES, input_side_problem
 from wscnet.errors import UserError
 
 from .engines import TORCH_MISSING, BackendSpec, torch_installed
@@ -102,8 +102,8 @@ def parse_arch(token: str) -> tuple[str, int | None]:
         raise UserError(
             f"{token}: no such file, and not an architecture name ({', '.join(ARCHITECTURES)}, optionally @SIZE)"
         )
-    if match.group(2) and (int(match.group(2)) < 32 or int(match.group(2)) % 32):
-        raise UserError(f"{token}: the size must be a multiple of 32 and >= 32")
+    if match.group(2) and (problem := input_side_problem(int(match.group(2)))):
+        raise UserError(f"{token}: the size {problem}")
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from runtime.backends.base import OUTPUT_NAMES
 from wscnet.atomic import atomic_write_bytes
 from wscnet.checkpoint import load_checkpoint
+from wscnet.choices import input_side_problem
 from wscnet.errors import UserError
 from wscnet.model import WSCNet, deploy_outputs
 
@@ -26,7 +27,6 @@ from .provenance import provenance_metadata
 OPSET = 18
 IR_VERSION = 10  # ONNX Runtime 1.31 reads up to 13, TensorRT 10's parser up to 10
 INPUT_NAME = "image"
-MIN_IMG_SIZE = 32
 
 
 class DeployModel(nn.Module):
@@ -53,8 +53,8 @@ def export_onnx(
     out = Path(out)
     model, ckpt = load_checkpoint(checkpoint)
     size = int(img_size or ckpt["input_size"])
-    if size < MIN_IMG_SIZE or size % 32:
-        raise UserError(f"{checkpoint}: --img-size must be a multiple of 32 and >= 32; got {size}")
+    if problem := input_side_problem(size):
+        raise UserError(f"{checkpoint}: --img-size {problem}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1; got {batch}")
     fused = fused_op and model.config.head == "wscnet"  # the CAM baseline has no pool/map head

@@ -18,6 +18,15 @@ TRAIN_DEVICES = ("auto", "cpu", "cuda")
 LAYOUTS = ("folder", "emotionroi", "twitter", "csv", "emod")
 SPLITS = ("train", "val", "test", "all")
 AUGMENTS = ("aspect", "paper")  # training windows, wscnet/data/transforms.py
+BACKBONE_STRIDE = 32  # every backbone halves the input five times; the input side must divide by it
+
+
+def input_side_problem(size: int) -> str | None:
+    """Why ``size`` cannot be a model input side, or None when it can."""
+    if size < BACKBONE_STRIDE or size % BACKBONE_STRIDE:
+        return f"must be a positive multiple of {BACKBONE_STRIDE} (>= {BACKBONE_STRIDE}; the backbone's stride); got {size}"
+    return None
+
 
 # typer shows a Literal's values in --help and refuses others (exit code 2) before the command runs
 Arch = Literal[ARCHITECTURES]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from runtime.contract import GEOMETRIES
 
-from ..choices import AUGMENTS, BOTTLENECK_RESNETS, LR_SCHEDULES
+from ..choices import AUGMENTS, BOTTLENECK_RESNETS, LR_SCHEDULES, input_side_problem
 from ..choices import TRAIN_DEVICES as DEVICES
 from ..errors import UserError
 
@@ -98,8 +98,8 @@ class TrainOptions:
         for name, value in positive.items():
             if value < 1:
                 raise UserError(f"--{name} must be at least 1; got {value}")
-        if self.img_size < 32 or self.img_size % 32:
-            raise UserError(f"--img-size must be a multiple of 32 (the backbone stride); got {self.img_size}")
+        if problem := input_side_problem(self.img_size):
+            raise UserError(f"--img-size {problem}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise UserError("--lr and --head-lr must be positive")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
