@@ -126,6 +126,39 @@ def export_side_section(report: Report) -> None:
     plugin_items(report, report.gpu_capabilities)
 
 
+def model_section(report: Report) -> None:
+    """With ``--model``: the views its frames run through (and how they were decided), and what
+    ``--device auto`` has picked for it on this machine."""
+    if report.options.model is None:
+        return
+    from runtime.backends import open_backend
+    from runtime.backends.probe import cached_choices
+    from runtime.errors import RuntimeUserError
+
+    try:
+        backend = open_backend(report.options.model, "cpu")
+    except RuntimeUserError as exc:
+        report.add("model", "FAIL", str(exc))
+        return
+    views = backend.metadata.views_info()
+    backend.close()
+    report.add("model views", "info", describe_views(views))
+    choices = cached_choices(report.options.model)
+    if not choices:
+        report.add("device auto", "info", "not probed on this machine yet; the first --device auto load probes")
+    for threads, choice in choices:
+        report.add("device auto", "info", f"{choice.get('device')} at --threads {threads} ({choice.get('reason')})")
+
+
+def describe_views(info: dict) -> str:
+    views = " + ".join(info["views"]) + (f" ({info['combine']})" if len(info["views"]) > 1 else "")
+    if info["decided_by"] != "measurement at export":
+        return f"{views}; decided by {info['decided_by']}"
+    accuracy = info.get("camera_frame_accuracy")
+    figures = f"camera-frame accuracy {accuracy:.3f} on {info.get('images')} images; " if accuracy is not None else ""
+    return f"{views}; measured at export: {figures}{info.get('reason')}"
+
+
 def backends_section(report: Report) -> None:
     """Every back-end row (or the requested ones): can it run here, and its smoke test."""
     from benchmarks.smoke import smoke_items
@@ -135,7 +168,14 @@ def backends_section(report: Report) -> None:
 
 # The report, in order. A section adds its lines to the report; put a new one (e.g. the camera
 # check, runtime.camera_check.camera_report) before backends_section, whose smoke tests take longest.
-SECTIONS: list[Section] = [versions_section, gpu_section, export_side_section, camera_report, backends_section]
+SECTIONS: list[Section] = [
+    versions_section,
+    gpu_section,
+    export_side_section,
+    model_section,
+    camera_report,
+    backends_section,
+]
 
 
 def run_doctor(

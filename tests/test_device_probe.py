@@ -113,3 +113,22 @@ def test_another_backend_must_beat_onnxruntime_by_more_than_the_tie_share():
     assert fastest({REFERENCE: 10.0, openvino: 12.0}) == REFERENCE
     bf16 = Candidate("openvino", "bf16")
     assert fastest({REFERENCE: 10.0, openvino: 8.0, bf16: 6.0}) == bf16
+
+
+def test_doctor_shows_what_auto_picked_for_the_model_on_this_machine(model, cache_dir):
+    from jobs.doctor import model_section, run_doctor
+
+    def device_lines() -> list[str]:
+        lines: list[str] = []
+        run_doctor(smoke=False, model=model, sections=[model_section], echo=lines.append)
+        return [line for line in lines if line.startswith("device auto")]
+
+    (before,) = device_lines()
+    assert "not probed on this machine yet" in before
+    with open_backend(model, threads=1) as backend:
+        choice = backend.choice
+    assert probe_module.cached_choices(model) == [
+        (1, {k: v for k, v in choice.items() if k != "cached"} | {"model": str(model)})
+    ]
+    (after,) = device_lines()
+    assert f"{choice['device']} at --threads 1 ({choice['reason']})" in after

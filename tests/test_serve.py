@@ -448,3 +448,17 @@ def test_the_server_brings_no_torch_into_the_runtime():
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_info_describes_the_model_running_now_after_a_swap():
+    from runtime.events import MODEL_RELOADED, SOURCE_OFFLINE, Event
+    from runtime.serve.attach import LiveSink
+
+    server = LiveServer(port=0, model_info={"model": "first"})
+    descriptions = iter([{"model": "second"}])
+    sink = LiveSink(server, stream=None, hub="0", describe_model=lambda: next(descriptions))
+    sink.event(Event(SOURCE_OFFLINE, "0"))
+    assert server.model_info == {"model": "first"}  # only a swap asks again
+    sink.event(Event(MODEL_RELOADED, "0"))
+    assert server.model_info == {"model": "second"}
+    assert server.hubs["0"].event_counts == {SOURCE_OFFLINE: 1, MODEL_RELOADED: 1}

@@ -127,3 +127,21 @@ def test_the_runtime_default_reproduces_the_recorded_figures(decided):
             frames = [camera_frame(p, size, "stretched") for p in pictures]
             labels = np.array([int(np.argmax(model.predict(f).probs)) for f in frames])
             assert float((labels == truth).mean()) == pytest.approx(recorded[f"{aspect} stretched"], abs=1e-4)
+
+
+def test_info_and_doctor_show_the_decision(decided):
+    from jobs.doctor import model_section, run_doctor
+    from runtime.serve.info import model_info
+
+    with Model(decided["model"], device="cpu") as model:
+        decision = model.metadata.view_decision
+        info = model_info(model.metadata, model.description, None, model.backend.choice)
+    assert info["views"]["views"] == decision["views"] and info["views"]["decided_by"] == "measurement at export"
+    assert info["views"]["reason"] == decision["reason"]
+    assert info["device_choice"] == {"device": "cpu", "reason": "--device cpu"}
+    lines: list[str] = []
+    run_doctor(smoke=False, model=decided["model"], sections=[model_section], echo=lines.append)
+    (views_line,) = [line for line in lines if line.startswith("model views")]
+    accuracy = decision["candidates"][decision["chosen"]]["mean"]
+    assert " + ".join(decision["views"]) in views_line and f"accuracy {accuracy:.3f}" in views_line
+    assert decision["reason"] in views_line

@@ -259,11 +259,30 @@ def cache_path() -> Path:
 
 def cache_key(path: Path, threads: int) -> str:
     """The model file's content and the machine the timings belong to."""
+    return json.dumps({"model_sha256": file_sha256(path), **machine(threads)}, sort_keys=True)
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return json.dumps({"model_sha256": digest.hexdigest(), **machine(threads)}, sort_keys=True)
+    return digest.hexdigest()
+
+
+def cached_choices(path: Path) -> list[tuple[int, dict]]:
+    """Every (threads, choice) cached for ``path``'s content on this machine, for ``doctor``."""
+    sha, here = file_sha256(path), machine(0)
+    found = []
+    for key, choice in read_cache().items():
+        try:
+            described = json.loads(key)
+        except ValueError:
+            continue
+        same_machine = all(described.get(k) == v for k, v in here.items() if k != "threads")
+        if described.get("model_sha256") == sha and same_machine and isinstance(choice, dict):
+            found.append((int(described.get("threads", 0)), choice))
+    return sorted(found, key=lambda item: item[0])
 
 
 def machine(threads: int) -> dict:

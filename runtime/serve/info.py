@@ -1,4 +1,5 @@
-"""What the page shows about the model: architecture, precision, back-end and input contract."""
+"""What the page shows about the model: architecture, precision, back-end (and why it was picked),
+input contract and the views a frame is run through (and how they were decided)."""
 
 import json
 
@@ -7,9 +8,12 @@ from ..metadata import ModelMetadata
 ARCHITECTURE_KEYS = ("arch", "head", "k", "pool", "map_weight", "coupling", "fused_op", "wscnet_version")
 
 
-def model_info(metadata: ModelMetadata, backend: str = "", resize: str | None = None) -> dict:
+def model_info(
+    metadata: ModelMetadata, backend: str = "", resize: str | None = None, device_choice: dict | None = None
+) -> dict:
     """A JSON-ready description. The input contract is the model's own ``input_contract`` entry when
-    its metadata has one; otherwise it is put together from what today's metadata holds."""
+    its metadata has one; otherwise it is put together from what today's metadata holds.
+    ``device_choice``: the back-end's ``choice`` (what ``--device`` picked and why)."""
     extra = metadata.extra
     info = {key: _plain(extra[key]) for key in ARCHITECTURE_KEYS if key in extra}
     info.update(precision=metadata.precision, backend=backend, class_names=list(metadata.class_names))
@@ -25,6 +29,9 @@ def model_info(metadata: ModelMetadata, backend: str = "", resize: str | None = 
         if resize:
             contract["geometry"] = resize
     info["input_contract"] = contract
+    info["views"] = metadata.views_info()
+    if device_choice is not None:
+        info["device_choice"] = dict(device_choice)
     return info
 
 
