@@ -236,6 +236,12 @@ def live_streams(
     ),
     infer_fps: Optional[float] = typer.Option(None, "--infer-fps", help="As webcam's."),
     infer_on_change: Optional[float] = typer.Option(None, "--infer-on-change", help="As webcam's."),
+    scene_seconds: Optional[float] = typer.Option(
+        None, "--scene-seconds", min=0.05, help="The slideshow cuts to a new picture this often (default 0.8 s)."
+    ),
+    stagger: bool = typer.Option(
+        False, "--stagger", help="Start stream i i/N of a scene late, so the streams' cuts do not fall together."
+    ),
 ) -> None:
     """N cameras played in real time with inference scheduling: drawn / inferred fps, latency, label agreement."""
     from .live_streams import print_live_streams
@@ -249,6 +255,8 @@ def live_streams(
         infer_every=infer_every,
         infer_fps=infer_fps,
         infer_on_change=infer_on_change,
+        stagger=stagger,
+        **({} if scene_seconds is None else {"scene_seconds": scene_seconds}),
     )
 
 

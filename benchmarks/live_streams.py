@@ -8,7 +8,13 @@ crop, the training default) and under the model's own views (what scheduling alo
 both computed offline on the same frames. A stream is held when it
 draws >= ``HELD_FPS`` frames/s with p95 <= ``HELD_P95_MS``.
 
+The slideshow cuts to a new picture every ``--scene-seconds`` (0.8 s by default: a hard case for
+inferring some frames only). All streams play the same file; by default they start together, so
+their cuts fall at the same instants. ``--stagger`` starts stream i i/N of a scene later, so the
+cuts spread out as they would on independent cameras.
+
     python cli.py benchmark live-streams --model M.onnx --data DATA [--streams 4,8,16] [--seconds 20]
+        [--scene-seconds 0.8] [--stagger]
 """
 
 import json
@@ -25,21 +31,23 @@ from .multistream import STREAM_FPS, PacedSource
 
 HELD_FPS = 29.0
 HELD_P95_MS = 150.0
-FRAMES_PER_PICTURE = 24  # a new scene every 0.8 s
+SCENE_SECONDS = 0.8
 
 
-def slideshow(data: Path, video: Path, seconds: float) -> Path:
-    """A 640×480 30 fps slideshow of the data set's test pictures (written once)."""
+def slideshow(data: Path, video: Path, seconds: float, scene_seconds: float = SCENE_SECONDS) -> Path:
+    """A 640×480 30 fps slideshow of the data set's test pictures, a new one every ``scene_seconds``
+    (written once)."""
     if video.is_file():
         return video
     from wscnet.data import load_index
     from wscnet.synth_video import write_slideshow_video
 
-    pictures = int(seconds * STREAM_FPS) // FRAMES_PER_PICTURE + 1
+    frames_per_picture = max(1, round(scene_seconds * STREAM_FPS))
+    pictures = int(seconds * STREAM_FPS) // frames_per_picture + 1
     samples = load_index(data, split="test").samples
     paths = [samples[i].path for i in np.linspace(0, len(samples) - 1, pictures).round().astype(int)]
     video.parent.mkdir(parents=True, exist_ok=True)
-    write_slideshow_video(paths, video, frames_per_image=FRAMES_PER_PICTURE)
+    write_slideshow_video(paths, video, frames_per_image=frames_per_picture)
     return video
 
 
@@ -65,13 +73,16 @@ def reference_labels(model: Model, video: Path, two_views: bool = True) -> list[
     return labels
 
 
-def live_run(model: Model, video: Path, streams: int, seconds: float, out: Path, **scheduling) -> list[dict]:
-    """``streams`` paced copies of ``video`` through the pipeline; per-stream RunStats as dicts."""
+def live_run(
+    model: Model, video: Path, streams: int, seconds: float, out: Path, stagger_s: float = 0.0, **scheduling
+) -> list[dict]:
+    """``streams`` paced copies of ``video`` through the pipeline, stream i starting ``i × stagger_s``
+    late; per-stream RunStats as dicts."""
     out.mkdir(parents=True, exist_ok=True)
     options = PipelineOptions(
         display=False, progress=False, save=out / "{stream}.mp4", jsonl=out / "{stream}.jsonl", **scheduling
     )
-    sources = [(f"s{i}", PacedSource(video, STREAM_FPS, seconds)) for i in range(streams)]
+    sources = [(f"s{i}", PacedSource(video, STREAM_FPS, seconds, i * stagger_s)) for i in range(streams)]
     return [s.as_dict() for s in Pipeline(model, sources, options).run()]
 
 
@@ -81,9 +92,20 @@ def agreement(jsonl: Path, reference: list[str]) -> float:
     return float(np.mean([r["label"] == reference[r["index"]] for r in rows])) if rows else float("nan")
 
 
-def measure(model_path: Path, data: Path, streams: list[int], seconds: float, workdir: Path, **scheduling) -> dict:
-    video = slideshow(data, workdir / f"slideshow-{int(seconds)}s.mp4", seconds)
-    result = {"model": str(model_path), "video": str(video), "runs": []}
+def measure(
+    model_path: Path,
+    data: Path,
+    streams: list[int],
+    seconds: float,
+    workdir: Path,
+    scene_seconds: float = SCENE_SECONDS,
+    stagger: bool = False,
+    **scheduling,
+) -> dict:
+    name = f"slideshow-{int(seconds)}s-scene{scene_seconds:g}s.mp4"
+    video = slideshow(data, workdir / name, seconds, scene_seconds)
+    result = {"model": str(model_path), "video": str(video), "scene_seconds": scene_seconds, "stagger": stagger}
+    result["runs"] = []
     with Model(model_path, device="cpu", threads=-1) as model:
         result["views"] = " + ".join(model.metadata.contract.views)
         result["backend"] = model.description
@@ -91,7 +113,7 @@ def measure(model_path: Path, data: Path, streams: list[int], seconds: float, wo
         result["own_views_vs_two_views"] = float(np.mean([a == b for a, b in zip(own, reference)]))
         for n in streams:
             out = workdir / f"live-{n}"
-            stats = live_run(model, video, n, seconds, out, **scheduling)
+            stats = live_run(model, video, n, seconds, out, scene_seconds / n if stagger else 0.0, **scheduling)
             for s in stats:
                 s["label_agreement"] = agreement(out / f"{s['stream']}.jsonl", reference)
                 s["agreement_same_views"] = agreement(out / f"{s['stream']}.jsonl", own)
@@ -102,7 +124,8 @@ def measure(model_path: Path, data: Path, streams: list[int], seconds: float, wo
 
 def markdown(result: dict) -> str:
     lines = [
-        f"model {Path(result['model']).name} ({result['views']}, {result['backend']}), video {result['video']}; "
+        f"model {Path(result['model']).name} ({result['views']}, {result['backend']}), video {result['video']} "
+        f"(a cut every {result['scene_seconds']:g} s, streams {'staggered' if result['stagger'] else 'in step'}); "
         f"every frame, its views vs squash + crop: {result['own_views_vs_two_views']:.3f} of labels agree",
         "",
         "| streams | stream | drawn fps | inferred fps | e2e p50 ms | e2e p95 ms | dropped | "
@@ -120,10 +143,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def print_live_streams(
-    model: Path, data: Path, streams: list[int], seconds: float, workdir: Path, **scheduling
-) -> dict:
-    result = measure(model, data, streams, seconds, workdir, **scheduling)
+def print_live_streams(model: Path, data: Path, streams: list[int], seconds: float, workdir: Path, **options) -> dict:
+    result = measure(model, data, streams, seconds, workdir, **options)
     print(markdown(result))
     print(json.dumps(result, indent=1))
     return result

@@ -40,17 +40,20 @@ MAX_DROP = 0.05  # a live stream that loses more than this share of its frames i
 
 
 class PacedSource(Source):
-    """A video file delivered like a camera: one frame every 1/fps s of wall time, marked live."""
+    """A video file delivered like a camera: one frame every 1/fps s of wall time, marked live;
+    the first one ``delay`` seconds after the pipeline asks (cameras that did not start together)."""
 
     live = True
 
-    def __init__(self, path: Path, fps: float = STREAM_FPS, seconds: float = 5.0) -> None:
+    def __init__(self, path: Path, fps: float = STREAM_FPS, seconds: float = 5.0, delay: float = 0.0) -> None:
         self.inner = open_source(str(path))
         self.description = f"paced {path.name}"
         self.fps, self.width, self.height = fps, self.inner.width, self.inner.height
         self.limit = int(seconds * fps)
+        self.delay = float(delay)
 
     def frames(self):
+        time.sleep(self.delay)
         start = time.perf_counter()
         for i, frame in enumerate(self.inner.frames()):
             if i >= self.limit:
@@ -58,7 +61,7 @@ class PacedSource(Source):
             due = start + i / self.fps
             time.sleep(max(due - time.perf_counter(), 0.0))
             now = time.perf_counter()
-            yield Frame(i, now - start, frame.image, now)
+            yield Frame(i, now - start, frame.image, now, time.time())
 
     def close(self) -> None:
         self.inner.close()

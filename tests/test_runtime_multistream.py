@@ -340,3 +340,15 @@ def test_several_streams_need_the_stream_field_in_output_names(dynamic_model, tm
     )
     assert result.returncode == 2 and "needs {stream} in its name" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.glob(".out*"))
+
+
+def test_a_paced_file_delivers_frames_on_time_after_its_delay(tmp_path):
+    from benchmarks.multistream import PacedSource
+
+    video = write_video(tmp_path / "clip.avi", frames=6)
+    source = PacedSource(video, fps=20.0, seconds=0.2, delay=0.3)  # 4 frames, 50 ms apart, 0.3 s late
+    asked = time.perf_counter()
+    walls = [frame.captured for frame in source.frames()]
+    source.close()
+    assert len(walls) == 4 and walls[0] - asked >= 0.3
+    assert all(b - a >= 0.045 for a, b in zip(walls, walls[1:]))
