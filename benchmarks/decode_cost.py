@@ -73,43 +73,32 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -
             "or give H.264 files with --video"
         )
     partial = path.with_suffix(".partial.mp4")
-    command = [
-        "gst-launch-1.0",
-        "-q",
-        "fdsrc",
-        "fd=0",
-        "!",
-        "rawvideoparse",
-        f"width={width}",
-        f"height={height}",
-        "format=bgr",
-        f"framerate={fps}/1",
-        "!",
-        "videoconvert",
-        "!",
-        "video/x-raw,format=I420",
-        "!",
-        "x264enc",
-        "speed-preset=superfast",
-        "bframes=0",
-        "key-int-max=60",
-        f"bitrate={BITRATE_KBPS.get(width, 3000)}",
-        "!",
-        "video/x-h264,profile=main",
-        "!",
-        "mp4mux",
-        "!",
-        "filesink",
-        f"location={partial}",
-    ]
-    with subprocess.Popen(command, stdin=subprocess.PIPE) as encoder:
-        assert encoder.stdin is not None
-        for frame in panning_frames(width, height, frames):
-            encoder.stdin.write(frame.tobytes())
-        encoder.stdin.close()
-    if encoder.returncode != 0:
-        raise RuntimeError(f"x264enc failed on {path} (exit code {encoder.returncode})")
+    encode_h264(
+        partial, panning_frames(width, height, frames), (width, height), fps, bitrate=BITRATE_KBPS.get(width, 3000)
+    )
     partial.replace(path)
+    return path
+
+
+def encode_h264(
+    path: Path, frames, size: tuple[int, int], fps: int, preset: str = "superfast", key_int: int = 60, bitrate=None
+) -> Path:
+    """BGR ``frames`` of ``size`` (w, h) piped into gst-launch's x264enc (no B-frames, main profile)
+    and muxed into the .mp4 ``path``."""
+    width, height = size
+    encoder = ["x264enc", f"speed-preset={preset}", "bframes=0", f"key-int-max={key_int}"]
+    encoder += [f"bitrate={bitrate}"] if bitrate else []
+    caps = [f"width={width}", f"height={height}", "format=bgr", f"framerate={fps}/1"]
+    command = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", "rawvideoparse", *caps, "!", "videoconvert", "!"]
+    command += ["video/x-raw,format=I420", "!", *encoder, "!", "video/x-h264,profile=main", "!", "mp4mux", "!"]
+    command += ["filesink", f"location={path}"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE) as process:
+        assert process.stdin is not None
+        for frame in frames:
+            process.stdin.write(frame.tobytes())
+        process.stdin.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"x264enc failed on {path} (exit code {process.returncode})")
     return path
 
 

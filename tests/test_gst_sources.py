@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.decode_cost import encode_h264
 from runtime import gst, gst_frames
 from runtime.errors import RuntimeUserError
 from runtime.sources import GstLiveSource, GstPipelineSource, VideoFileSource, open_source
@@ -42,35 +43,8 @@ def write_h264(path: Path, frames: int, fps: int = 10, size=(FRAME_W, FRAME_H)) 
     """``scene`` frames encoded by x264enc into an .mp4 (raw BGR piped into gst-launch)."""
     if not gst.element_exists("x264enc"):
         pytest.skip("x264enc (gstreamer1.0-plugins-ugly) not installed")
-    width, height = size
-    command = [
-        "gst-launch-1.0",
-        "-q",
-        "fdsrc",
-        "fd=0",
-        "!",
-        "rawvideoparse",
-        f"width={width}",
-        f"height={height}",
-        "format=bgr",
-        f"framerate={fps}/1",
-        "!",
-        "videoconvert",
-        "!",
-        "video/x-raw,format=I420",
-        "!",
-        "x264enc",
-        "speed-preset=ultrafast",
-        "key-int-max=10",
-        "!",
-        "mp4mux",
-        "!",
-        "filesink",
-        f"location={path}",
-    ]
-    data = b"".join(scene(i, width, height).tobytes() for i in range(frames))
-    subprocess.run(command, input=data, check=True, timeout=60)
-    return path
+    frames_bgr = (scene(i, *size) for i in range(frames))
+    return encode_h264(path, frames_bgr, size, fps, preset="ultrafast", key_int=10)
 
 
 # ---- URIs as pipelines (text only: the Jetson elements cannot run here) -------------------------------
