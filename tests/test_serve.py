@@ -462,3 +462,27 @@ def test_info_describes_the_model_running_now_after_a_swap():
     sink.event(Event(MODEL_RELOADED, "0"))
     assert server.model_info == {"model": "second"}
     assert server.hubs["0"].event_counts == {SOURCE_OFFLINE: 1, MODEL_RELOADED: 1}
+
+
+def test_an_output_shared_by_several_streams_is_counted_once():
+    from types import SimpleNamespace
+
+    from runtime.serve.attach import SHARED_OUTPUTS, _output_counters
+    from runtime.sinks import Sink
+
+    class Counting(Sink):
+        def __init__(self, name: str, sent: int) -> None:
+            self.name, self.sent = name, sent
+
+        def counters(self) -> dict:
+            return {"sent": self.sent}
+
+    hook = Counting("webhook", 5)
+    streams = [SimpleNamespace(name="a", sinks=[Counting("jsonl", 1), hook])]
+    assert _output_counters(SimpleNamespace(streams=streams)) == {"a": {"jsonl": {"sent": 1}, "webhook": {"sent": 5}}}
+    streams.append(SimpleNamespace(name="b", sinks=[Counting("jsonl", 2), hook]))
+    assert _output_counters(SimpleNamespace(streams=streams)) == {
+        "a": {"jsonl": {"sent": 1}},
+        SHARED_OUTPUTS: {"webhook": {"sent": 5}},
+        "b": {"jsonl": {"sent": 2}},
+    }

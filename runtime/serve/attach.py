@@ -2,6 +2,7 @@
 the page under the stream's own name, and the page's controls are the streams' overlay controls."""
 
 import webbrowser
+from collections import Counter
 
 from ..events import MODEL_RELOADED
 from ..sinks import Sink
@@ -54,11 +55,18 @@ def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=N
     return server
 
 
+SHARED_OUTPUTS = "*"  # the stream label of an output several streams share (a webhook): counted once
+
+
 def _output_counters(pipeline) -> dict:
+    """{stream: {output: counters}} for /metrics; an output shared by several streams appears once,
+    under ``SHARED_OUTPUTS``, so that summing over streams does not count it twice."""
+    owners = Counter(id(sink) for stream in pipeline.streams for sink in stream.sinks)
     figures: dict = {}
     for stream in pipeline.streams:
         for sink in list(stream.sinks):
             counters = sink.counters()
             if counters:
-                figures.setdefault(stream.name, {})[sink.name] = counters
+                key = stream.name if owners[id(sink)] == 1 else SHARED_OUTPUTS
+                figures.setdefault(key, {})[sink.name] = counters
     return figures
