@@ -2,6 +2,7 @@
 ``mosquitto`` binary) and an HTTP receiver of webhooks (aiohttp), both on 127.0.0.1 only."""
 
 import asyncio
+import getpass
 import json
 import shutil
 import signal
@@ -32,18 +33,26 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 class Mosquitto:
     """``mosquitto -c FILE`` on 127.0.0.1:``port``, anonymous, with persistence in ``folder`` (so a
-    restarted broker still holds retained messages and the queued messages of persistent sessions)."""
+    restarted broker still holds retained messages and the queued messages of persistent sessions).
+    ``tls``: also listen for TLS on ``tls_port``, with a self-signed certificate for 127.0.0.1
+    written to ``folder`` (``cert``: the file a client trusts as its CA)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, tls: bool = False) -> None:
         if MOSQUITTO is None:
             raise RuntimeError("the mosquitto broker is not installed (apt-get install mosquitto)")
         self.folder, self.port = Path(folder), port or free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config = self.folder / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        text = (  # ``user``: started as root, mosquitto would switch to its own user, who cannot read folder
+            f"user {getpass.getuser()}\nper_listener_settings false\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.folder}/\nlog_dest file {self.folder}/broker.log\n"
+            f"listener {self.port} 127.0.0.1\n"
         )
+        self.tls_port, self.cert = (free_port(), self_signed_certificate(self.folder)) if tls else (None, None)
+        if tls:
+            key = self.folder / "broker.key"
+            text += f"listener {self.tls_port} 127.0.0.1\ncertfile {self.cert}\nkeyfile {key}\n"
+        self.config.write_text(text)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Mosquitto":
@@ -51,6 +60,8 @@ class Mosquitto:
             [MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for_port(self.port)
+        if self.tls_port is not None:
+            wait_for_port(self.tls_port)
         return self
 
     def stop(self) -> None:
@@ -65,6 +76,18 @@ class Mosquitto:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def self_signed_certificate(folder: Path) -> Path:
+    """``broker.crt`` / ``broker.key`` in ``folder``: a one-day self-signed certificate for 127.0.0.1."""
+    cert, key = folder / "broker.crt", folder / "broker.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert
 
 
 class WebhookReceiver:

@@ -177,3 +177,19 @@ def _reported(log_text: str) -> tuple[int, int]:
     found = re.search(r"mqtt 127\.0\.0\.1:\d+ \(yard\): (\d+) event\(s\) sent, (\d+) dropped", log_text)
     assert found, log_text[-2000:]
     return int(found.group(1)), int(found.group(2))
+
+
+def test_events_reach_a_tls_broker_that_the_ca_file_vouches_for(model, tmp_path):
+    with Mosquitto(tmp_path / "tls-broker", tls=True) as broker:
+        listener = Subscriber(broker.port, "test/#")  # the test listens on the plain port
+        tls = MqttSettings("127.0.0.1", broker.tls_port, prefix="test", tls=True, ca_file=broker.cert)
+        try:
+            video = class_video(tmp_path / "porch.avi", flicker_classes())
+            _, (records,) = run_with_events(model, [video], tmp_path, EventOptions(hold_s=0.5, min_score=0.3, mqtt=tls))
+            written = events_of(records)
+            wait_for(lambda: len(listener.events()) >= len(written))
+        finally:
+            listener.close()
+    assert written and listener.events() == written
+    log = (tmp_path / "tls-broker" / "broker.log").read_text()
+    assert re.search(r"New client connected from 127\.0\.0\.1:\d+ as wscnet-porch-\d+", log)
