@@ -15,6 +15,11 @@ early: a frame whose grey thumbnail (``thumbnail``) differs from the one last in
 than ``change_threshold`` (mean absolute difference, 0–255) is inferred once the credit is at
 least zero: it borrows the next regular inference, so the long-run rate stays within the share.
 
+Streams that start together would fall due together, and their frames would make one long
+inference call each time. So the first time the box limits the streams (every stream's frame rate
+known, the shares in force), the k-th of N streams is given a credit of k / N: their turns are
+spread evenly over an inference interval.
+
 Plain class, no threads, no clock of its own: callers pass each frame's time (a fake one in tests).
 """
 
@@ -81,6 +86,7 @@ class InferenceScheduler:
         self.cost_s = initial_cost_s  # seconds of inference per frame; None until measured
         self.share_capacity = share_capacity
         self.streams: dict[str, StreamRate] = {}
+        self._spread = False  # whether the streams' turns have been spread (once, see the module doc)
 
     def add_stream(self, stream: str, infer_every: int | None = None, infer_fps: float | None = None) -> None:
         """Declare a stream and what it asks for (neither: every frame, capacity permitting)."""
@@ -149,6 +155,10 @@ class InferenceScheduler:
         shares = fair_shares(asks, self.budget * self.capacity_fps if limited else None)
         for name, rate in self.streams.items():
             rate.allotted_fps = shares.get(name)
+        if not self._spread and None not in asks.values() and any(share is not None for share in shares.values()):
+            self._spread = True
+            for k, rate in enumerate(self.streams.values()):
+                rate.credit = k / len(self.streams)
 
     def stats(self) -> dict[str, dict]:
         """Per stream: frames seen, inferred, inferred early by the trigger, allotted rate."""

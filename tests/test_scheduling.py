@@ -123,3 +123,16 @@ def test_bad_settings_are_refused():
         scheduler.add_stream("a", infer_every=0)
     with pytest.raises(ValueError, match="budget"):
         InferenceScheduler(budget=0.0)
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_streams_that_start_together_take_turns_instead_of_falling_due_together(spread):
+    scheduler = InferenceScheduler(initial_cost_s=1 / 30)  # 0.8 × 30 fps for 4 streams: 6 fps, every 5th frame
+    for name in "abcd":
+        scheduler.add_stream(name)
+    scheduler._spread = not spread  # as if already spread: the streams keep the turns they start with
+    inferred = run(scheduler, {name: 30.0 for name in "abcd"}, seconds=2.0)
+    due_together = np.bincount([i for frames in inferred.values() for i in frames], minlength=60)
+    assert due_together[0] == 4  # every stream's first frame
+    assert all(11 <= len(frames) <= 13 for frames in inferred.values())  # 6 of 30 fps over 2 s, plus the first
+    assert (due_together[1:].max() == 1) if spread else (due_together[1:].max() >= 2)
