@@ -83,7 +83,11 @@ def live_run(
         display=False, progress=False, save=out / "{stream}.mp4", jsonl=out / "{stream}.jsonl", **scheduling
     )
     sources = [(f"s{i}", PacedSource(video, STREAM_FPS, seconds, i * stagger_s)) for i in range(streams)]
-    return [s.as_dict() for s in Pipeline(model, sources, options).run()]
+    stats = [s.as_dict() for s in Pipeline(model, sources, options).run()]
+    for i, s in enumerate(stats):  # rates over the stream's own time: a staggered stream starts late
+        own_s = s["wall_s"] - i * stagger_s
+        s["fps"], s["inferred_fps"] = s["frames_out"] / own_s, s["inferred"] / own_s
+    return stats
 
 
 def agreement(jsonl: Path, reference: list[str]) -> float:
