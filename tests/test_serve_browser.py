@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -230,7 +231,11 @@ def test_a_page_for_every_camera(model, tmp_path):
         assert tile["label"] == shown["label"] and tile["online"] == "true"
         assert tile["src"].startswith("stream.mjpg?") and f"stream={name}" in tile["src"]
         assert tile["bars"] == pytest.approx(shown["probabilities"], abs=1e-6)
-    assert {later[n]["label"] for n in STREAM_CLASSES} == {"class_1", "class_3", "class_5"}  # each its own
+    # each tile shows its own camera: every stream's records are mostly its class (the test model
+    # labels about 9 % of the class-5 pictures otherwise, so one shown frame may differ)
+    frames = {n: [r for r in read_jsonl(tmp_path / f"{n}.jsonl") if "event" not in r] for n in later}
+    majority = {n: Counter(r["label"] for r in rows).most_common(1)[0][0] for n, rows in frames.items()}
+    assert majority == {n: f"class_{cls}" for n, cls in STREAM_CLASSES.items()}
     south = {r["index"]: r for r in read_jsonl(tmp_path / "south.jsonl")}
     assert picked["label"] == south[picked["index"]]["label"] == "class_3" and picked["picker"] == "south"
     assert {c["stream"] for c in clip_list} == set(STREAM_CLASSES)
