@@ -221,6 +221,7 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
     expected = {
         "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
         "scratch-slow-coupled": {"coupled_grad_scale": 0.25},
+        "scratch-slow-classifier": {"classifier_grad_scale": 0.5},
     }
     for name, change in expected.items():
         options = apply_recipe(TrainOptions(), name).to_dict()
@@ -234,26 +235,31 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
         TrainOptions(data=".", out="x", coupled_grad_scale=1.5).validate()
 
 
-def test_coupled_grad_scale_slows_the_coupled_half_alone():
+def test_classifier_and_coupled_grad_scales_multiply_the_classifier_gradient_alone():
     from wscnet.training.head_warmup import CamStage
 
     model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=1))
     n = model.num_features
     for p in model.parameters():
         p.grad = torch.ones_like(p)
-    options = TrainOptions(head="wscnet", coupled_grad_scale=0.25, hold_coupled_epochs=1.0)
+    options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_grad_scale=0.25, hold_coupled_epochs=1.0)
     stage = CamStage(model, options, steps_per_epoch=2)  # held for steps 0 and 1
     stage.apply(step=1)
-    stage.hold_coupled_half()
-    assert model.classifier.weight.grad[:, n:].abs().max() == 0 and model.classifier.weight.grad[:, :n].min() == 1
+    stage.scale_classifier_gradient()
+    assert model.classifier.weight.grad[:, n:].abs().max() == 0 and torch.all(
+        model.classifier.weight.grad[:, :n] == 0.5
+    )
     for p in model.parameters():
         p.grad = torch.ones_like(p)
-    stage.apply(step=2)  # released: a quarter of the gradient, the global half and the rest whole
-    stage.hold_coupled_half()
+    stage.apply(step=2)  # released: the coupled half gets 0.5 · 0.25, the global half and the bias 0.5
+    stage.scale_classifier_gradient()
     grad = model.classifier.weight.grad
-    assert torch.all(grad[:, n:] == 0.25) and torch.all(grad[:, :n] == 1.0)
-    assert all(torch.all(p.grad == 1.0) for name, p in model.named_parameters() if name != "classifier.weight")
+    assert torch.all(grad[:, n:] == 0.125) and torch.all(grad[:, :n] == 0.5)
+    assert torch.all(model.classifier.bias.grad == 0.5)
+    rest = [p for name, p in model.named_parameters() if not name.startswith("classifier.")]
+    assert rest and all(torch.all(p.grad == 1.0) for p in rest)  # backbone and detector untouched
     cam = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, head="cam"))
     cam.classifier.weight.grad = torch.ones_like(cam.classifier.weight)
-    CamStage(cam, TrainOptions(head="cam", coupled_grad_scale=0.25), steps_per_epoch=2).hold_coupled_half()
+    cam_options = TrainOptions(head="cam", classifier_grad_scale=0.5, coupled_grad_scale=0.25)
+    CamStage(cam, cam_options, steps_per_epoch=2).scale_classifier_gradient()
     assert torch.all(cam.classifier.weight.grad == 1.0)  # CAM has no coupled half: untouched

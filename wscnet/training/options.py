@@ -54,6 +54,7 @@ class TrainOptions:
     det_backbone_grad: float = 1.0  # WSCNet, training only: share of dL_dec/dF that reaches the backbone
     hold_coupled_epochs: float = 0.0  # WSCNet, training only: the coupled-half weights wait this long
     coupled_grad_scale: float = 1.0  # WSCNet, training only: the coupled-half weights' gradient × this
+    classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -115,6 +116,7 @@ class TrainOptions:
         for name, value in {
             "det-backbone-grad": self.det_backbone_grad,
             "coupled-grad-scale": self.coupled_grad_scale,
+            "classifier-grad-scale": self.classifier_grad_scale,
         }.items():
             if not 0 <= value <= 1:
                 raise UserError(f"--{name} must be in [0, 1]; got {value}")

@@ -20,6 +20,8 @@
 - ``scratch-held-cam-clip``: ``scratch-held`` under CAM's clip budget.
 - ``scratch-slow-coupled``: ``scratch`` whose coupled-half weights learn at a quarter of the
   classifier's rate (``coupled_grad_scale``), the per-loss clip budget kept.
+- ``scratch-slow-classifier``: ``scratch`` whose classifier (both halves) steps at half the rate
+  (``classifier_grad_scale``): about CAM's step under the per-loss budget, the backbone keeps its own.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -51,6 +53,7 @@ WSCNET_ONLY_FIELDS = (
     "det_backbone_grad",
     "hold_coupled_epochs",
     "coupled_grad_scale",
+    "classifier_grad_scale",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -77,6 +80,8 @@ RECIPES["scratch-staged-cam-clip"] = {**RECIPES["scratch-staged"], "clip_per_los
 RECIPES["scratch-held-cam-clip"] = {**RECIPES["scratch-held"], "clip_per_loss": False}
 # ``scratch`` whose coupled half learns at a quarter of the classifier's rate (its logits stay small)
 RECIPES["scratch-slow-coupled"] = {**RECIPES["scratch"], "coupled_grad_scale": 0.25}
+# ``scratch`` whose classifier moves at about CAM's step while the backbone keeps the per-loss budget
+RECIPES["scratch-slow-classifier"] = {**RECIPES["scratch"], "classifier_grad_scale": 0.5}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
