@@ -214,3 +214,52 @@ def test_detection_label_smoothing_outside_0_1_is_refused(tmp_path, value):
     with pytest.raises(UserError, match="--det-label-smoothing must be in"):
         options.validate()
     assert not (tmp_path / "run").exists()
+
+
+def test_coupled_recipes_change_only_their_fields_and_clip_budget():
+    scratch = apply_recipe(TrainOptions(), "scratch").to_dict()
+    expected = {
+        "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
+        "scratch-slow-coupled": {"coupled_grad_scale": 0.25},
+        "scratch-slow-classifier": {"classifier_grad_scale": 0.5},
+    }
+    for name, change in expected.items():
+        options = apply_recipe(TrainOptions(), name).to_dict()
+        assert {k: v for k, v in options.items() if scratch[k] != v and k != "recipe"} == change
+    # after the 2-epoch ramp (det weight 1): the per-loss budget is 2 · (1 + 1), CAM's budget is 2
+    held = HeadWarmup(apply_recipe(TrainOptions(), "scratch-held-cam-clip"), steps_per_epoch=10)
+    slow = HeadWarmup(apply_recipe(TrainOptions(), "scratch-slow-coupled"), steps_per_epoch=10)
+    assert [held.grad_clip(s) for s in (0, 10, 20, 99)] == [2.0, 2.0, 2.0, 2.0]
+    assert [slow.grad_clip(s) for s in (0, 10, 20, 99)] == [2.0, 3.0, 4.0, 4.0]
+    with pytest.raises(UserError, match="--coupled-grad-scale must be in"):
+        TrainOptions(data=".", out="x", coupled_grad_scale=1.5).validate()
+
+
+def test_classifier_and_coupled_grad_scales_multiply_the_classifier_gradient_alone():
+    from wscnet.training.head_warmup import CamStage
+
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=1))
+    n = model.num_features
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_grad_scale=0.25, hold_coupled_epochs=1.0)
+    stage = CamStage(model, options, steps_per_epoch=2)  # held for steps 0 and 1
+    stage.apply(step=1)
+    stage.scale_classifier_gradient()
+    assert model.classifier.weight.grad[:, n:].abs().max() == 0 and torch.all(
+        model.classifier.weight.grad[:, :n] == 0.5
+    )
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    stage.apply(step=2)  # released: the coupled half gets 0.5 · 0.25, the global half and the bias 0.5
+    stage.scale_classifier_gradient()
+    grad = model.classifier.weight.grad
+    assert torch.all(grad[:, n:] == 0.125) and torch.all(grad[:, :n] == 0.5)
+    assert torch.all(model.classifier.bias.grad == 0.5)
+    rest = [p for name, p in model.named_parameters() if not name.startswith("classifier.")]
+    assert rest and all(torch.all(p.grad == 1.0) for p in rest)  # backbone and detector untouched
+    cam = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, head="cam"))
+    cam.classifier.weight.grad = torch.ones_like(cam.classifier.weight)
+    cam_options = TrainOptions(head="cam", classifier_grad_scale=0.5, coupled_grad_scale=0.25)
+    CamStage(cam, cam_options, steps_per_epoch=2).scale_classifier_gradient()
+    assert torch.all(cam.classifier.weight.grad == 1.0)  # CAM has no coupled half: untouched

@@ -108,7 +108,7 @@ def test_cam_stage_trains_the_backbone_with_the_classification_loss_alone():
     images, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
     stage.apply(step=3)  # 1 epoch of 4 steps: steps 0-3 are the stage
     joint = _grads(model, lambda out, y: wscnet_loss(out, y)[0], images, labels)
-    stage.hold_coupled_half()
+    stage.scale_classifier_gradient()
     n = model.num_features
     assert model.classifier.weight.grad[:, n:].abs().max() == 0  # the coupled half is held
     cls_only = _grads(model, lambda out, y: torch.nn.functional.cross_entropy(out.logits, y), images, labels)
@@ -228,7 +228,7 @@ def test_hold_coupled_epochs_hold_the_coupled_half_but_not_the_detection_gradien
         )
         assert dec_at_f.abs().max() > 0  # the detector's gradient reaches F: no detach while holding
         wscnet_loss(out, labels)[0].backward()
-        stage.hold_coupled_half()
+        stage.scale_classifier_gradient()
         assert (model.classifier.weight.grad[:, n:].abs().max() == 0) == held
 
 

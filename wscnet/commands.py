@@ -192,6 +192,17 @@ def train(
         "--hold-coupled-epochs",
         help="WSCNet, training only: the classifier's weights on GAP(M∘F) wait at their start for N epochs.",
     ),
+    coupled_grad_scale: float = typer.Option(
+        TRAIN.coupled_grad_scale,
+        "--coupled-grad-scale",
+        help="WSCNet, training only: the gradient of the classifier's weights on GAP(M∘F) is multiplied by this "
+        "(in [0, 1]; below 1 the coupled half learns slower than the rest).",
+    ),
+    classifier_grad_scale: float = typer.Option(
+        TRAIN.classifier_grad_scale,
+        "--classifier-grad-scale",
+        help="WSCNet, training only: the gradient of the whole classifier (Eq. 4) is multiplied by this (in [0, 1]).",
+    ),
     cam_stage_epochs: float = typer.Option(
         TRAIN.cam_stage_epochs,
         "--cam-stage-epochs",

@@ -26,6 +26,13 @@ the paper, with the detector and M already trained.
 ``hold_coupled_epochs`` holds the coupled half alone (the detection loss trains the backbone from
 the start): the classifier reads GAP(F) only until M has had those epochs to become informative.
 
+``coupled_grad_scale`` < 1 multiplies the gradient of the classifier's weights on GAP(M∘F) (after
+any hold): the coupled half learns at that share of the classifier's rate, so its logits cannot
+outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder set").
+``classifier_grad_scale`` does the same for the whole classifier (both halves and the bias): under
+the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
+and the detector keep theirs.
+
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
 
@@ -85,6 +92,8 @@ class CamStage:
         self.steps = options.cam_stage_epochs * steps_per_epoch if wscnet else 0
         self.hold_steps = max(self.steps, options.hold_coupled_epochs * steps_per_epoch if wscnet else 0)
         self.det_backbone_grad = options.det_backbone_grad
+        self.coupled_grad_scale = options.coupled_grad_scale if wscnet else 1.0
+        self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         self.grad_clip = options.grad_clip
         self.active = self.holding = False
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
@@ -103,11 +112,17 @@ class CamStage:
         self.active = step < self.steps
         self.holding = step < self.hold_steps
 
-    def hold_coupled_half(self) -> None:
-        """Zero the gradient of the classifier's weights on GAP(M∘F) while the stage or the hold lasts."""
-        grad = self.model.classifier.weight.grad
-        if self.holding and self.model.config.coupling == "both" and grad is not None:
-            grad[:, self.model.num_features :] = 0.0
+    def scale_classifier_gradient(self) -> None:
+        """Scale the classifier's gradient by ``classifier_grad_scale``; zero the part on GAP(M∘F)
+        while the stage or the hold lasts, and afterwards scale it by ``coupled_grad_scale`` too."""
+        weight, bias = self.model.classifier.weight.grad, self.model.classifier.bias.grad
+        if self.classifier_grad_scale != 1.0:
+            for grad in (weight, bias):
+                if grad is not None:
+                    grad *= self.classifier_grad_scale
+        scale = 0.0 if self.holding else self.coupled_grad_scale
+        if scale != 1.0 and self.model.config.coupling == "both" and weight is not None:
+            weight[:, self.model.num_features :] *= scale
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the

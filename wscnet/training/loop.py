@@ -213,7 +213,7 @@ class Trainer:
             row = self.diagnostics.before_backward(out, labels) if probe else None
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            self.cam_stage.hold_coupled_half()
+            self.cam_stage.scale_classifier_gradient()
             clip = self.warmup.grad_clip(global_step)
             if probe:
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0

@@ -53,6 +53,8 @@ class TrainOptions:
     cam_stage_epochs: float = 0.0  # WSCNet, training only: the backbone first learns as CAM's (head_warmup.CamStage)
     det_backbone_grad: float = 1.0  # WSCNet, training only: share of dL_dec/dF that reaches the backbone
     hold_coupled_epochs: float = 0.0  # WSCNet, training only: the coupled-half weights wait this long
+    coupled_grad_scale: float = 1.0  # WSCNet, training only: the coupled-half weights' gradient × this
+    classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -111,8 +113,13 @@ class TrainOptions:
                 "--pool-warmup-epochs, --det-warmup-epochs, --det-weight-start and "
                 "--diagnostics-every must not be negative"
             )
-        if not 0 <= self.det_backbone_grad <= 1:
-            raise UserError(f"--det-backbone-grad must be in [0, 1]; got {self.det_backbone_grad}")
+        for name, value in {
+            "det-backbone-grad": self.det_backbone_grad,
+            "coupled-grad-scale": self.coupled_grad_scale,
+            "classifier-grad-scale": self.classifier_grad_scale,
+        }.items():
+            if not 0 <= value <= 1:
+                raise UserError(f"--{name} must be in [0, 1]; got {value}")
         stages = {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}
         for name, value in stages.items():
             if not 0 <= value < self.epochs:

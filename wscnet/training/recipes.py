@@ -17,6 +17,11 @@
 - ``scratch-cam-clip``: ``scratch`` with one global gradient clip at ``grad_clip``, the budget CAM
   has, instead of ``grad_clip`` per loss term (see docs/scratch-recipe.md, "A harder set").
 - ``scratch-staged-cam-clip``: both of the two above.
+- ``scratch-held-cam-clip``: ``scratch-held`` under CAM's clip budget.
+- ``scratch-slow-coupled``: ``scratch`` whose coupled-half weights learn at a quarter of the
+  classifier's rate (``coupled_grad_scale``), the per-loss clip budget kept.
+- ``scratch-slow-classifier``: ``scratch`` whose classifier (both halves) steps at half the rate
+  (``classifier_grad_scale``): about CAM's step under the per-loss budget, the backbone keeps its own.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -47,6 +52,8 @@ WSCNET_ONLY_FIELDS = (
     "cam_stage_epochs",
     "det_backbone_grad",
     "hold_coupled_epochs",
+    "coupled_grad_scale",
+    "classifier_grad_scale",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -69,6 +76,12 @@ RECIPES["scratch-held"] = {**RECIPES["scratch"], "hold_coupled_epochs": 3.0}
 RECIPES["scratch-cam-clip"] = {**RECIPES["scratch"], "clip_per_loss": False}
 # both: 3 epochs trained as CAM, then the joint training under CAM's clip budget
 RECIPES["scratch-staged-cam-clip"] = {**RECIPES["scratch-staged"], "clip_per_loss": False}
+# the coupled half held for 3 epochs, under CAM's clip budget
+RECIPES["scratch-held-cam-clip"] = {**RECIPES["scratch-held"], "clip_per_loss": False}
+# ``scratch`` whose coupled half learns at a quarter of the classifier's rate (its logits stay small)
+RECIPES["scratch-slow-coupled"] = {**RECIPES["scratch"], "coupled_grad_scale": 0.25}
+# ``scratch`` whose classifier moves at about CAM's step while the backbone keeps the per-loss budget
+RECIPES["scratch-slow-classifier"] = {**RECIPES["scratch"], "classifier_grad_scale": 0.5}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
