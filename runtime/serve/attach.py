@@ -34,7 +34,7 @@ def serve_pipeline(pipeline, serve: dict, resize: str | None = None, on_reload=N
 
     def describe_model() -> dict:
         model = pipeline.model  # the one running now: a reload swaps it
-        return model_info(model.metadata, model.description, resize, model.backend.choice)
+        return model_info(model.metadata, model.description, resize, getattr(model.backend, "choice", None))
 
     server = LiveServer(
         **serve,
