@@ -131,6 +131,9 @@ def model_section(report: Report) -> None:
     ``--device auto`` has picked for it on this machine."""
     if report.options.model is None:
         return
+    if report.options.model.suffix.lower() != ".onnx":  # an engine loads only where TensorRT and a GPU are
+        report.add("model views", "skipped", "read from the .onnx file the engine was built from")
+        return
     from runtime.backends import open_backend
     from runtime.backends.probe import cached_choices
     from runtime.errors import RuntimeUserError

@@ -61,3 +61,12 @@ def test_backends_named_as_webcam_device_names_them():
     assert result.returncode == 0, result.stderr[-2000:]
     smoke = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("smoke ")]
     assert smoke == ["ov", "ort"]
+
+
+def test_an_engine_given_as_model_is_not_a_failed_check_on_a_machine_without_tensorrt(tmp_path):
+    from jobs.doctor import model_section
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not opened: engines load only with TensorRT on a GPU")
+    report = run_doctor(smoke=False, model=engine, sections=[model_section], echo=lambda line: None)
+    assert [(i.name, i.status) for i in report.items] == [("model views", "skipped")] and not report.failed()
