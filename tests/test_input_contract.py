@@ -110,7 +110,7 @@ def test_eval_transform_gives_the_runtime_tensor(geometry, w, h):
     np.testing.assert_allclose(eval_transform(contract)(rgb).numpy(), frame_to_tensor(bgr, contract), atol=1e-6)
 
 
-@pytest.mark.parametrize("augment", ["aspect", "paper"])
+@pytest.mark.parametrize("augment", ["aspect", "camera", "paper"])
 @pytest.mark.parametrize("w, h", SIZES)
 def test_train_transform_is_the_runtime_on_a_random_window(augment, w, h):
     """A training sample is what the runtime would make of a camera frame showing that window."""
@@ -129,6 +129,28 @@ def test_train_transform_is_the_runtime_on_a_random_window(augment, w, h):
         assert cw == ch == round(min(w, h) * 7 / 8)
     else:
         assert 9 / 16 - 0.05 <= cw / ch <= 16 / 9 + 0.05
+
+
+@pytest.mark.parametrize("augment, low, high", [("aspect", 0.6, 1.0), ("camera", 0.6, 2.0)])
+def test_window_areas_span_their_range(augment, low, high):
+    """``aspect`` windows stay inside the picture's area; ``camera`` windows also zoom out to a frame
+    twice the picture's area (a 16:9 frame around a square picture is 16/9 of it)."""
+    transform = train_transform(InputContract(32), augment)
+    torch.manual_seed(0)
+    areas = [cw * ch / (200 * 200) for _, _, cw, ch in (transform.window(200, 200) for _ in range(400))]
+    assert low - 0.02 <= min(areas) and max(areas) <= high + 0.02
+    assert min(areas) < low + 0.1 and max(areas) > high - 0.15
+    zoomed_out = sum(a > 1.05 for a in areas) / len(areas)
+    assert zoomed_out == 0 if augment == "aspect" else 0.3 < zoomed_out < 0.7
+
+
+def test_a_camera_window_larger_than_the_picture_holds_it_whole_inside_a_reflected_scene():
+    bgr = picture(40, 30)
+    x, y, cw, ch = -20, -5, 80, 45  # a 16:9 frame around the picture, the picture at (20, 5)
+    frame = cut_window(bgr, x, y, cw, ch)
+    assert frame.shape[:2] == (45, 80)
+    np.testing.assert_array_equal(frame[5:35, 20:60], bgr)
+    np.testing.assert_array_equal(frame[5:35, 19], bgr[:, 1])  # reflected about the picture's edge
 
 
 def test_views_transform_is_every_view_of_the_runtime():

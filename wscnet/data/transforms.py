@@ -8,8 +8,13 @@ Training augmentations (``AUGMENTS``):
   between 9:16 and 16:9 (reflect-padded where it leaves the picture), then the contract's
   geometry. Under the default ``squash`` geometry this shows the model objects compressed as a
   4:3, 16:9 or 9:16 camera frame compresses them, so the whole frame can be classified.
+- ``camera``: as ``aspect``, but the window's area ranges from 60 % to 200 % of the picture's
+  (log-uniform), at a random place: beyond 100 % the picture sits inside a wider frame whose rest
+  continues it by reflection, as a camera frame around the object would show it. One view
+  (``squash``) then sees both stretched frames and wider scenes in training, so export can record
+  one view where ``aspect`` needed two (docs/views.md).
 - ``paper``: the paper's square crop of 7/8 of the shorter side (448 from 512) at a random place.
-Both flip half the time.
+All three flip half the time.
 """
 
 import math
@@ -25,6 +30,7 @@ from wscnet.choices import AUGMENTS
 
 ASPECT_RANGE = (9 / 16, 16 / 9)
 AREA_RANGE = (0.6, 1.0)
+CAMERA_AREA_RANGE = (0.6, 2.0)  # 2.0 covers a 16:9 or 9:16 frame around a square picture (16/9 ≈ 1.78)
 PAPER_CROP = 7 / 8  # 448 crops from 512 px images, as in the paper
 TEN_CROP_RESIZE = 8 / 7
 
@@ -79,13 +85,20 @@ class TrainTransform(_Transform):
         if self.augment == "paper":
             cw = ch = max(1, round(min(w, h) * PAPER_CROP))
         else:
-            area = w * h * float(torch.empty(()).uniform_(*AREA_RANGE))
+            area = w * h * self.area_fraction()
             ratio = math.exp(float(torch.empty(()).uniform_(*(math.log(r) for r in ASPECT_RANGE))))
             cw, ch = max(1, round(math.sqrt(area * ratio))), max(1, round(math.sqrt(area / ratio)))
         # torch's RNG, so DataLoader workers get distinct, seedable windows
         x = int(torch.randint(min(0, w - cw), max(0, w - cw) + 1, ()).item())
         y = int(torch.randint(min(0, h - ch), max(0, h - ch) + 1, ()).item())
         return x, y, cw, ch
+
+    def area_fraction(self) -> float:
+        """The window's area over the picture's: uniform for ``aspect``, log-uniform for ``camera``."""
+        if self.augment == "camera":
+            low, high = (math.log(a) for a in CAMERA_AREA_RANGE)
+            return math.exp(float(torch.empty(()).uniform_(low, high)))
+        return float(torch.empty(()).uniform_(*AREA_RANGE))
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         bgr = picture_bgr(image)

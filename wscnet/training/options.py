@@ -33,7 +33,7 @@ class TrainOptions:
     batch_size: int = 32  # global: split over the torchrun processes
     img_size: int = 448
     geometry: str = "squash"  # the input contract: how any frame becomes the S×S input
-    augment: str = "aspect"  # random window: "aspect" (9:16–16:9, for squash) or "paper" (square 7/8 crop)
+    augment: str = "aspect"  # random window: "aspect" (9:16–16:9), "camera" (also zoomed out) or "paper" (7/8 crop)
     lr: float = 1e-3  # backbone
     head_lr: float = 1e-2  # new layers: 1×1 detector conv and the FC
     momentum: float = 0.9
