@@ -222,6 +222,8 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
         "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
         "scratch-slow-coupled": {"coupled_grad_scale": 0.25},
         "scratch-slow-classifier": {"classifier_grad_scale": 0.5},
+        "scratch-slow-both": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.25},
+        "scratch-slow-both-eighth": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.125},
     }
     for name, change in expected.items():
         options = apply_recipe(TrainOptions(), name).to_dict()
