@@ -222,6 +222,8 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
         "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
         "scratch-slow-coupled": {"coupled_grad_scale": 0.25},
         "scratch-slow-classifier": {"classifier_grad_scale": 0.5},
+        "scratch-slow-both": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.25},
+        "scratch-slow-both-eighth": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.125},
     }
     for name, change in expected.items():
         options = apply_recipe(TrainOptions(), name).to_dict()
@@ -263,3 +265,30 @@ def test_classifier_and_coupled_grad_scales_multiply_the_classifier_gradient_alo
     cam_options = TrainOptions(head="cam", classifier_grad_scale=0.5, coupled_grad_scale=0.25)
     CamStage(cam, cam_options, steps_per_epoch=2).scale_classifier_gradient()
     assert torch.all(cam.classifier.weight.grad == 1.0)  # CAM has no coupled half: untouched
+
+
+def test_slow_both_recipe_steps_the_coupled_half_at_an_eighth_before_the_shared_clip():
+    from wscnet.training.head_warmup import CamStage
+
+    both = apply_recipe(TrainOptions(), "scratch-slow-both").to_dict()
+    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
+    changed = {k: v for k, v in both.items() if slow_classifier[k] != v and k != "recipe"}
+    assert changed == {"coupled_grad_scale": 0.25}
+    options = apply_recipe(TrainOptions(), "scratch-slow-both")
+    assert [HeadWarmup(options, steps_per_epoch=10).grad_clip(s) for s in (0, 10, 20)] == [2.0, 3.0, 4.0]
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=4))
+    n = model.num_features  # 512 weights per class on each half
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    model.classifier.weight.grad.fill_(2.0)
+    model.classifier.bias.grad.fill_(2.0)
+    stage = CamStage(model, options, steps_per_epoch=10)
+    stage.apply(step=0)  # no hold in this recipe: both scales from the first step
+    stage.scale_classifier_gradient()
+    weight = model.classifier.weight.grad
+    assert torch.all(weight[:, :n] == 1.0) and torch.all(weight[:, n:] == 0.25)  # 2 · 0.5 and 2 · 0.5 · 0.25
+    assert torch.all(model.classifier.bias.grad == 1.0)
+    # the clip then acts on the scaled gradient: norm² = 3·512·(1 + 1/16) + 3 = 1635, threshold 4
+    stage.clip(4.0)
+    factor = 4.0 / math.sqrt(1635.0)
+    assert weight[0, 0].item() == pytest.approx(factor) and weight[0, n].item() == pytest.approx(0.25 * factor)

@@ -22,6 +22,10 @@
   classifier's rate (``coupled_grad_scale``), the per-loss clip budget kept.
 - ``scratch-slow-classifier``: ``scratch`` whose classifier (both halves) steps at half the rate
   (``classifier_grad_scale``): about CAM's step under the per-loss budget, the backbone keeps its own.
+- ``scratch-slow-both``: both scales: the whole classifier × 0.5 and, on top of it, its coupled-half
+  weights × 0.25, so their gradient is 0.125 of the unscaled one before the clip.
+- ``scratch-slow-both-eighth``: the same with the coupled-half weights × 0.125 on top of the 0.5
+  (0.0625 of the unscaled gradient).
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -82,6 +86,10 @@ RECIPES["scratch-held-cam-clip"] = {**RECIPES["scratch-held"], "clip_per_loss": 
 RECIPES["scratch-slow-coupled"] = {**RECIPES["scratch"], "coupled_grad_scale": 0.25}
 # ``scratch`` whose classifier moves at about CAM's step while the backbone keeps the per-loss budget
 RECIPES["scratch-slow-classifier"] = {**RECIPES["scratch"], "classifier_grad_scale": 0.5}
+# both: the classifier at about CAM's step, and its coupled half at a quarter of that
+RECIPES["scratch-slow-both"] = {**RECIPES["scratch-slow-classifier"], "coupled_grad_scale": 0.25}
+# the same, the coupled half at an eighth of the classifier's step
+RECIPES["scratch-slow-both-eighth"] = {**RECIPES["scratch-slow-classifier"], "coupled_grad_scale": 0.125}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
