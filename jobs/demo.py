@@ -15,7 +15,7 @@ CLI = Path(__file__).resolve().parent.parent / "cli.py"
 
 
 # The demo's short training: a few CPU minutes, far above chance (README: the full-quality command).
-# `--augment camera` lets export record one view for it (docs/views.md): half the inference per frame.
+# `--augment camera` trains one view for wider scenes too, so export can record one where it is enough (docs/views.md).
 DEMO_SYNTH = ["--n-per-class", "120", "--size", "192", "--seed", "1"]
 DEMO_TRAIN = ["--arch", "resnet18", "--img-size", "160", "--epochs", "8", "--recipe", "scratch", "--workers", "0"]
 DEMO_TRAIN += ["--augment", "camera"]
