@@ -11,8 +11,8 @@ Training augmentations (``AUGMENTS``):
 - ``camera``: as ``aspect``, but the window's area ranges from 60 % to 200 % of the picture's
   (log-uniform), at a random place: beyond 100 % the picture sits inside a wider frame whose rest
   continues it by reflection, as a camera frame around the object would show it. One view
-  (``squash``) then sees both stretched frames and wider scenes in training, so export can record
-  one view where ``aspect`` needed two (docs/views.md).
+  (``squash``) then sees both stretched frames and wider scenes in training, which makes one view
+  enough more often (export still measures and decides; docs/views.md).
 - ``paper``: the paper's square crop of 7/8 of the shorter side (448 from 512) at a random place.
 All three flip half the time.
 """
