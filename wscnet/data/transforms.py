@@ -86,7 +86,7 @@ class TrainTransform(_Transform):
             cw = ch = max(1, round(min(w, h) * PAPER_CROP))
         else:
             area = w * h * self.area_fraction()
-            ratio = math.exp(float(torch.empty(()).uniform_(*(math.log(r) for r in ASPECT_RANGE))))
+            ratio = log_uniform(*ASPECT_RANGE)
             cw, ch = max(1, round(math.sqrt(area * ratio))), max(1, round(math.sqrt(area / ratio)))
         # torch's RNG, so DataLoader workers get distinct, seedable windows
         x = int(torch.randint(min(0, w - cw), max(0, w - cw) + 1, ()).item())
@@ -96,8 +96,7 @@ class TrainTransform(_Transform):
     def area_fraction(self) -> float:
         """The window's area over the picture's: uniform for ``aspect``, log-uniform for ``camera``."""
         if self.augment == "camera":
-            low, high = (math.log(a) for a in CAMERA_AREA_RANGE)
-            return math.exp(float(torch.empty(()).uniform_(low, high)))
+            return log_uniform(*CAMERA_AREA_RANGE)
         return float(torch.empty(()).uniform_(*AREA_RANGE))
 
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -148,6 +147,11 @@ class ViewsTransform(_Transform):
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         bgr = picture_bgr(image)
         return torch.stack([torch.from_numpy(view.tensor(bgr)[0]) for view in self.views]), []
+
+
+def log_uniform(low: float, high: float) -> float:
+    """A draw between ``low`` and ``high``, uniform in log scale, from torch's RNG (seedable per worker)."""
+    return math.exp(float(torch.empty(()).uniform_(math.log(low), math.log(high))))
 
 
 def cut_window(image: np.ndarray, x: int, y: int, w: int, h: int, flip: bool = False) -> np.ndarray:
