@@ -292,3 +292,40 @@ def test_slow_both_recipe_steps_the_coupled_half_at_an_eighth_before_the_shared_
     stage.clip(4.0)
     factor = 4.0 / math.sqrt(1635.0)
     assert weight[0, 0].item() == pytest.approx(factor) and weight[0, n].item() == pytest.approx(0.25 * factor)
+
+
+def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_only_above_the_cap():
+    from wscnet.training.head_warmup import CamStage
+
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
+    n = model.num_features
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])  # GAP(F) logits (3, 4): norm 5
+        model.classifier.weight[:, n] = torch.tensor([12.0, 16.0])  # GAP(M∘F) logits (12, 16): norm 20
+    descriptor = torch.zeros(1, 2 * n)
+    descriptor[0, 0] = descriptor[0, n] = 1.0
+
+    def braked_gradient(cap: float, coupled_input: float = 1.0) -> tuple[float, float, float]:
+        options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_logit_cap=cap)
+        stage = CamStage(model, options, steps_per_epoch=10)
+        stage.apply(step=0)
+        d = descriptor.clone()
+        d[0, n] = coupled_input
+        model.classifier(d)  # the training forward the stage watches
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        stage.scale_classifier_gradient()
+        grad = model.classifier.weight.grad
+        return grad[0, 0].item(), grad[0, n].item(), stage.last_brake
+
+    # ratio 20 / 5 = 4: cap 1 gives (1/4)² = 1/16, cap 2 gives (2/4)² = 1/4, on top of the 0.5
+    assert braked_gradient(1.0) == pytest.approx((0.5, 0.5 / 16, 1 / 16))
+    assert braked_gradient(2.0) == pytest.approx((0.5, 0.5 / 4, 1 / 4))
+    assert braked_gradient(1.0, coupled_input=0.2) == pytest.approx((0.5, 0.5, 1.0))  # norm 4 < 5: no brake
+    assert braked_gradient(0.0) == pytest.approx((0.5, 0.5, 1.0))  # cap 0: off
+    braked = apply_recipe(TrainOptions(), "scratch-braked").to_dict()
+    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
+    assert {k: v for k, v in braked.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_logit_cap": 1.0}
+    with pytest.raises(UserError, match="--coupled-logit-cap must not be negative"):
+        TrainOptions(data=".", out="x", coupled_logit_cap=-1.0).validate()

@@ -204,6 +204,12 @@ def train(
         "--classifier-grad-scale",
         help="WSCNet, training only: the gradient of the whole classifier (Eq. 4) is multiplied by this (in [0, 1]).",
     ),
+    coupled_logit_cap: float = typer.Option(
+        TRAIN.coupled_logit_cap,
+        "--coupled-logit-cap",
+        help="WSCNet, training only: while the batch's logits from GAP(M∘F) exceed this many times those from "
+        "GAP(F) (mean norms), the coupled-half gradient is also multiplied by (cap / ratio)^2 (0: off).",
+    ),
     cam_stage_epochs: float = typer.Option(
         TRAIN.cam_stage_epochs,
         "--cam-stage-epochs",

@@ -93,6 +93,17 @@ class WSCNet(nn.Module):
             return local
         return torch.cat([features.mean(dim=(2, 3)), local], dim=1)  # N×2n
 
+    @torch.no_grad()
+    def logit_half_norms(self, descriptor: torch.Tensor) -> tuple[float, float]:
+        """Batch-mean norms of the logits each half of Eq. (4)'s descriptor contributes:
+        (from GAP(F), from GAP(M∘F)); the second is 0 without a coupled half."""
+        n = self.num_features
+        d, weight = descriptor.detach().float(), self.classifier.weight.detach().float()
+        glob = (d[:, :n] @ weight[:, :n].T).norm(dim=1).mean().item()
+        if d.shape[1] == n:
+            return glob, 0.0
+        return glob, (d[:, n:] @ weight[:, n:].T).norm(dim=1).mean().item()
+
     def _forward_cam(self, features: torch.Tensor) -> WSCNetOutput:
         logits = self.classifier(features.mean(dim=(2, 3)))
         class_weights = self.classifier.weight[logits.argmax(dim=1)]  # N×n

@@ -102,14 +102,12 @@ def _map_statistics(out, features: torch.Tensor | None) -> dict:
 @torch.no_grad()
 def logit_halves(model, features: torch.Tensor, sentiment_map: torch.Tensor) -> dict:
     """Norms of the two halves' contributions to the classification logits (CAM: its one half)."""
-    n = model.num_features
-    weight = model.classifier.weight.detach().float()
-    f = features.detach().float()
-    glob = f.mean(dim=(2, 3)) @ weight[:, :n].T
-    if model.config.head != "wscnet" or model.config.coupling != "both":
-        return {"logit_global": glob.norm(dim=1).mean().item()} if model.config.head == "cam" else {}
-    local = (sentiment_map.detach().float().unsqueeze(1) * f).mean(dim=(2, 3)) @ weight[:, n:].T
-    return {"logit_global": glob.norm(dim=1).mean().item(), "logit_coupled": local.norm(dim=1).mean().item()}
+    if model.config.head == "cam":
+        return {"logit_global": model.logit_half_norms(features.mean(dim=(2, 3)))[0]}
+    if model.config.coupling != "both":
+        return {}
+    glob, coupled = model.logit_half_norms(model.coupled_descriptor(features, sentiment_map))
+    return {"logit_global": glob, "logit_coupled": coupled}
 
 
 def _grad_norm(params) -> float:

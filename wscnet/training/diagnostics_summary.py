@@ -21,6 +21,7 @@ CURVES = {
     "coupling_scale": "coupling scale ‖GAP(M∘F)‖ / ‖GAP(F)‖",
     "logit_global": "‖logits from GAP(F)‖",
     "logit_coupled": "‖logits from GAP(M∘F)‖",
+    "coupled_brake": "coupled-half brake (1 = none)",
 }
 FROM_HISTORY = ("train_accuracy", "train_loss_cls")
 

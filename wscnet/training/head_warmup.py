@@ -29,6 +29,9 @@ the start): the classifier reads GAP(F) only until M has had those epochs to bec
 ``coupled_grad_scale`` < 1 multiplies the gradient of the classifier's weights on GAP(M∘F) (after
 any hold): the coupled half learns at that share of the classifier's rate, so its logits cannot
 outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder set").
+``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
+mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
+gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
 ``classifier_grad_scale`` does the same for the whole classifier (both halves and the bias): under
 the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
 and the detector keep theirs.
@@ -94,10 +97,20 @@ class CamStage:
         self.det_backbone_grad = options.det_backbone_grad
         self.coupled_grad_scale = options.coupled_grad_scale if wscnet else 1.0
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
+        coupled = wscnet and model.config.coupling == "both"
+        self.coupled_logit_cap = options.coupled_logit_cap if coupled else 0.0
         self.grad_clip = options.grad_clip
         self.active = self.holding = False
+        self.descriptor: torch.Tensor | None = None
+        self.last_brake = 1.0
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
             model.detector.register_forward_pre_hook(self._scale_input_gradient)
+        if self.coupled_logit_cap > 0:
+            model.classifier.register_forward_pre_hook(self._keep_descriptor)
+
+    def _keep_descriptor(self, module, args):
+        if module.training:
+            self.descriptor = args[0].detach()
 
     def _scale_input_gradient(self, module, args):
         if not module.training:
@@ -120,9 +133,19 @@ class CamStage:
             for grad in (weight, bias):
                 if grad is not None:
                     grad *= self.classifier_grad_scale
-        scale = 0.0 if self.holding else self.coupled_grad_scale
+        scale = 0.0 if self.holding else self.coupled_grad_scale * self.coupled_brake()
         if scale != 1.0 and self.model.config.coupling == "both" and weight is not None:
             weight[:, self.model.num_features :] *= scale
+
+    def coupled_brake(self) -> float:
+        """(cap / ratio)² when the batch's coupled-half logits outgrow cap × its GAP(F)-half logits, else 1."""
+        self.last_brake = 1.0
+        if self.coupled_logit_cap <= 0 or self.descriptor is None:
+            return 1.0
+        global_norm, coupled_norm = self.model.logit_half_norms(self.descriptor)
+        if coupled_norm > self.coupled_logit_cap * global_norm:
+            self.last_brake = (self.coupled_logit_cap * global_norm / coupled_norm) ** 2
+        return self.last_brake
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the

@@ -217,6 +217,8 @@ class Trainer:
             clip = self.warmup.grad_clip(global_step)
             if probe:
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+                if self.cam_stage.coupled_logit_cap > 0:
+                    row["coupled_brake"] = self.cam_stage.last_brake
                 self.diagnostics.after_backward(row, step, epoch, clip, scale)
             if clip > 0:
                 self.scaler.unscale_(self.optimizer)

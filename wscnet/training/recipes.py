@@ -26,6 +26,9 @@
   weights × 0.25, so their gradient is 0.125 of the unscaled one before the clip.
 - ``scratch-slow-both-eighth``: the same with the coupled-half weights × 0.125 on top of the 0.5
   (0.0625 of the unscaled gradient).
+- ``scratch-braked``: ``scratch-slow-classifier`` whose coupled half is braked only while it runs
+  away (``coupled_logit_cap`` 1: its logits larger than those from GAP(F)); ``scratch-braked-2``
+  lets them grow to twice.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -58,6 +61,7 @@ WSCNET_ONLY_FIELDS = (
     "hold_coupled_epochs",
     "coupled_grad_scale",
     "classifier_grad_scale",
+    "coupled_logit_cap",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -90,6 +94,9 @@ RECIPES["scratch-slow-classifier"] = {**RECIPES["scratch"], "classifier_grad_sca
 RECIPES["scratch-slow-both"] = {**RECIPES["scratch-slow-classifier"], "coupled_grad_scale": 0.25}
 # the same, the coupled half at an eighth of the classifier's step
 RECIPES["scratch-slow-both-eighth"] = {**RECIPES["scratch-slow-classifier"], "coupled_grad_scale": 0.125}
+# the classifier at about CAM's step; its coupled half braked only while its logits outgrow GAP(F)'s
+RECIPES["scratch-braked"] = {**RECIPES["scratch-slow-classifier"], "coupled_logit_cap": 1.0}
+RECIPES["scratch-braked-2"] = {**RECIPES["scratch-slow-classifier"], "coupled_logit_cap": 2.0}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
