@@ -110,7 +110,7 @@ def test_eval_transform_gives_the_runtime_tensor(geometry, w, h):
     np.testing.assert_allclose(eval_transform(contract)(rgb).numpy(), frame_to_tensor(bgr, contract), atol=1e-6)
 
 
-@pytest.mark.parametrize("augment", ["aspect", "camera", "paper"])
+@pytest.mark.parametrize("augment", ["aspect", "camera", "sides", "paper"])
 @pytest.mark.parametrize("w, h", SIZES)
 def test_train_transform_is_the_runtime_on_a_random_window(augment, w, h):
     """A training sample is what the runtime would make of a camera frame showing that window."""
@@ -127,6 +127,8 @@ def test_train_transform_is_the_runtime_on_a_random_window(augment, w, h):
     np.testing.assert_allclose(sample.numpy(), expected, atol=1e-6)
     if augment == "paper":
         assert cw == ch == round(min(w, h) * 7 / 8)
+    elif augment == "sides":
+        assert 0.5 * w - 1 <= cw <= 2 * w + 1 and 0.5 * h - 1 <= ch <= 2 * h + 1
     else:
         assert 9 / 16 - 0.05 <= cw / ch <= 16 / 9 + 0.05
 
@@ -142,6 +144,22 @@ def test_window_areas_span_their_range(augment, low, high):
     assert min(areas) < low + 0.1 and max(areas) > high - 0.15
     zoomed_out = sum(a > 1.05 for a in areas) / len(areas)
     assert zoomed_out == 0 if augment == "aspect" else 0.3 < zoomed_out < 0.7
+
+
+def test_sides_windows_draw_each_side_alone_and_cover_the_camera_views_of_a_picture():
+    """Each side spans 1/2..2 of the picture's, independently of the other, so the windows a camera
+    frame makes (one side kept, the other 9/16 or 16/9 of it) are drawn as often as any."""
+    transform = train_transform(InputContract(32), "sides")
+    torch.manual_seed(0)
+    sides = np.array([(cw / 400, ch / 400) for _, _, cw, ch in (transform.window(400, 400) for _ in range(2000))])
+    assert sides.min() >= 0.5 - 0.01 and sides.max() <= 2.0 + 0.01
+    assert sides.min(axis=0).max() < 0.55 and sides.max(axis=0).min() > 1.9
+    logs = np.log(sides)
+    assert abs(np.corrcoef(logs[:, 0], logs[:, 1])[0, 1]) < 0.1  # drawn independently
+    quarter = np.log(2.0) / 2  # a quarter of the log range around a point, in each direction
+    for camera_view in [(16 / 9, 1.0), (1.0, 16 / 9), (9 / 16, 1.0), (1.0, 9 / 16), (1.0, 1.0)]:
+        near = (np.abs(logs - np.log(camera_view)) < quarter).all(axis=1).mean()
+        assert near > 0.12  # a uniform square of side 2·ln 2 puts 1/4 in a centred box of side ln 2
 
 
 def test_a_camera_window_larger_than_the_picture_holds_it_whole_inside_a_reflected_scene():

@@ -13,8 +13,13 @@ Training augmentations (``AUGMENTS``):
   continues it by reflection, as a camera frame around the object would show it. One view
   (``squash``) then sees both stretched frames and wider scenes in training, which makes one view
   enough more often (export still measures and decides; docs/views.md).
+- ``sides``: each side of the window drawn on its own, log-uniform from 1/2 to 2 of the picture's
+  side, at a random place (reflection beyond the picture). A camera frame changes one side at a
+  time: ``squash`` of a picture stretched to 16:9 is the picture itself, ``squash`` of a 16:9 scene
+  around it is a window 16/9 as wide and as high, ``crop`` of the stretched frame one 9/16 as wide.
+  Those lie inside this square of sides (log scale) but at a corner of ``camera``'s area × aspect box.
 - ``paper``: the paper's square crop of 7/8 of the shorter side (448 from 512) at a random place.
-All three flip half the time.
+All of them flip half the time.
 """
 
 import math
@@ -31,6 +36,7 @@ from wscnet.choices import AUGMENTS
 ASPECT_RANGE = (9 / 16, 16 / 9)
 AREA_RANGE = (0.6, 1.0)
 CAMERA_AREA_RANGE = (0.6, 2.0)  # 2.0 covers a 16:9 or 9:16 frame around a square picture (16/9 ≈ 1.78)
+SIDE_RANGE = (0.5, 2.0)  # each side, ``sides``: past 9/16 and 16/9, the narrowest and widest camera frames
 PAPER_CROP = 7 / 8  # 448 crops from 512 px images, as in the paper
 TEN_CROP_RESIZE = 8 / 7
 
@@ -84,6 +90,8 @@ class TrainTransform(_Transform):
         """(x, y, width, height) of the window in picture pixels; it may reach past the edges."""
         if self.augment == "paper":
             cw = ch = max(1, round(min(w, h) * PAPER_CROP))
+        elif self.augment == "sides":
+            cw, ch = max(1, round(w * log_uniform(*SIDE_RANGE))), max(1, round(h * log_uniform(*SIDE_RANGE)))
         else:
             area = w * h * self.area_fraction()
             ratio = log_uniform(*ASPECT_RANGE)
