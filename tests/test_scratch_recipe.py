@@ -329,3 +329,34 @@ def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_onl
     assert {k: v for k, v in braked.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_logit_cap": 1.0}
     with pytest.raises(UserError, match="--coupled-logit-cap must not be negative"):
         TrainOptions(data=".", out="x", coupled_logit_cap=-1.0).validate()
+
+
+def test_coupled_weight_cap_scales_the_coupled_weights_down_to_the_cap_after_the_step():
+    from wscnet.training.head_warmup import CamStage
+
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
+    n = model.num_features
+    descriptor = torch.zeros(1, 2 * n)
+    descriptor[0, 0] = descriptor[0, n] = 1.0
+
+    def capped_column(cap: float, coupled: tuple[float, float]) -> list[float]:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])  # GAP(F) logits: norm 5
+            model.classifier.weight[:, n] = torch.tensor(coupled)
+        stage = CamStage(model, TrainOptions(head="wscnet", coupled_weight_cap=cap), steps_per_epoch=10)
+        model.classifier(descriptor)
+        stage.cap_coupled_weights()
+        assert model.classifier.weight[:, 0].tolist() == [3.0, 4.0]  # the GAP(F) half is never touched
+        return model.classifier.weight[:, n].tolist()
+
+    # coupled logits (12, 16), norm 20: cap 2 allows 10, so the weights are halved; cap 1 allows 5
+    assert capped_column(2.0, (12.0, 16.0)) == pytest.approx([6.0, 8.0])
+    assert capped_column(1.0, (12.0, 16.0)) == pytest.approx([3.0, 4.0])
+    assert capped_column(2.0, (6.0, 8.0)) == pytest.approx([6.0, 8.0])  # norm 10 = the cap: kept
+    assert capped_column(0.0, (12.0, 16.0)) == pytest.approx([12.0, 16.0])  # off
+    capped = apply_recipe(TrainOptions(), "scratch-capped").to_dict()
+    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
+    assert {k: v for k, v in capped.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_weight_cap": 2.0}
+    with pytest.raises(UserError, match="--coupled-weight-cap must not be negative"):
+        TrainOptions(data=".", out="x", coupled_weight_cap=-1.0).validate()

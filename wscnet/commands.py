@@ -211,6 +211,12 @@ def train(
         help="WSCNet, training only: while the batch's logits from GAP(M∘F) exceed this many times those from "
         "GAP(F) (mean norms), the coupled-half gradient is also multiplied by (cap / ratio)^2 (0: off).",
     ),
+    coupled_weight_cap: float = typer.Option(
+        TRAIN.coupled_weight_cap,
+        "--coupled-weight-cap",
+        help="WSCNet, training only: after each step, where the batch's logits from GAP(M∘F) exceed this many times "
+        "those from GAP(F), the coupled-half weights are scaled down to that ratio (0: off).",
+    ),
     cam_stage_epochs: float = typer.Option(
         TRAIN.cam_stage_epochs,
         "--cam-stage-epochs",

@@ -32,6 +32,10 @@ outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder 
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
+That slows the weights but does not hold the logits, which also grow with M and F.
+``coupled_weight_cap`` > 0 holds them: after each optimizer step, where the batch's logits from
+GAP(M∘F) (with the updated weights) exceed cap × those from GAP(F), the coupled-half weights are
+scaled down to make them equal; the model stays the paper's, only the weights' size is bounded.
 ``classifier_grad_scale`` does the same for the whole classifier (both halves and the bias): under
 the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
 and the detector keep theirs.
@@ -99,13 +103,15 @@ class CamStage:
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         coupled = wscnet and model.config.coupling == "both"
         self.coupled_logit_cap = options.coupled_logit_cap if coupled else 0.0
+        self.coupled_weight_cap = options.coupled_weight_cap if coupled else 0.0
         self.grad_clip = options.grad_clip
         self.active = self.holding = False
         self.descriptor: torch.Tensor | None = None
         self.last_brake = 1.0
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
             model.detector.register_forward_pre_hook(self._scale_input_gradient)
-        if self.coupled_logit_cap > 0:
+        self.last_weight_factor = 1.0
+        if self.coupled_logit_cap > 0 or self.coupled_weight_cap > 0:
             model.classifier.register_forward_pre_hook(self._keep_descriptor)
 
     def _keep_descriptor(self, module, args):
@@ -146,6 +152,18 @@ class CamStage:
         if coupled_norm > self.coupled_logit_cap * global_norm:
             self.last_brake = (self.coupled_logit_cap * global_norm / coupled_norm) ** 2
         return self.last_brake
+
+    @torch.no_grad()
+    def cap_coupled_weights(self) -> None:
+        """After the optimizer step: scale the coupled-half weights down so the batch's logits from
+        GAP(M∘F) are at most ``coupled_weight_cap`` × those from GAP(F)."""
+        self.last_weight_factor = 1.0
+        if self.coupled_weight_cap <= 0 or self.descriptor is None:
+            return
+        global_norm, coupled_norm = self.model.logit_half_norms(self.descriptor)
+        if coupled_norm > self.coupled_weight_cap * global_norm:
+            self.last_weight_factor = self.coupled_weight_cap * global_norm / coupled_norm
+            self.model.classifier.weight[:, self.model.num_features :] *= self.last_weight_factor
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the

@@ -56,6 +56,7 @@ class TrainOptions:
     coupled_grad_scale: float = 1.0  # WSCNet, training only: the coupled-half weights' gradient × this
     classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     coupled_logit_cap: float = 0.0  # WSCNet, training only: brake the coupled half above this logit ratio (0 = off)
+    coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
@@ -125,8 +126,12 @@ class TrainOptions:
         for name, value in stages.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
-        if self.coupled_logit_cap < 0:
-            raise UserError(f"--coupled-logit-cap must not be negative; got {self.coupled_logit_cap}")
+        for name, value in {
+            "coupled-logit-cap": self.coupled_logit_cap,
+            "coupled-weight-cap": self.coupled_weight_cap,
+        }.items():
+            if value < 0:
+                raise UserError(f"--{name} must not be negative; got {value}")
         if not 0 <= self.det_label_smoothing < 1:
             raise UserError(f"--det-label-smoothing must be in [0, 1); got {self.det_label_smoothing}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():

@@ -28,7 +28,11 @@
   (0.0625 of the unscaled gradient).
 - ``scratch-braked``: ``scratch-slow-classifier`` whose coupled half is braked only while it runs
   away (``coupled_logit_cap`` 1: its logits larger than those from GAP(F)); ``scratch-braked-2``
-  lets them grow to twice.
+  lets them grow to twice. The brake slows the weights but does not hold the logits, which also
+  grow with M and F (docs/scratch-recipe.md).
+- ``scratch-capped``: ``scratch-slow-classifier`` whose coupled-half weights are scaled down after
+  each step where its logits exceed twice those from GAP(F) (``coupled_weight_cap`` 2);
+  ``scratch-capped-1`` holds them at once those.
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -62,6 +66,7 @@ WSCNET_ONLY_FIELDS = (
     "coupled_grad_scale",
     "classifier_grad_scale",
     "coupled_logit_cap",
+    "coupled_weight_cap",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -97,6 +102,9 @@ RECIPES["scratch-slow-both-eighth"] = {**RECIPES["scratch-slow-classifier"], "co
 # the classifier at about CAM's step; its coupled half braked only while its logits outgrow GAP(F)'s
 RECIPES["scratch-braked"] = {**RECIPES["scratch-slow-classifier"], "coupled_logit_cap": 1.0}
 RECIPES["scratch-braked-2"] = {**RECIPES["scratch-slow-classifier"], "coupled_logit_cap": 2.0}
+# the classifier at about CAM's step; its coupled half's logits held at most twice those from GAP(F)
+RECIPES["scratch-capped"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 2.0}
+RECIPES["scratch-capped-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 1.0}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
