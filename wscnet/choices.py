@@ -17,7 +17,7 @@ LR_SCHEDULES = ("step", "cosine")
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
 LAYOUTS = ("folder", "emotionroi", "twitter", "csv", "emod")
 SPLITS = ("train", "val", "test", "all")
-AUGMENTS = ("aspect", "camera", "sides", "frames", "paper")  # training windows, wscnet/data/transforms.py
+AUGMENTS = ("aspect", "camera", "sides", "paper")  # training windows, wscnet/data/transforms.py
 BACKBONE_STRIDE = 32  # every backbone halves the input five times; the input side must divide by it
 
 

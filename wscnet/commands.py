@@ -88,8 +88,8 @@ def train(
         "--augment",
         help="Training window: aspect (9:16–16:9 windows of 60–100 % of the picture, default; makes squash safe on "
         "stretched frames) | camera (the same shapes at 60–200 %: also the picture inside a wider scene, so one view "
-        "can be enough) | sides (each side 1/2–2 of the picture's on its own) | frames (half aspect, half the "
-        "window a camera frame makes: one side kept, the other 9/16–16/9 of it) | paper (square 7/8 crop).",
+        "can be enough) | sides (each side 1/2–2 of the picture's on its own: the windows camera frames make) | "
+        "paper (square 7/8 crop).",
     ),
     lr: float = typer.Option(TRAIN.lr, "--lr", help="Backbone learning rate. " + FROM_SCRATCH_HINT),
     head_lr: float = typer.Option(TRAIN.head_lr, "--head-lr", help="Learning rate of the new layers (1×1 conv, FC)."),

@@ -18,10 +18,6 @@ Training augmentations (``AUGMENTS``):
   time: ``squash`` of a picture stretched to 16:9 is the picture itself, ``squash`` of a 16:9 scene
   around it is a window 16/9 as wide and as high, ``crop`` of the stretched frame one 9/16 as wide.
   Those lie inside this square of sides (log scale) but at a corner of ``camera``'s area × aspect box.
-- ``frames``: half the time an ``aspect`` window, half the time the window a camera frame makes of
-  the picture: one side (either) kept, the other 9/16 to 16/9 of it (log-uniform). Below 1 it is
-  ``crop`` of a stretched frame, above 1 ``squash`` of a wider scene; the picture itself stays the
-  typical sample, as in ``aspect``.
 - ``paper``: the paper's square crop of 7/8 of the shorter side (448 from 512) at a random place.
 All of them flip half the time.
 """
@@ -96,8 +92,6 @@ class TrainTransform(_Transform):
             cw = ch = max(1, round(min(w, h) * PAPER_CROP))
         elif self.augment == "sides":
             cw, ch = max(1, round(w * log_uniform(*SIDE_RANGE))), max(1, round(h * log_uniform(*SIDE_RANGE)))
-        elif self.augment == "frames" and bool(torch.rand(()) < 0.5):
-            cw, ch = camera_frame_window(w, h)
         else:
             area = w * h * self.area_fraction()
             ratio = log_uniform(*ASPECT_RANGE)
@@ -161,14 +155,6 @@ class ViewsTransform(_Transform):
     def with_maps(self, image: Image.Image, maps: list[Image.Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         bgr = picture_bgr(image)
         return torch.stack([torch.from_numpy(view.tensor(bgr)[0]) for view in self.views]), []
-
-
-def camera_frame_window(w: int, h: int) -> tuple[int, int]:
-    """One side of the picture kept, the other ASPECT_RANGE times it: what a camera frame's view shows."""
-    stretch = log_uniform(*ASPECT_RANGE)
-    if bool(torch.rand(()) < 0.5):
-        return max(1, round(w * stretch)), h
-    return w, max(1, round(h * stretch))
 
 
 def log_uniform(low: float, high: float) -> float:
