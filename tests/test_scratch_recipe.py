@@ -360,3 +360,34 @@ def test_coupled_weight_cap_scales_the_coupled_weights_down_to_the_cap_after_the
     assert {k: v for k, v in capped.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_weight_cap": 2.0}
     with pytest.raises(UserError, match="--coupled-weight-cap must not be negative"):
         TrainOptions(data=".", out="x", coupled_weight_cap=-1.0).validate()
+
+
+def test_coupled_feature_grad_passes_that_share_of_the_coupled_gradient_to_f_and_keeps_the_values():
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1))
+    n = model.num_features
+    sentiment_map = torch.tensor([[[4.0, 0.0], [0.0, 0.0]]])  # M: 4 at one of 2×2 places
+
+    def descriptor_and_gradient(share: float, training: bool = True):
+        model.train(training)
+        model.training_coupled_feature_grad = share
+        features = torch.ones(1, n, 2, 2, requires_grad=True)
+        d = model.coupled_descriptor(features, sentiment_map)
+        d[:, n:].sum().backward()  # the coupled half only: dGAP(M∘F)/dF = M / 4, times the share
+        return d.detach(), features.grad[0, 0]
+
+    full, full_grad = descriptor_and_gradient(1.0)
+    quarter, quarter_grad = descriptor_and_gradient(0.25)
+    assert torch.equal(full, quarter) and full[0, n].item() == 1.0  # same values: GAP(M∘F) = 4 / 4
+    assert torch.allclose(full_grad, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    assert torch.allclose(quarter_grad, torch.tensor([[0.25, 0.0], [0.0, 0.0]]))
+    _, none_grad = descriptor_and_gradient(0.0)
+    assert torch.all(none_grad == 0)
+    _, eval_grad = descriptor_and_gradient(0.25, training=False)  # eval and export never scale
+    assert torch.allclose(eval_grad, full_grad)
+    quiet = apply_recipe(TrainOptions(), "scratch-quiet").to_dict()
+    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
+    assert {k: v for k, v in quiet.items() if slow_classifier[k] != v and k != "recipe"} == {
+        "coupled_feature_grad": 0.25
+    }
+    with pytest.raises(UserError, match="--coupled-feature-grad must be in"):
+        TrainOptions(data=".", out="x", coupled_feature_grad=1.5).validate()

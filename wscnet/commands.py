@@ -211,6 +211,12 @@ def train(
         help="WSCNet, training only: while the batch's logits from GAP(M∘F) exceed this many times those from "
         "GAP(F) (mean norms), the coupled-half gradient is also multiplied by (cap / ratio)^2 (0: off).",
     ),
+    coupled_feature_grad: float = typer.Option(
+        TRAIN.coupled_feature_grad,
+        "--coupled-feature-grad",
+        help="WSCNet, training only: share of the classification loss's gradient through GAP(M∘F) that reaches the "
+        "backbone's features F (in [0, 1]; the values are unchanged; 0: the backbone learns from GAP(F) and L_dec).",
+    ),
     coupled_weight_cap: float = typer.Option(
         TRAIN.coupled_weight_cap,
         "--coupled-weight-cap",

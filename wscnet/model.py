@@ -71,6 +71,8 @@ class WSCNet(nn.Module):
             self.pool_map = CrossSpatialPoolMap(config.k, config.pool, config.map_weight)
         # Training only (--detach-coupled-map): L_cls does not reshape M; eval and export never detach.
         self.training_detach_map = False
+        # Training only (--coupled-feature-grad): share of L_cls's gradient through M∘F that reaches F
+        self.training_coupled_feature_grad = 1.0
         coupled = config.head == "wscnet" and config.coupling == "both"
         self.classifier = nn.Linear(2 * n if coupled else n, c)
 
@@ -88,7 +90,11 @@ class WSCNet(nn.Module):
             return features.mean(dim=(2, 3))
         if self.training and self.training_detach_map:
             sentiment_map = sentiment_map.detach()  # M is shaped by the detection loss alone
-        local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3))  # N×n
+        coupled_features = features
+        share = self.training_coupled_feature_grad
+        if self.training and share != 1.0:  # same values; only that share of the gradient reaches F
+            coupled_features = features.detach() + share * (features - features.detach())
+        local = (sentiment_map.unsqueeze(1) * coupled_features).mean(dim=(2, 3))  # N×n
         if self.config.coupling == "local":
             return local
         return torch.cat([features.mean(dim=(2, 3)), local], dim=1)  # N×2n

@@ -56,6 +56,7 @@ class TrainOptions:
     coupled_grad_scale: float = 1.0  # WSCNet, training only: the coupled-half weights' gradient × this
     classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     coupled_logit_cap: float = 0.0  # WSCNet, training only: brake the coupled half above this logit ratio (0 = off)
+    coupled_feature_grad: float = 1.0  # WSCNet, training only: share of L_cls's gradient via M∘F that reaches F
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
@@ -119,6 +120,7 @@ class TrainOptions:
             "det-backbone-grad": self.det_backbone_grad,
             "coupled-grad-scale": self.coupled_grad_scale,
             "classifier-grad-scale": self.classifier_grad_scale,
+            "coupled-feature-grad": self.coupled_feature_grad,
         }.items():
             if not 0 <= value <= 1:
                 raise UserError(f"--{name} must be in [0, 1]; got {value}")

@@ -33,6 +33,10 @@
 - ``scratch-capped``: ``scratch-slow-classifier`` whose coupled-half weights are scaled down after
   each step where its logits exceed twice those from GAP(F) (``coupled_weight_cap`` 2);
   ``scratch-capped-1`` holds them at once those.
+- ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
+  its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
+  coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
+  ``scratch-quiet-0`` passes none (the backbone learns from GAP(F) and the detection loss).
 
 A preset fills only the fields still at their TrainOptions default, so an explicit flag wins.
 """
@@ -67,6 +71,7 @@ WSCNET_ONLY_FIELDS = (
     "classifier_grad_scale",
     "coupled_logit_cap",
     "coupled_weight_cap",
+    "coupled_feature_grad",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -105,6 +110,9 @@ RECIPES["scratch-braked-2"] = {**RECIPES["scratch-slow-classifier"], "coupled_lo
 # the classifier at about CAM's step; its coupled half's logits held at most twice those from GAP(F)
 RECIPES["scratch-capped"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 2.0}
 RECIPES["scratch-capped-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 1.0}
+# the classifier at about CAM's step; the coupled half passes a quarter of its gradient on to F (none)
+RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
+RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
 
 def apply_recipe(options: TrainOptions, name: str) -> TrainOptions:
