@@ -391,3 +391,23 @@ def test_coupled_feature_grad_passes_that_share_of_the_coupled_gradient_to_f_and
     }
     with pytest.raises(UserError, match="--coupled-feature-grad must be in"):
         TrainOptions(data=".", out="x", coupled_feature_grad=1.5).validate()
+
+
+def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only():
+    from wscnet.training.head_warmup import CamStage
+
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=1))
+    n = model.num_features
+    stage = CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-start"), steps_per_epoch=10)
+
+    def coupled_gradient(step: int) -> float:
+        model.classifier.weight.grad = torch.ones_like(model.classifier.weight)
+        stage.apply(step)
+        stage.scale_classifier_gradient()
+        assert torch.all(model.classifier.weight.grad[:, :n] == 0.5)  # the classifier's 0.5 all run long
+        return model.classifier.weight.grad[0, n].item()
+
+    # 6 epochs of 10 steps at 0.5 · 0.25, then the classifier's 0.5 alone
+    assert [coupled_gradient(s) for s in (0, 59, 60, 119)] == [0.125, 0.125, 0.5, 0.5]
+    with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):
+        TrainOptions(data=".", out="x", epochs=5, coupled_slow_epochs=6.0).validate()

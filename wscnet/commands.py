@@ -211,6 +211,11 @@ def train(
         help="WSCNet, training only: while the batch's logits from GAP(M∘F) exceed this many times those from "
         "GAP(F) (mean norms), the coupled-half gradient is also multiplied by (cap / ratio)^2 (0: off).",
     ),
+    coupled_slow_epochs: float = typer.Option(
+        TRAIN.coupled_slow_epochs,
+        "--coupled-slow-epochs",
+        help="WSCNet, training only: --coupled-grad-scale applies for the first N epochs only (0: the whole run).",
+    ),
     coupled_feature_grad: float = typer.Option(
         TRAIN.coupled_feature_grad,
         "--coupled-feature-grad",

@@ -29,6 +29,8 @@ the start): the classifier reads GAP(F) only until M has had those epochs to bec
 ``coupled_grad_scale`` < 1 multiplies the gradient of the classifier's weights on GAP(M∘F) (after
 any hold): the coupled half learns at that share of the classifier's rate, so its logits cannot
 outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder set").
+``coupled_slow_epochs`` > 0 applies ``coupled_grad_scale`` for those first epochs only: the coupled
+half starts slow and then learns at the classifier's rate.
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
@@ -100,6 +102,8 @@ class CamStage:
         self.hold_steps = max(self.steps, options.hold_coupled_epochs * steps_per_epoch if wscnet else 0)
         self.det_backbone_grad = options.det_backbone_grad
         self.coupled_grad_scale = options.coupled_grad_scale if wscnet else 1.0
+        self.coupled_slow_steps = options.coupled_slow_epochs * steps_per_epoch
+        self.slow = True
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         coupled = wscnet and model.config.coupling == "both"
         self.coupled_logit_cap = options.coupled_logit_cap if coupled else 0.0
@@ -130,6 +134,7 @@ class CamStage:
     def apply(self, step: int) -> None:
         self.active = step < self.steps
         self.holding = step < self.hold_steps
+        self.slow = self.coupled_slow_steps <= 0 or step < self.coupled_slow_steps
 
     def scale_classifier_gradient(self) -> None:
         """Scale the classifier's gradient by ``classifier_grad_scale``; zero the part on GAP(M∘F)
@@ -139,7 +144,8 @@ class CamStage:
             for grad in (weight, bias):
                 if grad is not None:
                     grad *= self.classifier_grad_scale
-        scale = 0.0 if self.holding else self.coupled_grad_scale * self.coupled_brake()
+        slow_scale = self.coupled_grad_scale if self.slow else 1.0
+        scale = 0.0 if self.holding else slow_scale * self.coupled_brake()
         if scale != 1.0 and self.model.config.coupling == "both" and weight is not None:
             weight[:, self.model.num_features :] *= scale
 

@@ -56,6 +56,7 @@ class TrainOptions:
     coupled_grad_scale: float = 1.0  # WSCNet, training only: the coupled-half weights' gradient × this
     classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     coupled_logit_cap: float = 0.0  # WSCNet, training only: brake the coupled half above this logit ratio (0 = off)
+    coupled_slow_epochs: float = 0.0  # WSCNet, training only: coupled_grad_scale for these first epochs (0 = all)
     coupled_feature_grad: float = 1.0  # WSCNet, training only: share of L_cls's gradient via M∘F that reaches F
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
@@ -124,7 +125,11 @@ class TrainOptions:
         }.items():
             if not 0 <= value <= 1:
                 raise UserError(f"--{name} must be in [0, 1]; got {value}")
-        stages = {"cam-stage-epochs": self.cam_stage_epochs, "hold-coupled-epochs": self.hold_coupled_epochs}
+        stages = {
+            "cam-stage-epochs": self.cam_stage_epochs,
+            "hold-coupled-epochs": self.hold_coupled_epochs,
+            "coupled-slow-epochs": self.coupled_slow_epochs,
+        }
         for name, value in stages.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")

@@ -33,6 +33,8 @@
 - ``scratch-capped``: ``scratch-slow-classifier`` whose coupled-half weights are scaled down after
   each step where its logits exceed twice those from GAP(F) (``coupled_weight_cap`` 2);
   ``scratch-capped-1`` holds them at once those.
+- ``scratch-slow-start``: ``scratch-slow-both`` whose coupled-half scale (0.25) lasts the first 6
+  epochs (``coupled_slow_epochs``); afterwards the coupled half learns as in ``scratch-slow-classifier``.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -72,6 +74,7 @@ WSCNET_ONLY_FIELDS = (
     "coupled_logit_cap",
     "coupled_weight_cap",
     "coupled_feature_grad",
+    "coupled_slow_epochs",
 )
 RECIPES: dict[str, dict] = {
     "paper": {},
@@ -111,6 +114,8 @@ RECIPES["scratch-braked-2"] = {**RECIPES["scratch-slow-classifier"], "coupled_lo
 RECIPES["scratch-capped"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 2.0}
 RECIPES["scratch-capped-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_weight_cap": 1.0}
 # the classifier at about CAM's step; the coupled half passes a quarter of its gradient on to F (none)
+# ``scratch-slow-both`` for the first 6 epochs, then ``scratch-slow-classifier``: a slow start only
+RECIPES["scratch-slow-start"] = {**RECIPES["scratch-slow-both"], "coupled_slow_epochs": 6.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
