@@ -411,3 +411,28 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
     assert [coupled_gradient(s) for s in (0, 59, 60, 119)] == [0.125, 0.125, 0.5, 0.5]
     with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):
         TrainOptions(data=".", out="x", epochs=5, coupled_slow_epochs=6.0).validate()
+
+
+def test_brake_and_cap_share_the_batch_norms_across_processes(tmp_path):
+    """Under DDP every process must scale alike: the norms are averaged over the group (gloo, one process)."""
+    import torch.distributed as dist
+
+    from wscnet.training.head_warmup import CamStage
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
+        n = model.num_features
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])
+            model.classifier.weight[:, n] = torch.tensor([12.0, 16.0])
+        descriptor = torch.zeros(1, 2 * n)
+        descriptor[0, 0] = descriptor[0, n] = 1.0
+        stage = CamStage(model, TrainOptions(head="wscnet", coupled_weight_cap=2.0), steps_per_epoch=10)
+        model.classifier(descriptor)
+        assert stage._batch_logit_norms() == pytest.approx((5.0, 20.0))
+        stage.cap_coupled_weights()
+        assert model.classifier.weight[:, n].tolist() == pytest.approx([6.0, 8.0])
+    finally:
+        dist.destroy_process_group()

@@ -29,6 +29,10 @@ the start): the classifier reads GAP(F) only until M has had those epochs to bec
 ``coupled_grad_scale`` < 1 multiplies the gradient of the classifier's weights on GAP(M∘F) (after
 any hold): the coupled half learns at that share of the classifier's rate, so its logits cannot
 outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder set").
+``classifier_grad_scale`` does the same for the whole classifier (both halves and the bias): under
+the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
+and the detector keep theirs.
+
 ``coupled_slow_epochs`` > 0 applies ``coupled_grad_scale`` for those first epochs only: the coupled
 half starts slow and then learns at the classifier's rate.
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
@@ -38,9 +42,8 @@ That slows the weights but does not hold the logits, which also grow with M and 
 ``coupled_weight_cap`` > 0 holds them: after each optimizer step, where the batch's logits from
 GAP(M∘F) (with the updated weights) exceed cap × those from GAP(F), the coupled-half weights are
 scaled down to make them equal; the model stays the paper's, only the weights' size is bounded.
-``classifier_grad_scale`` does the same for the whole classifier (both halves and the bias): under
-the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
-and the detector keep theirs.
+The brake and the cap measure the batch (averaged over the processes under DDP, so every copy
+scales alike).
 
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
 """
@@ -111,10 +114,9 @@ class CamStage:
         self.grad_clip = options.grad_clip
         self.active = self.holding = False
         self.descriptor: torch.Tensor | None = None
-        self.last_brake = 1.0
+        self.last_brake = self.last_weight_factor = 1.0
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
             model.detector.register_forward_pre_hook(self._scale_input_gradient)
-        self.last_weight_factor = 1.0
         if self.coupled_logit_cap > 0 or self.coupled_weight_cap > 0:
             model.classifier.register_forward_pre_hook(self._keep_descriptor)
 
@@ -154,7 +156,7 @@ class CamStage:
         self.last_brake = 1.0
         if self.coupled_logit_cap <= 0 or self.descriptor is None:
             return 1.0
-        global_norm, coupled_norm = self.model.logit_half_norms(self.descriptor)
+        global_norm, coupled_norm = self._batch_logit_norms()
         if coupled_norm > self.coupled_logit_cap * global_norm:
             self.last_brake = (self.coupled_logit_cap * global_norm / coupled_norm) ** 2
         return self.last_brake
@@ -166,10 +168,20 @@ class CamStage:
         self.last_weight_factor = 1.0
         if self.coupled_weight_cap <= 0 or self.descriptor is None:
             return
-        global_norm, coupled_norm = self.model.logit_half_norms(self.descriptor)
+        global_norm, coupled_norm = self._batch_logit_norms()
         if coupled_norm > self.coupled_weight_cap * global_norm:
             self.last_weight_factor = self.coupled_weight_cap * global_norm / coupled_norm
             self.model.classifier.weight[:, self.model.num_features :] *= self.last_weight_factor
+
+    def _batch_logit_norms(self) -> tuple[float, float]:
+        """The two halves' logit norms on this batch, averaged over the processes under DDP."""
+        norms = self.model.logit_half_norms(self.descriptor)
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return norms
+        shared = torch.tensor(norms, device=self.descriptor.device)
+        torch.distributed.all_reduce(shared)
+        shared /= torch.distributed.get_world_size()
+        return float(shared[0]), float(shared[1])
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the
