@@ -51,6 +51,15 @@ class WSCNetConfig:
         return cls(**data)
 
 
+def gradient_share(x: torch.Tensor, share: float) -> torch.Tensor:
+    """``x`` with its values unchanged, but only ``share`` of the gradient flowing back through it."""
+    if share == 1.0:
+        return x
+    if share == 0.0:
+        return x.detach()
+    return x.detach() + share * (x - x.detach())
+
+
 class WSCNetOutput(NamedTuple):
     logits: torch.Tensor  # N×C, classification branch, Eq. (5) before softmax
     det_logits: torch.Tensor  # N×C, v of Eq. (1) (CAM: the classifier logits)
@@ -90,11 +99,8 @@ class WSCNet(nn.Module):
             return features.mean(dim=(2, 3))
         if self.training and self.training_detach_map:
             sentiment_map = sentiment_map.detach()  # M is shaped by the detection loss alone
-        coupled_features = features
-        share = self.training_coupled_feature_grad
-        if self.training and share != 1.0:  # same values; only that share of the gradient reaches F
-            coupled_features = features.detach() + share * (features - features.detach())
-        local = (sentiment_map.unsqueeze(1) * coupled_features).mean(dim=(2, 3))  # N×n
+        share = self.training_coupled_feature_grad if self.training else 1.0
+        local = (sentiment_map.unsqueeze(1) * gradient_share(features, share)).mean(dim=(2, 3))  # N×n
         if self.config.coupling == "local":
             return local
         return torch.cat([features.mean(dim=(2, 3)), local], dim=1)  # N×2n

@@ -50,6 +50,7 @@ Validation and export always see plain GMP (the pooling module ignores the share
 
 import torch
 
+from ..model import gradient_share
 from .options import TrainOptions
 
 
@@ -127,11 +128,8 @@ class CamStage:
     def _scale_input_gradient(self, module, args):
         if not module.training:
             return None
-        x = args[0]
         share = 0.0 if self.active else self.det_backbone_grad
-        if share == 1.0:
-            return None
-        return (x.detach() if share == 0.0 else x.detach() + share * (x - x.detach()),)
+        return None if share == 1.0 else (gradient_share(args[0], share),)
 
     def apply(self, step: int) -> None:
         self.active = step < self.steps
