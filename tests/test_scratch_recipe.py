@@ -294,17 +294,25 @@ def test_slow_both_recipe_steps_the_coupled_half_at_an_eighth_before_the_shared_
     assert weight[0, 0].item() == pytest.approx(factor) and weight[0, n].item() == pytest.approx(0.25 * factor)
 
 
-def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_only_above_the_cap():
-    from wscnet.training.head_warmup import CamStage
-
+def _two_half_classifier(coupled: tuple[float, float] = (12.0, 16.0)):
+    """A 2-class WSCNet in training mode whose classifier reads feature 0 of each half, and the
+    descriptor with a 1 there: logits (3, 4) from GAP(F), norm 5, and ``coupled`` from GAP(M∘F)."""
     model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
     n = model.num_features
     with torch.no_grad():
         model.classifier.weight.zero_()
-        model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])  # GAP(F) logits (3, 4): norm 5
-        model.classifier.weight[:, n] = torch.tensor([12.0, 16.0])  # GAP(M∘F) logits (12, 16): norm 20
+        model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])
+        model.classifier.weight[:, n] = torch.tensor(coupled)
     descriptor = torch.zeros(1, 2 * n)
     descriptor[0, 0] = descriptor[0, n] = 1.0
+    return model, descriptor
+
+
+def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_only_above_the_cap():
+    from wscnet.training.head_warmup import CamStage
+
+    model, descriptor = _two_half_classifier()  # GAP(M∘F) logits (12, 16): norm 20
+    n = model.num_features
 
     def braked_gradient(cap: float, coupled_input: float = 1.0) -> tuple[float, float, float]:
         options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_logit_cap=cap)
@@ -334,16 +342,9 @@ def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_onl
 def test_coupled_weight_cap_scales_the_coupled_weights_down_to_the_cap_after_the_step():
     from wscnet.training.head_warmup import CamStage
 
-    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
-    n = model.num_features
-    descriptor = torch.zeros(1, 2 * n)
-    descriptor[0, 0] = descriptor[0, n] = 1.0
-
     def capped_column(cap: float, coupled: tuple[float, float]) -> list[float]:
-        with torch.no_grad():
-            model.classifier.weight.zero_()
-            model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])  # GAP(F) logits: norm 5
-            model.classifier.weight[:, n] = torch.tensor(coupled)
+        model, descriptor = _two_half_classifier(coupled)
+        n = model.num_features
         stage = CamStage(model, TrainOptions(head="wscnet", coupled_weight_cap=cap), steps_per_epoch=10)
         model.classifier(descriptor)
         stage.cap_coupled_weights()
@@ -421,14 +422,8 @@ def test_brake_and_cap_share_the_batch_norms_across_processes(tmp_path):
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
+        model, descriptor = _two_half_classifier()
         n = model.num_features
-        with torch.no_grad():
-            model.classifier.weight.zero_()
-            model.classifier.weight[:, 0] = torch.tensor([3.0, 4.0])
-            model.classifier.weight[:, n] = torch.tensor([12.0, 16.0])
-        descriptor = torch.zeros(1, 2 * n)
-        descriptor[0, 0] = descriptor[0, n] = 1.0
         stage = CamStage(model, TrainOptions(head="wscnet", coupled_weight_cap=2.0), steps_per_epoch=10)
         model.classifier(descriptor)
         assert stage._batch_logit_norms() == pytest.approx((5.0, 20.0))
