@@ -339,6 +339,41 @@ def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_onl
         TrainOptions(data=".", out="x", coupled_logit_cap=-1.0).validate()
 
 
+def test_coupled_input_brake_divides_the_coupled_half_by_its_input_ratio_to_the_power_only_above_one():
+    from wscnet.training.head_warmup import CamStage
+
+    model, _ = _two_half_classifier()
+    n = model.num_features
+
+    def braked_gradient(power: float, images: list[tuple[float, float]]) -> tuple[float, float, float]:
+        """``images``: per image, the norm of its GAP(F) half and of its GAP(M∘F) half."""
+        options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_input_brake=power)
+        stage = CamStage(model, options, steps_per_epoch=10)
+        stage.apply(step=0)
+        descriptor = torch.zeros(len(images), 2 * n)
+        for row, (glob, coupled) in enumerate(images):
+            descriptor[row, 0], descriptor[row, 1] = 0.6 * glob, 0.8 * glob  # norm glob over two features
+            descriptor[row, n] = coupled
+        model.classifier(descriptor)
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        stage.scale_classifier_gradient()
+        grad = model.classifier.weight.grad
+        return grad[0, 0].item(), grad[0, n].item(), stage.last_input_brake
+
+    # ratios 3 and 5: s = 4; P = 2 gives 1/16, P = 1 gives 1/4, on top of the classifier's 0.5
+    assert braked_gradient(2.0, [(1.0, 3.0), (2.0, 10.0)]) == pytest.approx((0.5, 0.5 / 16, 1 / 16))
+    assert braked_gradient(1.0, [(1.0, 3.0), (2.0, 10.0)]) == pytest.approx((0.5, 0.5 / 4, 1 / 4))
+    # ratios 0.5 and 1.3: s = 0.9 < 1, no brake; P = 0: off whatever the ratio
+    assert braked_gradient(2.0, [(2.0, 1.0), (1.0, 1.3)]) == pytest.approx((0.5, 0.5, 1.0))
+    assert braked_gradient(0.0, [(1.0, 3.0), (2.0, 10.0)]) == pytest.approx((0.5, 0.5, 1.0))
+    even = apply_recipe(TrainOptions(), "scratch-even").to_dict()
+    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
+    assert {k: v for k, v in even.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_input_brake": 2.0}
+    with pytest.raises(UserError, match="--coupled-input-brake must not be negative"):
+        TrainOptions(data=".", out="x", coupled_input_brake=-1.0).validate()
+
+
 def test_coupled_weight_cap_scales_the_coupled_weights_down_to_the_cap_after_the_step():
     from wscnet.training.head_warmup import CamStage
 

@@ -228,6 +228,12 @@ def train(
         help="WSCNet, training only: after each step, where the batch's logits from GAP(M∘F) exceed this many times "
         "those from GAP(F), the coupled-half weights are scaled down to that ratio (0: off).",
     ),
+    coupled_input_brake: float = typer.Option(
+        TRAIN.coupled_input_brake,
+        "--coupled-input-brake",
+        help="WSCNet, training only: where the batch's GAP(M∘F) is s > 1 times GAP(F) (mean norms), the coupled-half "
+        "gradient is also divided by s^P; P = 2 gives both halves' logits the same step (0: off).",
+    ),
     cam_stage_epochs: float = typer.Option(
         TRAIN.cam_stage_epochs,
         "--cam-stage-epochs",

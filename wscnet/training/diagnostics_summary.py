@@ -22,6 +22,7 @@ CURVES = {
     "logit_global": "‖logits from GAP(F)‖",
     "logit_coupled": "‖logits from GAP(M∘F)‖",
     "coupled_brake": "coupled-half brake (1 = none)",
+    "coupled_input_brake": "coupled-half input brake (1 = none)",
     "coupled_weight_factor": "coupled-half weight cap factor (1 = none)",
 }
 FROM_HISTORY = ("train_accuracy", "train_loss_cls")

@@ -42,7 +42,11 @@ That slows the weights but does not hold the logits, which also grow with M and 
 ``coupled_weight_cap`` > 0 holds them: after each optimizer step, where the batch's logits from
 GAP(M∘F) (with the updated weights) exceed cap × those from GAP(F), the coupled-half weights are
 scaled down to make them equal; the model stays the paper's, only the weights' size is bounded.
-The brake and the cap measure the batch (averaged over the processes under DDP, so every copy
+``coupled_input_brake`` P > 0 brakes by the input instead of the output: where the batch's GAP(M∘F) is
+s > 1 times GAP(F) (mean of the per-image norm ratios), the coupled-half gradient is divided by s^P.
+A linear half's logits move by its rate × |input|² per step, so P = 2 gives both halves the same
+logit step whatever the size of M; it acts as soon as M grows, before the coupled weights have.
+The brakes and the cap measure the batch (averaged over the processes under DDP, so every copy
 scales alike).
 
 Validation and export always see plain GMP (the pooling module ignores the share in eval mode).
@@ -112,13 +116,14 @@ class CamStage:
         coupled = wscnet and model.config.coupling == "both"
         self.coupled_logit_cap = options.coupled_logit_cap if coupled else 0.0
         self.coupled_weight_cap = options.coupled_weight_cap if coupled else 0.0
+        self.coupled_input_brake = options.coupled_input_brake if coupled else 0.0
         self.grad_clip = options.grad_clip
         self.active = self.holding = False
         self.descriptor: torch.Tensor | None = None
-        self.last_brake = self.last_weight_factor = 1.0
+        self.last_brake = self.last_input_brake = self.last_weight_factor = 1.0
         if wscnet and (self.steps > 0 or self.det_backbone_grad != 1.0):
             model.detector.register_forward_pre_hook(self._scale_input_gradient)
-        if self.coupled_logit_cap > 0 or self.coupled_weight_cap > 0:
+        if self.coupled_logit_cap > 0 or self.coupled_weight_cap > 0 or self.coupled_input_brake > 0:
             model.classifier.register_forward_pre_hook(self._keep_descriptor)
 
     def _keep_descriptor(self, module, args):
@@ -145,7 +150,7 @@ class CamStage:
                 if grad is not None:
                     grad *= self.classifier_grad_scale
         slow_scale = self.coupled_grad_scale if self.slow else 1.0
-        scale = 0.0 if self.holding else slow_scale * self.coupled_brake()
+        scale = 0.0 if self.holding else slow_scale * self.coupled_brake() * self.coupled_input_brake_factor()
         if scale != 1.0 and self.model.config.coupling == "both" and weight is not None:
             weight[:, self.model.num_features :] *= scale
 
@@ -158,6 +163,19 @@ class CamStage:
         if coupled_norm > self.coupled_logit_cap * global_norm:
             self.last_brake = (self.coupled_logit_cap * global_norm / coupled_norm) ** 2
         return self.last_brake
+
+    @torch.no_grad()
+    def coupled_input_brake_factor(self) -> float:
+        """1 / s^P where the batch's GAP(M∘F) is s > 1 times its GAP(F), else 1."""
+        self.last_input_brake = 1.0
+        if self.coupled_input_brake <= 0 or self.descriptor is None:
+            return 1.0
+        n = self.model.num_features
+        ratio = self.descriptor[:, n:].norm(dim=1) / self.descriptor[:, :n].norm(dim=1).clamp_min(1e-12)
+        scale = self._mean_over_processes(ratio.mean().reshape(1))[0]
+        if scale > 1.0:
+            self.last_input_brake = scale ** -self.coupled_input_brake
+        return self.last_input_brake
 
     @torch.no_grad()
     def cap_coupled_weights(self) -> None:
@@ -173,13 +191,17 @@ class CamStage:
 
     def _batch_logit_norms(self) -> tuple[float, float]:
         """The two halves' logit norms on this batch, averaged over the processes under DDP."""
-        norms = self.model.logit_half_norms(self.descriptor)
+        global_norm, coupled_norm = self._mean_over_processes(self.model.logit_half_norms(self.descriptor))
+        return global_norm, coupled_norm
+
+    def _mean_over_processes(self, values) -> list[float]:
+        """``values`` (numbers) averaged over the processes under DDP, so every copy scales alike."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return norms
-        shared = torch.tensor(norms, device=self.descriptor.device)
+            return [float(v) for v in values]
+        shared = torch.tensor([float(v) for v in values], device=self.descriptor.device)
         torch.distributed.all_reduce(shared)
         shared /= torch.distributed.get_world_size()
-        return float(shared[0]), float(shared[1])
+        return shared.tolist()
 
     def clip(self, threshold: float) -> None:
         """Clip the gradients: in the stage, backbone + classifier at grad_clip (CAM's budget) and the

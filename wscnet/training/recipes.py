@@ -35,6 +35,9 @@
   ``scratch-capped-1`` holds them at once those.
 - ``scratch-slow-start``: ``scratch-slow-both`` whose coupled-half scale (0.25) lasts the first 6
   epochs (``coupled_slow_epochs``); afterwards the coupled half learns as in ``scratch-slow-classifier``.
+- ``scratch-even``: ``scratch-slow-classifier`` whose coupled half is braked by the size of its input:
+  where GAP(M∘F) is s > 1 times GAP(F), its gradient is divided by s² (``coupled_input_brake`` 2), so
+  both halves' logits take the same step; ``scratch-even-1`` divides by s.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -59,6 +62,7 @@ _SCRATCH_FLAGS = {
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = (
+    "coupled_input_brake",
     "det_weight_start",
     "det_warmup_epochs",
     "pool_warmup_epochs",
@@ -116,6 +120,9 @@ RECIPES["scratch-capped-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_we
 # the classifier at about CAM's step; the coupled half passes a quarter of its gradient on to F (none)
 # ``scratch-slow-both`` for the first 6 epochs, then ``scratch-slow-classifier``: a slow start only
 RECIPES["scratch-slow-start"] = {**RECIPES["scratch-slow-both"], "coupled_slow_epochs": 6.0}
+# the classifier at about CAM's step; the coupled half's logit step held to the GAP(F) half's (s^-2), or s^-1
+RECIPES["scratch-even"] = {**RECIPES["scratch-slow-classifier"], "coupled_input_brake": 2.0}
+RECIPES["scratch-even-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_input_brake": 1.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
