@@ -174,7 +174,7 @@ class CamStage:
         ratio = self.descriptor[:, n:].norm(dim=1) / self.descriptor[:, :n].norm(dim=1).clamp_min(1e-12)
         scale = self._mean_over_processes(ratio.mean().reshape(1))[0]
         if scale > 1.0:
-            self.last_input_brake = scale ** -self.coupled_input_brake
+            self.last_input_brake = scale**-self.coupled_input_brake
         return self.last_input_brake
 
     @torch.no_grad()

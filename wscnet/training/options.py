@@ -59,7 +59,7 @@ class TrainOptions:
     coupled_slow_epochs: float = 0.0  # WSCNet, training only: coupled_grad_scale for these first epochs (0 = all)
     coupled_feature_grad: float = 1.0  # WSCNet, training only: share of L_cls's gradient via M∘F that reaches F
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
-    coupled_input_brake: float = 0.0  # WSCNet, training only: coupled-half gradient / s^P where its input is s > 1 × GAP(F)'s
+    coupled_input_brake: float = 0.0  # WSCNet, training only: coupled-half gradient / s^P, s = its input / GAP(F)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
     bn_momentum: float | None = None  # BatchNorm running-average momentum; None: see batchnorm_plan
