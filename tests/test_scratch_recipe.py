@@ -425,8 +425,10 @@ def test_coupled_feature_grad_passes_that_share_of_the_coupled_gradient_to_f_and
     assert {k: v for k, v in quiet.items() if slow_classifier[k] != v and k != "recipe"} == {
         "coupled_feature_grad": 0.25
     }
-    with pytest.raises(UserError, match="--coupled-feature-grad must be in"):
-        TrainOptions(data=".", out="x", coupled_feature_grad=1.5).validate()
+    _, four_grad = descriptor_and_gradient(4.0)  # above 1 it amplifies
+    assert torch.allclose(four_grad, torch.tensor([[4.0, 0.0], [0.0, 0.0]]))
+    with pytest.raises(UserError, match="--coupled-feature-grad must not be negative"):
+        TrainOptions(data=".", out="x", coupled_feature_grad=-0.5).validate()
 
 
 def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only():
@@ -445,6 +447,15 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
 
     # 6 epochs of 10 steps at 0.5 · 0.25, then the classifier's 0.5 alone
     assert [coupled_gradient(s) for s in (0, 59, 60, 119)] == [0.125, 0.125, 0.5, 0.5]
+    # the feature share follows the same window: 4 for steps 0-59, then 1; without a window, all run long
+    weights = CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-weights"), steps_per_epoch=10)
+    shares = []
+    for step in (0, 59, 60, 119):
+        weights.apply(step)
+        shares.append(model.training_coupled_feature_grad)
+    assert shares == [4.0, 4.0, 1.0, 1.0]
+    CamStage(model, apply_recipe(TrainOptions(), "scratch-quiet"), steps_per_epoch=10).apply(119)
+    assert model.training_coupled_feature_grad == 0.25
     with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):
         TrainOptions(data=".", out="x", epochs=5, coupled_slow_epochs=6.0).validate()
 

@@ -219,8 +219,9 @@ def train(
     coupled_feature_grad: float = typer.Option(
         TRAIN.coupled_feature_grad,
         "--coupled-feature-grad",
-        help="WSCNet, training only: share of the classification loss's gradient through GAP(M∘F) that reaches the "
-        "backbone's features F (in [0, 1]; the values are unchanged; 0: the backbone learns from GAP(F) and L_dec).",
+        help="WSCNet, training only: the classification loss's gradient through GAP(M∘F) into the backbone's "
+        "features F is multiplied by this (the values are unchanged; 0: the backbone learns from GAP(F) and L_dec; "
+        "with --coupled-slow-epochs, for those epochs only).",
     ),
     coupled_weight_cap: float = typer.Option(
         TRAIN.coupled_weight_cap,

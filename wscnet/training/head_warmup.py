@@ -33,8 +33,11 @@ outgrow a map that is not yet class-specific (docs/scratch-recipe.md, "A harder 
 the per-loss clip budget (twice CAM's) a scale of 0.5 gives it about CAM's step, while the backbone
 and the detector keep theirs.
 
-``coupled_slow_epochs`` > 0 applies ``coupled_grad_scale`` for those first epochs only: the coupled
-half starts slow and then learns at the classifier's rate.
+``coupled_slow_epochs`` > 0 applies ``coupled_grad_scale`` and ``coupled_feature_grad`` (the share of
+the classification loss's gradient through GAP(M∘F) that reaches F, ``WSCNet.coupled_descriptor``)
+for those first epochs only: the coupled half starts slow and then learns at the classifier's rate.
+A feature share above 1 gives F, while the coupled weights are slowed and so small, about the
+gradient it would get from weights that learn at full rate.
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
@@ -111,6 +114,7 @@ class CamStage:
         self.det_backbone_grad = options.det_backbone_grad
         self.coupled_grad_scale = options.coupled_grad_scale if wscnet else 1.0
         self.coupled_slow_steps = options.coupled_slow_epochs * steps_per_epoch
+        self.coupled_feature_grad = options.coupled_feature_grad if wscnet else 1.0
         self.slow = True
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         coupled = wscnet and model.config.coupling == "both"
@@ -140,6 +144,7 @@ class CamStage:
         self.active = step < self.steps
         self.holding = step < self.hold_steps
         self.slow = self.coupled_slow_steps <= 0 or step < self.coupled_slow_steps
+        self.model.training_coupled_feature_grad = self.coupled_feature_grad if self.slow else 1.0
 
     def scale_classifier_gradient(self) -> None:
         """Scale the classifier's gradient by ``classifier_grad_scale``; zero the part on GAP(M∘F)

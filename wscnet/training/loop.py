@@ -63,7 +63,6 @@ class Trainer:
         if options.zero_init_coupled:
             zero_init_coupled_weights(self.model)
         self.model.training_detach_map = options.detach_coupled_map
-        self.model.training_coupled_feature_grad = options.coupled_feature_grad
         self.batchnorm = batchnorm_plan(options, self.model)
         self.train_loader, self.sampler = self._train_loader()
         self.steps_per_epoch = len(self.train_loader)

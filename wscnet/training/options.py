@@ -57,7 +57,7 @@ class TrainOptions:
     classifier_grad_scale: float = 1.0  # WSCNet, training only: the whole classifier's gradient × this
     coupled_logit_cap: float = 0.0  # WSCNet, training only: brake the coupled half above this logit ratio (0 = off)
     coupled_slow_epochs: float = 0.0  # WSCNet, training only: coupled_grad_scale for these first epochs (0 = all)
-    coupled_feature_grad: float = 1.0  # WSCNet, training only: share of L_cls's gradient via M∘F that reaches F
+    coupled_feature_grad: float = 1.0  # WSCNet, training only: L_cls's gradient via M∘F into F × this
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     coupled_input_brake: float = 0.0  # WSCNet, training only: coupled-half gradient / s^P, s = its input / GAP(F)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
@@ -122,7 +122,6 @@ class TrainOptions:
             "det-backbone-grad": self.det_backbone_grad,
             "coupled-grad-scale": self.coupled_grad_scale,
             "classifier-grad-scale": self.classifier_grad_scale,
-            "coupled-feature-grad": self.coupled_feature_grad,
         }.items():
             if not 0 <= value <= 1:
                 raise UserError(f"--{name} must be in [0, 1]; got {value}")
@@ -138,6 +137,7 @@ class TrainOptions:
             "coupled-logit-cap": self.coupled_logit_cap,
             "coupled-weight-cap": self.coupled_weight_cap,
             "coupled-input-brake": self.coupled_input_brake,
+            "coupled-feature-grad": self.coupled_feature_grad,
         }.items():
             if value < 0:
                 raise UserError(f"--{name} must not be negative; got {value}")

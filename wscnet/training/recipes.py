@@ -38,6 +38,9 @@
 - ``scratch-even``: ``scratch-slow-classifier`` whose coupled half is braked by the size of its input:
   where GAP(M∘F) is s > 1 times GAP(F), its gradient is divided by s² (``coupled_input_brake`` 2), so
   both halves' logits take the same step; ``scratch-even-1`` divides by s.
+- ``scratch-slow-weights``: ``scratch-slow-start`` whose slow epochs pass 4 × the classification loss's
+  gradient through GAP(M∘F) on to F: the coupled weights are about a quarter of their size
+  under ``scratch-slow-classifier`` then, so F gets about the gradient it gets there.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -123,6 +126,9 @@ RECIPES["scratch-slow-start"] = {**RECIPES["scratch-slow-both"], "coupled_slow_e
 # the classifier at about CAM's step; the coupled half's logit step held to the GAP(F) half's (s^-2), or s^-1
 RECIPES["scratch-even"] = {**RECIPES["scratch-slow-classifier"], "coupled_input_brake": 2.0}
 RECIPES["scratch-even-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_input_brake": 1.0}
+# ``scratch-slow-start`` whose features still get, in the slow epochs, about the coupled path's gradient of
+# full-rate weights (× 4 = 1 / coupled_grad_scale): only the coupled weights start slow
+RECIPES["scratch-slow-weights"] = {**RECIPES["scratch-slow-start"], "coupled_feature_grad": 4.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
