@@ -431,6 +431,31 @@ def test_coupled_feature_grad_passes_that_share_of_the_coupled_gradient_to_f_and
         TrainOptions(data=".", out="x", coupled_feature_grad=-0.5).validate()
 
 
+def test_coupled_feature_brake_divides_the_feature_share_by_the_map_scale_to_the_power_above_one():
+    model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=2, k=1)).train()
+    n = model.num_features
+    model.training_coupled_feature_grad = 4.0
+
+    def share_and_gradient(power: float, peak: float) -> tuple[float, float]:
+        """F = 1 everywhere, M = ``peak`` at one of 2×2 places: GAP(F) = 1, GAP(M∘F) = peak / 4, so s = peak / 4."""
+        model.training_coupled_feature_brake = power
+        features = torch.ones(1, n, 2, 2, requires_grad=True)
+        sentiment_map = torch.tensor([[[peak, 0.0], [0.0, 0.0]]])
+        model.coupled_descriptor(features, sentiment_map)[:, n:].sum().backward()
+        return model.last_coupled_feature_share, features.grad[0, 0, 0, 0].item()
+
+    # s = 12 / 4 = 3: the share 4 / 3² = 4/9; the gradient at M's peak M / 4 · share = 3 · 4/9
+    assert share_and_gradient(2.0, 12.0) == pytest.approx((4 / 9, 4 / 3))
+    assert share_and_gradient(1.0, 12.0) == pytest.approx((4 / 3, 4.0))
+    assert share_and_gradient(2.0, 2.0) == pytest.approx((4.0, 2.0))  # s = 1/2 < 1: the share stands
+    assert share_and_gradient(0.0, 12.0) == pytest.approx((4.0, 12.0))  # P = 0: off
+    braked = apply_recipe(TrainOptions(), "scratch-slow-weights-braked").to_dict()
+    weights = apply_recipe(TrainOptions(), "scratch-slow-weights").to_dict()
+    assert {k: v for k, v in braked.items() if weights[k] != v and k != "recipe"} == {"coupled_feature_brake": 2.0}
+    with pytest.raises(UserError, match="--coupled-feature-brake must not be negative"):
+        TrainOptions(data=".", out="x", coupled_feature_brake=-1.0).validate()
+
+
 def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only():
     from wscnet.training.head_warmup import CamStage
 
@@ -454,6 +479,12 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
         weights.apply(step)
         shares.append(model.training_coupled_feature_grad)
     assert shares == [4.0, 4.0, 1.0, 1.0]
+    braked = CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-weights-braked"), steps_per_epoch=10)
+    brakes = []
+    for step in (59, 60):
+        braked.apply(step)
+        brakes.append(model.training_coupled_feature_brake)
+    assert brakes == [2.0, 0.0]
     CamStage(model, apply_recipe(TrainOptions(), "scratch-quiet"), steps_per_epoch=10).apply(119)
     assert model.training_coupled_feature_grad == 0.25
     with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):

@@ -229,6 +229,12 @@ def train(
         help="WSCNet, training only: after each step, where the batch's logits from GAP(M∘F) exceed this many times "
         "those from GAP(F), the coupled-half weights are scaled down to that ratio (0: off).",
     ),
+    coupled_feature_brake: float = typer.Option(
+        TRAIN.coupled_feature_brake,
+        "--coupled-feature-brake",
+        help="WSCNet, training only: where the batch's GAP(M∘F) is s > 1 times GAP(F), --coupled-feature-grad is "
+        "divided by s^P (with --coupled-slow-epochs, for those epochs only; 0: off).",
+    ),
     coupled_input_brake: float = typer.Option(
         TRAIN.coupled_input_brake,
         "--coupled-input-brake",

@@ -82,6 +82,9 @@ class WSCNet(nn.Module):
         self.training_detach_map = False
         # Training only (--coupled-feature-grad): share of L_cls's gradient through M∘F that reaches F
         self.training_coupled_feature_grad = 1.0
+        # Training only (--coupled-feature-brake P): that share / s^P where GAP(M∘F) is s > 1 × GAP(F)
+        self.training_coupled_feature_brake = 0.0
+        self.last_coupled_feature_share = 1.0
         coupled = config.head == "wscnet" and config.coupling == "both"
         self.classifier = nn.Linear(2 * n if coupled else n, c)
 
@@ -99,11 +102,25 @@ class WSCNet(nn.Module):
             return features.mean(dim=(2, 3))
         if self.training and self.training_detach_map:
             sentiment_map = sentiment_map.detach()  # M is shaped by the detection loss alone
-        share = self.training_coupled_feature_grad if self.training else 1.0
+        share = self._coupled_feature_share(features, sentiment_map) if self.training else 1.0
         local = (sentiment_map.unsqueeze(1) * gradient_share(features, share)).mean(dim=(2, 3))  # N×n
         if self.config.coupling == "local":
             return local
         return torch.cat([features.mean(dim=(2, 3)), local], dim=1)  # N×2n
+
+    @torch.no_grad()
+    def _coupled_feature_share(self, features: torch.Tensor, sentiment_map: torch.Tensor) -> float:
+        """The training share of L_cls's gradient through M∘F into F: ``training_coupled_feature_grad``,
+        divided by s^P where the batch's |GAP(M∘F)| is on average s > 1 times |GAP(F)| (the gradient
+        into F through M∘F grows with M)."""
+        share = self.training_coupled_feature_grad
+        if self.training_coupled_feature_brake > 0:
+            glob = features.mean(dim=(2, 3)).norm(dim=1)
+            local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3)).norm(dim=1)
+            scale = (local / glob.clamp_min(1e-12)).mean().item()
+            share /= max(1.0, scale) ** self.training_coupled_feature_brake
+        self.last_coupled_feature_share = share
+        return share
 
     @torch.no_grad()
     def logit_half_norms(self, descriptor: torch.Tensor) -> tuple[float, float]:

@@ -23,6 +23,7 @@ CURVES = {
     "logit_coupled": "‖logits from GAP(M∘F)‖",
     "coupled_brake": "coupled-half brake (1 = none)",
     "coupled_input_brake": "coupled-half input brake (1 = none)",
+    "coupled_feature_share": "share of L_cls's gradient via M∘F into F",
     "coupled_weight_factor": "coupled-half weight cap factor (1 = none)",
 }
 FROM_HISTORY = ("train_accuracy", "train_loss_cls")

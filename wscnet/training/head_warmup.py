@@ -37,7 +37,9 @@ and the detector keep theirs.
 the classification loss's gradient through GAP(M∘F) that reaches F, ``WSCNet.coupled_descriptor``)
 for those first epochs only: the coupled half starts slow and then learns at the classifier's rate.
 A feature share above 1 gives F, while the coupled weights are slowed and so small, about the
-gradient it would get from weights that learn at full rate.
+gradient it would get from weights that learn at full rate. ``coupled_feature_brake`` P > 0 (same
+window) divides that share by s^P where the batch's GAP(M∘F) is s > 1 times GAP(F)
+(``WSCNet._coupled_feature_share``): the gradient into F through M∘F grows with M.
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
@@ -115,6 +117,7 @@ class CamStage:
         self.coupled_grad_scale = options.coupled_grad_scale if wscnet else 1.0
         self.coupled_slow_steps = options.coupled_slow_epochs * steps_per_epoch
         self.coupled_feature_grad = options.coupled_feature_grad if wscnet else 1.0
+        self.coupled_feature_brake = options.coupled_feature_brake if wscnet else 0.0
         self.slow = True
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         coupled = wscnet and model.config.coupling == "both"
@@ -145,6 +148,7 @@ class CamStage:
         self.holding = step < self.hold_steps
         self.slow = self.coupled_slow_steps <= 0 or step < self.coupled_slow_steps
         self.model.training_coupled_feature_grad = self.coupled_feature_grad if self.slow else 1.0
+        self.model.training_coupled_feature_brake = self.coupled_feature_brake if self.slow else 0.0
 
     def scale_classifier_gradient(self) -> None:
         """Scale the classifier's gradient by ``classifier_grad_scale``; zero the part on GAP(M∘F)

@@ -219,6 +219,8 @@ class Trainer:
                 scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
                 if self.cam_stage.coupled_logit_cap > 0:
                     row["coupled_brake"] = self.cam_stage.last_brake
+                if self.cam_stage.coupled_feature_brake > 0:
+                    row["coupled_feature_share"] = self.model.last_coupled_feature_share
                 if self.cam_stage.coupled_input_brake > 0:
                     row["coupled_input_brake"] = self.cam_stage.last_input_brake
                 if self.cam_stage.coupled_weight_cap > 0:  # the factor of the previous step

@@ -41,6 +41,8 @@
 - ``scratch-slow-weights``: ``scratch-slow-start`` whose slow epochs pass 4 × the classification loss's
   gradient through GAP(M∘F) on to F: the coupled weights are about a quarter of their size
   under ``scratch-slow-classifier`` then, so F gets about the gradient it gets there.
+  ``scratch-slow-weights-braked`` divides that 4 by s² where the batch's GAP(M∘F) is s > 1 times
+  GAP(F) (``coupled_feature_brake`` 2): the gradient into F through M∘F grows with M.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -65,6 +67,7 @@ _SCRATCH_FLAGS = {
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = (
+    "coupled_feature_brake",
     "coupled_input_brake",
     "det_weight_start",
     "det_warmup_epochs",
@@ -129,6 +132,8 @@ RECIPES["scratch-even-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_inpu
 # ``scratch-slow-start`` whose features still get, in the slow epochs, about the coupled path's gradient of
 # full-rate weights (× 4 = 1 / coupled_grad_scale): only the coupled weights start slow
 RECIPES["scratch-slow-weights"] = {**RECIPES["scratch-slow-start"], "coupled_feature_grad": 4.0}
+# the same, that × 4 divided by s² where M∘F has grown to s > 1 times F (it grows with M)
+RECIPES["scratch-slow-weights-braked"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 2.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
