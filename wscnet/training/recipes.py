@@ -43,7 +43,7 @@
   under ``scratch-slow-classifier`` then, so F gets about the gradient it gets there.
   ``scratch-slow-weights-braked`` divides that 4 by s² where the batch's GAP(M∘F) is s > 1 times
   GAP(F) (``coupled_feature_brake`` 2): the gradient into F through M∘F grows with M;
-  ``scratch-slow-weights-braked-4`` by s⁴.
+  ``scratch-slow-weights-braked-4`` by s⁴; ``scratch-slow-weights-braked-half`` starts from 2 instead of 4.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -135,6 +135,7 @@ RECIPES["scratch-even-1"] = {**RECIPES["scratch-slow-classifier"], "coupled_inpu
 RECIPES["scratch-slow-weights"] = {**RECIPES["scratch-slow-start"], "coupled_feature_grad": 4.0}
 # the same, that × 4 divided by s² where M∘F has grown to s > 1 times F (it grows with M)
 RECIPES["scratch-slow-weights-braked"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 2.0}
+RECIPES["scratch-slow-weights-braked-half"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_grad": 2.0}
 RECIPES["scratch-slow-weights-braked-4"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 4.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
