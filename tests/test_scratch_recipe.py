@@ -449,9 +449,17 @@ def test_coupled_feature_brake_divides_the_feature_share_by_the_map_scale_to_the
     assert share_and_gradient(1.0, 12.0) == pytest.approx((4 / 3, 4.0))
     assert share_and_gradient(2.0, 2.0) == pytest.approx((4.0, 2.0))  # s = 1/2 < 1: the share stands
     assert share_and_gradient(0.0, 12.0) == pytest.approx((4.0, 12.0))  # P = 0: off
+    model.training_coupled_feature_floor = 1.0  # the brake takes back the amplification, never more
+    assert share_and_gradient(2.0, 12.0) == pytest.approx((1.0, 3.0))  # 4/9 < 1: held at 1
+    assert share_and_gradient(2.0, 6.0) == pytest.approx((4 / 2.25, 1.5 * 4 / 2.25))  # s = 1.5: 4/2.25 > 1
+    model.training_coupled_feature_floor = 0.0
     braked = apply_recipe(TrainOptions(), "scratch-slow-weights-braked").to_dict()
     weights = apply_recipe(TrainOptions(), "scratch-slow-weights").to_dict()
     assert {k: v for k, v in braked.items() if weights[k] != v and k != "recipe"} == {"coupled_feature_brake": 2.0}
+    floored = apply_recipe(TrainOptions(), "scratch-slow-weights-floored").to_dict()
+    assert {k: v for k, v in floored.items() if braked[k] != v and k != "recipe"} == {"coupled_feature_floor": 1.0}
+    with pytest.raises(UserError, match="--coupled-feature-floor must not be negative"):
+        TrainOptions(data=".", out="x", coupled_feature_floor=-1.0).validate()
     with pytest.raises(UserError, match="--coupled-feature-brake must not be negative"):
         TrainOptions(data=".", out="x", coupled_feature_brake=-1.0).validate()
 
@@ -485,6 +493,8 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
         braked.apply(step)
         brakes.append(model.training_coupled_feature_brake)
     assert brakes == [2.0, 0.0]
+    CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-weights-floored"), steps_per_epoch=10)
+    assert model.training_coupled_feature_floor == 1.0
     CamStage(model, apply_recipe(TrainOptions(), "scratch-quiet"), steps_per_epoch=10).apply(119)
     assert model.training_coupled_feature_grad == 0.25
     with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):

@@ -235,6 +235,12 @@ def train(
         help="WSCNet, training only: where the batch's GAP(M∘F) is s > 1 times GAP(F), --coupled-feature-grad is "
         "divided by s^P (with --coupled-slow-epochs, for those epochs only; 0: off).",
     ),
+    coupled_feature_floor: float = typer.Option(
+        TRAIN.coupled_feature_floor,
+        "--coupled-feature-floor",
+        help="WSCNet, training only: --coupled-feature-brake does not take --coupled-feature-grad below this "
+        "(1: it takes back an amplification, never more).",
+    ),
     coupled_input_brake: float = typer.Option(
         TRAIN.coupled_input_brake,
         "--coupled-input-brake",

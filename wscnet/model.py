@@ -82,8 +82,10 @@ class WSCNet(nn.Module):
         self.training_detach_map = False
         # Training only (--coupled-feature-grad): share of L_cls's gradient through M∘F that reaches F
         self.training_coupled_feature_grad = 1.0
-        # Training only (--coupled-feature-brake P): that share / s^P where GAP(M∘F) is s > 1 × GAP(F)
+        # Training only (--coupled-feature-brake P): that share / s^P where GAP(M∘F) is s > 1 × GAP(F),
+        # not below --coupled-feature-floor
         self.training_coupled_feature_brake = 0.0
+        self.training_coupled_feature_floor = 0.0
         self.last_coupled_feature_share = 1.0
         coupled = config.head == "wscnet" and config.coupling == "both"
         self.classifier = nn.Linear(2 * n if coupled else n, c)
@@ -112,13 +114,14 @@ class WSCNet(nn.Module):
     def _coupled_feature_share(self, features: torch.Tensor, sentiment_map: torch.Tensor) -> float:
         """The training share of L_cls's gradient through M∘F into F: ``training_coupled_feature_grad``,
         divided by s^P where the batch's |GAP(M∘F)| is on average s > 1 times |GAP(F)| (the gradient
-        into F through M∘F grows with M)."""
+        into F through M∘F grows with M), but not below ``training_coupled_feature_floor``."""
         share = self.training_coupled_feature_grad
         if self.training_coupled_feature_brake > 0:
             glob = features.mean(dim=(2, 3)).norm(dim=1)
             local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3)).norm(dim=1)
             scale = (local / glob.clamp_min(1e-12)).mean().item()
-            share /= max(1.0, scale) ** self.training_coupled_feature_brake
+            braked = share / max(1.0, scale) ** self.training_coupled_feature_brake
+            share = max(braked, min(share, self.training_coupled_feature_floor))
         self.last_coupled_feature_share = share
         return share
 

@@ -40,6 +40,8 @@ A feature share above 1 gives F, while the coupled weights are slowed and so sma
 gradient it would get from weights that learn at full rate. ``coupled_feature_brake`` P > 0 (same
 window) divides that share by s^P where the batch's GAP(M∘F) is s > 1 times GAP(F)
 (``WSCNet._coupled_feature_share``): the gradient into F through M∘F grows with M.
+``coupled_feature_floor`` keeps the braked share from falling below it (1: the brake takes back the
+amplification, never more, so the share does not jump when the window ends).
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
@@ -118,6 +120,7 @@ class CamStage:
         self.coupled_slow_steps = options.coupled_slow_epochs * steps_per_epoch
         self.coupled_feature_grad = options.coupled_feature_grad if wscnet else 1.0
         self.coupled_feature_brake = options.coupled_feature_brake if wscnet else 0.0
+        self.model.training_coupled_feature_floor = options.coupled_feature_floor
         self.slow = True
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
         coupled = wscnet and model.config.coupling == "both"

@@ -60,6 +60,7 @@ class TrainOptions:
     coupled_feature_grad: float = 1.0  # WSCNet, training only: L_cls's gradient via M∘F into F × this
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     coupled_feature_brake: float = 0.0  # WSCNet, training only: coupled_feature_grad / s^P, s = M∘F's size
+    coupled_feature_floor: float = 0.0  # WSCNet, training only: the braked feature share stays at least this
     coupled_input_brake: float = 0.0  # WSCNet, training only: coupled-half gradient / s^P, s = its input / GAP(F)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
@@ -140,6 +141,7 @@ class TrainOptions:
             "coupled-input-brake": self.coupled_input_brake,
             "coupled-feature-grad": self.coupled_feature_grad,
             "coupled-feature-brake": self.coupled_feature_brake,
+            "coupled-feature-floor": self.coupled_feature_floor,
         }.items():
             if value < 0:
                 raise UserError(f"--{name} must not be negative; got {value}")

@@ -44,6 +44,8 @@
   ``scratch-slow-weights-braked`` divides that 4 by s² where the batch's GAP(M∘F) is s > 1 times
   GAP(F) (``coupled_feature_brake`` 2): the gradient into F through M∘F grows with M;
   ``scratch-slow-weights-braked-4`` by s⁴; ``scratch-slow-weights-braked-half`` starts from 2 instead of 4.
+  ``scratch-slow-weights-floored`` brakes only the amplification (``coupled_feature_floor`` 1): the
+  share never falls below 1, so it does not jump when the slow epochs end.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -68,6 +70,7 @@ _SCRATCH_FLAGS = {
 # Options that act on the detection branch or the coupled half only: a CAM run ignores them, so
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = (
+    "coupled_feature_floor",
     "coupled_feature_brake",
     "coupled_input_brake",
     "det_weight_start",
@@ -137,6 +140,8 @@ RECIPES["scratch-slow-weights"] = {**RECIPES["scratch-slow-start"], "coupled_fea
 RECIPES["scratch-slow-weights-braked"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 2.0}
 RECIPES["scratch-slow-weights-braked-half"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_grad": 2.0}
 RECIPES["scratch-slow-weights-braked-4"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 4.0}
+# the brake takes back the × 4 only, never below 1: no jump in F's gradient when the window ends
+RECIPES["scratch-slow-weights-floored"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_floor": 1.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
