@@ -46,6 +46,7 @@
   ``scratch-slow-weights-braked-4`` by s⁴; ``scratch-slow-weights-braked-half`` starts from 2 instead of 4.
   ``scratch-slow-weights-floored`` brakes only the amplification (``coupled_feature_floor`` 1): the
   share never falls below 1, so it does not jump when the slow epochs end.
+  ``scratch-slow-weights-even`` adds ``scratch-even``'s input brake on the coupled weights.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -142,6 +143,8 @@ RECIPES["scratch-slow-weights-braked-half"] = {**RECIPES["scratch-slow-weights-b
 RECIPES["scratch-slow-weights-braked-4"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 4.0}
 # the brake takes back the × 4 only, never below 1: no jump in F's gradient when the window ends
 RECIPES["scratch-slow-weights-floored"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_floor": 1.0}
+# and the coupled weights braked by their input's size as in ``scratch-even`` (after the window too)
+RECIPES["scratch-slow-weights-even"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_input_brake": 2.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
 RECIPES["scratch-quiet-0"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.0}
 
