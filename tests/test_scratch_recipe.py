@@ -216,8 +216,13 @@ def test_detection_label_smoothing_outside_0_1_is_refused(tmp_path, value):
     assert not (tmp_path / "run").exists()
 
 
+def _recipe_change(name: str, base: str) -> dict:
+    """The fields (other than its name) that recipe ``name`` sets differently from recipe ``base``."""
+    options, reference = (apply_recipe(TrainOptions(), r).to_dict() for r in (name, base))
+    return {k: v for k, v in options.items() if reference[k] != v and k != "recipe"}
+
+
 def test_coupled_recipes_change_only_their_fields_and_clip_budget():
-    scratch = apply_recipe(TrainOptions(), "scratch").to_dict()
     expected = {
         "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
         "scratch-slow-coupled": {"coupled_grad_scale": 0.25},
@@ -226,8 +231,7 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
         "scratch-slow-both-eighth": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.125},
     }
     for name, change in expected.items():
-        options = apply_recipe(TrainOptions(), name).to_dict()
-        assert {k: v for k, v in options.items() if scratch[k] != v and k != "recipe"} == change
+        assert _recipe_change(name, "scratch") == change
     # after the 2-epoch ramp (det weight 1): the per-loss budget is 2 · (1 + 1), CAM's budget is 2
     held = HeadWarmup(apply_recipe(TrainOptions(), "scratch-held-cam-clip"), steps_per_epoch=10)
     slow = HeadWarmup(apply_recipe(TrainOptions(), "scratch-slow-coupled"), steps_per_epoch=10)
@@ -270,10 +274,7 @@ def test_classifier_and_coupled_grad_scales_multiply_the_classifier_gradient_alo
 def test_slow_both_recipe_steps_the_coupled_half_at_an_eighth_before_the_shared_clip():
     from wscnet.training.head_warmup import CamStage
 
-    both = apply_recipe(TrainOptions(), "scratch-slow-both").to_dict()
-    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
-    changed = {k: v for k, v in both.items() if slow_classifier[k] != v and k != "recipe"}
-    assert changed == {"coupled_grad_scale": 0.25}
+    assert _recipe_change("scratch-slow-both", "scratch-slow-classifier") == {"coupled_grad_scale": 0.25}
     options = apply_recipe(TrainOptions(), "scratch-slow-both")
     assert [HeadWarmup(options, steps_per_epoch=10).grad_clip(s) for s in (0, 10, 20)] == [2.0, 3.0, 4.0]
     model = WSCNet(WSCNetConfig(arch="resnet18", num_classes=3, k=4))
@@ -308,58 +309,55 @@ def _two_half_classifier(coupled: tuple[float, float] = (12.0, 16.0)):
     return model, descriptor
 
 
-def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_only_above_the_cap():
+def _scaled_coupled_gradient(model, options: TrainOptions, descriptor: torch.Tensor):
+    """A stage of ``options`` watches one training forward of the classifier on ``descriptor``, then
+    scales a gradient of ones: (the GAP(F) half's, the GAP(M∘F) half's, the stage)."""
     from wscnet.training.head_warmup import CamStage
 
+    stage = CamStage(model, options, steps_per_epoch=10)
+    stage.apply(step=0)
+    model.classifier(descriptor)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    stage.scale_classifier_gradient()
+    grad = model.classifier.weight.grad
+    return grad[0, 0].item(), grad[0, model.num_features].item(), stage
+
+
+def test_coupled_brake_scales_the_coupled_half_by_the_squared_cap_over_ratio_only_above_the_cap():
     model, descriptor = _two_half_classifier()  # GAP(M∘F) logits (12, 16): norm 20
     n = model.num_features
 
     def braked_gradient(cap: float, coupled_input: float = 1.0) -> tuple[float, float, float]:
         options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_logit_cap=cap)
-        stage = CamStage(model, options, steps_per_epoch=10)
-        stage.apply(step=0)
         d = descriptor.clone()
         d[0, n] = coupled_input
-        model.classifier(d)  # the training forward the stage watches
-        for p in model.parameters():
-            p.grad = torch.ones_like(p)
-        stage.scale_classifier_gradient()
-        grad = model.classifier.weight.grad
-        return grad[0, 0].item(), grad[0, n].item(), stage.last_brake
+        global_half, coupled_half, stage = _scaled_coupled_gradient(model, options, d)
+        return global_half, coupled_half, stage.last_brake
 
     # ratio 20 / 5 = 4: cap 1 gives (1/4)² = 1/16, cap 2 gives (2/4)² = 1/4, on top of the 0.5
     assert braked_gradient(1.0) == pytest.approx((0.5, 0.5 / 16, 1 / 16))
     assert braked_gradient(2.0) == pytest.approx((0.5, 0.5 / 4, 1 / 4))
     assert braked_gradient(1.0, coupled_input=0.2) == pytest.approx((0.5, 0.5, 1.0))  # norm 4 < 5: no brake
     assert braked_gradient(0.0) == pytest.approx((0.5, 0.5, 1.0))  # cap 0: off
-    braked = apply_recipe(TrainOptions(), "scratch-braked").to_dict()
-    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
-    assert {k: v for k, v in braked.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_logit_cap": 1.0}
+    assert _recipe_change("scratch-braked", "scratch-slow-classifier") == {"coupled_logit_cap": 1.0}
     with pytest.raises(UserError, match="--coupled-logit-cap must not be negative"):
         TrainOptions(data=".", out="x", coupled_logit_cap=-1.0).validate()
 
 
 def test_coupled_input_brake_divides_the_coupled_half_by_its_input_ratio_to_the_power_only_above_one():
-    from wscnet.training.head_warmup import CamStage
-
     model, _ = _two_half_classifier()
     n = model.num_features
 
     def braked_gradient(power: float, images: list[tuple[float, float]]) -> tuple[float, float, float]:
         """``images``: per image, the norm of its GAP(F) half and of its GAP(M∘F) half."""
         options = TrainOptions(head="wscnet", classifier_grad_scale=0.5, coupled_input_brake=power)
-        stage = CamStage(model, options, steps_per_epoch=10)
-        stage.apply(step=0)
         descriptor = torch.zeros(len(images), 2 * n)
         for row, (glob, coupled) in enumerate(images):
             descriptor[row, 0], descriptor[row, 1] = 0.6 * glob, 0.8 * glob  # norm glob over two features
             descriptor[row, n] = coupled
-        model.classifier(descriptor)
-        for p in model.parameters():
-            p.grad = torch.ones_like(p)
-        stage.scale_classifier_gradient()
-        grad = model.classifier.weight.grad
-        return grad[0, 0].item(), grad[0, n].item(), stage.last_input_brake
+        global_half, coupled_half, stage = _scaled_coupled_gradient(model, options, descriptor)
+        return global_half, coupled_half, stage.last_input_brake
 
     # ratios 3 and 5: s = 4; P = 2 gives 1/16, P = 1 gives 1/4, on top of the classifier's 0.5
     assert braked_gradient(2.0, [(1.0, 3.0), (2.0, 10.0)]) == pytest.approx((0.5, 0.5 / 16, 1 / 16))
@@ -367,9 +365,7 @@ def test_coupled_input_brake_divides_the_coupled_half_by_its_input_ratio_to_the_
     # ratios 0.5 and 1.3: s = 0.9 < 1, no brake; P = 0: off whatever the ratio
     assert braked_gradient(2.0, [(2.0, 1.0), (1.0, 1.3)]) == pytest.approx((0.5, 0.5, 1.0))
     assert braked_gradient(0.0, [(1.0, 3.0), (2.0, 10.0)]) == pytest.approx((0.5, 0.5, 1.0))
-    even = apply_recipe(TrainOptions(), "scratch-even").to_dict()
-    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
-    assert {k: v for k, v in even.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_input_brake": 2.0}
+    assert _recipe_change("scratch-even", "scratch-slow-classifier") == {"coupled_input_brake": 2.0}
     with pytest.raises(UserError, match="--coupled-input-brake must not be negative"):
         TrainOptions(data=".", out="x", coupled_input_brake=-1.0).validate()
 
@@ -391,9 +387,7 @@ def test_coupled_weight_cap_scales_the_coupled_weights_down_to_the_cap_after_the
     assert capped_column(1.0, (12.0, 16.0)) == pytest.approx([3.0, 4.0])
     assert capped_column(2.0, (6.0, 8.0)) == pytest.approx([6.0, 8.0])  # norm 10 = the cap: kept
     assert capped_column(0.0, (12.0, 16.0)) == pytest.approx([12.0, 16.0])  # off
-    capped = apply_recipe(TrainOptions(), "scratch-capped").to_dict()
-    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
-    assert {k: v for k, v in capped.items() if slow_classifier[k] != v and k != "recipe"} == {"coupled_weight_cap": 2.0}
+    assert _recipe_change("scratch-capped", "scratch-slow-classifier") == {"coupled_weight_cap": 2.0}
     with pytest.raises(UserError, match="--coupled-weight-cap must not be negative"):
         TrainOptions(data=".", out="x", coupled_weight_cap=-1.0).validate()
 
@@ -420,11 +414,7 @@ def test_coupled_feature_grad_passes_that_share_of_the_coupled_gradient_to_f_and
     assert torch.all(none_grad == 0)
     _, eval_grad = descriptor_and_gradient(0.25, training=False)  # eval and export never scale
     assert torch.allclose(eval_grad, full_grad)
-    quiet = apply_recipe(TrainOptions(), "scratch-quiet").to_dict()
-    slow_classifier = apply_recipe(TrainOptions(), "scratch-slow-classifier").to_dict()
-    assert {k: v for k, v in quiet.items() if slow_classifier[k] != v and k != "recipe"} == {
-        "coupled_feature_grad": 0.25
-    }
+    assert _recipe_change("scratch-quiet", "scratch-slow-classifier") == {"coupled_feature_grad": 0.25}
     _, four_grad = descriptor_and_gradient(4.0)  # above 1 it amplifies
     assert torch.allclose(four_grad, torch.tensor([[4.0, 0.0], [0.0, 0.0]]))
     with pytest.raises(UserError, match="--coupled-feature-grad must not be negative"):
@@ -453,11 +443,10 @@ def test_coupled_feature_brake_divides_the_feature_share_by_the_map_scale_to_the
     assert share_and_gradient(2.0, 12.0) == pytest.approx((1.0, 3.0))  # 4/9 < 1: held at 1
     assert share_and_gradient(2.0, 6.0) == pytest.approx((4 / 2.25, 1.5 * 4 / 2.25))  # s = 1.5: 4/2.25 > 1
     model.training_coupled_feature_floor = 0.0
-    braked = apply_recipe(TrainOptions(), "scratch-slow-weights-braked").to_dict()
-    weights = apply_recipe(TrainOptions(), "scratch-slow-weights").to_dict()
-    assert {k: v for k, v in braked.items() if weights[k] != v and k != "recipe"} == {"coupled_feature_brake": 2.0}
-    floored = apply_recipe(TrainOptions(), "scratch-slow-weights-floored").to_dict()
-    assert {k: v for k, v in floored.items() if braked[k] != v and k != "recipe"} == {"coupled_feature_floor": 1.0}
+    assert _recipe_change("scratch-slow-weights-braked", "scratch-slow-weights") == {"coupled_feature_brake": 2.0}
+    assert _recipe_change("scratch-slow-weights-floored", "scratch-slow-weights-braked") == {
+        "coupled_feature_floor": 1.0
+    }
     with pytest.raises(UserError, match="--coupled-feature-floor must not be negative"):
         TrainOptions(data=".", out="x", coupled_feature_floor=-1.0).validate()
     with pytest.raises(UserError, match="--coupled-feature-brake must not be negative"):
