@@ -51,6 +51,14 @@ class WSCNetConfig:
         return cls(**data)
 
 
+@torch.no_grad()
+def coupling_scale(global_half: torch.Tensor, coupled_half: torch.Tensor) -> float:
+    """Batch mean of the per-image ratio |GAP(M∘F)| / |GAP(F)| (the two N×n halves of Eq. (4)'s
+    descriptor): how much the coupled half carries."""
+    ratio = coupled_half.float().norm(dim=1) / global_half.float().norm(dim=1).clamp_min(1e-12)
+    return ratio.mean().item()
+
+
 def gradient_share(x: torch.Tensor, share: float) -> torch.Tensor:
     """``x`` with its values unchanged, but only ``share`` of the gradient flowing back through it."""
     if share == 1.0:
@@ -117,9 +125,8 @@ class WSCNet(nn.Module):
         into F through M∘F grows with M), but not below ``training_coupled_feature_floor``."""
         share = self.training_coupled_feature_grad
         if self.training_coupled_feature_brake > 0:
-            glob = features.mean(dim=(2, 3)).norm(dim=1)
-            local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3)).norm(dim=1)
-            scale = (local / glob.clamp_min(1e-12)).mean().item()
+            local = (sentiment_map.unsqueeze(1) * features).mean(dim=(2, 3))
+            scale = coupling_scale(features.mean(dim=(2, 3)), local)
             braked = share / max(1.0, scale) ** self.training_coupled_feature_brake
             share = max(braked, min(share, self.training_coupled_feature_floor))
         self.last_coupled_feature_share = share

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_write_text
+from ..model import coupling_scale
 
 
 class Diagnostics:
@@ -93,9 +94,8 @@ def _map_statistics(out, features: torch.Tensor | None) -> dict:
     }
     if features is not None:
         f = features.detach().float()
-        glob = f.mean(dim=(2, 3)).norm(dim=1)
-        local = (out.sentiment_map.detach().float().unsqueeze(1) * f).mean(dim=(2, 3)).norm(dim=1)
-        row["coupling_scale"] = (local / glob.clamp_min(1e-12)).mean().item()
+        local = (out.sentiment_map.detach().float().unsqueeze(1) * f).mean(dim=(2, 3))
+        row["coupling_scale"] = coupling_scale(f.mean(dim=(2, 3)), local)
     return row
 
 

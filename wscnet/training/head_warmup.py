@@ -61,7 +61,7 @@ Validation and export always see plain GMP (the pooling module ignores the share
 
 import torch
 
-from ..model import gradient_share
+from ..model import coupling_scale, gradient_share
 from .options import TrainOptions
 
 
@@ -183,8 +183,7 @@ class CamStage:
         if self.coupled_input_brake <= 0 or self.descriptor is None:
             return 1.0
         n = self.model.num_features
-        ratio = self.descriptor[:, n:].norm(dim=1) / self.descriptor[:, :n].norm(dim=1).clamp_min(1e-12)
-        scale = self._mean_over_processes(ratio.mean().reshape(1))[0]
+        scale = self._mean_over_processes([coupling_scale(self.descriptor[:, :n], self.descriptor[:, n:])])[0]
         if scale > 1.0:
             self.last_input_brake = scale**-self.coupled_input_brake
         return self.last_input_brake
