@@ -1,6 +1,7 @@
 """The ablation table (paper Tables III-IV): WSCNet k=1 / k=4, with and without coupling, and
 the CAM baseline, trained alike and measured on the same split; over several data sets,
-training recipes and seeds, reported as mean ± standard deviation over the seeds."""
+training recipes and seeds, reported as mean ± standard deviation over the seeds, and each WSCNet
+run against the CAM run of the same seed (paired.py)."""
 
 import json
 import statistics
@@ -9,6 +10,8 @@ from pathlib import Path
 from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
 from .log import log
+from .paired import markdown as paired_markdown
+from .paired import paired_rows
 
 # name -> model settings; everything else is shared by all variants
 VARIANTS = {
@@ -87,6 +90,9 @@ def run_ablation(
         )
     rows = summarise(runs)
     table = markdown_table(rows, split, len(seeds))
+    against_cam = paired_rows(runs)
+    if against_cam:
+        table += "\n\n" + paired_markdown(against_cam)
     if missing:
         table += "\n\nNot finished, left out: " + ", ".join(missing) + "."
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +106,7 @@ def run_ablation(
                 "recipes": list(recipes),
                 "settings": train_settings,
                 "rows": rows,
+                "against_cam": against_cam,
                 "runs": runs,
                 "missing": missing,
             },
