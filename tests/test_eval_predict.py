@@ -201,7 +201,7 @@ def test_ablation_writes_table_json_and_chart(synth_set, tmp_path):
     )
     table = run_ablation(data=[synth_set], out=out, only=["wscnet-k1", "cam"], seeds=[0, 1], **common)
     assert (out / "ablation.md").read_text().strip() == table.strip()
-    for chart in ("ablation.png", "diagnostics.png"):
+    for chart in ("ablation.png", "diagnostics.png", "against-cam.png"):
         assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     diagnostics = (out / "diagnostics.md").read_text()  # one epoch of each variant, over its two seeds
     assert f"| {synth_set.name} wscnet-k1 (scratch-flags) (2) | 1 |" in diagnostics

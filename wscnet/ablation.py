@@ -12,6 +12,7 @@ from .errors import UserError
 from .log import log
 from .paired import markdown as paired_markdown
 from .paired import paired_rows
+from .paired import write_chart as write_paired_chart
 
 # name -> model settings; everything else is shared by all variants
 VARIANTS = {
@@ -114,6 +115,8 @@ def run_ablation(
         ),
     )
     write_chart(out / "ablation.png", rows)
+    if against_cam:
+        write_paired_chart(out / "against-cam.png", against_cam)
     write_diagnostics(out, runs)
     speed = write_validation_curves(out, runs)
     if speed:

@@ -11,6 +11,8 @@ import math
 import statistics
 from pathlib import Path
 
+from .atomic import atomic_path
+
 EARLY_EPOCH = 10
 EARLY_MARGIN = 0.05
 
@@ -52,6 +54,7 @@ def paired_rows(runs: list[dict]) -> list[dict]:
         early = [(val_accuracy_at(w["run"]), val_accuracy_at(c["run"])) for w, c in pairs]
         early = [(w, c) for w, c in early if w is not None and c is not None]
         row = {"set": data_set, "recipe": recipe, "variant": variant, "seeds": len(pairs)}
+        row["accuracy_deltas"], row["f_deltas"] = accuracy, f
         row["accuracy_delta"], row["accuracy_delta_error"] = _mean_and_error(accuracy)
         row["wins"] = sum(d > 1e-9 for d in accuracy)
         row["losses"] = sum(d < -1e-9 for d in accuracy)
@@ -107,3 +110,40 @@ def markdown(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_chart(path: Path, rows: list[dict]) -> None:
+    """Per set, each recipe's paired differences from CAM: one dot per seed, the mean with its
+    standard error as a bar; accuracy on the left, map F on the right, 0 = level with CAM."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    series = list(dict.fromkeys((r["recipe"], r["variant"]) for r in rows))
+    width = 0.8 / len(series)
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.2 * len(sets) * len(series) + 3), 4.0))
+    for ax, key, title in zip(axes, ("accuracy", "f"), ("test accuracy", "map F")):
+        for j, (recipe, variant) in enumerate(series):
+            found = {r["set"]: r for r in rows if (r["recipe"], r["variant"]) == (recipe, variant)}
+            for i, data_set in enumerate(sets):
+                row, x = found.get(data_set), i + (j - (len(series) - 1) / 2) * width
+                if row is None or row[f"{key}_delta"] is None:
+                    continue
+                dots = row[f"{key}_deltas"]
+                spread = [x + (k - (len(dots) - 1) / 2) * width * 0.1 for k in range(len(dots))]
+                ax.scatter(spread, dots, s=12, alpha=0.5, color=f"C{j}")
+                error = row[f"{key}_delta_error"] or 0.0
+                label = f"{variant} ({recipe})" if i == 0 else None
+                ax.errorbar(x, row[f"{key}_delta"], yerr=error, fmt="D", color=f"C{j}", capsize=4, label=label)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(range(len(sets)), sets)
+        ax.set_title(f"{title}: WSCNet − CAM", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle("one dot per seed, against CAM's run of the same seed; diamond: mean ± standard error", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
