@@ -482,6 +482,15 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
         braked.apply(step)
         brakes.append(model.training_coupled_feature_brake)
     assert brakes == [2.0, 0.0]
+    # delayed by 2 epochs: share 1 and no brake for steps 0-19, then 4 braked until the window ends at 60
+    late = CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-weights-late"), steps_per_epoch=10)
+    window = []
+    for step in (0, 19, 20, 59, 60):
+        late.apply(step)
+        window.append((model.training_coupled_feature_grad, model.training_coupled_feature_brake))
+    assert window == [(1.0, 0.0), (1.0, 0.0), (4.0, 2.0), (4.0, 2.0), (1.0, 0.0)]
+    with pytest.raises(UserError, match="--coupled-feature-delay 6.0 must end before --coupled-slow-epochs 6.0"):
+        TrainOptions(data=".", out="x", coupled_slow_epochs=6.0, coupled_feature_delay=6.0).validate()
     CamStage(model, apply_recipe(TrainOptions(), "scratch-slow-weights-floored"), steps_per_epoch=10)
     assert model.training_coupled_feature_floor == 1.0
     CamStage(model, apply_recipe(TrainOptions(), "scratch-quiet"), steps_per_epoch=10).apply(119)

@@ -241,6 +241,12 @@ def train(
         help="WSCNet, training only: --coupled-feature-brake does not take --coupled-feature-grad below this "
         "(1: it takes back an amplification, never more).",
     ),
+    coupled_feature_delay: float = typer.Option(
+        TRAIN.coupled_feature_delay,
+        "--coupled-feature-delay",
+        help="WSCNet, training only: --coupled-feature-grad and --coupled-feature-brake apply only from this epoch "
+        "on (before it the share is 1; inside --coupled-slow-epochs when that is set).",
+    ),
     coupled_input_brake: float = typer.Option(
         TRAIN.coupled_input_brake,
         "--coupled-input-brake",

@@ -42,6 +42,8 @@ window) divides that share by s^P where the batch's GAP(M∘F) is s > 1 times GA
 (``WSCNet._coupled_feature_share``): the gradient into F through M∘F grows with M.
 ``coupled_feature_floor`` keeps the braked share from falling below it (1: the brake takes back the
 amplification, never more, so the share does not jump when the window ends).
+``coupled_feature_delay`` starts that share (and its brake) only after so many epochs: before it the
+coupled path passes its plain gradient into F.
 ``coupled_logit_cap`` > 0 brakes the coupled half only while it runs away: when, on the batch, the
 mean norm of the logits from GAP(M∘F) exceeds cap × that of the logits from GAP(F), the coupled-half
 gradient is further multiplied by (cap / ratio)²; below the cap it learns at its own scale.
@@ -120,6 +122,7 @@ class CamStage:
         self.coupled_slow_steps = options.coupled_slow_epochs * steps_per_epoch
         self.coupled_feature_grad = options.coupled_feature_grad if wscnet else 1.0
         self.coupled_feature_brake = options.coupled_feature_brake if wscnet else 0.0
+        self.coupled_feature_delay_steps = options.coupled_feature_delay * steps_per_epoch
         self.model.training_coupled_feature_floor = options.coupled_feature_floor
         self.slow = True
         self.classifier_grad_scale = options.classifier_grad_scale if wscnet else 1.0
@@ -150,8 +153,9 @@ class CamStage:
         self.active = step < self.steps
         self.holding = step < self.hold_steps
         self.slow = self.coupled_slow_steps <= 0 or step < self.coupled_slow_steps
-        self.model.training_coupled_feature_grad = self.coupled_feature_grad if self.slow else 1.0
-        self.model.training_coupled_feature_brake = self.coupled_feature_brake if self.slow else 0.0
+        shared = self.slow and step >= self.coupled_feature_delay_steps
+        self.model.training_coupled_feature_grad = self.coupled_feature_grad if shared else 1.0
+        self.model.training_coupled_feature_brake = self.coupled_feature_brake if shared else 0.0
 
     def scale_classifier_gradient(self) -> None:
         """Scale the classifier's gradient by ``classifier_grad_scale``; zero the part on GAP(M∘F)

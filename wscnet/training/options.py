@@ -61,6 +61,7 @@ class TrainOptions:
     coupled_weight_cap: float = 0.0  # WSCNet, training only: scale its weights down above this logit ratio (0 = off)
     coupled_feature_brake: float = 0.0  # WSCNet, training only: coupled_feature_grad / s^P, s = M∘F's size
     coupled_feature_floor: float = 0.0  # WSCNet, training only: the braked feature share stays at least this
+    coupled_feature_delay: float = 0.0  # WSCNet, training only: coupled_feature_grad/brake from this epoch on
     coupled_input_brake: float = 0.0  # WSCNet, training only: coupled-half gradient / s^P, s = its input / GAP(F)
     grad_clip: float = 0.0  # max global gradient norm, 0 = off; M∘F is quadratic in the
     # features, so from scratch at high rates the classification loss can blow up without it
@@ -131,10 +132,16 @@ class TrainOptions:
             "cam-stage-epochs": self.cam_stage_epochs,
             "hold-coupled-epochs": self.hold_coupled_epochs,
             "coupled-slow-epochs": self.coupled_slow_epochs,
+            "coupled-feature-delay": self.coupled_feature_delay,
         }
         for name, value in stages.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
+        if 0 < self.coupled_slow_epochs <= self.coupled_feature_delay:
+            raise UserError(
+                f"--coupled-feature-delay {self.coupled_feature_delay} must end before --coupled-slow-epochs "
+                f"{self.coupled_slow_epochs}: the feature share applies inside that window"
+            )
         for name, value in {
             "coupled-logit-cap": self.coupled_logit_cap,
             "coupled-weight-cap": self.coupled_weight_cap,

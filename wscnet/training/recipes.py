@@ -47,6 +47,8 @@
   ``scratch-slow-weights-floored`` brakes only the amplification (``coupled_feature_floor`` 1): the
   share never falls below 1, so it does not jump when the slow epochs end.
   ``scratch-slow-weights-even`` adds ``scratch-even``'s input brake on the coupled weights.
+  ``scratch-slow-weights-late`` starts the braked × 4 only after 2 epochs (``coupled_feature_delay``):
+  in the first two the map is still small on every set, so the brake cannot tell them apart.
 - ``scratch-quiet``: ``scratch-slow-classifier`` whose classification loss passes only a quarter of
   its gradient through GAP(M∘F) on to the backbone's features (``coupled_feature_grad``; the
   coupled path's gradient into F is what spikes the backbone's gradient on the plain set);
@@ -72,6 +74,7 @@ _SCRATCH_FLAGS = {
 # recipes that differ only here share one CAM run (wscnet/ablation.py).
 WSCNET_ONLY_FIELDS = (
     "coupled_feature_floor",
+    "coupled_feature_delay",
     "coupled_feature_brake",
     "coupled_input_brake",
     "det_weight_start",
@@ -143,6 +146,8 @@ RECIPES["scratch-slow-weights-braked-half"] = {**RECIPES["scratch-slow-weights-b
 RECIPES["scratch-slow-weights-braked-4"] = {**RECIPES["scratch-slow-weights"], "coupled_feature_brake": 4.0}
 # the brake takes back the × 4 only, never below 1: no jump in F's gradient when the window ends
 RECIPES["scratch-slow-weights-floored"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_floor": 1.0}
+# the × 4 (braked) only from epoch 2 on, once the detection loss is fully ramped in and M has a size to brake by
+RECIPES["scratch-slow-weights-late"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_feature_delay": 2.0}
 # and the coupled weights braked by their input's size as in ``scratch-even`` (after the window too)
 RECIPES["scratch-slow-weights-even"] = {**RECIPES["scratch-slow-weights-braked"], "coupled_input_brake": 2.0}
 RECIPES["scratch-quiet"] = {**RECIPES["scratch-slow-classifier"], "coupled_feature_grad": 0.25}
