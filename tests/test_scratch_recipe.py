@@ -222,6 +222,20 @@ def _recipe_change(name: str, base: str) -> dict:
     return {k: v for k, v in options.items() if reference[k] != v and k != "recipe"}
 
 
+def test_the_scratch_default_is_the_warm_up_with_a_slow_coupled_start_and_a_late_feature_share():
+    assert _recipe_change("scratch", "scratch-warmup") == {
+        "classifier_grad_scale": 0.5,
+        "coupled_grad_scale": 0.25,
+        "coupled_slow_epochs": 6.0,
+        "coupled_feature_grad": 4.0,
+        "coupled_feature_brake": 2.0,
+        "coupled_feature_delay": 2.0,
+    }
+    assert _recipe_change("scratch", "scratch-slow-weights-late") == {}
+    # a short run keeps its windows: slow all run, the feature share never starts
+    TrainOptions(data=".", out="x", epochs=2, **_recipe_change("scratch", "paper")).validate()
+
+
 def test_coupled_recipes_change_only_their_fields_and_clip_budget():
     expected = {
         "scratch-held-cam-clip": {"hold_coupled_epochs": 3.0, "clip_per_loss": False},
@@ -231,7 +245,7 @@ def test_coupled_recipes_change_only_their_fields_and_clip_budget():
         "scratch-slow-both-eighth": {"classifier_grad_scale": 0.5, "coupled_grad_scale": 0.125},
     }
     for name, change in expected.items():
-        assert _recipe_change(name, "scratch") == change
+        assert _recipe_change(name, "scratch-warmup") == change
     # after the 2-epoch ramp (det weight 1): the per-loss budget is 2 · (1 + 1), CAM's budget is 2
     held = HeadWarmup(apply_recipe(TrainOptions(), "scratch-held-cam-clip"), steps_per_epoch=10)
     slow = HeadWarmup(apply_recipe(TrainOptions(), "scratch-slow-coupled"), steps_per_epoch=10)
@@ -495,8 +509,12 @@ def test_coupled_slow_epochs_apply_the_coupled_scale_for_the_first_epochs_only()
     assert model.training_coupled_feature_floor == 1.0
     CamStage(model, apply_recipe(TrainOptions(), "scratch-quiet"), steps_per_epoch=10).apply(119)
     assert model.training_coupled_feature_grad == 0.25
-    with pytest.raises(UserError, match="--coupled-slow-epochs must be in"):
-        TrainOptions(data=".", out="x", epochs=5, coupled_slow_epochs=6.0).validate()
+    # a window longer than the run covers it: a 5-epoch run stays slow to its last step
+    TrainOptions(data=".", out="x", epochs=5, coupled_slow_epochs=6.0).validate()
+    stage.apply(49)
+    assert stage.slow
+    with pytest.raises(UserError, match="--coupled-slow-epochs must not be negative"):
+        TrainOptions(data=".", out="x", coupled_slow_epochs=-1.0).validate()
 
 
 def test_brake_and_cap_share_the_batch_norms_across_processes(tmp_path):

@@ -236,7 +236,7 @@ def test_speed_recipes_are_scratch_with_one_change_each():
     from wscnet.training import TrainOptions
     from wscnet.training.recipes import RECIPES, apply_recipe
 
-    scratch = apply_recipe(TrainOptions(), "scratch").to_dict()
+    scratch = apply_recipe(TrainOptions(), "scratch-warmup").to_dict()
     expected = {
         "scratch-staged": {"cam_stage_epochs": 3.0},
         "scratch-held": {"hold_coupled_epochs": 3.0},

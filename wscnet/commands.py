@@ -51,8 +51,8 @@ TRAIN = field_defaults(TrainOptions)  # the one place each training default is w
 
 FROM_SCRATCH_HINT = (
     "Without --pretrained the backbone starts from random weights and the paper's --lr 1e-3 "
-    "learns very slowly: pass --recipe scratch (lr 0.02, cosine, warm-up, clipping and the WSCNet "
-    "head warm-up; see wscnet/training/recipes.py)."
+    "learns very slowly: pass --recipe scratch (lr 0.02, cosine, warm-up, clipping, the WSCNet "
+    "head warm-up and a slow start of its coupled half; see wscnet/training/recipes.py)."
 )
 
 
@@ -144,8 +144,8 @@ def train(
     recipe: str = typer.Option(
         TRAIN.recipe,
         "--recipe",
-        help="paper | scratch (from-scratch WSCNet: head warm-up) | scratch-flags; fills the flags left at "
-        "their default.",
+        help="paper | scratch (from scratch: head warm-up, slow coupled start) | scratch-warmup | scratch-flags | "
+        "the measured variants of wscnet/training/recipes.py; fills the flags left at their default.",
     ),
     pool_warmup_epochs: float = typer.Option(
         TRAIN.pool_warmup_epochs,

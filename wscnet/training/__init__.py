@@ -2,8 +2,8 @@
 
 Paper setting (ImageNet-pretrained ResNet-101, 448 px): the defaults plus ``--pretrained``
 (``--recipe paper``). From scratch the paper's 1e-3 backbone rate barely moves; the from-scratch
-recipe (``recipes.py``: lr 0.02, cosine, warm-up, clipping, and the WSCNet head warm-up of
-``head_warmup.py``), ResNet-18 on a CPU, is::
+recipe (``recipes.py``: lr 0.02, cosine, warm-up, clipping, the WSCNet head warm-up of
+``head_warmup.py`` and a slow start of the coupled half), ResNet-18 on a CPU, is::
 
     python cli.py synth /tmp/synth --n-per-class 200 --size 192 --seed 0
     python cli.py train --data /tmp/synth --out runs/synth --arch resnet18 --img-size 160 \

@@ -128,15 +128,20 @@ class TrainOptions:
         }.items():
             if not 0 <= value <= 1:
                 raise UserError(f"--{name} must be in [0, 1]; got {value}")
-        stages = {
+        # a stage as long as the run would leave the coupled half untrained
+        for name, value in {
             "cam-stage-epochs": self.cam_stage_epochs,
             "hold-coupled-epochs": self.hold_coupled_epochs,
-            "coupled-slow-epochs": self.coupled_slow_epochs,
-            "coupled-feature-delay": self.coupled_feature_delay,
-        }
-        for name, value in stages.items():
+        }.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
+        # a slow window or a delay longer than a short run just covers it (the recipes' windows are in epochs)
+        for name, value in {
+            "coupled-slow-epochs": self.coupled_slow_epochs,
+            "coupled-feature-delay": self.coupled_feature_delay,
+        }.items():
+            if value < 0:
+                raise UserError(f"--{name} must not be negative; got {value}")
         if 0 < self.coupled_slow_epochs <= self.coupled_feature_delay:
             raise UserError(
                 f"--coupled-feature-delay {self.coupled_feature_delay} must end before --coupled-slow-epochs "
