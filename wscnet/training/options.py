@@ -135,19 +135,15 @@ class TrainOptions:
         }.items():
             if not 0 <= value < self.epochs:
                 raise UserError(f"--{name} must be in [0, --epochs); got {value}")
-        # a slow window or a delay longer than a short run just covers it (the recipes' windows are in epochs)
-        for name, value in {
-            "coupled-slow-epochs": self.coupled_slow_epochs,
-            "coupled-feature-delay": self.coupled_feature_delay,
-        }.items():
-            if value < 0:
-                raise UserError(f"--{name} must not be negative; got {value}")
         if 0 < self.coupled_slow_epochs <= self.coupled_feature_delay:
             raise UserError(
                 f"--coupled-feature-delay {self.coupled_feature_delay} must end before --coupled-slow-epochs "
                 f"{self.coupled_slow_epochs}: the feature share applies inside that window"
             )
+        # a slow window or a delay longer than the run covers it (recipes give windows in epochs): only < 0 is wrong
         for name, value in {
+            "coupled-slow-epochs": self.coupled_slow_epochs,
+            "coupled-feature-delay": self.coupled_feature_delay,
             "coupled-logit-cap": self.coupled_logit_cap,
             "coupled-weight-cap": self.coupled_weight_cap,
             "coupled-input-brake": self.coupled_input_brake,
