@@ -10,8 +10,8 @@ from pathlib import Path
 from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
 from .log import log
+from .paired import EARLY_EPOCH, paired_rows
 from .paired import markdown as paired_markdown
-from .paired import paired_rows
 from .paired import write_chart as write_paired_chart
 
 # name -> model settings; everything else is shared by all variants
@@ -164,7 +164,7 @@ def _curve_groups(runs: list[dict]) -> dict[str, dict[str, list[Path]]]:
     return groups
 
 
-def write_validation_curves(out: Path, runs: list[dict], at_epoch: int = 10) -> str:
+def write_validation_curves(out: Path, runs: list[dict], at_epoch: int = EARLY_EPOCH) -> str:
     """curves-<set>.png (validation accuracy and F per epoch, mean over seeds, one picture per set)
     and a markdown table of the training speed: accuracy at ``at_epoch`` and at the end, and the
     epochs each row needs to reach 95 % of its final validation accuracy. '' if nothing was validated

@@ -15,6 +15,7 @@ from .atomic import atomic_path
 
 EARLY_EPOCH = 10
 EARLY_MARGIN = 0.05
+TIE = 1e-9  # float noise: differences this small count as level
 
 
 def val_accuracy_at(run_dir: Path, epoch: int = EARLY_EPOCH) -> float | None:
@@ -56,15 +57,15 @@ def paired_rows(runs: list[dict]) -> list[dict]:
         row = {"set": data_set, "recipe": recipe, "variant": variant, "seeds": len(pairs)}
         row["accuracy_deltas"], row["f_deltas"] = accuracy, f
         row["accuracy_delta"], row["accuracy_delta_error"] = _mean_and_error(accuracy)
-        row["wins"] = sum(d > 1e-9 for d in accuracy)
-        row["losses"] = sum(d < -1e-9 for d in accuracy)
+        row["wins"] = sum(d > TIE for d in accuracy)
+        row["losses"] = sum(d < -TIE for d in accuracy)
         row["ties"] = len(accuracy) - row["wins"] - row["losses"]
         row["f_delta"], row["f_delta_error"] = _mean_and_error(f) if f else (None, None)
         row["early"] = statistics.fmean(w for w, _ in early) if early else None
         row["early_cam"] = statistics.fmean(c for _, c in early) if early else None
-        row["early_ok"] = None if row["early"] is None else row["early"] >= row["early_cam"] - EARLY_MARGIN - 1e-9
-        row["accuracy_ok"] = row["accuracy_delta"] >= -1e-9
-        row["f_ok"] = None if row["f_delta"] is None else row["f_delta"] >= -1e-9
+        row["early_ok"] = None if row["early"] is None else row["early"] >= row["early_cam"] - EARLY_MARGIN - TIE
+        row["accuracy_ok"] = row["accuracy_delta"] >= -TIE
+        row["f_ok"] = None if row["f_delta"] is None else row["f_delta"] >= -TIE
         rows.append(row)
     return rows
 
